@@ -1,0 +1,129 @@
+"""Builders of tiny corpora in the real IEMOCAP and MSP-IMPROV layouts (no downloads).
+
+Each builder writes real 16 kHz WAV files and label files exactly as the releases lay them
+out, including the litter the readers must ignore (AppleDouble ``._*`` files, the
+``Categorical/``, ``Attribute/``, ``Self-evaluation/`` subfolders, per-rater lines), and
+returns what a correct reader must find.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainers.audio import write_wav
+
+IEMOCAP_LABEL_CYCLE = ("neu", "hap", "sad", "ang", "exc", "fru", "xxx", "neu", "ang", "sad")
+MSP_LETTERS = ("A", "H", "S", "N", "O", "X", "N", "A")
+
+
+@dataclass
+class FakeCorpus:
+    root: Path
+    expected: dict[str, dict] = field(default_factory=dict)  # utt_id -> expected manifest values
+    wavs: dict[str, Path] = field(default_factory=dict)
+    label_files: list[Path] = field(default_factory=list)
+
+
+def _tone(seconds: float, seed: int, sample_rate: int = 16000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (0.3 * np.sin(2 * np.pi * (120 + 40 * rng.random()) * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def build_fake_iemocap(root: Path, *, sessions=(1, 2), per_dialog: int = 4) -> FakeCorpus:
+    corpus = FakeCorpus(root=root)
+    counter = 0
+    for session in sessions:
+        session_dir = root / f"Session{session}"
+        labels_dir = session_dir / "dialog" / "EmoEvaluation"
+        for sub in ("Categorical", "Attribute", "Self-evaluation"):
+            (labels_dir / sub).mkdir(parents=True, exist_ok=True)
+        dialogs = [(f"Ses{session:02d}F_impro01", True), (f"Ses{session:02d}M_script01_1b", False)]
+        for dialog, improvised in dialogs:
+            wav_dir = session_dir / "sentences" / "wav" / dialog
+            wav_dir.mkdir(parents=True, exist_ok=True)
+            lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+            start = 1.0
+            per_gender = {"F": 0, "M": 0}
+            for index in range(per_dialog):
+                gender = "FM"[index % 2]
+                utt_id = f"{dialog}_{gender}{per_gender[gender]:03d}"
+                per_gender[gender] += 1
+                label = IEMOCAP_LABEL_CYCLE[counter % len(IEMOCAP_LABEL_CYCLE)]
+                seconds = 0.5 + 0.25 * (counter % 3)
+                counter += 1
+                write_wav(wav_dir / f"{utt_id}.wav", _tone(seconds, counter), 16000)
+                lines += [
+                    f"[{start:.4f} - {start + seconds:.4f}]\t{utt_id}\t{label}\t[2.5000, 3.0000, 3.5000]",
+                    "C-E2:\tNeutral state;\t()",
+                    "C-F1:\tFrustration; Anger;\t(annoyed)",
+                    "A-E3:\tval 3; act 2; dom  2;\t()",
+                    "",
+                ]
+                start += seconds + 0.5
+                corpus.expected[utt_id] = {
+                    "label": label, "session": session, "speaker": f"Ses{session:02d}{gender}",
+                    "gender": gender, "improvised": improvised, "duration_s": seconds, "dialog": dialog,
+                }
+                corpus.wavs[utt_id] = wav_dir / f"{utt_id}.wav"
+            label_file = labels_dir / f"{dialog}.txt"
+            label_file.write_text("\n".join(lines) + "\n")
+            corpus.label_files.append(label_file)
+            # Decoys the reader must not read: other annotation folders and macOS litter.
+            (labels_dir / "Categorical" / f"{dialog}_e2_cat.txt").write_text(
+                f"{dialog}_F000 :Neutral state; ()\n")
+            (labels_dir / "Attribute" / f"{dialog}_e3_atr.txt").write_text(f"{dialog}_F000 :act 2; val 3; dom  2; ()\n")
+            (labels_dir / "Self-evaluation" / f"{dialog}.anvil").write_text("<xml/>\n")
+            (labels_dir / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07Mac OS X        ")
+            (wav_dir / f"._{dialog}_F000.wav").write_bytes(b"\x00\x05\x16\x07Mac OS X        ")
+    return corpus
+
+
+def build_fake_msp_improv(root: Path, *, sessions=(1, 2), label_file_name: str = "Evaluation.txt") -> FakeCorpus:
+    corpus = FakeCorpus(root=root)
+    lines = []
+    counter = 0
+    for session in sessions:
+        for gender in "FM":
+            speaker = f"{gender}{session:02d}"
+            for scenario, part in (("S01A", "R"), ("S02H", "T"), ("S03S", "S"), ("S04N", "P")):
+                utt_id = f"MSP-IMPROV-{scenario}-{speaker}-{part}-FM{session:02d}"
+                folder = root / f"session{session}" / scenario / part
+                folder.mkdir(parents=True, exist_ok=True)
+                seconds = 0.5 + 0.25 * (counter % 2)
+                write_wav(folder / f"{utt_id}.wav", _tone(seconds, 100 + counter), 16000)
+                letter = MSP_LETTERS[counter % len(MSP_LETTERS)]
+                arousal = "NaN" if counter == 3 else "4.0000"
+                lines += [
+                    f"UTD-IMPROV-{scenario}-{speaker}-{part}-FM{session:02d}.avi; {letter}; A:{arousal}; V:2.2000; "
+                    "D:3.4000 ; N:5.0000;",
+                    f"S01M-D; {letter}; A:4; V:2; D:3; N:5;",
+                    "S01F-D; N; A:3; V:3; D:3; N:4;",
+                    "",
+                ]
+                counter += 1
+                corpus.expected[utt_id] = {
+                    "label": {"A": "ang", "H": "hap", "S": "sad", "N": "neu", "O": "oth", "X": "xxx"}[letter],
+                    "session": session, "speaker": speaker, "gender": gender, "improvised": part != "R",
+                    "duration_s": seconds, "part": part, "target": scenario[-1], "scenario": scenario,
+                }
+                corpus.wavs[utt_id] = folder / f"{utt_id}.wav"
+        (root / f"session{session}" / "S01A" / "R" / "._litter.wav").write_bytes(b"\x00\x05\x16\x07")
+    label_file = root / label_file_name
+    label_file.write_text("\n".join(lines) + "\n")
+    corpus.label_files.append(label_file)
+    return corpus
+
+
+@pytest.fixture
+def fake_iemocap(tmp_path: Path) -> FakeCorpus:
+    return build_fake_iemocap(tmp_path / "IEMOCAP_full_release")
+
+
+@pytest.fixture
+def fake_msp_improv(tmp_path: Path) -> FakeCorpus:
+    return build_fake_msp_improv(tmp_path / "MSP-IMPROV")

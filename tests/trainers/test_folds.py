@@ -1,0 +1,98 @@
+import pandas as pd
+import pytest
+
+from conftest import build_fake_iemocap
+from trainers.folds import FoldProtocol, check_folds, make_folds, parse_merges, read_folds, write_folds
+from trainers.manifest import build_manifest
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    corpus = build_fake_iemocap(tmp_path_factory.mktemp("iemocap"), sessions=(1, 2, 3, 4, 5), per_dialog=6)
+    return build_manifest(dataset="iemocap", root=corpus.root).frame
+
+
+def _assert_speaker_independent(table):
+    for fold, rows in table.groupby("fold"):
+        test = set(rows.loc[rows.split == "test", "speaker"])
+        assert test and not test & set(rows.loc[rows.split != "test", "speaker"]), fold
+        valid = set(rows.loc[rows.split == "valid", "speaker"])
+        assert valid and not valid & set(rows.loc[rows.split == "train", "speaker"]), fold
+
+
+def test_speaker_pairs_are_the_papers_five_folds(manifest):
+    table = make_folds(manifest, protocol=FoldProtocol(scheme="speaker-pairs"))
+    tests = {fold: sorted(set(rows.loc[rows.split == "test", "speaker"])) for fold, rows in table.groupby("fold")}
+    assert tests == {1: ["Ses01M", "Ses02F"], 2: ["Ses02M", "Ses03F"], 3: ["Ses03M", "Ses04F"],
+                     4: ["Ses04M", "Ses05F"], 5: ["Ses01F", "Ses05M"]}
+    _assert_speaker_independent(table)
+    # Every utterance of the protocol appears exactly once per fold.
+    assert (table.groupby("fold").size() == len(manifest)).all()
+
+
+def test_loso_tests_on_whole_sessions(manifest):
+    table = make_folds(manifest, protocol=FoldProtocol(scheme="loso", valid_speakers=2))
+    for fold, rows in table.groupby("fold"):
+        assert set(rows.loc[rows.split == "test", "session"]) == {fold}
+        valid = rows.loc[rows.split == "valid", ["speaker"]].drop_duplicates()
+        assert len(valid) == 2 and {s[-1] for s in valid["speaker"]} == {"F", "M"}  # one of each gender
+    _assert_speaker_independent(table)
+
+
+def test_classes_merges_and_improvised_only(manifest):
+    protocol = FoldProtocol(scheme="loso", classes=("neu", "hap", "sad", "ang"), merges=parse_merges(["exc=hap"]),
+                            improvised_only=True)
+    table = make_folds(manifest, protocol=protocol)
+    kept = manifest[manifest.improvised & manifest.label.isin(["neu", "hap", "sad", "ang", "exc"])]
+    assert set(table.loc[table.fold == 1, "utt_id"]) == set(kept.utt_id)
+    merged = kept.loc[kept.label == "exc", "utt_id"]
+    assert len(merged) > 0 and (table.set_index("utt_id").loc[merged, "label"] == "hap").all()
+    assert set(table.label) == {"neu", "hap", "sad", "ang"}
+
+
+def test_validation_choice_is_deterministic_by_seed(manifest):
+    first = make_folds(manifest, protocol=FoldProtocol(scheme="loso", seed=3))
+    again = make_folds(manifest, protocol=FoldProtocol(scheme="loso", seed=3))
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_round_trip_keeps_the_protocol(manifest, tmp_path):
+    protocol = FoldProtocol(scheme="speaker-pairs", classes=("neu", "ang"), merges={"fru": "ang"})
+    table = make_folds(manifest, protocol=protocol)
+    write_folds(table, tmp_path / "folds.parquet", protocol=protocol, manifest_path=tmp_path / "m.parquet")
+    loaded, meta = read_folds(tmp_path / "folds.parquet")
+    pd.testing.assert_frame_equal(loaded, table)
+    assert meta["scheme"] == "speaker-pairs" and meta["classes"] == ["neu", "ang"] and meta["merges"] == {"fru": "ang"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scheme": "kfold"}, "scheme must be one of loso, speaker-pairs"),
+        ({"scheme": "loso", "valid_speakers": 0}, "valid_speakers must be >= 1"),
+        ({"scheme": "loso", "classes": ("neu",), "merges": {"exc": "hap"}}, "target 'hap' is not among classes"),
+    ],
+)
+def test_bad_protocols_name_the_option(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FoldProtocol(**kwargs)
+
+
+def test_bad_requests_against_the_data(manifest):
+    with pytest.raises(ValueError, match="class\\(es\\) calm have no utterances"):
+        make_folds(manifest, protocol=FoldProtocol(scheme="loso", classes=("neu", "calm")))
+    with pytest.raises(ValueError, match="leaves no training speaker"):
+        make_folds(manifest, protocol=FoldProtocol(scheme="loso", valid_speakers=8))
+    with pytest.raises(ValueError, match="must look like SOURCE=TARGET"):
+        parse_merges(["exc:hap"])
+    two_speakers_in_one_session = manifest.assign(speaker=manifest.speaker.where(manifest.session != 1, "Ses01F"),
+                                                  gender=manifest.gender.where(manifest.session != 1, "F"))
+    with pytest.raises(ValueError, match="one F and one M speaker in each session"):
+        make_folds(two_speakers_in_one_session, protocol=FoldProtocol(scheme="speaker-pairs"))
+
+
+def test_check_folds_catches_leakage():
+    leaky = pd.DataFrame({"utt_id": ["a", "b", "c"], "fold": 1, "split": ["train", "valid", "test"],
+                          "speaker": ["s1", "s2", "s1"], "label": "neu", "session": 1})
+    with pytest.raises(RuntimeError, match="test speaker\\(s\\) \\['s1'\\] also in train/valid"):
+        check_folds(leaky)
