@@ -19,8 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 EXIT_USER_ERROR = 2
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # never break paths across lines
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class UserError(Exception):

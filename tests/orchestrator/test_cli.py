@@ -1,0 +1,66 @@
+"""The ``sernas`` command line on real files: exit codes and messages a user sees."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from orchestrator.cli import main
+
+
+def test_manifest_then_folds_through_the_cli(fake_iemocap, tmp_path, capsys):
+    manifest = tmp_path / "m.parquet"
+    assert main(["manifest", "--dataset", "iemocap", "--root", str(fake_iemocap.root), "--out", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "utterances per session x label" in out and f"Wrote {len(fake_iemocap.expected)} utterances" in out
+    folds = tmp_path / "folds.parquet"
+    assert main(["folds", "--manifest", str(manifest), "--scheme", "loso", "--classes", "neu,hap,sad,ang",
+                 "--merge", "exc=hap", "--out", str(folds)]) == 0
+    table = pd.read_parquet(folds)
+    assert set(table["fold"]) == {1, 2} and set(table["label"]) == {"neu", "hap", "sad", "ang"}
+    assert "loso folds" in capsys.readouterr().out
+
+
+def test_bad_corpus_exits_2_with_every_file_listed_and_no_traceback(fake_iemocap, tmp_path, capsys):
+    fake_iemocap.wavs["Ses01F_impro01_F000"].write_bytes(b"")
+    label_file = fake_iemocap.label_files[1]
+    label_file.write_text(label_file.read_text() + "[oops]\n")
+    out = tmp_path / "m.parquet"
+    code = main(["manifest", "--dataset", "iemocap", "--root", str(fake_iemocap.root), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "Ses01F_impro01_F000.wav: empty file (0 bytes)" in err
+    assert f"{label_file.name}:" in err and "[oops]" in err  # rich markup in user text is escaped
+    assert "Traceback" not in err
+
+
+def test_skip_bad_writes_rejects(fake_iemocap, tmp_path):
+    fake_iemocap.wavs["Ses01F_impro01_F000"].write_text("not audio")
+    out = tmp_path / "m.parquet"
+    assert main(["manifest", "--dataset", "iemocap", "--root", str(fake_iemocap.root), "--out", str(out),
+                 "--skip-bad"]) == 0
+    assert len(pd.read_csv(tmp_path / "m.rejects.csv")) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["manifest", "--dataset", "iemocap", "--root", "/no/such/root", "--out", "x.parquet"], "does not exist"),
+        (["folds", "--manifest", "/no/such.parquet", "--scheme", "loso", "--out", "f.parquet"], "sernas manifest"),
+        (["features", "--manifest", "/no/such.parquet", "--out", "x"], None),  # argparse usage error
+    ],
+)
+def test_user_mistakes_exit_2(argv, message, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse reports unknown options this way
+        code = exit_.code
+    assert code == 2
+    if message:
+        assert message in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "synth" in result.stdout and "folds" in result.stdout
