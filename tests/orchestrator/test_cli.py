@@ -64,3 +64,24 @@ def test_user_mistakes_exit_2(argv, message, capsys):
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "synth" in result.stdout and "folds" in result.stdout
+
+
+@pytest.mark.slow
+def test_readme_main_job_on_a_small_synthetic_corpus(tmp_path, capsys):
+    """synth -> manifest -> features -> folds, as the README runs it, on 4 speakers."""
+    from trainers.features import load_features
+    from trainers.manifest import read_manifest
+
+    corpus, manifest, cache, folds = (tmp_path / name for name in ("corpus", "m.parquet", "features", "f.parquet"))
+    assert main(["synth", "--out", str(corpus), "--speakers", "4", "--per-speaker", "12"]) == 0
+    assert main(["manifest", "--dataset", "iemocap", "--root", str(corpus), "--out", str(manifest)]) == 0
+    frame = read_manifest(manifest)
+    assert len(frame) == 48 and frame["speaker"].nunique() == 4  # the real reader found every utterance
+    assert main(["features", "--manifest", str(manifest), "--cache", str(cache), "--quiet"]) == 0
+    assert "48 computed" in capsys.readouterr().out
+    assert main(["features", "--manifest", str(manifest), "--cache", str(cache), "--quiet"]) == 0
+    assert "0 computed" in capsys.readouterr().out  # the second run computes nothing
+    assert load_features(frame, preset="paper-mfcc", cache_dir=cache).shape == (48, 1, 128, 128)
+    assert main(["folds", "--manifest", str(manifest), "--scheme", "loso", "--merge", "exc=hap",
+                 "--classes", "neu,hap,sad,ang", "--out", str(folds)]) == 0
+    assert pd.read_parquet(folds)["fold"].nunique() == 2
