@@ -1,0 +1,61 @@
+"""Search space for DARTS on speech features (pure torch).
+
+Primitives and their registry, the Genotype value, the supernet's mixed edges and cells, the
+SuperNet, and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
+"""
+
+from search_space.cells import Cell, SearchCell, drop_path
+from search_space.genotype import (
+    Genotype,
+    alpha_entropy,
+    derive_genotype,
+    node_softmax,
+    num_edges,
+)
+from search_space.head import RecurrentHead
+from search_space.mixed_op import MixedOp, channel_shuffle
+from search_space.network import (
+    MODEL_NAMES,
+    BaselineCNNLSTM,
+    Network,
+    baseline_channels,
+    build_model,
+    count_parameters,
+)
+from search_space.primitives import (
+    OPS,
+    PARAMETER_FREE_OPS,
+    PRIMITIVES,
+    OpFactory,
+    build_op,
+    validate_primitives,
+)
+from search_space.supernet import SuperNet, reduction_layers
+
+__all__ = [
+    "MODEL_NAMES",
+    "OPS",
+    "PARAMETER_FREE_OPS",
+    "PRIMITIVES",
+    "BaselineCNNLSTM",
+    "Cell",
+    "Genotype",
+    "MixedOp",
+    "Network",
+    "OpFactory",
+    "RecurrentHead",
+    "SearchCell",
+    "SuperNet",
+    "alpha_entropy",
+    "baseline_channels",
+    "build_model",
+    "build_op",
+    "channel_shuffle",
+    "count_parameters",
+    "derive_genotype",
+    "drop_path",
+    "node_softmax",
+    "num_edges",
+    "reduction_layers",
+    "validate_primitives",
+]

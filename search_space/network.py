@@ -1,0 +1,273 @@
+"""Discrete networks trained from scratch: a Genotype's network and the hand-made baseline.
+
+Both map (B, in_channels, F, T) features to (B, n_classes) logits through the same recurrent
+head as the supernet. :func:`build_model` picks one by Genotype, by genotype JSON, or by name
+(``"baseline"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from search_space.cells import Cell
+from search_space.genotype import Genotype
+from search_space.head import RecurrentHead
+from search_space.supernet import reduction_layers
+
+__all__ = [
+    "MODEL_NAMES",
+    "BaselineCNNLSTM",
+    "Network",
+    "baseline_channels",
+    "build_model",
+    "count_parameters",
+]
+
+
+def _check_input(x: torch.Tensor, in_channels: int, who: str) -> None:
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"{who} expects input of shape (B, {in_channels}, F, T), but got {tuple(x.shape)}."
+        )
+
+
+class Network(nn.Module):
+    """The network of a derived Genotype: stem -> ``layers`` cells -> recurrent head.
+
+    Same macro-structure as :class:`search_space.SuperNet` (reduction cells at 1/3 and 2/3 of
+    the depth, channels doubling there). ``drop_path_prob`` is a plain attribute so a trainer
+    can schedule it per epoch; it acts in training mode only.
+    """
+
+    def __init__(
+        self,
+        genotype: Genotype,
+        *,
+        layers: int,
+        init_channels: int,
+        n_classes: int,
+        lstm_hidden: int = 128,
+        lstm_layers: int = 1,
+        dropout: float = 0.3,
+        drop_path_prob: float = 0.0,
+        stem_multiplier: int = 3,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        if not isinstance(genotype, Genotype):
+            raise ValueError(
+                f"genotype must be a Genotype, but got {type(genotype).__name__}; "
+                "use Genotype.from_json or build_model for JSON text."
+            )
+        for name, value in (
+            ("init_channels", init_channels),
+            ("stem_multiplier", stem_multiplier),
+            ("in_channels", in_channels),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, but got {value!r}.")
+        reductions = reduction_layers(layers)
+        self.genotype = genotype
+        self.in_channels = in_channels
+        self.drop_path_prob = drop_path_prob
+        self._config: dict[str, Any] = {
+            "genotype": genotype.to_dict(),
+            "layers": layers,
+            "init_channels": init_channels,
+            "n_classes": n_classes,
+            "lstm_hidden": lstm_hidden,
+            "lstm_layers": lstm_layers,
+            "dropout": dropout,
+            "drop_path_prob": drop_path_prob,
+            "stem_multiplier": stem_multiplier,
+            "in_channels": in_channels,
+        }
+
+        C_stem = stem_multiplier * init_channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem),
+        )
+        C_pp, C_p, C = C_stem, C_stem, init_channels
+        cells, reduction_prev = [], False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C *= 2
+            cell = Cell(
+                genotype,
+                C_pp=C_pp,
+                C_p=C_p,
+                C=C,
+                reduction=reduction,
+                reduction_prev=reduction_prev,
+            )
+            cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C
+        self.cells = nn.ModuleList(cells)
+        self.head = RecurrentHead(
+            C_p,
+            n_classes=n_classes,
+            lstm_hidden=lstm_hidden,
+            lstm_layers=lstm_layers,
+            dropout=dropout,
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor keywords, JSON-ready (the genotype as a dict); see :func:`build_model`."""
+        return dict(self._config, genotype=self.genotype.to_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_channels, "Network")
+        s0 = s1 = self.stem(x)  # (B, C_stem, F, T)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)  # (B, mult * C, F', T')
+        return self.head(s1)  # (B, n_classes)
+
+
+def baseline_channels(init_channels: int, layers: int) -> tuple[int, ...]:
+    """Channels of the baseline's conv blocks: ``2 * init_channels``, doubling per block."""
+    if init_channels < 1 or layers < 1:
+        raise ValueError(
+            f"init_channels and layers must be >= 1, but got {init_channels} and {layers}."
+        )
+    return tuple(init_channels * 2 ** (i + 1) for i in range(layers))
+
+
+class BaselineCNNLSTM(nn.Module):
+    """Hand-engineered CNN-LSTM (the paper's comparison point).
+
+    One block per entry of ``channels``: Conv 3x3 -> BatchNorm -> ReLU -> MaxPool 2x2 (which
+    halves F and T, rounding up), then the same recurrent head as the searched networks.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_classes: int,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        lstm_hidden: int = 128,
+        lstm_layers: int = 1,
+        dropout: float = 0.3,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        channels = tuple(channels)
+        if not channels or any(
+            not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels
+        ):
+            raise ValueError(
+                f"channels must be a non-empty sequence of ints >= 1, but got {channels}."
+            )
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be an int >= 1, but got {in_channels!r}.")
+        self.in_channels = in_channels
+        self._config: dict[str, Any] = {
+            "n_classes": n_classes,
+            "channels": list(channels),
+            "lstm_hidden": lstm_hidden,
+            "lstm_layers": lstm_layers,
+            "dropout": dropout,
+            "in_channels": in_channels,
+        }
+        blocks, c_in = [], in_channels
+        for c in channels:
+            blocks += [
+                nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2, 2, ceil_mode=True),
+            ]
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        self.head = RecurrentHead(
+            c_in,
+            n_classes=n_classes,
+            lstm_hidden=lstm_hidden,
+            lstm_layers=lstm_layers,
+            dropout=dropout,
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor keywords, JSON-ready."""
+        return dict(self._config, channels=list(self._config["channels"]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_channels, "BaselineCNNLSTM")
+        x = self.features(x)  # (B, channels[-1], F / 2^n, T / 2^n)
+        return self.head(x)  # (B, n_classes)
+
+
+MODEL_NAMES: tuple[str, ...] = ("baseline",)
+"""Architectures available by name in :func:`build_model`."""
+
+
+def build_model(
+    genotype_or_name: Genotype | str,
+    *,
+    layers: int,
+    init_channels: int,
+    n_classes: int,
+    lstm_hidden: int = 128,
+    lstm_layers: int = 1,
+    dropout: float = 0.3,
+    drop_path_prob: float = 0.0,
+    stem_multiplier: int = 3,
+    in_channels: int = 1,
+) -> nn.Module:
+    """Build the network to train from scratch.
+
+    ``genotype_or_name`` is a :class:`Genotype`, the JSON text of one (as written by
+    :meth:`Genotype.to_json`), or a name from :data:`MODEL_NAMES`: ``"baseline"`` gives a
+    :class:`BaselineCNNLSTM` with ``layers`` blocks of :func:`baseline_channels` channels
+    (``drop_path_prob`` and ``stem_multiplier`` do not apply to it).
+    """
+    if isinstance(genotype_or_name, str):
+        text = genotype_or_name.strip()
+        if text == "baseline":
+            return BaselineCNNLSTM(
+                n_classes=n_classes,
+                channels=baseline_channels(init_channels, layers),
+                lstm_hidden=lstm_hidden,
+                lstm_layers=lstm_layers,
+                dropout=dropout,
+                in_channels=in_channels,
+            )
+        if not text.startswith("{"):
+            raise ValueError(
+                f"Unknown model {genotype_or_name!r}: expected genotype JSON or one of "
+                f"{list(MODEL_NAMES)}."
+            )
+        genotype = Genotype.from_json(text)
+    elif isinstance(genotype_or_name, Genotype):
+        genotype = genotype_or_name
+    else:
+        raise ValueError(
+            f"Expected a Genotype, genotype JSON or one of {list(MODEL_NAMES)}, "
+            f"but got {type(genotype_or_name).__name__}."
+        )
+    return Network(
+        genotype,
+        layers=layers,
+        init_channels=init_channels,
+        n_classes=n_classes,
+        lstm_hidden=lstm_hidden,
+        lstm_layers=lstm_layers,
+        dropout=dropout,
+        drop_path_prob=drop_path_prob,
+        stem_multiplier=stem_multiplier,
+        in_channels=in_channels,
+    )
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
+    """Number of parameter elements (for a SuperNet, arch weights included; use
+    ``sum(p.numel() for p in net.weight_parameters())`` for weights only)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

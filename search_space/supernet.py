@@ -1,0 +1,240 @@
+"""The DARTS supernet for speech features: stem -> search cells -> recurrent head.
+
+Architecture weights (alphas, and PC-DARTS betas when edge normalisation is on) are
+``nn.Parameter`` attributes of the module, so they are saved in ``state_dict()`` and in every
+checkpoint. Because ``parameters()`` therefore yields them too, optimisers must be built from
+:meth:`SuperNet.weight_parameters` (network weights) and :meth:`SuperNet.arch_parameters`
+(architecture weights), which partition ``parameters()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from search_space.cells import SearchCell
+from search_space.genotype import (
+    Genotype,
+    alpha_entropy,
+    derive_genotype,
+    node_softmax,
+    num_edges,
+)
+from search_space.head import RecurrentHead
+from search_space.primitives import PRIMITIVES, validate_primitives
+
+__all__ = ["SuperNet", "reduction_layers"]
+
+
+def reduction_layers(layers: int) -> tuple[int, ...]:
+    """Indices of the reduction cells: at 1/3 and 2/3 of the depth (DARTS), deduplicated."""
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        raise ValueError(f"layers must be an int >= 1, but got {layers!r}.")
+    return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, but got {value!r}.")
+
+
+class SuperNet(nn.Module):
+    """Differentiable search network: input (B, in_channels, F, T) -> logits (B, n_classes).
+
+    ``layers`` search cells (reduction cells at ``reduction_layers(layers)``) each with
+    ``nodes`` intermediate nodes over ``primitives``; channels start at ``init_channels`` and
+    double at every reduction; the stem has ``stem_multiplier * init_channels`` channels.
+    ``pc_k > 1`` turns on PC-DARTS partial channels (``init_channels`` must be divisible by
+    ``pc_k``); ``edge_normalization=True`` adds PC-DARTS' per-edge betas.
+
+    ``checkpoint=True`` (the default) recomputes each edge's inner activations in the backward
+    pass instead of storing them (see :class:`search_space.MixedOp`): same values and
+    gradients, far less memory. Measured on a 2-core CPU at the paper's setting (4 layers,
+    4 nodes, 8 channels, 1 x 128 x 128, batch 32), one forward+backward: peak RSS ~3 GB and
+    ~28 s with it, ~20 GB and ~61 s without (the larger footprint pays in page faults); at
+    batch 8, 1.2 GB / 6.5 s with it and 5.2 GB / 5.0 s without. It only acts while autograd
+    records (not under ``no_grad``).
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: int,
+        nodes: int,
+        init_channels: int,
+        n_classes: int,
+        primitives: Sequence[str] = PRIMITIVES,
+        stem_multiplier: int = 3,
+        lstm_hidden: int = 128,
+        lstm_layers: int = 1,
+        dropout: float = 0.3,
+        pc_k: int = 1,
+        edge_normalization: bool = False,
+        checkpoint: bool = True,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        primitives = validate_primitives(primitives)
+        for name, value in (
+            ("nodes", nodes),
+            ("init_channels", init_channels),
+            ("n_classes", n_classes),
+            ("stem_multiplier", stem_multiplier),
+            ("pc_k", pc_k),
+            ("in_channels", in_channels),
+        ):
+            _check_int(name, value)
+        reductions = reduction_layers(layers)
+        if init_channels % pc_k != 0:
+            raise ValueError(
+                f"init_channels ({init_channels}) must be divisible by pc_k ({pc_k})."
+            )
+        self._config: dict[str, Any] = {
+            "layers": layers,
+            "nodes": nodes,
+            "init_channels": init_channels,
+            "n_classes": n_classes,
+            "primitives": list(primitives),
+            "stem_multiplier": stem_multiplier,
+            "lstm_hidden": lstm_hidden,
+            "lstm_layers": lstm_layers,
+            "dropout": dropout,
+            "pc_k": pc_k,
+            "edge_normalization": bool(edge_normalization),
+            "checkpoint": bool(checkpoint),
+            "in_channels": in_channels,
+        }
+        self.primitives = primitives
+        self.nodes = nodes
+        self.in_channels = in_channels
+
+        C_stem = stem_multiplier * init_channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem),
+        )
+        C_pp, C_p, C = C_stem, C_stem, init_channels
+        cells, reduction_prev = [], False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C *= 2
+            cell = SearchCell(
+                nodes=nodes,
+                C_pp=C_pp,
+                C_p=C_p,
+                C=C,
+                reduction=reduction,
+                reduction_prev=reduction_prev,
+                primitives=primitives,
+                pc_k=pc_k,
+                checkpoint=checkpoint,
+            )
+            cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C
+        self.cells = nn.ModuleList(cells)
+        self.head = RecurrentHead(
+            C_p,
+            n_classes=n_classes,
+            lstm_hidden=lstm_hidden,
+            lstm_layers=lstm_layers,
+            dropout=dropout,
+        )
+
+        n_e, n_ops = num_edges(nodes), len(primitives)
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(n_e, n_ops))  # (E, n_ops)
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(n_e, n_ops))  # (E, n_ops)
+        if edge_normalization:
+            self.betas_normal: nn.Parameter | None = nn.Parameter(1e-3 * torch.randn(n_e))  # (E,)
+            self.betas_reduce: nn.Parameter | None = nn.Parameter(1e-3 * torch.randn(n_e))  # (E,)
+        else:
+            self.betas_normal = None
+            self.betas_reduce = None
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor keywords (JSON-ready); ``SuperNet(**net.config)`` rebuilds the net."""
+        return dict(self._config, primitives=list(self._config["primitives"]))
+
+    # ------------------------------------------------------------------ parameters
+
+    def named_arch_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Architecture weights by name: alphas, then betas if edge normalisation is on."""
+        for name in ("alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce"):
+            p = getattr(self, name)
+            if p is not None:
+                yield name, p
+
+    def arch_parameters(self) -> Iterator[nn.Parameter]:
+        """Architecture weights (optimised on the validation split)."""
+        for _, p in self.named_arch_parameters():
+            yield p
+
+    def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Network weights by name: every parameter that is not an architecture weight."""
+        arch = {id(p) for p in self.arch_parameters()}
+        for name, p in self.named_parameters():
+            if id(p) not in arch:
+                yield name, p
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        """Network weights (optimised on the training split)."""
+        for _, p in self.named_weight_parameters():
+            yield p
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"SuperNet expects input of shape (B, {self.in_channels}, F, T), "
+                f"but got {tuple(x.shape)}."
+            )
+        w_normal = torch.softmax(self.alphas_normal, dim=-1)  # (E, n_ops)
+        w_reduce = torch.softmax(self.alphas_reduce, dim=-1)  # (E, n_ops)
+        e_normal = e_reduce = None
+        if self.betas_normal is not None and self.betas_reduce is not None:
+            e_normal = node_softmax(self.betas_normal, self.nodes)  # (E,)
+            e_reduce = node_softmax(self.betas_reduce, self.nodes)  # (E,)
+        s0 = s1 = self.stem(x)  # (B, C_stem, F, T)
+        for cell in self.cells:
+            if cell.reduction:
+                s0, s1 = s1, cell(s0, s1, w_reduce, e_reduce)  # (B, nodes * C, F/2, T/2)
+            else:
+                s0, s1 = s1, cell(s0, s1, w_normal, e_normal)  # (B, nodes * C, F, T)
+        return self.head(s1)  # (B, n_classes)
+
+    # ------------------------------------------------------------------ architecture
+
+    def genotype(self, *, max_skip_normal: int | None = 2) -> Genotype:
+        """Derive the current genotype (see :func:`search_space.derive_genotype`)."""
+        return derive_genotype(
+            self.alphas_normal,
+            self.alphas_reduce,
+            primitives=self.primitives,
+            nodes=self.nodes,
+            max_skip_normal=max_skip_normal,
+            beta_normal=self.betas_normal,
+            beta_reduce=self.betas_reduce,
+        )
+
+    def alpha_entropy(self, *, normalized: bool = False) -> float:
+        """Mean per-edge entropy of the softmaxed alphas of both cell kinds."""
+        return alpha_entropy(self.alphas_normal, self.alphas_reduce, normalized=normalized)
+
+    def dominant_ops(self) -> dict[str, list[str]]:
+        """Argmax op of every edge (``none`` included), per cell kind, in edge order.
+
+        Handy for a collapse guard: if every entry is parameter-free
+        (:data:`search_space.PARAMETER_FREE_OPS`), the search has collapsed.
+        """
+        return {
+            kind: [self.primitives[k] for k in alpha.detach().argmax(dim=-1).tolist()]
+            for kind, alpha in (("normal", self.alphas_normal), ("reduce", self.alphas_reduce))
+        }

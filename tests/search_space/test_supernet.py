@@ -1,0 +1,142 @@
+import pytest
+import torch
+
+from search_space.genotype import Genotype, num_edges
+from search_space.primitives import PARAMETER_FREE_OPS, PRIMITIVES
+from search_space.supernet import SuperNet, reduction_layers
+
+TINY = dict(layers=3, nodes=2, init_channels=4, n_classes=3, lstm_hidden=6, dropout=0.1)
+
+
+def make(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return SuperNet(**{**TINY, **overrides})
+
+
+def test_reduction_layers():
+    assert reduction_layers(4) == (1, 2)
+    assert reduction_layers(8) == (2, 5)
+    assert reduction_layers(1) == (0,)
+    with pytest.raises(ValueError, match="layers must be an int >= 1, but got 0"):
+        reduction_layers(0)
+
+
+@pytest.mark.parametrize("size", [(16, 20), (13, 7)])
+def test_forward_shape(size):
+    net = make()
+    assert net(torch.randn(2, 1, *size)).shape == (2, 3)
+
+
+def test_multichannel_input_and_shape_check():
+    net = make(in_channels=2)
+    assert net(torch.randn(2, 2, 8, 8)).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"\(B, 2, F, T\), but got \(2, 1, 8, 8\)"):
+        net(torch.randn(2, 1, 8, 8))
+
+
+def test_logits_do_not_depend_on_batch_mates_in_eval_mode():
+    net = make().eval()
+    x = torch.randn(4, 1, 12, 10)
+    with torch.no_grad():
+        batched = net(x)
+        alone = torch.cat([net(x[i : i + 1]) for i in range(4)])
+        shuffled = net(x.flip(0)).flip(0)
+    torch.testing.assert_close(alone, batched, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(shuffled, batched, atol=1e-5, rtol=1e-4)
+
+
+def test_alphas_live_in_state_dict_and_are_separate_from_weights():
+    net = make()
+    state = net.state_dict()
+    E = num_edges(2)
+    assert state["alphas_normal"].shape == state["alphas_reduce"].shape == (E, len(PRIMITIVES))
+    arch = list(net.arch_parameters())
+    weights = list(net.weight_parameters())
+    assert [name for name, _ in net.named_arch_parameters()] == ["alphas_normal", "alphas_reduce"]
+    assert {id(p) for p in arch}.isdisjoint({id(p) for p in weights})
+    assert {id(p) for p in arch} | {id(p) for p in weights} == {id(p) for p in net.parameters()}
+    assert not any("alphas" in name for name, _ in net.named_weight_parameters())
+
+
+def test_state_dict_round_trip_restores_the_genotype():
+    net = make(seed=1)
+    with torch.no_grad():
+        net.alphas_normal.normal_(0, 3)
+        net.alphas_reduce.normal_(0, 3)
+    clone = SuperNet(**net.config)
+    clone.load_state_dict(net.state_dict())
+    assert clone.genotype() == net.genotype()
+
+
+def test_genotype_and_reporting_helpers():
+    net = make()
+    g = net.genotype(max_skip_normal=None)
+    assert isinstance(g, Genotype) and g.normal_nodes == 2
+    assert net.alpha_entropy(normalized=True) == pytest.approx(1.0, abs=1e-4)
+    with torch.no_grad():
+        net.alphas_normal.zero_()
+        net.alphas_normal[:, PRIMITIVES.index("skip_connect")] = 5.0
+        net.alphas_reduce.zero_()
+        net.alphas_reduce[:, PRIMITIVES.index("max_pool_3x3")] = 5.0
+    dominant = net.dominant_ops()
+    assert dominant["normal"] == ["skip_connect"] * 5 and dominant["reduce"] == ["max_pool_3x3"] * 5
+    assert set(dominant["normal"] + dominant["reduce"]) <= PARAMETER_FREE_OPS
+    assert [op for op, _ in net.genotype(max_skip_normal=1).normal].count("skip_connect") == 1
+
+
+def test_gradients_reach_every_alpha_including_none():
+    net = make()
+    net(torch.randn(2, 1, 8, 8)).sum().backward()
+    for p in net.arch_parameters():
+        assert p.grad is not None and torch.all(p.grad[:, PRIMITIVES.index("none")] != 0)
+
+
+def test_custom_primitives():
+    net = make(primitives=["none", "skip_connect", "sep_conv_3x3"])
+    assert net.alphas_normal.shape == (5, 3)
+    assert net(torch.randn(1, 1, 8, 8)).shape == (1, 3)
+    with pytest.raises(ValueError, match="conv_9x9"):
+        make(primitives=["none", "conv_9x9"])
+
+
+@pytest.mark.parametrize("pc_k", [2, 4])
+def test_partial_channels(pc_k):
+    net = make(pc_k=pc_k, edge_normalization=True)
+    names = [name for name, _ in net.named_arch_parameters()]
+    assert names == ["alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce"]
+    assert net.state_dict()["betas_normal"].shape == (num_edges(2),)
+    out = net(torch.randn(2, 1, 11, 9))
+    assert out.shape == (2, 3)
+    out.sum().backward()
+    assert net.betas_normal.grad is not None
+    assert isinstance(net.genotype(), Genotype)
+
+
+def test_pc_k_must_divide_init_channels():
+    with pytest.raises(ValueError, match=r"init_channels \(4\) must be divisible by pc_k \(3\)"):
+        make(pc_k=3)
+
+
+def test_same_seed_same_outputs_and_gradients():
+    x = torch.randn(2, 1, 9, 8)
+    runs = []
+    for _ in range(2):
+        net = make(seed=7)
+        out = net(x)
+        out.sum().backward()
+        runs.append((out.detach(), net.alphas_normal.grad.clone()))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    assert not torch.equal(make(seed=8)(x), runs[0][0])
+
+
+def test_checkpointing_gives_the_same_step():
+    x = torch.randn(2, 1, 9, 8)
+    runs = []
+    for checkpoint in (False, True):
+        net = make(seed=3, checkpoint=checkpoint)
+        out = net(x)
+        out.sum().backward()
+        runs.append((out.detach(), [p.grad for p in net.parameters()], list(net.buffers())))
+    torch.testing.assert_close(runs[0][0], runs[1][0])
+    for a, b in zip(runs[0][1] + runs[0][2], runs[1][1] + runs[1][2]):
+        torch.testing.assert_close(a, b)
