@@ -127,3 +127,25 @@ def fake_iemocap(tmp_path: Path) -> FakeCorpus:
 @pytest.fixture
 def fake_msp_improv(tmp_path: Path) -> FakeCorpus:
     return build_fake_msp_improv(tmp_path / "MSP-IMPROV")
+
+
+def make_fold_data(*, n_classes: int = 3, shape=(1, 16, 16), n_train: int = 48, n_valid: int = 24,
+                   n_test: int = 24, seed: int = 0, signal: float = 1.5, fold: int = 1):
+    """A FoldData of random features in which class k adds ``signal`` to frequency band k, so a
+    model can learn it; each split is drawn independently (like different speakers)."""
+    import torch
+
+    from trainers.fold_data import FoldData, Split
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def split(n: int, name: str) -> Split:
+        y = torch.arange(n) % n_classes
+        x = torch.randn(n, *shape, generator=generator)
+        band = shape[1] // n_classes
+        for k in range(n_classes):
+            x[y == k, :, k * band:(k + 1) * band, :] += signal
+        return Split(x=x, y=y, utt_ids=tuple(f"{name}{i}" for i in range(n)))
+
+    return FoldData(fold=fold, classes=tuple(f"c{k}" for k in range(n_classes)),
+                    train=split(n_train, "train"), valid=split(n_valid, "valid"), test=split(n_test, "test"))

@@ -1,0 +1,91 @@
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import make_fold_data
+from search_space import Genotype
+from trainers.checkpoint import CheckpointError
+from trainers.evaluate import run_evaluation
+from trainers.settings import EvalSettings, ModelShape
+
+CPU = torch.device("cpu")
+SHAPE = ModelShape(layers=2, nodes=2, init_channels=4, lstm_hidden=8, dropout=0.0)
+TINY_GENOTYPE = Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2)],
+                         normal_concat=[2, 3],
+                         reduce=[("max_pool_3x3", 0), ("avg_pool_3x3", 1), ("skip_connect", 2), ("sep_conv_3x3", 0)],
+                         reduce_concat=[2, 3])
+
+
+def settings(**changes) -> EvalSettings:
+    return EvalSettings(shape=SHAPE, epochs=changes.pop("epochs", 3), batch_size=16, **changes)
+
+
+def test_baseline_learns_a_learnable_problem():
+    result = run_evaluation(make_fold_data(n_train=96), architecture="baseline",
+                            settings=settings(epochs=12, weights={"lr": 0.1}), device=CPU)
+    assert result.test["ua"] >= 0.75 and result.test["n"] == 24
+    assert sum(map(sum, result.test["confusion"])) == 24  # every test sample counted once
+    assert 1 <= result.best_epoch <= 12 and result.params > 0
+
+
+def test_test_speakers_never_influence_training_or_selection():
+    data = make_fold_data()
+    scrambled = dataclasses.replace(data, test=dataclasses.replace(
+        data.test, x=torch.full_like(data.test.x, float("nan")), y=data.test.y.flip(0)))
+    first = run_evaluation(data, architecture="baseline", settings=settings(), device=CPU)
+    second = run_evaluation(scrambled, architecture="baseline", settings=settings(), device=CPU)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in first.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in second.history]
+    assert (first.best_epoch, first.valid) == (second.best_epoch, second.valid)
+
+
+def test_epoch_is_chosen_on_validation_ua():
+    result = run_evaluation(make_fold_data(), architecture="baseline", settings=settings(epochs=4), device=CPU)
+    valid_uas = [h["valid_ua"] for h in result.history]
+    assert result.best_epoch == valid_uas.index(max(valid_uas)) + 1
+    assert result.valid["ua"] == max(valid_uas)
+
+
+def test_genotype_network_trains_and_reports_every_epoch():
+    calls = []
+    result = run_evaluation(make_fold_data(), architecture=TINY_GENOTYPE, settings=settings(epochs=2), device=CPU,
+                            reporter=lambda step, metrics: calls.append((step, metrics)))
+    assert [step for step, _ in calls] == [1, 2]
+    assert {"phase", "train_loss", "valid_ua", "valid_wa", "best_epoch"} <= set(calls[0][1])
+    assert result.architecture == TINY_GENOTYPE.to_json()
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
+    data = make_fold_data()
+    uninterrupted = run_evaluation(data, architecture="baseline", settings=settings(), device=CPU)
+
+    def stop_after_first(step, metrics):
+        if step == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_evaluation(data, architecture="baseline", settings=settings(), device=CPU,
+                       reporter=stop_after_first, checkpoint_path=tmp_path / "eval.pt")
+    assert (tmp_path / "eval.pt").exists()  # written before the reporter could stop the run
+    resumed = run_evaluation(data, architecture="baseline", settings=settings(), device=CPU,
+                             checkpoint_path=tmp_path / "eval.pt")
+    assert resumed.test == uninterrupted.test and resumed.best_epoch == uninterrupted.best_epoch
+    assert [h["valid_ua"] for h in resumed.history] == [h["valid_ua"] for h in uninterrupted.history]
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    data = make_fold_data()
+    run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU,
+                   checkpoint_path=tmp_path / "eval.pt")
+    with pytest.raises(ValueError, match="its 'settings' is"):
+        run_evaluation(data, architecture="baseline", settings=settings(epochs=2, seed=5), device=CPU,
+                       checkpoint_path=tmp_path / "eval.pt")
+    (tmp_path / "eval.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="eval.pt is unreadable"):
+        run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU,
+                       checkpoint_path=tmp_path / "eval.pt")

@@ -1,0 +1,96 @@
+"""One fold's tensors: features and class indices per split, loaded once from the feature cache.
+
+A trial keeps the whole fold in memory as stacked tensors (IEMOCAP's ~5.5k utterances at
+1 x 128 x 128 float32 are ~360 MB), so a batch is plain indexing and training never waits for
+I/O. Class order is fixed by the experiment (``classes``), never by what one split contains,
+so class indices mean the same thing on every fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from trainers.features import FeaturePreset, load_features
+from trainers.folds import SPLITS
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # (N, 1, F, T) float32
+    y: torch.Tensor  # (N,) int64 class indices
+    utt_ids: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+
+@dataclass(frozen=True)
+class FoldData:
+    fold: int
+    classes: tuple[str, ...]
+    train: Split
+    valid: Split
+    test: Split
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # (1, F, T)
+
+    def class_weights(self) -> torch.Tensor:
+        """Inverse-frequency weights from the training split (``N / (K * count_k)``)."""
+        counts = torch.bincount(self.train.y, minlength=len(self.classes)).to(torch.float32)
+        return torch.where(counts > 0, counts.sum() / (len(self.classes) * counts.clamp(min=1)), torch.zeros(()))
+
+
+def load_fold_data(*, manifest: pd.DataFrame, folds: pd.DataFrame, fold: int, preset: FeaturePreset | str,
+                   cache_dir: str | Path | None = None, classes: Sequence[str] | None = None,
+                   manifest_path: str | Path | None = None) -> FoldData:
+    """Join the fold table with the manifest and load the cached features of its utterances."""
+    table = folds[folds["fold"] == fold]
+    if table.empty:
+        raise ValueError(f"fold {fold} is not in the fold table (folds present: {sorted(folds['fold'].unique())}).")
+    classes = tuple(classes) if classes is not None else tuple(sorted(folds["label"].unique()))
+    unknown = sorted(set(table["label"]) - set(classes))
+    if unknown:
+        raise ValueError(f"fold {fold} has labels {unknown} outside the classes {list(classes)}.")
+    rows = manifest.set_index("utt_id", drop=False)
+    missing = table.loc[~table["utt_id"].isin(rows.index), "utt_id"]
+    if len(missing):
+        raise ValueError(f"{len(missing)} utterance(s) of fold {fold} are not in the manifest "
+                         f"(first: {', '.join(missing.head(3))}); was the fold table made from another manifest?")
+    subset = rows.loc[table["utt_id"]].reset_index(drop=True)
+    features = load_features(subset, preset=preset, cache_dir=cache_dir, manifest_path=manifest_path)
+    class_index = {name: index for index, name in enumerate(classes)}
+    labels = torch.tensor([class_index[label] for label in table["label"]], dtype=torch.int64)
+    splits = {}
+    for split in SPLITS:
+        mask = torch.from_numpy((table["split"] == split).to_numpy())
+        splits[split] = Split(x=features[mask], y=labels[mask],
+                              utt_ids=tuple(table.loc[(table["split"] == split).to_numpy(), "utt_id"]))
+    return FoldData(fold=fold, classes=classes, **splits)
+
+
+def iterate_batches(split: Split, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
+                    balanced: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x (B,1,F,T), y (B,))``; every sample once per pass unless ``balanced``.
+
+    ``balanced`` draws ``len(split)`` samples with replacement, each class equally likely (the
+    alternative to a class-weighted loss on imbalanced corpora). The last batch may be short:
+    no sample is ever dropped.
+    """
+    n = len(split)
+    if balanced:
+        counts = torch.bincount(split.y).to(torch.float64)
+        order = torch.multinomial(1.0 / counts[split.y], n, replacement=True, generator=generator)
+    elif shuffle:
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.arange(n)
+    for start in range(0, n, batch_size):
+        index = order[start:start + batch_size]
+        yield split.x[index], split.y[index]

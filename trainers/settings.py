@@ -1,0 +1,95 @@
+"""Typed settings of one fold's search and evaluation, validated once where they enter.
+
+Defaults follow the paper and DARTS: weights SGD lr 0.025 cosine-annealed to 0.001, momentum
+0.9, weight decay 3e-4, gradient clip 5; alphas Adam lr 3e-4, betas (0.5, 0.999), weight decay
+1e-3; 50 epochs; batch 32. Every bound is checked here (a NaN or negative learning rate is an
+error naming the key), so trainers can trust what they get. The orchestrator's experiment
+config builds these objects; ``model_dump()`` is what checkpoints and results store.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from search_space import PRIMITIVES, validate_primitives
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class ModelShape(_Settings):
+    """Sizes shared by the supernet and the discrete network built from its genotype."""
+
+    layers: int = Field(4, ge=1, description="cells; reduction cells sit at 1/3 and 2/3 depth")
+    nodes: int = Field(4, ge=1, description="intermediate nodes per cell (supernet only)")
+    init_channels: int = Field(8, ge=1)
+    lstm_hidden: int = Field(128, ge=1)
+    lstm_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class WeightOptimizer(_Settings):
+    lr: float = Field(0.025, gt=0)
+    lr_min: float = Field(0.001, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lr_min_below_lr(self) -> WeightOptimizer:
+        if self.lr_min > self.lr:
+            raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        return self
+
+
+class ArchOptimizer(_Settings):
+    lr: float = Field(3e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    weight_decay: float = Field(1e-3, ge=0)
+
+
+Imbalance = Literal["weighted-loss", "balanced-sampling", "none"]
+
+
+class SearchSettings(_Settings):
+    """DARTS bi-level search of one fold."""
+
+    shape: ModelShape = ModelShape()
+    primitives: tuple[str, ...] = PRIMITIVES
+    pc_k: int = Field(1, ge=1, description="PC-DARTS partial channels: 1/K of the channels are searched")
+    order: Literal["first", "second"] = "first"
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(32, ge=1)
+    weights: WeightOptimizer = WeightOptimizer()
+    alphas: ArchOptimizer = ArchOptimizer()
+    arch_data: Literal["valid", "train-split"] = Field(
+        "valid", description="alphas learn on the fold's validation speakers, or on a share of train")
+    train_portion: float = Field(0.5, gt=0, lt=1, description="with arch_data=train-split: share kept for weights")
+    warmup_epochs: int = Field(0, ge=0, description="epochs of weight training before alphas start moving")
+    max_skip_normal: int | None = Field(2, ge=0, description="P-DARTS cap on skip_connect in the derived normal cell")
+    stop_on_parameter_free: bool = Field(True, description="stop early when the dominant op is parameter-free on every edge")
+    imbalance: Imbalance = "weighted-loss"
+    seed: int = 0
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+
+    @model_validator(mode="after")
+    def _known_primitives(self) -> SearchSettings:
+        validate_primitives(self.primitives)
+        return self
+
+
+class EvalSettings(_Settings):
+    """Training the derived network from scratch, epoch chosen on validation speakers."""
+
+    shape: ModelShape = ModelShape()
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(32, ge=1)
+    weights: WeightOptimizer = WeightOptimizer()
+    drop_path_prob: float = Field(0.0, ge=0, lt=1)
+    imbalance: Imbalance = "weighted-loss"
+    seed: int = 0
+    checkpoint_every: int = Field(1, ge=1)

@@ -1,0 +1,60 @@
+"""Pieces both the search and the from-scratch evaluation use: loss, optimiser, one weight step,
+and measuring a model on a split (every sample once, in eval mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from trainers.fold_data import FoldData, Split, iterate_batches
+from trainers.metrics import classification_metrics
+from trainers.settings import Imbalance, WeightOptimizer
+
+
+def make_loss(data: FoldData, *, imbalance: Imbalance, device: torch.device) -> nn.CrossEntropyLoss:
+    """Class-weighted cross-entropy for ``weighted-loss``; plain otherwise (``balanced-sampling``
+    balances the batches instead)."""
+    weight = data.class_weights().to(device) if imbalance == "weighted-loss" else None
+    return nn.CrossEntropyLoss(weight=weight)
+
+
+def sgd_with_cosine(parameters: Iterable[nn.Parameter], *, settings: WeightOptimizer, epochs: int
+                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    optimizer = torch.optim.SGD(list(parameters), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=settings.lr_min)
+    return optimizer, scheduler
+
+
+def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: nn.Module,
+                optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], grad_clip: float) -> float:
+    """One SGD step on ``parameters`` (the weights; never the alphas); returns the batch loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, split: Split, *, n_classes: int, batch_size: int, device: torch.device,
+                   loss_fn: nn.Module | None = None) -> dict:
+    """UA, WA, macro-F1, confusion and mean loss over every sample of ``split`` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    predictions, total_loss = [], 0.0
+    for x, y in iterate_batches(split, batch_size=batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
+        logits = model(x)  # (B, n_classes)
+        if loss_fn is not None:
+            total_loss += float(loss_fn(logits, y)) * len(y)
+        predictions.append(logits.argmax(dim=1).cpu())
+    model.train(was_training)
+    predicted = torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.int64)
+    metrics = classification_metrics(split.y.numpy(), predicted.numpy(), n_classes=n_classes)
+    if loss_fn is not None:
+        metrics["loss"] = total_loss / max(len(split), 1)
+    return metrics
