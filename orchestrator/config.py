@@ -502,7 +502,7 @@ class TuneConfig(_Strict):
     pruner: PrunerConfig = PrunerConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = Field(1, ge=0, description="restarts of a crashed trial from its checkpoint")
-    storage: str | None = Field(None, description="path or URI; default runs/<name>")
+    storage: str | None = Field(None, description="path or URI; default runs (Tune state in <storage>/<name>, leaderboard in <storage>/leaderboard/<name>)")
     reuse_actors: bool = True
     seed: int | None = Field(0, description="sampler seed; None: not reproducible")
     checkpoint_every: int = Field(1, ge=1, description="epochs between trial checkpoints (and after every fold)")
@@ -518,7 +518,7 @@ class TuneConfig(_Strict):
 
 
 # ---------------------------------------------------------------------------- the experiment
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also a folder name in the leaderboard
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _FOLDS_PER_SCHEME = {"speaker-pairs": 5}  # loso: as many as the corpus has sessions
 
@@ -542,7 +542,7 @@ class ExperimentConfig(_Strict):
         if isinstance(data, Mapping) and isinstance(data.get("name"), str):
             tune = data.get("tune", {})
             if isinstance(tune, Mapping) and tune.get("storage") is None:
-                data = {**data, "tune": {**tune, "storage": f"runs/{data['name']}"}}
+                data = {**data, "tune": {**tune, "storage": "runs"}}
         return data
 
     @field_validator("name")

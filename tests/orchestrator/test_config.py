@@ -112,7 +112,7 @@ def test_relative_paths_are_taken_from_the_working_directory(write, tmp_path, mo
     monkeypatch.chdir(tmp_path / "..")
     config = load_config(path)
     assert config.data.root == Path.cwd() / "corpus"
-    assert config.tune.storage == str(Path.cwd() / "runs" / "tiny")  # default runs/<name>
+    assert config.tune.storage == str(Path.cwd() / "runs")  # default: runs (Tune state in runs/<name>)
     uri = load_config(path, overrides=["tune.storage=s3://bucket/runs"])
     assert uri.tune.storage == "s3://bucket/runs"
 

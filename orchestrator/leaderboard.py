@@ -1,0 +1,776 @@
+"""The leaderboard: one immutable Parquet part file per (trial, fold, attempt), read with DuckDB.
+
+Layout under a storage root (a local path or a URI that ``pyarrow.fs`` understands)::
+
+    <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>-attempt=<a>.parquet   one fold row
+    <storage>/trials/<experiment>/<trial_id>.parquet                             trial status
+    <storage>/.leaderboard-cache/footers.parquet                                 footer-check cache
+
+Writers never share a file, so any number of trials on any number of nodes append at once.
+Local files are written to a temporary file, fsynced and renamed into place; on object stores
+one PUT of the whole buffer is already atomic. Either way a reader sees a whole part file or
+none, and a killed writer leaves at most a hidden ``.tmp-*`` file, which readers ignore.
+
+Readers (``connect``) list the part files, check each file's Parquet footer (cached by path,
+size and mtime, so 10,000 files cost one listing when nothing changed), report damaged files
+by name and build DuckDB views over the good ones: ``fold_rows``, ``trials``, ``runs``,
+``genotypes``, ``trial_scores`` and ``config_scores`` (see docs/leaderboard.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from trainers.atomic_io import write_atomically
+
+__all__ = [
+    "SCHEMA", "SCHEMA_VERSION", "TRIAL_SCHEMA", "COLUMN_DOCS", "FOLD_STATUSES", "TRIAL_STATUSES",
+    "DamagedFile", "Leaderboard", "LeaderboardWriteError", "PartScan", "StorageLocation",
+    "SUMMARY_VIEWS", "connect", "list_experiments", "part_path", "resolve_storage", "scan_parts", "summary_sql",
+    "top_genotypes", "trial_status_path", "write_fold_row", "write_trial_status",
+]
+
+SCHEMA_VERSION = 1
+FOLD_STATUSES = ("completed", "failed")
+TRIAL_STATUSES = ("running", "completed", "pruned", "failed", "terminated")
+LEADERBOARD_DIR = "leaderboard"
+TRIALS_DIR = "trials"
+CACHE_DIR = ".leaderboard-cache"
+_METADATA_KEY = b"sernas.leaderboard.schema_version"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # experiment and trial ids become folder names
+
+
+class _Column(NamedTuple):
+    name: str
+    type: pa.DataType
+    required: bool  # never null
+    doc: str
+
+
+_FOLD_COLUMNS = (
+    _Column("schema_version", pa.int32(), True, "version of this schema the row was written with"),
+    _Column("experiment", pa.string(), True, "experiment name"),
+    _Column("trial_id", pa.string(), True, "Ray Tune trial id: one point of the search space"),
+    _Column("fold", pa.int32(), True, "speaker-independent fold, numbered from 1"),
+    _Column("n_folds", pa.int32(), True, "number of folds the experiment runs"),
+    _Column("attempt", pa.int32(), True, "attempt of this (trial, fold), from 0; a rerun writes a new attempt"),
+    _Column("status", pa.string(), True, "completed | failed (runs reports pruned from the trial status)"),
+    _Column("written_at", pa.timestamp("us", tz="UTC"), True, "when the row was written, UTC, microseconds"),
+    _Column("node_id", pa.string(), True, "Ray node id ('local' outside Ray)"),
+    _Column("hostname", pa.string(), True, "host that ran the fold"),
+    _Column("seed", pa.int64(), True, "the trial's random seed"),
+    _Column("params_json", pa.string(), True, "the trial's sampled parameters, canonical JSON object"),
+    _Column("layers", pa.int32(), False, "cells in the network"),
+    _Column("nodes", pa.int32(), False, "intermediate nodes per cell"),
+    _Column("init_channels", pa.int32(), False, "channels of the first cell"),
+    _Column("lstm_hidden", pa.int32(), False, "LSTM hidden units"),
+    _Column("darts_order", pa.string(), False, "DARTS order: first | second"),
+    _Column("pc_k", pa.int32(), False, "PC-DARTS partial-channel factor K (1 = all channels)"),
+    _Column("weights_lr", pa.float64(), False, "learning rate of the network weights"),
+    _Column("search_epochs", pa.int32(), False, "configured search epochs"),
+    _Column("eval_epochs", pa.int32(), False, "configured evaluation epochs"),
+    _Column("dataset", pa.string(), True, "corpus: iemocap, msp-improv, synthetic, ..."),
+    _Column("feature_preset", pa.string(), True, "feature preset, e.g. paper-mfcc"),
+    _Column("fold_scheme", pa.string(), True, "loso | speaker-pairs"),
+    _Column("classes", pa.string(), True, "JSON list of class names in label-index order"),
+    _Column("genotype", pa.string(), False, "canonical Genotype JSON; null for baseline models and failed rows"),
+    _Column("genotype_hash", pa.string(), False, "12-hex hash of the genotype JSON, or a model name ('baseline')"),
+    _Column("ua", pa.float64(), False, "test unweighted accuracy (mean per-class recall), 0..1"),
+    _Column("wa", pa.float64(), False, "test weighted accuracy (plain accuracy), 0..1"),
+    _Column("macro_f1", pa.float64(), False, "test macro-averaged F1, 0..1"),
+    _Column("confusion", pa.string(), False, "JSON test confusion matrix (rows true, columns predicted), counts"),
+    _Column("test_utterances", pa.int32(), False, "test utterances evaluated (each exactly once)"),
+    _Column("valid_ua", pa.float64(), False, "UA on the validation speakers at the selected epoch, 0..1"),
+    _Column("best_epoch", pa.int32(), False, "evaluation epoch selected on the validation speakers"),
+    _Column("params", pa.int64(), False, "trainable parameters of the evaluated network"),
+    _Column("search_seconds", pa.float64(), False, "wall-clock seconds of the DARTS search (0 without one)"),
+    _Column("eval_seconds", pa.float64(), False, "wall-clock seconds of the evaluation training"),
+    _Column("search_epochs_run", pa.int32(), False, "search epochs actually run (fewer if stopped early)"),
+    _Column("device", pa.string(), False, "torch device the fold ran on: cpu, cuda:0, ..."),
+    _Column("error", pa.string(), False, "error message; null unless status = failed"),
+)
+_TRIAL_COLUMNS = (
+    _Column("schema_version", pa.int32(), True, "version of this schema the row was written with"),
+    _Column("experiment", pa.string(), True, "experiment name"),
+    _Column("trial_id", pa.string(), True, "Ray Tune trial id"),
+    _Column("status", pa.string(), True, "running | completed | pruned | failed | terminated"),
+    _Column("step", pa.int64(), True, "last step the trial reported (the pruner's step when pruned)"),
+    _Column("reason", pa.string(), False, "why the trial was pruned, failed or terminated"),
+    _Column("params_json", pa.string(), False, "the trial's sampled parameters, canonical JSON object"),
+    _Column("updated_at", pa.timestamp("us", tz="UTC"), True, "when this status was written, UTC"),
+)
+
+
+def _schema(columns: Sequence[_Column]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.type, nullable=not c.required) for c in columns],
+                     metadata={_METADATA_KEY: str(SCHEMA_VERSION).encode()})
+
+
+SCHEMA = _schema(_FOLD_COLUMNS)
+"""One leaderboard row per (trial, fold, attempt)."""
+TRIAL_SCHEMA = _schema(_TRIAL_COLUMNS)
+"""One status row per trial."""
+COLUMN_DOCS = {"fold_rows": {c.name: c.doc for c in _FOLD_COLUMNS}, "trials": {c.name: c.doc for c in _TRIAL_COLUMNS}}
+_JSON_COLUMNS = {"params_json": dict, "genotype": dict, "classes": list, "confusion": list}
+_COMPLETED_NEEDS = ("genotype_hash", "ua", "wa", "macro_f1")
+_CONFIG_COLUMNS = ("layers", "nodes", "init_channels", "lstm_hidden", "darts_order", "pc_k", "weights_lr",
+                   "search_epochs", "eval_epochs")
+
+
+class LeaderboardWriteError(OSError):
+    """A row could not be written; the message names the destination, the errno is kept."""
+
+
+class DamagedFile(NamedTuple):
+    path: str
+    reason: str
+
+
+# ------------------------------------------------------------------------------------- storage
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where a leaderboard lives: a ``pyarrow.fs`` filesystem and a root path inside it.
+
+    Build one with ``resolve_storage`` from a path or URI, or directly around a configured
+    filesystem (e.g. ``S3FileSystem(region=...)``).
+    """
+
+    filesystem: pafs.FileSystem
+    root: str
+    display: str = ""  # how paths are shown (the URI the user gave); defaults to root
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts]) if self.root else "/".join(parts)
+
+    def shown(self, path: str) -> str:
+        """``path`` (inside the filesystem) as the user would name it."""
+        if self.is_local or not self.display:
+            return path
+        relative = path[len(self.root.rstrip("/")):].lstrip("/") if path.startswith(self.root.rstrip("/")) else path
+        return f"{self.display.rstrip('/')}/{relative}"
+
+
+def resolve_storage(storage: str | os.PathLike[str] | StorageLocation) -> StorageLocation:
+    """A local path, ``file://`` URI or object-store URI (``s3://bucket/prefix``, ``gs://``...)."""
+    if isinstance(storage, StorageLocation):
+        return storage
+    if isinstance(storage, os.PathLike) or "://" not in str(storage):
+        root = str(Path(storage).expanduser().absolute())
+        return StorageLocation(pafs.LocalFileSystem(), root, root)
+    try:
+        filesystem, root = pafs.FileSystem.from_uri(str(storage))
+    except (pa.ArrowException, ValueError, OSError) as error:
+        raise ValueError(f"storage must be a local path or a URI that pyarrow.fs understands, but got "
+                         f"{str(storage)!r}: {error}") from error
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return StorageLocation(filesystem, root, root)
+    return StorageLocation(filesystem, root.rstrip("/"), str(storage).rstrip("/"))
+
+
+def _check_name(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"{what} must be a non-empty name of letters, digits and ._+- (not starting with "
+                         f"one of ._+-), because it becomes a folder name, but got {value!r}.")
+    return value
+
+
+def part_path(*, experiment: str, trial_id: str, fold: int, attempt: int) -> str:
+    """Path of a fold row's part file, relative to the storage root."""
+    return f"{LEADERBOARD_DIR}/{experiment}/{trial_id}/fold={fold}-attempt={attempt}.parquet"
+
+
+def trial_status_path(*, experiment: str, trial_id: str) -> str:
+    """Path of a trial's status file, relative to the storage root."""
+    return f"{TRIALS_DIR}/{experiment}/{trial_id}.parquet"
+
+
+def _write_all(handle: Any, data: pa.Buffer) -> None:
+    """The one low-level write of every leaderboard file (tests make it fail with ENOSPC)."""
+    handle.write(data)
+
+
+def _put(location: StorageLocation, relative: str, data: pa.Buffer, *, what: str) -> str:
+    """Write ``data`` to ``relative`` so that readers see all of it or nothing; return its path."""
+    target = location.path(relative)
+    shown = location.shown(target)
+    try:
+        if location.is_local:
+            write_atomically(target, lambda handle: _write_all(handle, data))  # temp + fsync + rename
+        else:
+            location.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            # One stream, one write of the whole (small) buffer: object stores upload nothing
+            # before the stream closes and then publish it in a single PUT, whole or not at all.
+            with location.filesystem.open_output_stream(target) as stream:
+                _write_all(stream, data)
+    except OSError as error:
+        raise LeaderboardWriteError(error.errno, f"could not write {what} to {shown}: "
+                                    f"{error.strerror or error}; nothing was written there") from error
+    return shown
+
+
+def _parquet_bytes(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+# ------------------------------------------------------------------------------------ validation
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _check_value(column: _Column, value: Any) -> Any:
+    """Return ``value`` as stored in ``column`` or raise ValueError naming the column."""
+    if value is None:
+        if column.required:
+            raise ValueError(f"column {column.name!r} must not be null.")
+        return None
+    kind = column.type
+    if pa.types.is_integer(kind):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"column {column.name!r} must be an integer ({kind}), but got "
+                             f"{type(value).__name__} {value!r}.")
+        value = int(value)
+        bits = kind.bit_width - 1
+        if not -(2 ** bits) <= value < 2 ** bits:
+            raise ValueError(f"column {column.name!r} must fit in {kind}, but got {value}.")
+        return value
+    if pa.types.is_floating(kind):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"column {column.name!r} must be a number ({kind}), but got "
+                             f"{type(value).__name__} {value!r}.")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"column {column.name!r} must be a finite number (use None when unknown), "
+                             f"but got {value}.")
+        return value
+    if pa.types.is_timestamp(kind):
+        if not isinstance(value, datetime):
+            raise ValueError(f"column {column.name!r} must be a timezone-aware datetime, but got "
+                             f"{type(value).__name__} {value!r}.")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"column {column.name!r} must be a timezone-aware datetime, but got the naive {value}.")
+        return value.astimezone(timezone.utc)
+    # strings; JSON columns also take the parsed value and store it canonically
+    expected_json = _JSON_COLUMNS.get(column.name)
+    if expected_json is not None:
+        parsed = value
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"column {column.name!r} must be JSON, but got {value[:80]!r}: {error}.") from None
+        if not isinstance(parsed, expected_json):
+            raise ValueError(f"column {column.name!r} must be a JSON {'object' if expected_json is dict else 'list'}"
+                             f" (or a {expected_json.__name__}), but got {type(parsed).__name__} {value!r:.80}.")
+        try:
+            return _canonical_json(parsed)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"column {column.name!r} holds a value JSON cannot store: {error}.") from None
+    if not isinstance(value, str):
+        raise ValueError(f"column {column.name!r} must be a string, but got {type(value).__name__} {value!r}.")
+    return value
+
+
+def _validate(columns: Sequence[_Column], row: Mapping[str, Any], *, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise ValueError(f"a leaderboard row must be a mapping of column -> value, but got {type(row).__name__}.")
+    names = [c.name for c in columns]
+    unknown = [key for key in row if key not in names]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown}; schema version {SCHEMA_VERSION} has: {', '.join(names)}.")
+    full = {**defaults, **row}
+    missing = [name for name in names if name not in full]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; give every column (None where a nullable one is unknown).")
+    clean = {column.name: _check_value(column, full[column.name]) for column in columns}
+    if clean["schema_version"] != SCHEMA_VERSION:
+        raise ValueError(f"column 'schema_version' must be {SCHEMA_VERSION} (this writer's schema), "
+                         f"but got {clean['schema_version']}.")
+    _check_name("column 'experiment'", clean["experiment"])
+    _check_name("column 'trial_id'", clean["trial_id"])
+    return clean
+
+
+def _validate_fold_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    clean = _validate(_FOLD_COLUMNS, row, defaults={"schema_version": SCHEMA_VERSION,
+                                                     "written_at": datetime.now(timezone.utc)})
+    if clean["status"] not in FOLD_STATUSES:
+        raise ValueError(f"column 'status' must be one of {FOLD_STATUSES}, but got {clean['status']!r}.")
+    if clean["fold"] < 1:
+        raise ValueError(f"column 'fold' must be >= 1 (folds are numbered from 1), but got {clean['fold']}.")
+    if clean["n_folds"] < 1:
+        raise ValueError(f"column 'n_folds' must be >= 1, but got {clean['n_folds']}.")
+    if clean["attempt"] < 0:
+        raise ValueError(f"column 'attempt' must be >= 0, but got {clean['attempt']}.")
+    if clean["status"] == "completed":
+        for name in _COMPLETED_NEEDS:
+            if clean[name] is None:
+                raise ValueError(f"column {name!r} must not be null in a completed row.")
+        if clean["error"] is not None:
+            raise ValueError(f"column 'error' must be null in a completed row, but got {clean['error']!r}.")
+    elif clean["error"] is None:
+        raise ValueError("column 'error' must say what went wrong in a failed row, but got None.")
+    for name in ("ua", "wa", "macro_f1", "valid_ua"):
+        if clean[name] is not None and not 0.0 <= clean[name] <= 1.0:
+            raise ValueError(f"column {name!r} must be a fraction in [0, 1], but got {clean[name]}.")
+    return clean
+
+
+# ---------------------------------------------------------------------------------------- write
+def write_fold_row(storage: str | os.PathLike[str] | StorageLocation, row: Mapping[str, Any]) -> str:
+    """Validate one fold row and write it as its own part file, atomically; return the file's path.
+
+    ``schema_version`` and ``written_at`` are filled in when absent; every other column of
+    ``SCHEMA`` must be given (None where nullable). Writing the same (trial, fold, attempt)
+    again replaces the file as a whole, so a retried write never doubles a row.
+    """
+    clean = _validate_fold_row(row)
+    table = pa.Table.from_pylist([clean], schema=SCHEMA)
+    relative = part_path(experiment=clean["experiment"], trial_id=clean["trial_id"], fold=clean["fold"],
+                         attempt=clean["attempt"])
+    what = (f"the leaderboard row of trial {clean['trial_id']} fold {clean['fold']} "
+            f"attempt {clean['attempt']}")
+    return _put(resolve_storage(storage), relative, _parquet_bytes(table), what=what)
+
+
+def write_trial_status(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str, trial_id: str,
+                       status: str, step: int, reason: str | None = None,
+                       params_json: str | Mapping[str, Any] | None = None) -> str:
+    """Write (or atomically replace) a trial's status file; return its path.
+
+    The driver writes it when a trial starts, finishes, is pruned, fails or is terminated.
+    Fold rows stay immutable: ``runs`` reports a completed row of a pruned trial as ``pruned``.
+    """
+    if status not in TRIAL_STATUSES:
+        raise ValueError(f"status must be one of {TRIAL_STATUSES}, but got {status!r}.")
+    clean = _validate(_TRIAL_COLUMNS, {"experiment": experiment, "trial_id": trial_id, "status": status,
+                                       "step": step, "reason": reason, "params_json": params_json},
+                      defaults={"schema_version": SCHEMA_VERSION, "updated_at": datetime.now(timezone.utc)})
+    if clean["step"] < 0:
+        raise ValueError(f"step must be >= 0, but got {clean['step']}.")
+    table = pa.Table.from_pylist([clean], schema=TRIAL_SCHEMA)
+    return _put(resolve_storage(storage), trial_status_path(experiment=experiment, trial_id=trial_id),
+                _parquet_bytes(table), what=f"the status of trial {trial_id}")
+
+
+# ----------------------------------------------------------------------------------------- scan
+@dataclass(frozen=True)
+class PartScan:
+    """What ``scan_parts`` found: good files to query, damaged ones (skipped), and its cost."""
+
+    storage: str
+    parts: tuple[str, ...]  # good leaderboard part files, sorted
+    trial_files: tuple[str, ...]  # good trial status files, sorted
+    damaged: tuple[DamagedFile, ...]  # unreadable or wrong-schema files: skipped, never fatal
+    temporary: tuple[str, ...] = ()  # leftovers of killed writers (.tmp-*); ignored, safe to delete
+    parts_uniform: bool = True  # every good part file has the same columns and types
+    trials_uniform: bool = True
+    footers_read: int = 0
+    footers_cached: int = 0
+    seconds: float = 0.0
+
+    def damage_report(self) -> list[str]:
+        """One line per damaged file, for a CLI to print."""
+        return [f"skipped damaged file {item.path}: {item.reason}" for item in self.damaged]
+
+
+class _Verdict(NamedTuple):
+    reason: str | None  # None = good
+    fingerprint: str  # column names and types, to know whether files can be read without union
+    cacheable: bool
+
+
+_CACHE_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+                           ("reason", pa.string()), ("fingerprint", pa.string())])
+_CACHE_FILE = "footers.parquet"
+
+
+def _family(kind: pa.DataType) -> str:
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_floating(kind):
+        return "floating"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or str(kind) == "string_view":
+        return "string"
+    if pa.types.is_timestamp(kind):
+        return "timestamp"
+    return str(kind)
+
+
+def _schema_problem(found: pa.Schema, expected: pa.Schema) -> str | None:
+    missing = [name for name in expected.names if found.get_field_index(name) < 0]
+    if missing:
+        return f"missing column(s) {missing}"
+    for expected_field in expected:
+        kind = found.field(expected_field.name).type
+        if not pa.types.is_null(kind) and _family(kind) != _family(expected_field.type):
+            return f"column {expected_field.name!r} is {kind}, expected {expected_field.type}"
+    return None
+
+
+def _fingerprint(schema: pa.Schema) -> str:
+    text = ";".join(f"{f.name}:{f.type}" for f in sorted(schema, key=lambda f: f.name))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+_EXPECTED_FINGERPRINT = _fingerprint(pa.schema(list(SCHEMA) + [pa.field("~", pa.null())] + list(TRIAL_SCHEMA)))
+
+
+def _check_footer(location: StorageLocation, path: str, expected: pa.Schema,
+                  memo: dict[pa.Schema, tuple[str | None, str]]) -> _Verdict:
+    """Read only the footer of ``path`` and say whether it is a part file we can query.
+
+    ``memo`` maps schemas already judged in this scan to their verdict: part files share a few
+    schemas, and judging one costs as much as reading its footer.
+    """
+    try:
+        schema = pq.read_schema(path, filesystem=None if location.is_local else location.filesystem)
+    except FileNotFoundError:
+        return _Verdict("vanished while being checked", "", False)
+    except pa.ArrowInvalid as error:  # not Parquet, truncated, bad footer
+        return _Verdict(f"not a readable Parquet file ({error})", "", True)
+    except (OSError, pa.ArrowException) as error:  # I/O trouble may pass: check again next time
+        return _Verdict(f"could not read its footer ({error})", "", False)
+    judged = memo.get(schema)
+    if judged is None:
+        judged = memo[schema] = (_schema_problem(schema, expected), _fingerprint(schema))
+    return _Verdict(judged[0], judged[1], True)
+
+
+def _cache_path(location: StorageLocation) -> str:
+    return location.path(CACHE_DIR, _CACHE_FILE)
+
+
+def _read_cache(location: StorageLocation) -> dict[str, tuple[int, int, str | None, str]]:
+    """The footer cache, or {} when it is absent, unreadable or made for another schema."""
+    path = _cache_path(location)
+    try:
+        if location.is_local:
+            table = pq.read_table(path)
+        else:
+            with location.filesystem.open_input_file(path) as handle:
+                table = pq.read_table(handle)
+    except (OSError, pa.ArrowException):  # a missing or damaged cache only costs a rebuild
+        return {}
+    stamp = (table.schema.metadata or {}).get(b"sernas.cache")
+    if stamp != _EXPECTED_FINGERPRINT.encode() or table.schema.names != _CACHE_SCHEMA.names:
+        return {}
+    columns = table.to_pydict()
+    return {path: (size, mtime, reason, fp) for path, size, mtime, reason, fp in
+            zip(columns["path"], columns["size"], columns["mtime_ns"], columns["reason"], columns["fingerprint"])}
+
+
+def _write_cache(location: StorageLocation, cache: Mapping[str, tuple[int, int, str | None, str]]) -> None:
+    paths = sorted(cache)
+    table = pa.table({"path": paths, "size": [cache[p][0] for p in paths], "mtime_ns": [cache[p][1] for p in paths],
+                      "reason": [cache[p][2] for p in paths], "fingerprint": [cache[p][3] for p in paths]},
+                     schema=_CACHE_SCHEMA.with_metadata({b"sernas.cache": _EXPECTED_FINGERPRINT.encode()}))
+    try:
+        _put(location, f"{CACHE_DIR}/{_CACHE_FILE}", _parquet_bytes(table), what="the leaderboard footer cache")
+    except OSError as error:  # e.g. read-only storage: the scan is still right, only slower next time
+        warnings.warn(f"{error}; the next scan will check every footer again.", RuntimeWarning, stacklevel=3)
+
+
+def _list_files(location: StorageLocation, base: str) -> list[pafs.FileInfo]:
+    selector = pafs.FileSelector(location.path(base), recursive=True, allow_not_found=True)
+    return [info for info in location.filesystem.get_file_info(selector) if info.type == pafs.FileType.File]
+
+
+def _check_root(location: StorageLocation) -> None:
+    info = location.filesystem.get_file_info(location.root or "/")
+    if location.is_local and info.type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"no leaderboard storage at {location.shown(location.root)}: "
+                                f"{'it is not a directory' if info.type == pafs.FileType.File else 'it does not exist'}.")
+
+
+def scan_parts(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
+               use_cache: bool = True) -> PartScan:
+    """List the leaderboard part files and trial status files and check each one's footer.
+
+    A file that is not readable Parquet or lacks the expected columns goes to ``damaged`` with
+    the reason and is skipped. Footer verdicts are cached by (path, size, mtime_ns) in
+    ``<storage>/.leaderboard-cache/footers.parquet`` (written atomically), so a rescan of an
+    unchanged leaderboard only lists files.
+    """
+    started = time.perf_counter()
+    location = resolve_storage(storage)
+    _check_root(location)
+    if experiment is not None:
+        _check_name("experiment", experiment)
+    cache = _read_cache(location) if use_cache else {}
+    updated = dict(cache)
+    changed = False
+    read = cached = 0
+    found: dict[str, list[str]] = {LEADERBOARD_DIR: [], TRIALS_DIR: []}
+    fingerprints: dict[str, set[str]] = {LEADERBOARD_DIR: set(), TRIALS_DIR: set()}
+    damaged: list[DamagedFile] = []
+    temporary: list[str] = []
+    for top, expected in ((LEADERBOARD_DIR, SCHEMA), (TRIALS_DIR, TRIAL_SCHEMA)):
+        base = top if experiment is None else f"{top}/{experiment}"
+        prefix = location.path(base) + "/"
+        listed: list[tuple[pafs.FileInfo, str]] = []
+        for info in _list_files(location, base):
+            if info.base_name.startswith(".tmp-"):
+                temporary.append(location.shown(info.path))
+            elif info.base_name.endswith(".parquet") and not info.base_name.startswith("."):
+                listed.append((info, info.path[len(location.root.rstrip("/")):].lstrip("/")))
+        todo: list[tuple[pafs.FileInfo, str]] = []
+        verdicts: dict[str, _Verdict] = {}
+        for info, key in listed:
+            hit = cache.get(key)
+            mtime = info.mtime_ns if info.mtime_ns is not None else -1
+            if hit is not None and hit[0] == info.size and hit[1] == mtime:
+                verdicts[key] = _Verdict(hit[2], hit[3], True)
+                cached += 1
+            else:
+                todo.append((info, key))
+        memo: dict[pa.Schema, tuple[str | None, str]] = {}
+        if location.is_local:  # footers of local files: sequential reads beat a thread pool here
+            checked = [_check_footer(location, info.path, expected, memo) for info, _ in todo]
+        else:  # object stores: latency-bound, so overlap the requests
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                checked = list(pool.map(lambda item: _check_footer(location, item[0].path, expected, memo), todo))
+        read += len(todo)
+        for (info, key), verdict in zip(todo, checked):
+            verdicts[key] = verdict
+            if verdict.cacheable:
+                updated[key] = (info.size, info.mtime_ns if info.mtime_ns is not None else -1,
+                                verdict.reason, verdict.fingerprint)
+                changed = True
+        listed_keys = {key for _, key in listed}
+        scanned_prefix = prefix[len(location.root.rstrip("/")):].lstrip("/")
+        for key in [k for k in updated if k.startswith(scanned_prefix) and k not in listed_keys]:
+            del updated[key]  # files that are gone
+            changed = True
+        for info, key in sorted(listed, key=lambda item: item[1]):
+            verdict = verdicts[key]
+            if verdict.reason is None:
+                found[top].append(info.path if location.is_local else location.shown(info.path))
+                fingerprints[top].add(verdict.fingerprint)
+            else:
+                damaged.append(DamagedFile(location.shown(info.path), verdict.reason))
+    if use_cache and changed:
+        _write_cache(location, updated)
+    return PartScan(storage=location.shown(location.root), parts=tuple(found[LEADERBOARD_DIR]),
+                    trial_files=tuple(found[TRIALS_DIR]), damaged=tuple(damaged), temporary=tuple(sorted(temporary)),
+                    parts_uniform=len(fingerprints[LEADERBOARD_DIR]) <= 1,
+                    trials_uniform=len(fingerprints[TRIALS_DIR]) <= 1, footers_read=read, footers_cached=cached,
+                    seconds=time.perf_counter() - started)
+
+
+def list_experiments(storage: str | os.PathLike[str] | StorageLocation) -> list[str]:
+    """Names of the experiments that have a leaderboard folder under ``storage``."""
+    location = resolve_storage(storage)
+    selector = pafs.FileSelector(location.path(LEADERBOARD_DIR), recursive=False, allow_not_found=True)
+    return sorted(info.base_name for info in location.filesystem.get_file_info(selector)
+                  if info.type == pafs.FileType.Directory and not info.base_name.startswith("."))
+
+
+# ---------------------------------------------------------------------------------------- query
+Summary = Literal["genotype", "trial", "config"]
+_SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "genotype": ("experiment", "genotype_hash"),
+    "trial": ("experiment", "trial_id"),
+    "config": ("experiment", "config_json"),
+}
+_SUMMARY_EXTRA: dict[str, str] = {
+    "genotype": "",
+    "trial": ", any_value(seed) AS seed, any_value(trial_status) AS trial_status, "
+             "count(DISTINCT genotype_hash) AS genotypes, any_value(params_json) AS params_json",
+    "config": "".join(f', any_value("{name}") AS "{name}"' for name in _CONFIG_COLUMNS)
+              + ", count(DISTINCT genotype_hash) AS genotypes",
+}
+SUMMARY_VIEWS = {"genotype": "genotypes", "trial": "trial_scores", "config": "config_scores"}
+
+
+def summary_sql(by: Summary = "genotype", *, where: str | None = None) -> str:
+    """The SELECT behind the ``genotypes`` / ``trial_scores`` / ``config_scores`` views.
+
+    Aggregates the rows of ``runs`` whose status is completed or pruned (optionally only those
+    matching the SQL condition ``where``, e.g. ``"layers = 4"``), first per fold, then across
+    folds, and ranks within each experiment: complete entries (every fold covered) by mean UA
+    first, then incomplete ones, also by mean UA.
+    """
+    if by not in _SUMMARY_KEYS:
+        raise ValueError(f"by must be one of {tuple(_SUMMARY_KEYS)}, but got {by!r}.")
+    keys = _SUMMARY_KEYS[by]
+    key_list = ", ".join(keys)
+    config_key = ("json_merge_patch(params_json, '{\"seed\": null}') AS config_json, " if by == "config" else "")
+    condition = f" AND ({where})" if where else ""
+    join = " AND ".join(f"f.{key} IS NOT DISTINCT FROM r.{key}" for key in keys)
+    return f"""
+WITH scored AS (
+    SELECT {config_key}* FROM runs
+    WHERE status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
+),
+per_fold AS (  -- each fold weighs the same, however many trials found the entry on it
+    SELECT {key_list}, fold, avg(ua) AS ua, avg(wa) AS wa, avg(macro_f1) AS macro_f1
+    FROM scored GROUP BY ALL
+),
+across_folds AS (
+    SELECT {key_list}, avg(ua) AS mean_ua, stddev_samp(ua) AS std_ua, avg(wa) AS mean_wa,
+           avg(macro_f1) AS mean_macro_f1, count(*) AS folds_covered
+    FROM per_fold GROUP BY ALL
+),
+per_entry AS (
+    SELECT {key_list}, max(n_folds) AS n_folds, count(DISTINCT trial_id) AS trials, count(DISTINCT seed) AS seeds,
+           count(*) AS runs, count(*) FILTER (WHERE status = 'pruned') AS pruned_runs, avg(params) AS mean_params,
+           sum(coalesce(search_seconds, 0) + coalesce(eval_seconds, 0)) AS total_seconds{_SUMMARY_EXTRA[by]}
+    FROM scored GROUP BY ALL
+)
+SELECT CAST(row_number() OVER (PARTITION BY f.experiment
+                               ORDER BY f.folds_covered >= r.n_folds DESC, f.mean_ua DESC,
+                                        f.folds_covered DESC, f.{keys[-1]}) AS INTEGER) AS rank,
+       f.*, r.n_folds, f.folds_covered >= r.n_folds AS complete, r.* EXCLUDE ({key_list}, n_folds)
+FROM across_folds AS f JOIN per_entry AS r ON {join}
+"""
+
+
+_RUNS_SQL = """
+CREATE OR REPLACE VIEW runs AS
+SELECT f.* REPLACE (CASE WHEN f.status = 'completed' AND t.status = 'pruned' THEN 'pruned' ELSE f.status END AS status),
+       t.status AS trial_status, t.reason AS trial_reason
+FROM fold_rows AS f
+LEFT JOIN trials AS t ON t.experiment = f.experiment AND t.trial_id = f.trial_id
+QUALIFY row_number() OVER (PARTITION BY f.experiment, f.trial_id, f.fold
+                           ORDER BY f.attempt DESC, f.written_at DESC, t.updated_at DESC) = 1
+"""
+
+
+def _sql_list(paths: Iterable[str]) -> str:
+    return "[" + ", ".join("'" + path.replace("'", "''") + "'" for path in paths) + "]"
+
+
+def _create_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema, *,
+                   location: StorageLocation, uniform: bool, materialize: bool) -> None:
+    """``name`` as a view (or table) over ``files``; typed and empty when there are none."""
+    kind = "TABLE" if materialize else "VIEW"
+    if not files:
+        empty = schema.empty_table()
+        con.register(f"_{name}_arrow", empty)
+        con.execute(f"CREATE OR REPLACE TABLE _{name}_empty AS SELECT * FROM _{name}_arrow")
+        con.unregister(f"_{name}_arrow")
+        con.execute(f"CREATE OR REPLACE {kind} {name} AS SELECT * FROM _{name}_empty")
+    elif location.is_local:
+        # Files with identical columns need no union (DuckDB then skips reading every footer
+        # at bind time); mixed schema versions are matched by column name.
+        con.execute(f"CREATE OR REPLACE {kind} {name} AS SELECT * FROM read_parquet({_sql_list(files)}, "
+                    f"union_by_name = {'false' if uniform else 'true'})")
+    else:  # object stores: read through pyarrow.fs (same credentials as the writers), then query in memory
+        root = location.display.rstrip("/")
+        inner = [location.path(path[len(root):].lstrip("/")) for path in files]
+
+        def read(path: str) -> pa.Table:
+            with location.filesystem.open_input_file(path) as handle:
+                return pq.read_table(handle)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            table = pa.concat_tables(list(pool.map(read, inner)), promote_options="permissive")
+        con.register(f"_{name}_arrow", table)
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _{name}_arrow")
+        con.unregister(f"_{name}_arrow")
+
+
+@dataclass
+class Leaderboard:
+    """A DuckDB connection with the leaderboard views, and the scan it was built from.
+
+    Views: ``fold_rows`` (every row of every good part file), ``trials`` (trial status files),
+    ``runs`` (latest attempt per (experiment, trial_id, fold), pruned trials' rows marked
+    ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (see ``summary_sql``).
+    The file list is fixed at ``connect``: connect again to see rows written since.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    scan: PartScan
+    storage: StorageLocation = field(repr=False)
+
+    @property
+    def damaged(self) -> tuple[DamagedFile, ...]:
+        return self.scan.damaged
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run any SQL over the views and return a DataFrame."""
+        return self.con.execute(query, params or []).df()
+
+    def summary(self, by: Summary = "genotype", *, where: str | None = None, top: int | None = None) -> pd.DataFrame:
+        """Ranked entries per experiment (``top`` best of each), complete entries first."""
+        if top is not None and top < 1:
+            raise ValueError(f"top must be >= 1, but got {top}.")
+        limit = f" WHERE rank <= {int(top)}" if top is not None else ""
+        return self.sql(f"SELECT * FROM ({summary_sql(by, where=where)}){limit} ORDER BY experiment, rank")
+
+    def top_genotypes(self, n: int = 10) -> pd.DataFrame:
+        return self.summary("genotype", top=n)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Leaderboard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def connect(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
+            materialize: bool = False, database: str | os.PathLike[str] = ":memory:",
+            use_cache: bool = True) -> Leaderboard:
+    """Scan ``storage`` and return a ``Leaderboard`` whose DuckDB connection has the views.
+
+    Damaged files are listed in ``Leaderboard.damaged`` and skipped. With ``materialize`` the
+    rows are copied into DuckDB once (faster repeated queries, more memory); otherwise every
+    query reads the part files (only the columns it needs). ``database`` may name a DuckDB
+    file, so that the ``duckdb`` CLI can open the same views later. Object-store leaderboards
+    are read through ``pyarrow.fs`` and always materialized.
+    """
+    location = resolve_storage(storage)
+    scan = scan_parts(location, experiment=experiment, use_cache=use_cache)
+    con = duckdb.connect(str(database))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _create_source(con, "fold_rows", scan.parts, SCHEMA, location=location, uniform=scan.parts_uniform,
+                       materialize=materialize)
+        _create_source(con, "trials", scan.trial_files, TRIAL_SCHEMA, location=location,
+                       uniform=scan.trials_uniform, materialize=materialize)
+        con.execute(_RUNS_SQL)
+        for by, view in SUMMARY_VIEWS.items():
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
+    except BaseException:
+        con.close()
+        raise
+    return Leaderboard(con=con, scan=scan, storage=location)
+
+
+def top_genotypes(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
+                  n: int = 10) -> pd.DataFrame:
+    """The ``n`` best genotypes of each experiment; ``frame.attrs['damaged']`` lists skipped files."""
+    with connect(storage, experiment=experiment) as board:
+        frame = board.top_genotypes(n)
+        frame.attrs["damaged"] = [tuple(item) for item in board.damaged]
+    return frame
+
