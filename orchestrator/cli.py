@@ -124,6 +124,173 @@ def cmd_folds(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- run-fold
+def read_architecture(value: str) -> str:
+    """``baseline``, genotype JSON, or a file holding genotype JSON or a result.json."""
+    import json
+
+    from search_space import MODEL_NAMES, Genotype
+
+    text = value.strip()
+    if text in MODEL_NAMES:
+        return text
+    if not text.startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise UserError(f"--genotype {value!r} is neither a model name ({', '.join(MODEL_NAMES)}), "
+                            "genotype JSON, nor an existing file.")
+        text = path.read_text()
+        try:
+            stored = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UserError(f"--genotype file {path} is not JSON ({error}).") from None
+        if isinstance(stored, dict) and "architecture" in stored:  # a result.json of an earlier run
+            text = stored["architecture"]
+            if text in MODEL_NAMES:
+                return text
+    try:
+        return Genotype.from_json(text).to_json()
+    except ValueError as error:
+        raise UserError(f"--genotype: {error}") from None
+
+
+def cmd_run_fold(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from orchestrator.config import validation_message
+    from trainers.device import resolve_device
+    from trainers.features import FeaturesNotFoundError
+    from trainers.fold_data import load_fold_data
+    from trainers.folds import read_folds
+    from trainers.manifest import read_manifest
+    from trainers.run_fold import RESULT_NAME, run_fold
+    from trainers.settings import EvalSettings, ModelShape, SearchSettings
+
+    import torch
+
+    architecture = read_architecture(args.genotype) if args.genotype else None
+    if args.threads < 1:
+        raise UserError(f"--threads must be >= 1, but got {args.threads}.")
+    torch.set_num_threads(args.threads)
+    try:
+        shape = ModelShape(layers=args.layers, nodes=args.nodes, init_channels=args.init_channels,
+                           lstm_hidden=args.lstm_hidden)
+        common = {"batch_size": args.batch_size, "seed": args.seed, "shape": shape}
+        search = None if architecture else SearchSettings(epochs=args.search_epochs, order=args.order,
+                                                          pc_k=args.pc_k, **common)
+        evaluation = EvalSettings(epochs=args.eval_epochs, **common)
+        device = resolve_device(args.device)
+        manifest = read_manifest(args.manifest)
+        folds, protocol = read_folds(args.folds)
+        data = load_fold_data(manifest=manifest, folds=folds, fold=args.fold, preset=args.preset,
+                              cache_dir=args.cache, classes=protocol.get("classes"), manifest_path=args.manifest)
+    except ValidationError as error:
+        raise UserError(validation_message(error)) from None
+    except (FileNotFoundError, ValueError, FeaturesNotFoundError) as error:
+        raise UserError(str(error)) from None
+
+    console.print(f"fold {data.fold}: {len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test "
+                  f"utterances, classes {', '.join(data.classes)}, input {tuple(data.input_shape)}, device {device}")
+
+    def report(step: int, metrics: dict) -> None:
+        phase = metrics["phase"]
+        total = search.epochs if phase == "search" else evaluation.epochs
+        extra = f" genotype {metrics['genotype_hash']}" if phase == "search" else f" best epoch {metrics['best_epoch']}"
+        console.print(f"  {phase:6} epoch {metrics['epoch']:>3}/{total}  loss {metrics['train_loss']:.3f}  "
+                      f"valid UA {metrics['valid_ua']:.3f}{extra}  ({metrics['seconds']:.1f} s)")
+
+    result = run_fold(data, evaluation=evaluation, search=search, architecture=architecture, device=device,
+                      work_dir=args.out, reporter=report)
+    name = result.genotype_hash or result.architecture
+    console.print(f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.ua:.3f}  WA {result.wa:.3f}  "
+                  f"macro-F1 {result.macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
+                  f"chosen on valid (UA {result.valid_ua:.3f}); {result.params:,} parameters; search "
+                  f"{result.search_seconds:.0f} s, evaluation {result.eval_seconds:.0f} s -> {Path(args.out) / RESULT_NAME}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- search / demo
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+def start_ray(address: str | None, *, num_cpus: int | None = None) -> str | None:
+    """Join ``address`` or start a local Ray (dashboard on loopback); returns the dashboard URL."""
+    import ray
+
+    if address:
+        context = ray.init(address=address, logging_level="WARNING")
+    else:
+        context = ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", logging_level="WARNING")
+    url = getattr(context, "dashboard_url", None)
+    return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None:
+    from orchestrator.leaderboard import top_genotypes
+
+    top = top_genotypes(storage, experiment=experiment, n=n)
+    if top.empty:
+        console.print("The leaderboard has no completed folds yet.")
+        return
+    columns = [c for c in ("genotype_hash", "mean_ua", "std_ua", "mean_wa", "mean_macro_f1", "folds_covered",
+                           "n_folds", "complete", "trials", "seeds", "mean_params") if c in top.columns]
+    shown = top[columns].copy()
+    for column in ("mean_ua", "std_ua", "mean_wa", "mean_macro_f1"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    if "mean_params" in shown:
+        shown["mean_params"] = shown["mean_params"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
+    console.print(frame_table(shown.set_index("genotype_hash"), title=f"Leaderboard of {experiment} (top {n})",
+                              index_name="genotype"))
+
+
+def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None,
+                       resume: bool) -> int:
+    from orchestrator.config import ConfigError, load_config
+    from orchestrator.experiment import prepare_data, run_experiment
+    from trainers.corpora.scan import CorpusError
+    from trainers.features import FeaturesNotFoundError
+
+    overrides = list(overrides) + ([f"tune.storage={storage}"] if storage else [])
+    try:
+        config = load_config(config_path, overrides=overrides)
+        started = time.perf_counter()
+        prepared = prepare_data(config)
+    except (ConfigError, CorpusError, FeaturesNotFoundError, FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    console.print(f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
+                  f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir}).")
+    dashboard = start_ray(address, num_cpus=None)
+    if dashboard:
+        console.print(f"Ray dashboard: {dashboard}")
+    try:
+        summary = run_experiment(config, prepared=prepared, resume=resume, console=console)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    finally:
+        import ray
+
+        ray.shutdown()
+    console.print(f"Experiment [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
+                  f"{summary.pruned} pruned, {summary.failed} failed), {summary.epochs_reported} epochs and "
+                  f"{summary.folds_reported} folds reported in {summary.seconds:.0f} s.")
+    print_leaderboard_top(summary.storage, summary.name)
+    console.print(f"Leaderboard part files: {summary.storage}/leaderboard/{summary.name}/ "
+                  "(query with DuckDB: SELECT * FROM read_parquet('.../**/*.parquet')).")
+    return 0 if summary.failed == 0 else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    return run_search_command(args.config, overrides=args.set, storage=args.storage, address=args.address,
+                              resume=args.resume)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    overrides = [f"data.root={args.corpus}"] if args.corpus else []
+    return run_search_command(DEMO_CONFIG, overrides=overrides, storage=args.storage, address=None,
+                              resume=False)
+
+
 # ----------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -166,6 +333,44 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--seed", type=int, default=0, help="seed of the validation speaker choice")
     folds.add_argument("--out", required=True, type=Path)
     folds.set_defaults(run=cmd_folds)
+
+    fold = commands.add_parser("run-fold", help="search and evaluate one fold without Ray")
+    fold.add_argument("--manifest", required=True, type=Path)
+    fold.add_argument("--folds", required=True, type=Path)
+    fold.add_argument("--fold", required=True, type=int)
+    fold.add_argument("--genotype", default=None,
+                      help="skip the search: 'baseline', genotype JSON, or a file with one (or a result.json)")
+    fold.add_argument("--search-epochs", type=int, default=50)
+    fold.add_argument("--eval-epochs", type=int, default=50)
+    fold.add_argument("--layers", type=int, default=4)
+    fold.add_argument("--nodes", type=int, default=4)
+    fold.add_argument("--init-channels", type=int, default=8)
+    fold.add_argument("--lstm-hidden", type=int, default=128)
+    fold.add_argument("--batch-size", type=int, default=32)
+    fold.add_argument("--order", choices=["first", "second"], default="first", help="DARTS approximation")
+    fold.add_argument("--pc-k", type=int, default=1, help="PC-DARTS: search 1/K of the channels")
+    fold.add_argument("--seed", type=int, default=0)
+    fold.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    fold.add_argument("--threads", type=int, default=1,
+                      help="torch CPU threads (1 is fastest for small models and on shared machines)")
+    fold.add_argument("--preset", default="paper-mfcc", help="feature preset the features were computed with")
+    fold.add_argument("--cache", type=Path, default=None, help="feature cache folder")
+    fold.add_argument("--out", required=True, type=Path, help="work folder: checkpoints and result.json")
+    fold.set_defaults(run=cmd_run_fold)
+
+    search = commands.add_parser("search", help="run an experiment of many DARTS searches with Ray Tune")
+    search.add_argument("--config", required=True, type=Path, help="experiment YAML (see configs/)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set tune.num_samples=8 (repeatable)")
+    search.add_argument("--storage", default=None, help="results path or URI (overrides tune.storage)")
+    search.add_argument("--address", default=None, help="Ray address to join (auto, ray://host:10001); default: local")
+    search.add_argument("--resume", action="store_true", help="finish an interrupted experiment (Tuner.restore)")
+    search.set_defaults(run=cmd_search)
+
+    demo = commands.add_parser("demo", help="the whole pipeline on the built-in synthetic corpus, in minutes")
+    demo.add_argument("--storage", default=None, help="results folder (default runs/demo/storage)")
+    demo.add_argument("--corpus", default=None, help="synthetic corpus folder (made if absent)")
+    demo.set_defaults(run=cmd_demo)
     return parser
 
 

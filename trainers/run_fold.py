@@ -1,0 +1,89 @@
+"""One fold of work without Ray: search (unless an architecture is given), then evaluation.
+
+This is what a Tune trial runs per fold and what ``sernas run-fold`` runs on its own. Its work
+folder holds the two checkpoints (``search.pt``, ``eval.pt``), so a rerun continues where it
+stopped, and ``result.json``, written atomically once the fold is finished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search_space import Genotype
+from trainers.atomic_io import write_text_atomically
+from trainers.evaluate import run_evaluation
+from trainers.fold_data import FoldData
+from trainers.reporting import Reporter, ignore_reports
+from trainers.search import run_search
+from trainers.settings import EvalSettings, SearchSettings
+
+RESULT_NAME = "result.json"
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: int
+    classes: list[str]
+    architecture: str  # genotype JSON or a model name ("baseline")
+    genotype_hash: str | None
+    ua: float
+    wa: float
+    macro_f1: float
+    confusion: list[list[int]]
+    test_utterances: int
+    best_epoch: int
+    valid_ua: float
+    params: int
+    search_seconds: float
+    eval_seconds: float
+    search_epochs_run: int
+    search_stopped_early: str | None
+    device: str
+    search_settings: dict[str, Any] | None
+    eval_settings: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def run_fold(data: FoldData, *, evaluation: EvalSettings, search: SearchSettings | None = None,
+             architecture: Genotype | str | None = None, device: torch.device, work_dir: str | Path,
+             reporter: Reporter = ignore_reports) -> FoldResult:
+    """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``."""
+    if (architecture is None) == (search is None):
+        raise ValueError("give either search settings (to search an architecture) or an architecture, not both.")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    search_seconds, epochs_run, stopped_early = 0.0, 0, None
+    if architecture is None:
+        found = run_search(data, settings=search, device=device, reporter=reporter,
+                           checkpoint_path=work_dir / "search.pt")
+        architecture, search_seconds = found.genotype, found.seconds
+        epochs_run, stopped_early = found.epochs_run, found.stopped_early
+    offset = search.epochs if search is not None else 0  # eval steps continue after the search's
+
+    def report_eval(step: int, metrics: dict[str, Any]) -> None:
+        reporter(offset + step, metrics)
+
+    evaluated = run_evaluation(data, architecture=architecture, settings=evaluation, device=device,
+                               reporter=report_eval, checkpoint_path=work_dir / "eval.pt")
+    text = evaluated.architecture
+    result = FoldResult(
+        fold=data.fold, classes=list(data.classes), architecture=text,
+        genotype_hash=Genotype.from_json(text).hash if text.startswith("{") else None,
+        ua=evaluated.test["ua"], wa=evaluated.test["wa"], macro_f1=evaluated.test["macro_f1"],
+        confusion=evaluated.test["confusion"], test_utterances=evaluated.test["n"],
+        best_epoch=evaluated.best_epoch, valid_ua=evaluated.valid["ua"], params=evaluated.params,
+        search_seconds=search_seconds, eval_seconds=evaluated.seconds, search_epochs_run=epochs_run,
+        search_stopped_early=stopped_early, device=str(device),
+        search_settings=search.model_dump(mode="json") if search is not None else None,
+        eval_settings=evaluation.model_dump(mode="json"),
+    )
+    write_text_atomically(work_dir / RESULT_NAME, result.to_json() + "\n")
+    return result
