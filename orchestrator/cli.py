@@ -213,35 +213,57 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
 
-def start_ray(address: str | None, *, num_cpus: int | None = None) -> str | None:
-    """Join ``address`` or start a local Ray (dashboard on loopback); returns the dashboard URL."""
+def start_ray(address: str | None, *, num_cpus: int | None = None) -> tuple[str | None, bool]:
+    """Join ``address`` or start a local Ray (dashboard on loopback).
+
+    Returns the dashboard URL and whether this call started Ray (so only then is it stopped);
+    a Ray already initialised in this process (a notebook, a test) is used as it is.
+    """
+    import os
+
+    # A compact view: our own progress lines instead of Tune's tables, worker logs and
+    # checkpoint chatter (trial errors still reach the console through their error files).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
 
+    if ray.is_initialized():
+        return None, False
     if address:
-        context = ray.init(address=address, logging_level="WARNING")
+        context = ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     else:
-        context = ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", logging_level="WARNING")
+        context = ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", logging_level="WARNING",
+                           log_to_driver=False)
     url = getattr(context, "dashboard_url", None)
-    return f"http://{url}" if url and not url.startswith("http") else url
+    return (f"http://{url}" if url and not url.startswith("http") else url), True
 
 
 def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None:
-    from orchestrator.leaderboard import top_genotypes
+    """The best trials of the experiment: mean test UA over their folds, complete ones first."""
+    import json
 
-    top = top_genotypes(storage, experiment=experiment, n=n)
+    from orchestrator.leaderboard import connect
+
+    with connect(storage, experiment=experiment) as board:
+        top = board.summary("trial", top=n)
+        damaged = board.scan.damage_report() if board.damaged else ""
+    if damaged:
+        error_console.print(f"[yellow]{escape(damaged)}[/]")
     if top.empty:
-        console.print("The leaderboard has no completed folds yet.")
+        console.print("The leaderboard has no finished folds yet.")
         return
-    columns = [c for c in ("genotype_hash", "mean_ua", "std_ua", "mean_wa", "mean_macro_f1", "folds_covered",
-                           "n_folds", "complete", "trials", "seeds", "mean_params") if c in top.columns]
-    shown = top[columns].copy()
-    for column in ("mean_ua", "std_ua", "mean_wa", "mean_macro_f1"):
-        if column in shown:
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-    if "mean_params" in shown:
-        shown["mean_params"] = shown["mean_params"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
-    console.print(frame_table(shown.set_index("genotype_hash"), title=f"Leaderboard of {experiment} (top {n})",
-                              index_name="genotype"))
+    table = Table(title=f"Best trials of {experiment} (mean over folds; test speakers unseen in training and selection)",
+                  title_justify="left")
+    for column in ("rank", "trial", "UA", "WA", "F1", "folds", "status", "params", "config"):
+        table.add_column(column, justify="right" if column in ("UA", "WA", "F1", "params") else "left")
+    for row in top.itertuples():
+        spread = "" if pd.isna(row.std_ua) else f" ± {row.std_ua:.3f}"
+        config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in json.loads(row.params_json or "{}").items())
+        table.add_row(str(row.rank), row.trial_id, f"{row.mean_ua:.3f}{spread}", f"{row.mean_wa:.3f}",
+                      f"{row.mean_macro_f1:.3f}", f"{row.folds_covered}/{row.n_folds}", str(row.trial_status),
+                      f"{row.mean_params:,.0f}", escape(config))
+    console.print(table)
 
 
 def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None,
@@ -260,7 +282,7 @@ def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: 
         raise UserError(str(error)) from None
     console.print(f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
                   f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir}).")
-    dashboard = start_ray(address, num_cpus=None)
+    dashboard, started_ray = start_ray(address, num_cpus=None)
     if dashboard:
         console.print(f"Ray dashboard: {dashboard}")
     try:
@@ -268,9 +290,10 @@ def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: 
     except ValueError as error:
         raise UserError(str(error)) from None
     finally:
-        import ray
+        if started_ray:
+            import ray
 
-        ray.shutdown()
+            ray.shutdown()
     console.print(f"Experiment [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
                   f"{summary.pruned} pruned, {summary.failed} failed), {summary.epochs_reported} epochs and "
                   f"{summary.folds_reported} folds reported in {summary.seconds:.0f} s.")

@@ -1,0 +1,158 @@
+"""Run an experiment: prepare the data once on the driver, then let Ray Tune run the trials.
+
+Preparation (synthesise the built-in corpus if asked and absent, scan the corpus into a
+manifest, compute features into the node's cache, make the folds) happens before Tune starts,
+so trials only read. The manifest and fold table travel to the trials through Ray's object
+store; feature caches are per node and every trial fills in whatever its node lacks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator.config import ExperimentConfig
+from trainers.atomic_io import write_parquet_atomically
+from trainers.corpora.synthetic import generate_synthetic_corpus
+from trainers.features import extract_features
+from trainers.folds import FoldProtocol, make_folds
+from trainers.manifest import build_manifest, read_manifest, write_manifest
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    manifest: pd.DataFrame
+    folds: pd.DataFrame
+    classes: tuple[str, ...]
+    data_dir: Path
+
+
+def is_uri(storage: str) -> bool:
+    return "://" in storage
+
+
+def storage_root(config: ExperimentConfig) -> str:
+    """Absolute local path or URI where Tune state, checkpoints and the leaderboard go."""
+    storage = str(config.tune.storage)
+    return storage if is_uri(storage) else os.path.abspath(storage)
+
+
+def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> PreparedData:
+    """Manifest, features and folds for ``config``; written under ``<storage>/<name>/data`` when local."""
+    data = config.data
+    storage = storage_root(config)
+    data_dir = Path(storage if not is_uri(storage) else Path("runs").resolve()) / config.name / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if data.manifest is not None:
+        manifest = read_manifest(data.manifest)
+    else:
+        dataset, root = data.dataset, Path(data.root)
+        if dataset == "synthetic":
+            synthetic = data.synthetic
+            generate_synthetic_corpus(root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker,
+                                      seed=synthetic.seed)
+            dataset = "iemocap"
+        result = build_manifest(dataset=dataset, root=root)
+        write_manifest(result, data_dir / "manifest.parquet")  # refuses corpora with problems, naming them
+        manifest = result.frame
+    protocol = FoldProtocol(scheme=config.folds.scheme, classes=tuple(data.classes) if data.classes else None,
+                            merges=dict(data.merges), improvised_only=data.improvised_only,
+                            valid_speakers=config.folds.valid_speakers, seed=config.folds.seed)
+    folds = make_folds(manifest, protocol=protocol, folds=config.folds.use)
+    write_parquet_atomically(folds, data_dir / "folds.parquet")
+    used = manifest[manifest["utt_id"].isin(folds["utt_id"])]
+    summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=progress)
+    if summary.failed:
+        first = summary.failed[0]
+        raise ValueError(f"{len(summary.failed)} utterance(s) could not be turned into features "
+                         f"(first: {first.path}: {first.reason}); fix or exclude them (sernas manifest --skip-bad).")
+    classes = tuple(data.classes) if data.classes else tuple(sorted(folds["label"].unique()))
+    return PreparedData(manifest=used.reset_index(drop=True), folds=folds, classes=classes, data_dir=data_dir)
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    name: str
+    storage: str
+    trials: int
+    completed: int
+    pruned: int
+    failed: int
+    epochs_reported: int
+    folds_reported: int
+    seconds: float
+
+
+def _searcher(config: ExperimentConfig):
+    import optuna
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if config.tune.searcher == "optuna-tpe":
+        if config.tune.multi_objective:
+            return OptunaSearch(metric=["mean_ua", "params"], mode=["max", "min"], seed=config.tune.seed)
+        return OptunaSearch(metric="mean_ua", mode="max", seed=config.tune.seed)
+    return BasicVariantGenerator(random_state=config.tune.seed)
+
+
+def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: bool = False,
+                   console=None) -> ExperimentSummary:
+    """Run (or, with ``resume``, finish) the experiment's trials with Ray Tune (Ray must be up)."""
+    import functools
+    import time
+
+    from ray import tune
+    from rich.console import Console
+
+    from orchestrator.config import tune_param_space
+    from orchestrator.leaderboard import write_trial_status
+    from orchestrator.progress import ExperimentProgress
+    from orchestrator.pruning import OptunaPruningScheduler, make_pruner
+    from orchestrator.trial import TrialInputs, run_trial
+
+    console = console or Console(highlight=False, soft_wrap=True)
+    storage = storage_root(config)
+    started = time.perf_counter()
+
+    write_status = functools.partial(write_trial_status, storage, experiment=config.name)  # picklable
+    pruner_options = config.tune.pruner.model_dump(exclude={"kind"}, exclude_none=True)
+    pruner, over = make_pruner(config.tune.pruner.kind, **pruner_options)
+    scheduler = None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over)
+    progress = ExperimentProgress(console=console, write_status=write_status,
+                                  n_folds=int(prepared.folds["fold"].nunique()),
+                                  pruner_name=config.tune.pruner.kind)
+    inputs = TrialInputs(experiment=config, manifest=prepared.manifest, folds=prepared.folds,
+                         classes=prepared.classes, storage=storage)
+    resources = {"cpu": config.tune.resources.cpu, "gpu": config.tune.resources.gpu}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, inputs=inputs), resources)
+    experiment_path = f"{storage.rstrip('/')}/{config.name}"
+    if resume:
+        if not tune.Tuner.can_restore(experiment_path):
+            raise ValueError(f"nothing to resume at {experiment_path}: no Tune experiment state there.")
+        tuner = tune.Tuner.restore(experiment_path, trainable=trainable, param_space=tune_param_space(config),
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        multi = config.tune.searcher == "optuna-tpe" and config.tune.multi_objective
+        tuner = tune.Tuner(
+            trainable,
+            param_space=tune_param_space(config),
+            tune_config=tune.TuneConfig(
+                metric=None if multi else "mean_ua", mode=None if multi else "max",
+                num_samples=config.tune.num_samples, max_concurrent_trials=config.tune.max_concurrent,
+                search_alg=_searcher(config), scheduler=scheduler, reuse_actors=config.tune.reuse_actors),
+            run_config=tune.RunConfig(
+                name=config.name, storage_path=storage, verbose=0, callbacks=[progress],
+                failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+        )
+    results = tuner.fit()
+    statuses = list(progress.ended.values())
+    return ExperimentSummary(
+        name=config.name, storage=storage, trials=len(results),
+        completed=statuses.count("completed"), pruned=statuses.count("pruned"),
+        failed=sum(1 for result in results if result.error is not None),
+        epochs_reported=progress.epochs, folds_reported=progress.folds, seconds=time.perf_counter() - started)

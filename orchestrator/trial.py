@@ -1,0 +1,152 @@
+"""The Ray Tune trainable: one trial = one point of the search space, run over the folds.
+
+For each fold still to do, the trial runs the Ray-free ``trainers.run_fold`` (search, then
+evaluation), forwarding every epoch to ``tune.report`` together with a checkpoint of its work
+folder (the trainers' own resumable checkpoints plus ``state.json``), and after the fold
+appends one leaderboard row and reports a per-fold summary (``report="fold"``, ``fold_ua``,
+``mean_ua``) that the fold-level pruner and the searcher read. A restarted trial (a crash with
+``max_failures``, or ``sernas search --resume``) copies its last checkpoint back, skips the folds
+it finished and continues the current one from its last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from orchestrator.config import ExperimentConfig, settings_for_trial
+from orchestrator.leaderboard import write_fold_row
+from orchestrator.pruning import FOLD_REPORT
+from trainers.atomic_io import write_text_atomically
+from trainers.device import resolve_device
+from trainers.features import extract_features
+from trainers.fold_data import load_fold_data
+from trainers.run_fold import FoldResult, run_fold
+
+STATE_NAME = "state.json"
+EPOCH_REPORT = "epoch"
+
+
+@dataclass(frozen=True)
+class TrialInputs:
+    """What every trial of an experiment shares (sent once through Ray's object store)."""
+
+    experiment: ExperimentConfig
+    manifest: pd.DataFrame
+    folds: pd.DataFrame
+    classes: tuple[str, ...]
+    storage: str
+
+
+def _canonical_params(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _fold_row(inputs: TrialInputs, *, trial_id: str, attempt: int, params: dict[str, Any], search, evaluation,
+              fold: int, result: FoldResult | None, error: str | None, node_id: str) -> dict[str, Any]:
+    experiment = inputs.experiment
+    shape = evaluation.shape
+    row = {
+        "experiment": experiment.name, "trial_id": trial_id, "fold": fold,
+        "n_folds": int(inputs.folds["fold"].nunique()), "attempt": attempt,
+        "status": "completed" if error is None else "failed", "node_id": node_id, "hostname": socket.gethostname(),
+        "seed": evaluation.seed, "params_json": _canonical_params(params), "layers": shape.layers,
+        "nodes": shape.nodes, "init_channels": shape.init_channels, "lstm_hidden": shape.lstm_hidden,
+        "darts_order": search.order, "pc_k": search.pc_k, "weights_lr": search.weights.lr,
+        "search_epochs": search.epochs, "eval_epochs": evaluation.epochs, "dataset": experiment.data.dataset,
+        "feature_preset": experiment.data.preset, "fold_scheme": experiment.folds.scheme,
+        "classes": json.dumps(list(inputs.classes)), "error": error,
+    }
+    if result is None:
+        return {**row, "genotype": None, "genotype_hash": None, "ua": None, "wa": None, "macro_f1": None,
+                "confusion": None, "test_utterances": None, "valid_ua": None, "best_epoch": None, "params": None,
+                "search_seconds": None, "eval_seconds": None, "search_epochs_run": None, "device": None}
+    is_genotype = result.architecture.startswith("{")
+    return {**row, "genotype": result.architecture if is_genotype else None,
+            "genotype_hash": result.genotype_hash or result.architecture, "ua": result.ua, "wa": result.wa,
+            "macro_f1": result.macro_f1, "confusion": json.dumps(result.confusion),
+            "test_utterances": result.test_utterances, "valid_ua": result.valid_ua, "best_epoch": result.best_epoch,
+            "params": result.params, "search_seconds": result.search_seconds, "eval_seconds": result.eval_seconds,
+            "search_epochs_run": result.search_epochs_run, "device": result.device}
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Keep what Tune can log as a result column (numbers and short strings)."""
+    return {key: value for key, value in metrics.items() if isinstance(value, (int, float, str, bool))}
+
+
+def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
+    """The function trainable (wrap with ``tune.with_parameters(run_trial, inputs=...)``)."""
+    import ray
+    from ray import tune
+
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    search, evaluation = settings_for_trial(inputs.experiment, params)
+    cpus = inputs.experiment.tune.resources.cpu
+    torch.set_num_threads(max(1, int(cpus)))
+    device = resolve_device(inputs.experiment.device)
+    node_id = ray.get_runtime_context().get_node_id()
+
+    work = Path(tempfile.mkdtemp(prefix=f"sernas-{trial_id}-"))
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            checkpoint.to_directory(str(work))
+        state_path = work / STATE_NAME
+        state = json.loads(state_path.read_text()) if state_path.exists() else {"attempt": 0, "done": {}}
+        state["attempt"] += 1
+        write_text_atomically(state_path, json.dumps(state))
+
+        def mean_done() -> float:
+            uas = [done["ua"] for done in state["done"].values()]
+            return sum(uas) / len(uas) if uas else math.nan
+
+        for fold in sorted(int(f) for f in inputs.folds["fold"].unique()):
+            if str(fold) in state["done"]:
+                continue
+            fold_table = inputs.folds[inputs.folds["fold"] == fold]
+            rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
+            cache_dir = inputs.experiment.data.cache_dir
+            extract_features(rows, preset=inputs.experiment.data.preset, cache_dir=cache_dir, progress=False)
+            data = load_fold_data(manifest=rows, folds=fold_table, fold=fold, preset=inputs.experiment.data.preset,
+                                  cache_dir=cache_dir, classes=inputs.classes)
+
+            def report(step: int, metrics: dict[str, Any], fold: int = fold) -> None:
+                tune.report({**_scalar_metrics(metrics), "report": EPOCH_REPORT, "fold": fold,
+                             "folds_done": len(state["done"]), "mean_ua": mean_done()},
+                            checkpoint=tune.Checkpoint.from_directory(str(work)))
+
+            fold_dir = work / f"fold{fold}"
+            try:
+                result = run_fold(data, evaluation=evaluation, search=search, device=device, work_dir=fold_dir,
+                                  reporter=report)
+            except Exception as error:
+                write_fold_row(inputs.storage, _fold_row(
+                    inputs, trial_id=trial_id, attempt=state["attempt"], params=params, search=search,
+                    evaluation=evaluation, fold=fold, result=None, error=f"{type(error).__name__}: {error}",
+                    node_id=node_id))
+                raise
+            write_fold_row(inputs.storage, _fold_row(
+                inputs, trial_id=trial_id, attempt=state["attempt"], params=params, search=search,
+                evaluation=evaluation, fold=fold, result=result, error=None, node_id=node_id))
+            state["done"][str(fold)] = {"ua": result.ua, "genotype_hash": result.genotype_hash,
+                                        "params": result.params}
+            write_text_atomically(state_path, json.dumps(state))
+            shutil.rmtree(fold_dir, ignore_errors=True)  # finished: its resumable checkpoints are dead weight
+            tune.report({"report": FOLD_REPORT, "fold": fold, "fold_ua": result.ua, "fold_wa": result.wa,
+                         "fold_macro_f1": result.macro_f1, "genotype_hash": result.genotype_hash or result.architecture,
+                         "params": result.params, "folds_done": len(state["done"]), "mean_ua": mean_done(),
+                         "search_seconds": result.search_seconds, "eval_seconds": result.eval_seconds},
+                        checkpoint=tune.Checkpoint.from_directory(str(work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,58 @@
+"""The Optuna pruning bridge decides with real Optuna pruners on Tune-shaped results."""
+
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from orchestrator.pruning import FOLD_REPORT, OptunaPruningScheduler, make_pruner
+
+
+def trial(trial_id: str):
+    return SimpleNamespace(trial_id=trial_id)
+
+
+def fold_result(fold: int, ua: float, mean: float) -> dict:
+    return {"report": FOLD_REPORT, "fold": fold, "fold_ua": ua, "mean_ua": mean}
+
+
+def test_wilcoxon_stops_a_trial_clearly_worse_than_the_best_across_folds():
+    scheduler = OptunaPruningScheduler(pruner=optuna.pruners.WilcoxonPruner(p_threshold=0.1), over="folds")
+    good, bad = trial("good"), trial("bad")
+    scheduler.on_trial_add(None, good)
+    for fold, ua in enumerate([0.60, 0.62, 0.58, 0.65, 0.61], start=1):
+        assert scheduler.on_trial_result(None, good, fold_result(fold, ua, ua)) == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(None, good, {"mean_ua": 0.612})
+    scheduler.on_trial_add(None, bad)
+    decisions = [scheduler.on_trial_result(None, bad, fold_result(fold, ua, ua))
+                 for fold, ua in enumerate([0.30, 0.31, 0.29, 0.33], start=1)]
+    assert decisions[:3] == [TrialScheduler.CONTINUE] * 3  # 4 paired folds are needed for p < 0.1
+    assert decisions[3] == TrialScheduler.STOP
+    assert scheduler.pruned["bad"].step == 4 and "WilcoxonPruner" in scheduler.pruned["bad"].reason
+
+
+def test_epoch_reports_are_ignored_when_pruning_over_folds_and_vice_versa():
+    scheduler = OptunaPruningScheduler(pruner=optuna.pruners.MedianPruner(n_startup_trials=0), over="epochs")
+    scheduler.on_trial_add(None, trial("a"))
+    assert scheduler.on_trial_result(None, trial("a"), fold_result(1, 0.1, 0.1)) == TrialScheduler.CONTINUE
+    assert scheduler._epoch_steps == {}  # the fold summary is not an epoch
+    scheduler.on_trial_result(None, trial("a"), {"report": "epoch", "valid_ua": 0.5})
+    assert scheduler._epoch_steps == {"a": 1}
+
+
+def test_median_pruner_stops_the_worse_trial_at_the_same_epoch():
+    scheduler = OptunaPruningScheduler(pruner=optuna.pruners.MedianPruner(n_startup_trials=1), over="epochs")
+    scheduler.on_trial_add(None, trial("a"))
+    for ua in (0.4, 0.5, 0.6):
+        scheduler.on_trial_result(None, trial("a"), {"report": "epoch", "valid_ua": ua})
+    scheduler.on_trial_complete(None, trial("a"), {"mean_ua": 0.6})
+    scheduler.on_trial_add(None, trial("b"))
+    assert scheduler.on_trial_result(None, trial("b"), {"report": "epoch", "valid_ua": 0.25}) == TrialScheduler.STOP
+
+
+def test_make_pruner_names_the_kinds():
+    assert make_pruner("none") == (None, "folds")
+    assert make_pruner("wilcoxon")[1] == "folds" and make_pruner("median")[1] == "epochs"
+    with pytest.raises(ValueError, match="wilcoxon, median, hyperband, none"):
+        make_pruner("asha")
