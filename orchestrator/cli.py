@@ -254,16 +254,18 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
         return
     table = Table(title=f"Best trials of {experiment} (mean over folds; test speakers unseen in training and selection)",
                   title_justify="left")
-    for column in ("rank", "trial", "UA", "WA", "F1", "folds", "status", "params", "config"):
+    for column in ("rank", "trial", "UA", "WA", "F1", "folds", "status", "params"):
         table.add_column(column, justify="right" if column in ("UA", "WA", "F1", "params") else "left")
+    configs = []
     for row in top.itertuples():
         spread = "" if pd.isna(row.std_ua) else f" ± {row.std_ua:.3f}"
-        config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in json.loads(row.params_json or "{}").items())
         table.add_row(str(row.rank), row.trial_id, f"{row.mean_ua:.3f}{spread}", f"{row.mean_wa:.3f}",
                       f"{row.mean_macro_f1:.3f}", f"{row.folds_covered}/{row.n_folds}", str(row.trial_status),
-                      f"{row.mean_params:,.0f}", escape(config))
+                      f"{row.mean_params:,.0f}")
+        configs.append(f"  {row.trial_id}: " + ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in json.loads(row.params_json or "{}").items()))
     console.print(table)
+    console.print("Configurations:\n" + escape("\n".join(configs)))
 
 
 def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None,

@@ -96,7 +96,8 @@ def _searcher(config: ExperimentConfig):
         if config.tune.multi_objective:
             return OptunaSearch(metric=["mean_ua", "params"], mode=["max", "min"], seed=config.tune.seed)
         return OptunaSearch(metric="mean_ua", mode="max", seed=config.tune.seed)
-    return BasicVariantGenerator(random_state=config.tune.seed)
+    # (Tune ignores max_concurrent_trials for variant generators: they take it themselves.)
+    return BasicVariantGenerator(random_state=config.tune.seed, max_concurrent=config.tune.max_concurrent)
 
 
 def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: bool = False,
@@ -142,7 +143,8 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
             param_space=tune_param_space(config),
             tune_config=tune.TuneConfig(
                 metric=None if multi else "mean_ua", mode=None if multi else "max",
-                num_samples=config.tune.num_samples, max_concurrent_trials=config.tune.max_concurrent,
+                num_samples=config.tune.num_samples,
+                max_concurrent_trials=config.tune.max_concurrent if config.tune.searcher == "optuna-tpe" else None,
                 search_alg=_searcher(config), scheduler=scheduler, reuse_actors=config.tune.reuse_actors),
             run_config=tune.RunConfig(
                 name=config.name, storage_path=storage, verbose=0, callbacks=[progress],

@@ -68,8 +68,9 @@ class ExperimentProgress(Callback):
         folds_done = int(last.get("folds_done", 0))
         if folds_done < self.n_folds:  # ended without error before its last fold: the pruner stopped it
             status = "pruned"
-            reason = (f"{self.pruner_name} pruner stopped it after {folds_done}/{self.n_folds} folds "
-                      f"(fold {last.get('fold')}, {last.get('phase', 'fold')} epoch {last.get('epoch', '-')})")
+            reason = f"{self.pruner_name} pruner stopped it after {folds_done}/{self.n_folds} folds"
+            if last.get("report") != FOLD_REPORT:  # stopped inside a fold, at an epoch
+                reason += f" (fold {last.get('fold')}, {last.get('phase')} epoch {last.get('epoch')})"
             self.console.print(f"[yellow]{trial.trial_id} pruned[/]: {escape(reason)}")
         else:
             status, reason = "completed", None

@@ -17,6 +17,7 @@ A pruned trial ends like a stopped one; the driver recognises it by its unfinish
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -118,7 +119,9 @@ class OptunaPruningScheduler(FIFOScheduler):
 def make_pruner(kind: str, **options: Any) -> tuple[optuna.pruners.BasePruner | None, PruneOver]:
     """The Optuna pruner for a config's ``tune.pruner.kind`` and what it steps over."""
     if kind == "wilcoxon":
-        return optuna.pruners.WilcoxonPruner(**options), "folds"
+        with warnings.catch_warnings():  # "experimental since 3.6": stable enough, and documented
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.WilcoxonPruner(**options), "folds"
     if kind == "median":
         return optuna.pruners.MedianPruner(**options), "epochs"
     if kind == "hyperband":

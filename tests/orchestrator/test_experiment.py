@@ -22,21 +22,21 @@ def ray_cluster():
 
 
 def write_config(path, *, name, pruner="{kind: none}", space_lr="{loguniform: [0.01, 0.1]}", samples=2,
-                 searcher="optuna-tpe", folds="null", extra=""):
+                 searcher="optuna-tpe", concurrent=2, eval_epochs=2, per_speaker=16, extra=""):
     path.write_text(textwrap.dedent(f"""\
         name: {name}
         device: cpu
         data:
           dataset: synthetic
           root: {path.parent / 'corpus'}
-          synthetic: {{speakers: 4, per_speaker: 16, seed: 0}}
+          synthetic: {{speakers: 4, per_speaker: {per_speaker}, seed: 0}}
           preset: logmel-32
           cache_dir: {path.parent / 'cache'}
           classes: [neu, hap, sad, ang]
           merges: {{exc: hap}}
-        folds: {{scheme: loso, use: {folds}}}
-        search: {{epochs: 1, batch_size: 16}}
-        eval: {{epochs: 2, batch_size: 16}}
+        folds: {{scheme: loso}}
+        search: {{epochs: 1, batch_size: 16, weights: {{lr_min: 0.0}}}}
+        eval: {{epochs: {eval_epochs}, batch_size: 16, weights: {{lr_min: 0.0}}}}
         space:
           layers: 3
           nodes: 2
@@ -45,7 +45,7 @@ def write_config(path, *, name, pruner="{kind: none}", space_lr="{loguniform: [0
           weights_lr: {space_lr}
         tune:
           num_samples: {samples}
-          max_concurrent: 2
+          max_concurrent: {concurrent}
           searcher: {searcher}
           pruner: {pruner}
           resources: {{cpu: 1}}
@@ -73,3 +73,26 @@ def test_invalid_config_names_the_key(tmp_path, capsys):
     config = write_config(tmp_path / "bad.yaml", name="bad", extra="  num_sampels: 3")
     assert main(["search", "--config", str(config)]) == 2
     assert "tune.num_sampels" in capsys.readouterr().err
+
+
+def test_a_clearly_bad_configuration_is_pruned_early(ray_cluster, tmp_path, capsys):
+    """Grid order runs the good learning rate first; the frozen one (lr 1e-7) cannot learn and
+    the median pruner stops it at the first epoch where it falls below the good trial."""
+    config = write_config(tmp_path / "prune.yaml", name="prune", samples=1, searcher="grid", concurrent=1,
+                          eval_epochs=6, per_speaker=48, space_lr="{grid: [0.1, 0.0000001]}",
+                          pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}")
+    assert main(["search", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "1 pruned" in out
+    with connect(tmp_path / "runs", experiment="prune") as board:
+        trials = board.sql("SELECT * FROM trials").set_index("trial_id")
+        runs = board.sql("SELECT trial_id, fold, status, weights_lr FROM runs")
+    pruned = trials[trials["status"] == "pruned"]
+    assert len(pruned) == 1 and "median pruner stopped it" in pruned["reason"].iloc[0]
+    good = trials[trials["status"] == "completed"].index
+    assert len(good) == 1
+    # The good trial covered both folds; the pruned one fewer, and its finished folds (if any)
+    # are kept with status pruned.
+    assert sorted(runs.loc[runs.trial_id == good[0], "fold"]) == [1, 2]
+    assert (runs.loc[runs.trial_id == pruned.index[0], "status"] == "pruned").all()
+    assert len(runs.loc[runs.trial_id == pruned.index[0]]) < 2
