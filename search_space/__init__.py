@@ -13,7 +13,7 @@ from search_space.genotype import (
     num_edges,
 )
 from search_space.head import RecurrentHead
-from search_space.mixed_op import MixedOp, channel_shuffle
+from search_space.mixed_op import MixedOp, channel_shuffle, frozen_batchnorm_stats
 from search_space.network import (
     MODEL_NAMES,
     BaselineCNNLSTM,
@@ -54,6 +54,7 @@ __all__ = [
     "count_parameters",
     "derive_genotype",
     "drop_path",
+    "frozen_batchnorm_stats",
     "node_softmax",
     "num_edges",
     "reduction_layers",

@@ -30,7 +30,29 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from search_space.primitives import PRIMITIVES, build_op, validate_primitives
 
-__all__ = ["MixedOp", "channel_shuffle"]
+__all__ = ["MixedOp", "channel_shuffle", "frozen_batchnorm_stats"]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Restore every BatchNorm running statistic of ``module`` on exit.
+
+    For passes that must not count as training steps: a checkpoint's recomputation, or the
+    extra forward passes of a DARTS architecture step (which stay in train mode).
+    """
+    saved = [
+        (buf, buf.clone())
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for buf in (m.running_mean, m.running_var, m.num_batches_tracked)
+        if buf is not None
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -89,26 +111,10 @@ class MixedOp(nn.Module):
                 x,
                 weights,
                 use_reentrant=False,
-                context_fn=lambda: (contextlib.nullcontext(), self._restore_bn_stats()),
+                # the recomputation must not update BatchNorm running statistics a second time
+                context_fn=lambda: (contextlib.nullcontext(), frozen_batchnorm_stats(self)),
             )
         return self._forward(x, weights)
-
-    @contextlib.contextmanager
-    def _restore_bn_stats(self) -> Iterator[None]:
-        """Undo the running-statistics update of the recomputation in the backward pass."""
-        saved = [
-            (buf, buf.clone())
-            for m in self.modules()
-            if isinstance(m, nn.BatchNorm2d)
-            for buf in (m.running_mean, m.running_var, m.num_batches_tracked)
-            if buf is not None
-        ]
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for buf, value in saved:
-                    buf.copy_(value)
 
     def _forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if self.pc_k == 1:

@@ -65,7 +65,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet
+from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet, frozen_batchnorm_stats
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
@@ -78,7 +78,6 @@ __all__ = [
     "SearchResult",
     "architecture_gradients",
     "build_supernet",
-    "frozen_batchnorm_stats",
     "run_search",
     "split_for_arch_data",
 ]
@@ -146,24 +145,6 @@ def split_for_arch_data(data: FoldData, settings: SearchSettings) -> tuple[Split
                      utt_ids=tuple(data.train.utt_ids[i] for i in index.tolist()))
 
     return subset(keep_index), subset(held_index)
-
-
-@contextlib.contextmanager
-def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
-    """Restore every BatchNorm running statistic of ``model`` on exit (passes stay in train mode)."""
-    saved = [
-        (buf, buf.clone())
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        for buf in (m.running_mean, m.running_var, m.num_batches_tracked)
-        if buf is not None
-    ]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                buf.copy_(value)
 
 
 @contextlib.contextmanager
