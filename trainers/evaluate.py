@@ -97,11 +97,12 @@ def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: Ev
                                device=device, loss_fn=loss_fn)
         if valid["ua"] > best["ua"]:  # first epoch reaching the best valid UA wins ties
             best = {"epoch": epoch, "ua": valid["ua"], "valid": valid, "state": copy.deepcopy(model.state_dict())}
-        elapsed += time.perf_counter() - started
+        epoch_seconds = time.perf_counter() - started
+        elapsed += epoch_seconds
         metrics = {"phase": "eval", "epoch": epoch, "train_loss": sum(losses) / max(len(losses), 1),
                    "valid_ua": valid["ua"], "valid_wa": valid["wa"], "valid_macro_f1": valid["macro_f1"],
                    "valid_loss": valid["loss"], "best_epoch": best["epoch"], "best_valid_ua": best["ua"],
-                   "lr": lr, "seconds": elapsed}
+                   "lr": lr, "seconds": epoch_seconds, "elapsed_seconds": elapsed}
         history.append(metrics)
         if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0 or epoch == settings.epochs):
             save_checkpoint({"kind": "evaluate", "settings": settings.model_dump(mode="json"), "architecture": text,
