@@ -152,9 +152,16 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
     results = tuner.fit()
-    statuses = list(progress.ended.values())
+    # Counted from Tune's results, not from the progress callback: on --resume Tune restores the
+    # callback it pickled, so this process's instance never sees the trials.
+    n_folds = int(prepared.folds["fold"].nunique())
+    finished = [r for r in results if r.error is None]
+    last = [r.metrics or {} for r in results]
+    folds = sum(int(m.get("folds_done", 0)) for m in last)
     return ExperimentSummary(
         name=config.name, storage=storage, trials=len(results),
-        completed=statuses.count("completed"), pruned=statuses.count("pruned"),
-        failed=sum(1 for result in results if result.error is not None),
-        epochs_reported=progress.epochs, folds_reported=progress.folds, seconds=time.perf_counter() - started)
+        completed=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) == n_folds),
+        pruned=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) < n_folds),
+        failed=len(results) - len(finished),
+        epochs_reported=sum(int(m.get("training_iteration", 0)) for m in last) - folds,
+        folds_reported=folds, seconds=time.perf_counter() - started)

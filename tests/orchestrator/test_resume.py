@@ -60,6 +60,7 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
         second = _sernas("search", "--config", str(config), "--resume", env=env)
         output, _ = second.communicate(timeout=400)
         assert second.returncode == 0, output
+        assert "2 trials (2 completed, 0 pruned, 0 failed)" in output, output
     finally:
         _kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
