@@ -246,9 +246,9 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
 
     with connect(storage, experiment=experiment) as board:
         top = board.summary("trial", top=n)
-        damaged = board.scan.damage_report() if board.damaged else ""
-    if damaged:
-        error_console.print(f"[yellow]{escape(damaged)}[/]")
+        damaged = board.scan.damage_report()
+    for line in damaged:
+        error_console.print(f"[yellow]{escape(line)}[/]")
     if top.empty:
         console.print("The leaderboard has no finished folds yet.")
         return
@@ -314,6 +314,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = [f"data.root={args.corpus}"] if args.corpus else []
     return run_search_command(DEMO_CONFIG, overrides=overrides, storage=args.storage, address=None,
                               resume=False)
+
+
+# ---------------------------------------------------------------------------------- leaderboard
+# What the table shows of a summary (csv/json/parquet carry every column).
+SUMMARY_TABLE_COLUMNS = ("rank", "experiment", "genotype_hash", "trial_id", "config_json", "mean_ua", "std_ua",
+                         "mean_wa", "mean_macro_f1", "folds_covered", "n_folds", "complete", "seeds", "mean_params")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from orchestrator.leaderboard import connect
+
+    if args.top is not None and args.top < 1:
+        raise UserError(f"--top must be >= 1, but got {args.top}.")
+    if args.format == "parquet" and args.out is None:
+        raise UserError("--format parquet needs --out FILE.parquet.")
+    storage = Path(args.storage)
+    if "://" not in args.storage and not storage.is_dir():
+        raise UserError(f"storage {storage} does not exist (give the folder passed to sernas search --storage).")
+    with connect(args.storage, experiment=args.experiment) as board:
+        for line in board.scan.damage_report():
+            error_console.print(f"[yellow]{escape(line)}[/]")
+        try:
+            frame = board.sql(args.sql) if args.sql else board.summary(args.by, where=args.where, top=args.top)
+        except duckdb.Error as error:
+            raise UserError(f"query failed: {str(error).splitlines()[0]}") from None
+    if args.format == "table":
+        if frame.empty:
+            console.print("No rows.")
+        else:
+            shown = frame if args.sql else frame[[c for c in SUMMARY_TABLE_COLUMNS if c in frame.columns]]
+            shown = shown.copy()
+            for column in shown.select_dtypes("float").columns:
+                pattern = "{:,.0f}" if column == "mean_params" else "{:.4g}"
+                shown[column] = shown[column].map(lambda v, p=pattern: "" if pd.isna(v) else p.format(v))
+            title = "query" if args.sql else f"leaderboard by {args.by}"
+            first = shown.columns[0]
+            console.print(frame_table(shown.set_index(first), title=title, index_name=str(first)))
+    elif args.format == "csv":
+        text = frame.to_csv(index=False)
+        Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
+    elif args.format == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=2) + "\n"
+        Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
+    else:
+        from trainers.atomic_io import write_parquet_atomically
+
+        write_parquet_atomically(frame, args.out)
+        console.print(f"Wrote {len(frame)} rows to {args.out}.")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -396,6 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--storage", default=None, help="results folder (default runs/demo/storage)")
     demo.add_argument("--corpus", default=None, help="synthetic corpus folder (made if absent)")
     demo.set_defaults(run=cmd_demo)
+
+    board = commands.add_parser("leaderboard", help="rank genotypes, trials or configs over folds (DuckDB)")
+    board.add_argument("--storage", required=True, help="the experiment storage (folder or URI)")
+    board.add_argument("--experiment", default=None, help="only this experiment")
+    board.add_argument("--by", choices=["genotype", "trial", "config"], default="genotype")
+    board.add_argument("--top", type=int, default=None, help="best N per experiment")
+    board.add_argument("--where", default=None, help='SQL condition on runs, e.g. "layers = 4"')
+    board.add_argument("--sql", default=None,
+                       help="any SQL over the views fold_rows, runs, trials, genotypes, trial_scores, config_scores")
+    board.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    board.add_argument("--out", type=Path, default=None, help="write csv/json/parquet here instead of stdout")
+    board.set_defaults(run=cmd_leaderboard)
     return parser
 
 

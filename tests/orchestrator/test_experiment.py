@@ -1,5 +1,6 @@
 """A real experiment: local Ray (2 CPUs), real Optuna, real Parquet leaderboard, real training."""
 
+import json
 import textwrap
 
 import pytest
@@ -67,6 +68,20 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     assert runs["ua"].between(0, 1).all() and runs["genotype"].notna().all()
     assert (runs["attempt"] == 1).all() and runs["node_id"].str.len().gt(0).all()
     assert set(trials["status"]) == {"completed"}
+
+    # The same rows through `sernas leaderboard`.
+    capsys.readouterr()
+    assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--by", "trial", "--format", "json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert [entry["rank"] for entry in ranked] == [1, 2] and all(entry["complete"] for entry in ranked)
+    by_trial = runs.groupby("trial_id")["ua"].mean()
+    for entry in ranked:
+        assert entry["mean_ua"] == pytest.approx(by_trial[entry["trial_id"]])
+    assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--sql",
+                 "SELECT count(*) AS n FROM runs", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "4"]
+    assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--sql", "SELEC 1"]) == 2
+    assert "query failed" in capsys.readouterr().err
 
 
 def test_invalid_config_names_the_key(tmp_path, capsys):
