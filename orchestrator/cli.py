@@ -367,6 +367,60 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ export / predict
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.config import ConfigError
+    from orchestrator.export import export_model
+    from trainers.device import resolve_device
+
+    if args.rank is not None and args.genotype is not None:
+        raise UserError("give --rank or --genotype, not both.")
+    if args.rank is not None and args.rank < 1:
+        raise UserError(f"--rank must be >= 1, but got {args.rank}.")
+    try:
+        result = export_model(args.storage, out=args.out, device=resolve_device(args.device),
+                              experiment=args.experiment, rank=args.rank, genotype=args.genotype)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    console.print(f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment}/{result.trial_id}: "
+                  f"retrained from scratch on the {result.train_utterances} train+validation utterances of fold "
+                  f"{result.fold} for {result.epochs} epochs (the epoch chosen on validation; that fold's test UA "
+                  f"was {result.fold_test_ua:.3f}) -> {result.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from trainers.device import resolve_device
+    from trainers.model_bundle import load_bundle, predict_files
+
+    device = resolve_device(args.device)
+    try:
+        loaded = load_bundle(args.model, device=device)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    predictions = predict_files(loaded, [str(path) for path in args.files], device=device)
+    if args.format == "json":
+        sys.stdout.write(json.dumps([p.__dict__ for p in predictions], indent=2) + "\n")
+    else:
+        table = Table(title=f"Predictions of {escape(str(args.model))}", title_justify="left")
+        table.add_column("file")
+        table.add_column("emotion", style="bold")
+        for name in loaded.classes:
+            table.add_column(name, justify="right")
+        for p in predictions:
+            if p.error is not None:
+                table.add_row(escape(p.path), "[red]error[/]", *[""] * len(loaded.classes))
+            else:
+                table.add_row(escape(p.path), p.label, *[f"{p.probabilities[c]:.3f}" for c in loaded.classes])
+        console.print(table)
+    failed = [p for p in predictions if p.error is not None]
+    for p in failed:
+        error_console.print(f"[red]{escape(p.path)}: {escape(p.error)}[/]")
+    return EXIT_USER_ERROR if failed else 0
+
+
 # ----------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -459,6 +513,22 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     board.add_argument("--out", type=Path, default=None, help="write csv/json/parquet here instead of stdout")
     board.set_defaults(run=cmd_leaderboard)
+
+    export = commands.add_parser("export", help="retrain a leaderboard genotype and save a model bundle")
+    export.add_argument("--storage", required=True, help="the experiment storage folder")
+    export.add_argument("--experiment", default=None)
+    export.add_argument("--rank", type=int, default=None, help="genotype rank (default 1)")
+    export.add_argument("--genotype", default=None, help="genotype hash instead of a rank")
+    export.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    export.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    export.set_defaults(run=cmd_export)
+
+    predict = commands.add_parser("predict", help="predict the emotion of WAV files with an exported model")
+    predict.add_argument("--model", required=True, type=Path)
+    predict.add_argument("files", nargs="+", type=Path, metavar="FILE.wav")
+    predict.add_argument("--format", choices=["table", "json"], default="table")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    predict.set_defaults(run=cmd_predict)
     return parser
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.config import ExperimentConfig
-from trainers.atomic_io import write_parquet_atomically
+from orchestrator.config import ExperimentConfig, dump_config
+from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.corpora.synthetic import generate_synthetic_corpus
 from trainers.features import extract_features
 from trainers.folds import FoldProtocol, make_folds
@@ -63,6 +63,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
                             valid_speakers=config.folds.valid_speakers, seed=config.folds.seed)
     folds = make_folds(manifest, protocol=protocol, folds=config.folds.use)
     write_parquet_atomically(folds, data_dir / "folds.parquet")
+    write_text_atomically(data_dir / "config.yaml", dump_config(config))  # `sernas export` rebuilds from it
     used = manifest[manifest["utt_id"].isin(folds["utt_id"])]
     summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=progress)
     if summary.failed:

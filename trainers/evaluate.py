@@ -17,7 +17,7 @@ import torch
 
 from search_space import Genotype, build_model, count_parameters
 from trainers.checkpoint import load_checkpoint, save_checkpoint
-from trainers.fold_data import FoldData, iterate_batches
+from trainers.fold_data import FoldData, Split, inverse_frequency_weights, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
 from trainers.settings import EvalSettings
@@ -117,3 +117,32 @@ def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: Ev
     test["n"] = len(data.test)
     return EvaluationResult(architecture=text, best_epoch=best["epoch"], valid=best["valid"], test=test,
                             params=count_parameters(model), seconds=elapsed, history=history)
+
+
+def train_final_model(split: Split, *, architecture: Genotype | str, settings: EvalSettings, n_classes: int,
+                      epochs: int, device: torch.device) -> torch.nn.Module:
+    """Train from scratch on every sample of ``split`` for a fixed number of epochs.
+
+    For a deployable model: ``split`` holds all non-test speakers of a fold and ``epochs`` is
+    the epoch chosen on the validation speakers when the fold was evaluated, so nothing here
+    selects on data it trains on.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, but got {epochs}.")
+    generator = seed_everything(settings.seed)
+    model = build_network(architecture_text(architecture), settings=settings, n_classes=n_classes,
+                          in_channels=split.x.shape[1]).to(device)
+    weights = list(model.parameters())
+    optimizer, scheduler = sgd_with_cosine(weights, settings=settings.weights, epochs=epochs)
+    weight = inverse_frequency_weights(split.y, n_classes=n_classes).to(device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight if settings.imbalance == "weighted-loss" else None)
+    model.train()
+    for epoch in range(1, epochs + 1):
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = settings.drop_path_prob * (epoch - 1) / epochs
+        for x, y in iterate_batches(split, batch_size=settings.batch_size, shuffle=True, generator=generator,
+                                    balanced=settings.imbalance == "balanced-sampling"):
+            weight_step(model, x.to(device), y.to(device), loss_fn=loss_fn, optimizer=optimizer, parameters=weights,
+                        grad_clip=settings.weights.grad_clip)
+        scheduler.step()
+    return model.eval()

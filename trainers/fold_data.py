@@ -43,8 +43,13 @@ class FoldData:
 
     def class_weights(self) -> torch.Tensor:
         """Inverse-frequency weights from the training split (``N / (K * count_k)``)."""
-        counts = torch.bincount(self.train.y, minlength=len(self.classes)).to(torch.float32)
-        return torch.where(counts > 0, counts.sum() / (len(self.classes) * counts.clamp(min=1)), torch.zeros(()))
+        return inverse_frequency_weights(self.train.y, n_classes=len(self.classes))
+
+
+def inverse_frequency_weights(labels: torch.Tensor, *, n_classes: int) -> torch.Tensor:
+    """``N / (K * count_k)`` per class (0 for absent classes): balances a cross-entropy loss."""
+    counts = torch.bincount(labels, minlength=n_classes).to(torch.float32)
+    return torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), torch.zeros(()))
 
 
 def load_fold_data(*, manifest: pd.DataFrame, folds: pd.DataFrame, fold: int, preset: FeaturePreset | str,

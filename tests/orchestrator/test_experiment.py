@@ -83,6 +83,28 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--sql", "SELEC 1"]) == 2
     assert "query failed" in capsys.readouterr().err
 
+    # Export the best genotype, then predict synthetic WAVs with it (one bad file among them).
+    import torch
+
+    model = tmp_path / "model.pt"
+    assert main(["export", "--storage", str(tmp_path / "runs"), "--rank", "1", "--device", "cpu",
+                 "--out", str(model)]) == 0
+    assert "retrained from scratch on the" in capsys.readouterr().out
+    bundle = torch.load(model, weights_only=True)
+    assert bundle["classes"] == ["neu", "hap", "sad", "ang"] and bundle["preset"]["name"] == "logmel-32"
+    best = runs.sort_values(["ua", "fold"], ascending=[False, True]).iloc[0]
+    assert bundle["source"]["fold"] == best["fold"] and bundle["architecture"] == best["genotype"]
+    wavs = sorted((tmp_path / "corpus").rglob("Ses01F_impro01_F00*.wav"))[:2]
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    assert main(["predict", "--model", str(model), "--format", "json", *map(str, wavs), str(bad)]) == 2
+    captured = capsys.readouterr()
+    predictions = json.loads(captured.out)
+    assert [p["error"] is None for p in predictions] == [True, True, False]
+    for p in predictions[:2]:
+        assert p["label"] in bundle["classes"] and sum(p["probabilities"].values()) == pytest.approx(1.0)
+    assert "bad.wav: not a readable audio file" in captured.err
+
 
 def test_invalid_config_names_the_key(tmp_path, capsys):
     config = write_config(tmp_path / "bad.yaml", name="bad", extra="  num_sampels: 3")
