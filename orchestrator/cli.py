@@ -300,8 +300,9 @@ def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: 
                   f"{summary.pruned} pruned, {summary.failed} failed), {summary.epochs_reported} epochs and "
                   f"{summary.folds_reported} folds reported in {summary.seconds:.0f} s.")
     print_leaderboard_top(summary.storage, summary.name)
-    console.print(f"Leaderboard part files: {summary.storage}/leaderboard/{summary.name}/ "
-                  "(query with DuckDB: SELECT * FROM read_parquet('.../**/*.parquet')).")
+    console.print(f"Leaderboard part files: {summary.storage}/leaderboard/{summary.name}/. Next: "
+                  f"sernas leaderboard --storage {summary.storage} --experiment {summary.name} --by trial, or "
+                  f"sernas report --storage {summary.storage} --experiment {summary.name} --out report.html")
     return 0 if summary.failed == 0 else 1
 
 
@@ -364,6 +365,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         write_parquet_atomically(frame, args.out)
         console.print(f"Wrote {len(frame)} rows to {args.out}.")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator.report import write_report
+
+    if "://" not in args.storage and not Path(args.storage).is_dir():
+        raise UserError(f"storage {args.storage} does not exist (give the folder passed to sernas search --storage).")
+    out = write_report(args.storage, experiment=args.experiment, out=args.out)
+    console.print(f"Report written to {out} (one self-contained HTML file; open it in any browser, offline).")
     return 0
 
 
@@ -513,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     board.add_argument("--out", type=Path, default=None, help="write csv/json/parquet here instead of stdout")
     board.set_defaults(run=cmd_leaderboard)
+
+    report = commands.add_parser("report", help="one self-contained HTML page about an experiment")
+    report.add_argument("--storage", required=True, help="the experiment storage (folder or URI)")
+    report.add_argument("--experiment", default=None)
+    report.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    report.set_defaults(run=cmd_report)
 
     export = commands.add_parser("export", help="retrain a leaderboard genotype and save a model bundle")
     export.add_argument("--storage", required=True, help="the experiment storage folder")

@@ -83,6 +83,14 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--sql", "SELEC 1"]) == 2
     assert "query failed" in capsys.readouterr().err
 
+    # The HTML report of the same experiment has every section.
+    report = tmp_path / "report.html"
+    assert main(["report", "--storage", str(tmp_path / "runs"), "--experiment", "small", "--out", str(report)]) == 0
+    html = report.read_text()
+    for section in ("ranked", "pareto", "depth-seed", "fold-heatmap", "pruning", "confusion", "cells"):
+        assert f'id="{section}"' in html
+    assert "data:image/png;base64," in html and oct(report.stat().st_mode & 0o777) != "0o600"
+
     # Export the best genotype, then predict synthetic WAVs with it (one bad file among them).
     import torch
 

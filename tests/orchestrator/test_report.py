@@ -1,0 +1,146 @@
+"""The HTML report over a small hand-made leaderboard (real Parquet parts, real DuckDB, no Ray)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from orchestrator.leaderboard import write_fold_row, write_trial_status
+from orchestrator.report import SECTIONS, pareto_front, write_report
+from search_space.genotype import Genotype
+
+START = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+CLASSES = ["ang", "hap", "neu", "sad"]
+
+
+def make_row(**overrides) -> dict:
+    """A valid completed fold row (every column of the schema); ``overrides`` replace columns."""
+    row = {
+        "experiment": "exp", "trial_id": "t1", "fold": 1, "n_folds": 3, "attempt": 0, "status": "completed",
+        "node_id": "local", "hostname": "host-a", "seed": 0, "params_json": {"layers": 4, "seed": 0},
+        "layers": 4, "nodes": 2, "init_channels": 8, "lstm_hidden": 64, "darts_order": "first", "pc_k": 1,
+        "weights_lr": 0.025, "search_epochs": 10, "eval_epochs": 20, "dataset": "synthetic",
+        "feature_preset": "paper-mfcc", "fold_scheme": "loso", "classes": CLASSES,
+        "genotype": None, "genotype_hash": "baseline", "ua": 0.5, "wa": 0.55, "macro_f1": 0.45,
+        "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [1, 0, 6, 0], [0, 0, 1, 5]], "test_utterances": 25,
+        "valid_ua": 0.52, "best_epoch": 7, "params": 12345, "search_seconds": 10.0, "eval_seconds": 5.0,
+        "search_epochs_run": 10, "device": "cpu", "error": None,
+    }
+    row.update(overrides)
+    return row
+
+
+def genotype(op: str) -> Genotype:
+    return Genotype(normal=[(op, 0), ("skip_connect", 1), ("sep_conv_3x3", 1), (op, 2)], normal_concat=[2, 3],
+                    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+                    reduce_concat=[2, 3])
+
+
+def write_trial(storage: Path, trial_id: str, uas: list[float], *, seed: int, layers: int, params: int,
+                op: str = "sep_conv_3x3", minutes: int = 0, hash_: str | None = None, status: str = "completed",
+                experiment: str = "exp") -> None:
+    found = genotype(op)
+    for fold, ua in enumerate(uas, start=1):
+        write_fold_row(storage, make_row(
+            experiment=experiment, trial_id=trial_id, fold=fold, n_folds=3, seed=seed, layers=layers, params=params,
+            params_json={"layers": layers, "seed": seed}, genotype=None if hash_ else found.to_json(),
+            genotype_hash=hash_ or found.hash, ua=ua, classes=CLASSES,
+            written_at=START + timedelta(minutes=minutes + fold)))
+    write_trial_status(storage, experiment=experiment, trial_id=trial_id, status=status, step=len(uas),
+                       reason="Wilcoxon: worse than the best trial" if status == "pruned" else None)
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    storage = tmp_path_factory.mktemp("storage")
+    write_trial(storage, "t1", [0.61, 0.64, 0.66], seed=0, layers=4, params=50_000, minutes=0)
+    write_trial(storage, "t2", [0.55, 0.58, 0.57], seed=1, layers=4, params=20_000, op="dil_conv_3x3", minutes=5)
+    write_trial(storage, "t3", [0.52, 0.50, 0.53], seed=0, layers=6, params=90_000, op="sep_conv_5x5", minutes=10)
+    write_trial(storage, "t4", [0.30], seed=1, layers=6, params=80_000, op="dil_conv_5x5", minutes=15,
+                status="pruned")
+    write_trial(storage, "t5", [0.45, 0.47, 0.44], seed=2, layers=8, params=5_000, minutes=20,
+                hash_="<baseline>")
+    # a failed rerun-less fold, and a damaged part file: both stay out of the rankings
+    write_fold_row(storage, make_row(trial_id="t6", fold=1, n_folds=3, status="failed", error="CUDA out of memory",
+                                     ua=None, wa=None, macro_f1=None, genotype=None, genotype_hash=None,
+                                     confusion=None))
+    bad = storage / "leaderboard" / "exp" / "t7" / "fold=1-attempt=0.parquet"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not parquet at all")
+    return storage
+
+
+def sections_of(page: str) -> dict[str, str]:
+    found = dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', page, flags=re.S))
+    return found
+
+
+def assert_self_contained(page: str) -> None:
+    # no external resources: no src/href to http(s), no <script>, no <link>, no @import, no url(...)
+    assert not re.search(r'(src|href)\s*=\s*"(?!data:|#)', page)
+    assert "<script" not in page and "<link" not in page and "@import" not in page and "url(" not in page
+    assert "http://" not in page and "https://" not in page
+
+
+def test_report_has_every_section_embedded_images_and_no_external_resources(board_dir: Path, tmp_path: Path) -> None:
+    out = write_report(board_dir, experiment="exp", out=tmp_path / "nested" / "report.html")
+    assert out == tmp_path / "nested" / "report.html" and out.is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # atomic: no temporary file left
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    sections = sections_of(page)
+    assert list(sections) == [key for key, _ in SECTIONS]
+    for key, heading in SECTIONS:
+        assert f"<h2>{heading}</h2>" in sections[key]
+    for key in ("pareto", "depth-seed", "fold-heatmap", "pruning", "confusion", "cells"):
+        assert "data:image/png;base64," in sections[key], key
+    assert_self_contained(page)
+
+    ranked = sections["ranked"]
+    assert ranked.index(">t1<") < ranked.index(">t2<") < ranked.index(">t3<")
+    assert ranked.index(">t5<") < ranked.index(">t4<")  # incomplete t4 after every complete trial
+    assert "0.6367" in ranked  # t1: mean of 0.61, 0.64, 0.66
+    assert "&lt;baseline&gt;" in ranked and "<baseline>" not in page  # escaped model name
+    assert genotype("sep_conv_3x3").hash in ranked
+    assert "t6" not in ranked  # failed run left out
+    assert "1 damaged file(s) skipped" in page and "fold=1-attempt=0.parquet" in page
+    assert "1 of 5 finished trials were pruned" in sections["pruning"]
+    assert "Trial <code>t1</code>" in sections["confusion"] and "75 test utterances" in sections["confusion"]
+    assert genotype("sep_conv_3x3").hash in sections["cells"]
+
+
+def test_single_trial_without_pruning_still_renders(tmp_path: Path) -> None:
+    write_trial(tmp_path / "s", "only", [0.5, 0.6], seed=0, layers=4, params=1000)  # 2 of 3 folds: incomplete
+    page = write_report(tmp_path / "s", out=tmp_path / "r.html").read_text(encoding="utf-8")
+    sections = sections_of(page)
+    assert list(sections) == [key for key, _ in SECTIONS]
+    assert "No trial was pruned." in sections["pruning"]
+    assert "data:image/png;base64," in sections["cells"]
+    assert "damaged" not in page
+    assert_self_contained(page)
+
+
+def test_empty_leaderboard_shows_sentences_not_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "leaderboard").mkdir(parents=True)
+    page = write_report(tmp_path / "empty", out=tmp_path / "r.html").read_text(encoding="utf-8")
+    sections = sections_of(page)
+    assert list(sections) == [key for key, _ in SECTIONS]
+    assert "data:image" not in page
+    assert all('class="empty"' in body for body in sections.values())
+
+
+def test_baseline_only_has_no_cells_to_draw(tmp_path: Path) -> None:
+    write_trial(tmp_path / "b", "base", [0.4, 0.5, 0.45], seed=0, layers=4, params=1000, hash_="baseline")
+    sections = sections_of(write_report(tmp_path / "b", out=tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert "no searched genotype" in sections["cells"]
+    assert "data:image/png;base64," in sections["confusion"]
+
+
+def test_pareto_front_keeps_points_nothing_beats() -> None:
+    ua = [0.60, 0.55, 0.50, 0.62, 0.40, 0.55]
+    params = [50, 20, 90, 100, 5, 30]
+    assert pareto_front(ua, params) == [4, 1, 0, 3]
+    assert pareto_front([], []) == []
