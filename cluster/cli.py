@@ -1,0 +1,188 @@
+"""The ``sernas`` command line with the cluster commands: ``submit`` and ``cluster local/stop``.
+
+It is ``orchestrator.cli`` plus these subcommands (cluster sits above orchestrator), so the
+console script points here. The Ray auth token is passed, never printed: only its source is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.markup import escape
+
+from orchestrator import cli as base
+from orchestrator.cli import UserError, console, error_console
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError("orchestrator.cli.build_parser() has no subcommands")
+
+
+def _token(required: bool):
+    from cluster.auth import find_token
+
+    token = find_token()
+    if token is None and required:
+        raise UserError("no Ray authentication token: set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or create "
+                        "~/.ray/auth_token (copy it from the head node; see docs/cluster.md).")
+    return token
+
+
+def _job_client_error(error: Exception, address: str) -> UserError:
+    from ray.exceptions import AuthenticationError
+
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, AuthenticationError):
+        return UserError(f"the Ray cluster at {address} refused the authentication token ({first}). Use the "
+                         "head node's token (RAY_AUTH_TOKEN or ~/.ray/auth_token; see docs/cluster.md).")
+    if isinstance(error, ConnectionError) or "Failed to connect" in first or "Connection" in first:
+        return UserError(f"no Ray job server at {address} ({first}). Start a cluster (sernas cluster local) "
+                         "or pass --address http://HEAD:8265 (forward the port over SSH for a remote head).")
+    return UserError(f"the Ray job server at {address} said: {first}")
+
+
+# ----------------------------------------------------------------------------------------- submit
+def cmd_submit(args: argparse.Namespace) -> int:
+    from cluster.auth import redact
+    from cluster.submit import follow_job, make_client, resolve_address, submit_search
+
+    address = resolve_address(args.address, state_path=args.state)
+    token = _token(required=False)
+    if args.stop:
+        if args.config or args.wait:
+            raise UserError("--stop JOB_ID takes no --config or --wait.")
+        try:
+            client = make_client(address, token)
+            stopped = client.stop_job(args.stop)
+        except Exception as error:  # the client raises plain RuntimeError for unknown jobs
+            raise _job_client_error(error, address) from None
+        console.print(f"Job {escape(args.stop)}: " + ("stop requested." if stopped else "already finished."))
+        return 0
+    if args.config is None:
+        raise UserError("give --config CONFIG.yaml (or --stop JOB_ID).")
+    if not args.config.is_file():
+        raise UserError(f"config {args.config} does not exist.")
+    if args.working_dir is not None and not args.working_dir.is_dir():
+        raise UserError(f"--working-dir {args.working_dir} is not a folder.")
+    try:
+        client = make_client(address, token)
+        submission = submit_search(address=address, token=token, config=args.config, overrides=args.set,
+                                   storage=args.storage, working_dir=args.working_dir,
+                                   pip_install_project=args.pip_install, client=client)
+    except UserError:
+        raise
+    except Exception as error:
+        raise _job_client_error(error, address) from None
+    console.print(f"Submitted job [bold]{submission.job_id}[/] to {address}")
+    console.print(f"  entrypoint: {escape(redact(submission.entrypoint, token))}")
+    console.print(f"  dashboard:  {address.rstrip('/')}/#/jobs/{submission.job_id}")
+    if not args.storage:
+        console.print("[yellow]  no --storage: results go to the config's tune.storage as seen from the job's "
+                      "working directory on the head node; pass a shared path or URI for multi-node runs.[/]")
+    if not args.wait:
+        console.print(f"  follow: sernas submit --address {address} --wait ... or ray job logs -f {submission.job_id}")
+        return 0
+    try:
+        status = follow_job(client, submission.job_id, write=lambda text: (sys.stdout.write(redact(text, token)),
+                                                                           sys.stdout.flush()))
+    except KeyboardInterrupt:
+        error_console.print(f"stopped following; the job keeps running (stop it: sernas submit --stop "
+                            f"{submission.job_id})")
+        return 130
+    console.print(f"Job {submission.job_id} {status}.")
+    return 0 if status == "SUCCEEDED" else 1
+
+
+# ---------------------------------------------------------------------------------------- cluster
+def cmd_cluster_local(args: argparse.Namespace) -> int:
+    from cluster.auth import ensure_token
+    from cluster.local import LocalClusterError, start_local_cluster
+
+    token, created = ensure_token()
+    try:
+        cluster = start_local_cluster(workers=args.workers, token=token, cpus_per_node=args.cpus_per_node,
+                                      base_port=args.base_port, dashboard_port=args.dashboard_port,
+                                      state_path=args.state)
+    except (ValueError, LocalClusterError) as error:
+        raise UserError(str(error)) from None
+    console.print(f"Local Ray cluster: head + {args.workers} worker node(s), {args.cpus_per_node} CPU(s) each, "
+                  f"on 127.0.0.1 (temp dir {cluster.temp_dir}).")
+    console.print(f"  address:   {cluster.gcs_address}   (sernas search --address {cluster.gcs_address})")
+    console.print(f"  dashboard: {cluster.dashboard_url}")
+    console.print(f"  token:     {'created in ' if created else 'from '}{escape(token.source)} (never printed; "
+                  "`ray job submit` reads it from there too, with RAY_AUTH_MODE=token)")
+    console.print(f"  submit:    sernas submit --address {cluster.dashboard_url} --config configs/demo.yaml --wait")
+    console.print(f"  stop:      sernas cluster stop{'' if args.state == base_state() else f' --state {args.state}'}")
+    return 0
+
+
+def cmd_cluster_stop(args: argparse.Namespace) -> int:
+    from cluster.local import LocalClusterError, stop_local_cluster
+
+    try:
+        count = stop_local_cluster(args.state)
+    except (FileNotFoundError, ValueError, LocalClusterError) as error:
+        raise UserError(str(error)) from None
+    console.print(f"Stopped the local cluster of {args.state} ({count} process(es)).")
+    return 0
+
+
+def base_state() -> Path:
+    from cluster.local import DEFAULT_STATE
+
+    return DEFAULT_STATE
+
+
+# ------------------------------------------------------------------------------------------- main
+def add_cluster_commands(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    commands = _subparsers(parser)
+    state_help = "state file of `sernas cluster local` (default runs/cluster/local.json)"
+
+    submit = commands.add_parser("submit", help="submit `sernas search` to a Ray cluster as a job")
+    submit.add_argument("--address", default=None,
+                        help="job server URL (default: $RAY_API_SERVER_ADDRESS, the local cluster, "
+                             "or http://127.0.0.1:8265)")
+    submit.add_argument("--config", type=Path, default=None, help="experiment YAML (see configs/)")
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (repeatable)")
+    submit.add_argument("--storage", default=None, help="results path or URI reachable from every node")
+    submit.add_argument("--wait", action="store_true", help="follow the logs; exit 0 if the job succeeded, else 1")
+    submit.add_argument("--stop", default=None, metavar="JOB_ID", help="stop a submitted job")
+    submit.add_argument("--working-dir", type=Path, default=None,
+                        help="folder uploaded as the job's working dir (default: the project root or cwd)")
+    submit.add_argument("--pip-install", action="store_true",
+                        help="pip install the uploaded project in the job's env (cluster image without sernas)")
+    submit.add_argument("--state", type=Path, default=base_state(), help=state_help)
+    submit.set_defaults(run=cmd_submit)
+
+    cluster = commands.add_parser("cluster", help="a head and worker nodes on this machine (loopback)")
+    actions = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    local = actions.add_parser("local", help="start a head and N worker nodes on 127.0.0.1")
+    local.add_argument("--workers", type=int, default=1, help="worker nodes besides the head")
+    local.add_argument("--cpus-per-node", type=int, default=1)
+    local.add_argument("--base-port", type=int, default=46380, help="GCS port; the other ports follow it")
+    local.add_argument("--dashboard-port", type=int, default=None, help="default: base port + 1")
+    local.add_argument("--state", type=Path, default=base_state(), help=state_help)
+    local.set_defaults(run=cmd_cluster_local)
+    stop = actions.add_parser("stop", help="stop exactly the processes of `sernas cluster local`")
+    stop.add_argument("--state", type=Path, default=base_state(), help=state_help)
+    stop.set_defaults(run=cmd_cluster_stop)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return add_cluster_commands(base.build_parser())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return base.main(argv, parser=build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
