@@ -4,7 +4,7 @@ Primitives and their registry, the Genotype value, the supernet's mixed edges an
 SuperNet, and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
 """
 
-from search_space.cells import Cell, SearchCell, drop_path
+from search_space.cells import Cell, SearchCell, drop_path, reduction_layers, stack_cells
 from search_space.genotype import (
     Genotype,
     alpha_entropy,
@@ -30,7 +30,7 @@ from search_space.primitives import (
     build_op,
     validate_primitives,
 )
-from search_space.supernet import SuperNet, reduction_layers
+from search_space.supernet import SuperNet
 
 __all__ = [
     "MODEL_NAMES",

@@ -9,7 +9,7 @@ on the edges that read the cell inputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -147,3 +147,39 @@ class Cell(nn.Module):
                 node = h if node is None else node + h
             states.append(node)
         return torch.cat([states[i] for i in self.concat], dim=1)  # (B, multiplier * C, H', W')
+
+
+def reduction_layers(layers: int) -> tuple[int, ...]:
+    """Indices of the reduction cells: at 1/3 and 2/3 of the depth (DARTS), deduplicated."""
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        raise ValueError(f"layers must be an int >= 1, but got {layers!r}.")
+    return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+def stack_cells(*, layers: int, in_channels: int, stem_multiplier: int, init_channels: int,
+                make_cell: Callable[..., nn.Module]) -> tuple[nn.Sequential, nn.ModuleList, int]:
+    """The DARTS macro-structure the supernet and the discrete network share.
+
+    A 3x3 conv stem with ``stem_multiplier * init_channels`` channels, then ``layers`` cells
+    with reduction cells (channels doubled) at ``reduction_layers(layers)``. ``make_cell`` is
+    called with ``C_pp, C_p, C, reduction, reduction_prev`` and returns a cell with a
+    ``multiplier`` (its output has ``multiplier * C`` channels). Returns the stem, the cells
+    and the channel count of the last cell's output.
+    """
+    reductions = reduction_layers(layers)
+    C_stem = stem_multiplier * init_channels
+    stem = nn.Sequential(
+        nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
+        nn.BatchNorm2d(C_stem),
+    )
+    C_pp, C_p, C = C_stem, C_stem, init_channels
+    cells, reduction_prev = [], False
+    for i in range(layers):
+        reduction = i in reductions
+        if reduction:
+            C *= 2
+        cell = make_cell(C_pp=C_pp, C_p=C_p, C=C, reduction=reduction, reduction_prev=reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        C_pp, C_p = C_p, cell.multiplier * C
+    return stem, nn.ModuleList(cells), C_p

@@ -7,16 +7,16 @@ head as the supernet. :func:`build_model` picks one by Genotype, by genotype JSO
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from search_space.cells import Cell
+from search_space.cells import Cell, stack_cells
 from search_space.genotype import Genotype
 from search_space.head import RecurrentHead
-from search_space.supernet import reduction_layers
 
 __all__ = [
     "MODEL_NAMES",
@@ -70,7 +70,6 @@ class Network(nn.Module):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, but got {value!r}.")
-        reductions = reduction_layers(layers)
         self.genotype = genotype
         self.in_channels = in_channels
         self.drop_path_prob = drop_path_prob
@@ -87,29 +86,10 @@ class Network(nn.Module):
             "in_channels": in_channels,
         }
 
-        C_stem = stem_multiplier * init_channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem),
+        self.stem, self.cells, C_p = stack_cells(
+            layers=layers, in_channels=in_channels, stem_multiplier=stem_multiplier,
+            init_channels=init_channels, make_cell=functools.partial(Cell, genotype),
         )
-        C_pp, C_p, C = C_stem, C_stem, init_channels
-        cells, reduction_prev = [], False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                C *= 2
-            cell = Cell(
-                genotype,
-                C_pp=C_pp,
-                C_p=C_p,
-                C=C,
-                reduction=reduction,
-                reduction_prev=reduction_prev,
-            )
-            cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C
-        self.cells = nn.ModuleList(cells)
         self.head = RecurrentHead(
             C_p,
             n_classes=n_classes,

@@ -9,13 +9,14 @@ checkpoint. Because ``parameters()`` therefore yields them too, optimisers must 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from search_space.cells import SearchCell
+from search_space.cells import SearchCell, stack_cells
 from search_space.genotype import (
     Genotype,
     alpha_entropy,
@@ -26,14 +27,7 @@ from search_space.genotype import (
 from search_space.head import RecurrentHead
 from search_space.primitives import PRIMITIVES, validate_primitives
 
-__all__ = ["SuperNet", "reduction_layers"]
-
-
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    """Indices of the reduction cells: at 1/3 and 2/3 of the depth (DARTS), deduplicated."""
-    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
-        raise ValueError(f"layers must be an int >= 1, but got {layers!r}.")
-    return tuple(sorted({layers // 3, 2 * layers // 3}))
+__all__ = ["SuperNet"]
 
 
 def _check_int(name: str, value: object, minimum: int = 1) -> None:
@@ -87,7 +81,6 @@ class SuperNet(nn.Module):
             ("in_channels", in_channels),
         ):
             _check_int(name, value)
-        reductions = reduction_layers(layers)
         if init_channels % pc_k != 0:
             raise ValueError(
                 f"init_channels ({init_channels}) must be divisible by pc_k ({pc_k})."
@@ -111,32 +104,12 @@ class SuperNet(nn.Module):
         self.nodes = nodes
         self.in_channels = in_channels
 
-        C_stem = stem_multiplier * init_channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem),
+        self.stem, self.cells, C_p = stack_cells(
+            layers=layers, in_channels=in_channels, stem_multiplier=stem_multiplier,
+            init_channels=init_channels,
+            make_cell=functools.partial(SearchCell, nodes=nodes, primitives=primitives, pc_k=pc_k,
+                                        checkpoint=checkpoint),
         )
-        C_pp, C_p, C = C_stem, C_stem, init_channels
-        cells, reduction_prev = [], False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                C *= 2
-            cell = SearchCell(
-                nodes=nodes,
-                C_pp=C_pp,
-                C_p=C_p,
-                C=C,
-                reduction=reduction,
-                reduction_prev=reduction_prev,
-                primitives=primitives,
-                pc_k=pc_k,
-                checkpoint=checkpoint,
-            )
-            cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C
-        self.cells = nn.ModuleList(cells)
         self.head = RecurrentHead(
             C_p,
             n_classes=n_classes,
