@@ -145,6 +145,34 @@ def _wait_dashboard(url: str, token: Token, *, timeout: float) -> None:
         time.sleep(0.3)
 
 
+def _alive_nodes(payload: object) -> int:
+    """Count node records with state ALIVE anywhere in a state-API JSON answer."""
+    if isinstance(payload, dict):
+        own = 1 if payload.get("state") == "ALIVE" and "node_id" in payload else 0
+        return own + sum(_alive_nodes(value) for value in payload.values())
+    if isinstance(payload, list):
+        return sum(_alive_nodes(item) for item in payload)
+    return 0
+
+
+def _wait_nodes(url: str, token: Token, *, count: int, timeout: float) -> None:
+    """Wait until ``count`` nodes are alive, so the first job already sees every worker."""
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(f"{url}/api/v0/nodes?limit=1000", headers=token.headers())
+    alive = 0
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                alive = _alive_nodes(json.loads(response.read()))
+                if alive >= count:
+                    return
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise LocalClusterError(f"only {alive} of {count} nodes joined the cluster at {url} within {timeout:.0f} s.")
+        time.sleep(0.5)
+
+
 def start_local_cluster(*, workers: int, token: Token, cpus_per_node: int = 1, base_port: int = DEFAULT_BASE_PORT,
                         dashboard_port: int | None = None, state_path: Path = DEFAULT_STATE,
                         host: str = "127.0.0.1", timeout: float = 60.0) -> LocalCluster:
@@ -198,6 +226,7 @@ def start_local_cluster(*, workers: int, token: Token, cpus_per_node: int = 1, b
             save()
             if index == 0:
                 _wait_dashboard(cluster.dashboard_url, token, timeout=timeout)
+        _wait_nodes(cluster.dashboard_url, token, count=workers + 1, timeout=timeout)
     except BaseException:
         stop_local_cluster(state_path)
         raise

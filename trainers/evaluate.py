@@ -87,14 +87,15 @@ def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: Ev
         if hasattr(model, "drop_path_prob"):  # ramps up linearly over training, as in DARTS
             model.drop_path_prob = settings.drop_path_prob * (epoch - 1) / settings.epochs
         losses = [weight_step(model, x.to(device), y.to(device), loss_fn=loss_fn, optimizer=optimizer,
-                              parameters=weights, grad_clip=settings.weights.grad_clip)
+                              parameters=weights, grad_clip=settings.weights.grad_clip,
+                              autocast=settings.mixed_precision)
                   for x, y in iterate_batches(data.train, batch_size=settings.batch_size, shuffle=True,
                                               generator=generator,
                                               balanced=settings.imbalance == "balanced-sampling")]
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         valid = evaluate_split(model, data.valid, n_classes=n_classes, batch_size=settings.batch_size,
-                               device=device, loss_fn=loss_fn)
+                               device=device, loss_fn=loss_fn, autocast=settings.mixed_precision)
         if valid["ua"] > best["ua"]:  # first epoch reaching the best valid UA wins ties
             best = {"epoch": epoch, "ua": valid["ua"], "valid": valid, "state": copy.deepcopy(model.state_dict())}
         epoch_seconds = time.perf_counter() - started
@@ -113,7 +114,8 @@ def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: Ev
         reporter(epoch, metrics)
 
     model.load_state_dict(best["state"])
-    test = evaluate_split(model, data.test, n_classes=n_classes, batch_size=settings.batch_size, device=device)
+    test = evaluate_split(model, data.test, n_classes=n_classes, batch_size=settings.batch_size, device=device,
+                          autocast=settings.mixed_precision)
     test["n"] = len(data.test)
     return EvaluationResult(architecture=text, best_epoch=best["epoch"], valid=best["valid"], test=test,
                             params=count_parameters(model), seconds=elapsed, history=history)
@@ -143,6 +145,6 @@ def train_final_model(split: Split, *, architecture: Genotype | str, settings: E
         for x, y in iterate_batches(split, batch_size=settings.batch_size, shuffle=True, generator=generator,
                                     balanced=settings.imbalance == "balanced-sampling"):
             weight_step(model, x.to(device), y.to(device), loss_fn=loss_fn, optimizer=optimizer, parameters=weights,
-                        grad_clip=settings.weights.grad_clip)
+                        grad_clip=settings.weights.grad_clip, autocast=settings.mixed_precision)
         scheduler.step()
     return model.eval()

@@ -418,7 +418,7 @@ def run_search(
                 n_arch += len(ya)
                 del grads
             loss = weight_step(model, x, y, loss_fn=loss_fn, optimizer=weight_optimizer, parameters=weights,
-                               grad_clip=w_settings.grad_clip)
+                               grad_clip=w_settings.grad_clip, autocast=settings.mixed_precision)
             for p in arch:  # the weight step's backward also reaches the alphas: drop that
                 p.grad = None
             train_loss += loss * len(y)
@@ -426,7 +426,7 @@ def run_search(
         scheduler.step()
 
         last_valid = evaluate_split(model, data.valid, n_classes=n_classes, batch_size=settings.batch_size,
-                                    device=device, loss_fn=loss_fn)
+                                    device=device, loss_fn=loss_fn, autocast=settings.mixed_precision)
         genotype = model.genotype(max_skip_normal=settings.max_skip_normal)
         dominant = model.dominant_ops()
         n_edges = sum(len(ops) for ops in dominant.values())

@@ -75,6 +75,8 @@ class SearchSettings(_Settings):
     imbalance: Imbalance = "weighted-loss"
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    mixed_precision: bool = Field(False, description="bf16 autocast for weight steps and evaluation; the "
+                                                     "architecture step stays fp32 (its finite differences need it)")
 
     @model_validator(mode="after")
     def _known_primitives(self) -> SearchSettings:
@@ -93,3 +95,4 @@ class EvalSettings(_Settings):
     imbalance: Imbalance = "weighted-loss"
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1)
+    mixed_precision: bool = Field(False, description="bf16 autocast for training and evaluation (GPU)")

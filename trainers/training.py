@@ -28,11 +28,18 @@ def sgd_with_cosine(parameters: Iterable[nn.Parameter], *, settings: WeightOptim
     return optimizer, scheduler
 
 
+def mixed_precision(device: torch.device, enabled: bool):
+    """bf16 autocast on ``device`` when ``enabled`` (bf16 keeps fp32's range: no loss scaling)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: nn.Module,
-                optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], grad_clip: float) -> float:
+                optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], grad_clip: float,
+                autocast: bool = False) -> float:
     """One SGD step on ``parameters`` (the weights; never the alphas); returns the batch loss."""
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), y)
+    with mixed_precision(x.device, autocast):
+        loss = loss_fn(model(x), y)
     loss.backward()
     nn.utils.clip_grad_norm_(parameters, grad_clip)
     optimizer.step()
@@ -41,14 +48,15 @@ def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: 
 
 @torch.no_grad()
 def evaluate_split(model: nn.Module, split: Split, *, n_classes: int, batch_size: int, device: torch.device,
-                   loss_fn: nn.Module | None = None) -> dict:
+                   loss_fn: nn.Module | None = None, autocast: bool = False) -> dict:
     """UA, WA, macro-F1, confusion and mean loss over every sample of ``split`` (eval mode)."""
     was_training = model.training
     model.eval()
     predictions, total_loss = [], 0.0
     for x, y in iterate_batches(split, batch_size=batch_size, shuffle=False):
         x, y = x.to(device), y.to(device)
-        logits = model(x)  # (B, n_classes)
+        with mixed_precision(device, autocast):
+            logits = model(x).float()  # (B, n_classes)
         if loss_fn is not None:
             total_loss += float(loss_fn(logits, y)) * len(y)
         predictions.append(logits.argmax(dim=1).cpu())

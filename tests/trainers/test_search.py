@@ -321,3 +321,10 @@ def test_empty_arch_data_is_refused():
     empty = Split(x=data.valid.x[:0], y=data.valid.y[:0], utt_ids=())
     with pytest.raises(ValueError, match="no utterances for the alphas"):
         run_search(replace(data, valid=empty), settings=settings(), device=CPU)
+
+
+def test_mixed_precision_search_runs():
+    """bf16 autocast on weight steps and evaluation (for GPUs) runs on CPU with finite losses."""
+    result = run_search(tiny_data(), settings=settings(mixed_precision=True), device=CPU)
+    assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["valid_loss"]) for h in result.history)
+    assert result.epochs_run == 2
