@@ -149,3 +149,59 @@ def make_fold_data(*, n_classes: int = 3, shape=(1, 16, 16), n_train: int = 48, 
 
     return FoldData(fold=fold, classes=tuple(f"c{k}" for k in range(n_classes)),
                     train=split(n_train, "train"), valid=split(n_valid, "valid"), test=split(n_test, "test"))
+
+
+def make_leaderboard_row(**overrides) -> dict:
+    """A valid completed leaderboard fold row (every column of the schema); ``overrides`` replace columns."""
+    row = {
+        "experiment": "exp", "trial_id": "t1", "fold": 1, "n_folds": 3, "attempt": 0, "status": "completed",
+        "node_id": "node-a", "hostname": "host-a", "seed": 0, "params_json": {"layers": 4, "seed": 0},
+        "layers": 4, "nodes": 4, "init_channels": 8, "lstm_hidden": 64, "darts_order": "first", "pc_k": 1,
+        "weights_lr": 0.025, "search_epochs": 10, "eval_epochs": 20, "dataset": "synthetic",
+        "feature_preset": "paper-mfcc", "fold_scheme": "loso", "classes": ["ang", "hap", "neu", "sad"],
+        "genotype": None, "genotype_hash": "baseline", "ua": 0.5, "wa": 0.55, "macro_f1": 0.45,
+        "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [1, 0, 6, 0], [0, 0, 1, 5]], "test_utterances": 25,
+        "valid_ua": 0.52, "best_epoch": 7, "params": 12345, "search_seconds": 10.0, "eval_seconds": 5.0,
+        "search_epochs_run": 10, "device": "cpu", "error": None,
+    }
+    row.update(overrides)
+    return row
+
+
+def write_experiment_config(path: Path, *, name: str, pruner: str = "{kind: none}",
+                            space_lr: str = "{loguniform: [0.01, 0.1]}", samples: int = 2,
+                            searcher: str = "optuna-tpe", concurrent: int = 2, eval_epochs: int = 2,
+                            per_speaker: int = 16, extra: str = "") -> Path:
+    """A tiny experiment YAML (4-speaker synthetic corpus, logmel-32, LOSO, 3-cell supernet) for
+    end-to-end tests; its corpus, cache and storage sit beside ``path``."""
+    import textwrap
+
+    path.write_text(textwrap.dedent(f"""\
+        name: {name}
+        device: cpu
+        data:
+          dataset: synthetic
+          root: {path.parent / 'corpus'}
+          synthetic: {{speakers: 4, per_speaker: {per_speaker}, seed: 0}}
+          preset: logmel-32
+          cache_dir: {path.parent / 'cache'}
+          classes: [neu, hap, sad, ang]
+          merges: {{exc: hap}}
+        folds: {{scheme: loso}}
+        search: {{epochs: 1, batch_size: 16, weights: {{lr_min: 0.0}}}}
+        eval: {{epochs: {eval_epochs}, batch_size: 16, weights: {{lr_min: 0.0}}}}
+        space:
+          layers: 3
+          nodes: 2
+          init_channels: 4
+          lstm_hidden: 8
+          weights_lr: {space_lr}
+        tune:
+          num_samples: {samples}
+          max_concurrent: {concurrent}
+          searcher: {searcher}
+          pruner: {pruner}
+          resources: {{cpu: 1}}
+          storage: {path.parent / 'runs'}
+        {extra}"""))
+    return path

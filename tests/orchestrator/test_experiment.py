@@ -1,10 +1,10 @@
 """A real experiment: local Ray (2 CPUs), real Optuna, real Parquet leaderboard, real training."""
 
 import json
-import textwrap
 
 import pytest
 
+from conftest import write_experiment_config as write_config
 from orchestrator.cli import main
 from orchestrator.leaderboard import connect
 
@@ -20,39 +20,6 @@ def ray_cluster():
         yield
     finally:
         ray.shutdown()
-
-
-def write_config(path, *, name, pruner="{kind: none}", space_lr="{loguniform: [0.01, 0.1]}", samples=2,
-                 searcher="optuna-tpe", concurrent=2, eval_epochs=2, per_speaker=16, extra=""):
-    path.write_text(textwrap.dedent(f"""\
-        name: {name}
-        device: cpu
-        data:
-          dataset: synthetic
-          root: {path.parent / 'corpus'}
-          synthetic: {{speakers: 4, per_speaker: {per_speaker}, seed: 0}}
-          preset: logmel-32
-          cache_dir: {path.parent / 'cache'}
-          classes: [neu, hap, sad, ang]
-          merges: {{exc: hap}}
-        folds: {{scheme: loso}}
-        search: {{epochs: 1, batch_size: 16, weights: {{lr_min: 0.0}}}}
-        eval: {{epochs: {eval_epochs}, batch_size: 16, weights: {{lr_min: 0.0}}}}
-        space:
-          layers: 3
-          nodes: 2
-          init_channels: 4
-          lstm_hidden: 8
-          weights_lr: {space_lr}
-        tune:
-          num_samples: {samples}
-          max_concurrent: {concurrent}
-          searcher: {searcher}
-          pruner: {pruner}
-          resources: {{cpu: 1}}
-          storage: {path.parent / 'runs'}
-        {extra}"""))
-    return path
 
 
 def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys):

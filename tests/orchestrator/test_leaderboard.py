@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import leaderboard
+from conftest import make_leaderboard_row
 from orchestrator.leaderboard import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -39,20 +40,8 @@ GENOTYPE = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "normal_concat
 
 
 def make_row(**overrides) -> dict:
-    """A valid completed fold row; ``overrides`` replace columns."""
-    row = {
-        "experiment": "exp", "trial_id": "t1", "fold": 1, "n_folds": 3, "attempt": 0, "status": "completed",
-        "node_id": "node-a", "hostname": "host-a", "seed": 0, "params_json": {"layers": 4, "seed": 0},
-        "layers": 4, "nodes": 4, "init_channels": 8, "lstm_hidden": 64, "darts_order": "first", "pc_k": 1,
-        "weights_lr": 0.025, "search_epochs": 10, "eval_epochs": 20, "dataset": "synthetic",
-        "feature_preset": "paper-mfcc", "fold_scheme": "loso", "classes": ["ang", "hap", "neu", "sad"],
-        "genotype": GENOTYPE, "genotype_hash": "aaaaaaaaaaaa", "ua": 0.5, "wa": 0.55, "macro_f1": 0.45,
-        "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [1, 0, 6, 0], [0, 0, 1, 5]], "test_utterances": 25,
-        "valid_ua": 0.52, "best_epoch": 7, "params": 12345, "search_seconds": 10.0, "eval_seconds": 5.0,
-        "search_epochs_run": 10, "device": "cpu", "error": None,
-    }
-    row.update(overrides)
-    return row
+    """A valid completed fold row with a genotype; ``overrides`` replace columns."""
+    return make_leaderboard_row(**{"genotype": GENOTYPE, "genotype_hash": "aaaaaaaaaaaa", **overrides})
 
 
 def files_under(path: Path) -> list[str]:

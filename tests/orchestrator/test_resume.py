@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.leaderboard import connect
-from test_experiment import write_config
+from conftest import write_experiment_config as write_config
 
 pytestmark = pytest.mark.slow
 
