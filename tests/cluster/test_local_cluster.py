@@ -6,13 +6,13 @@ import random
 import secrets
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from cluster.auth import Token
+from conftest import write_experiment_config
 from cluster.cli import main
 from cluster.local import cluster_processes, planned_ports, port_is_free, read_state, start_local_cluster
 from orchestrator.leaderboard import connect
@@ -62,30 +62,7 @@ def _cmdline(pid: int) -> str:
 
 
 def write_config(path: Path, *, name: str) -> Path:
-    path.write_text(textwrap.dedent(f"""\
-        name: {name}
-        device: cpu
-        data:
-          dataset: synthetic
-          root: {path.parent / 'corpus'}
-          synthetic: {{speakers: 4, per_speaker: 16, seed: 0}}
-          preset: logmel-32
-          cache_dir: {path.parent / 'cache'}
-          classes: [neu, hap, sad, ang]
-          merges: {{exc: hap}}
-        folds: {{scheme: loso}}
-        search: {{epochs: 1, batch_size: 16}}
-        eval: {{epochs: 1, batch_size: 16}}
-        space: {{layers: 3, nodes: 2, init_channels: 4, lstm_hidden: 8}}
-        tune:
-          num_samples: 2
-          max_concurrent: 2
-          searcher: random
-          pruner: {{kind: none}}
-          resources: {{cpu: 1}}
-          storage: {path.parent / 'ignored'}
-        """))
-    return path
+    return write_experiment_config(path, name=name, searcher="random", eval_epochs=1, space_lr="0.025")
 
 
 def test_submit_runs_an_experiment_across_both_nodes(local_cluster, tmp_path, capsys):
@@ -113,13 +90,17 @@ def test_submit_runs_an_experiment_across_both_nodes(local_cluster, tmp_path, ca
 def test_submit_without_the_token_is_refused_and_with_it_accepted(local_cluster, tmp_path, capsys, monkeypatch):
     cluster, token, _ = local_cluster
     config = write_config(tmp_path / "exp.yaml", name="refused")
-    # No token anywhere: no env, no RAY_AUTH_TOKEN_PATH, an empty home.
+    # No token anywhere: no env, no RAY_AUTH_TOKEN_PATH, an empty home. In a fresh process: a
+    # process that ran ray.init before (another test) has Ray's client attach its cached token.
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert main(["submit", "--address", cluster.dashboard_url, "--config", str(config),
-                 "--storage", str(tmp_path / "runs")]) == 2
-    err = capsys.readouterr().err
+    no_token = subprocess.run([sys.executable, "-m", "cluster.cli", "submit", "--address", cluster.dashboard_url,
+                               "--config", str(config), "--storage", str(tmp_path / "runs")],
+                              env={k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")},
+                              capture_output=True, text=True, timeout=120)
+    assert no_token.returncode == 2
+    err = no_token.stderr
     assert "refused the authentication token" in err and "Missing authentication token" in err
     assert "Traceback" not in err
     # A wrong token is refused too.
