@@ -326,7 +326,7 @@ SUMMARY_TABLE_COLUMNS = ("rank", "experiment", "genotype_hash", "trial_id", "con
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import duckdb
 
-    from orchestrator.leaderboard import connect
+    from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect
 
     if args.top is not None and args.top < 1:
         raise UserError(f"--top must be >= 1, but got {args.top}.")
@@ -335,7 +335,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     storage = Path(args.storage)
     if "://" not in args.storage and not storage.is_dir():
         raise UserError(f"storage {storage} does not exist (give the folder passed to sernas search --storage).")
-    with connect(args.storage, experiment=args.experiment) as board:
+    with connect(args.storage, experiment=args.experiment, compact_at=0 if args.compact else AUTO_COMPACT_FILES) as board:
         for line in board.scan.damage_report():
             error_console.print(f"[yellow]{escape(line)}[/]")
         try:
@@ -524,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="any SQL over the views fold_rows, runs, trials, genotypes, trial_scores, config_scores")
     board.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     board.add_argument("--out", type=Path, default=None, help="write csv/json/parquet here instead of stdout")
+    board.add_argument("--compact", action="store_true",
+                       help="first fold every part file into one snapshot per experiment (done by itself past "
+                            "1,000 loose files); later queries open a few files instead of thousands")
     board.set_defaults(run=cmd_leaderboard)
 
     report = commands.add_parser("report", help="one self-contained HTML page about an experiment")

@@ -5,6 +5,7 @@ Layout under a storage root (a local path or a URI that ``pyarrow.fs`` understan
     <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>-attempt=<a>.parquet   one fold row
     <storage>/trials/<experiment>/<trial_id>.parquet                             trial status
     <storage>/.leaderboard-cache/footers.parquet                                 footer-check cache
+    <storage>/.leaderboard-cache/snapshots/<kind>/<experiment>/<seq>-<id>.parquet compacted rows (a cache)
 
 Writers never share a file, so any number of trials on any number of nodes append at once.
 Local files are written to a temporary file, fsynced and renamed into place; on object stores
@@ -15,6 +16,13 @@ Readers (``connect``) list the part files, check each file's Parquet footer (cac
 size and mtime, so 10,000 files cost one listing when nothing changed), report damaged files
 by name and build DuckDB views over the good ones: ``fold_rows``, ``trials``, ``runs``,
 ``genotypes``, ``trial_scores`` and ``config_scores`` (see docs/leaderboard.md).
+
+Opening thousands of small files costs DuckDB far more than reading their rows, so
+``compact`` copies the rows of an experiment's part files into one snapshot file that records
+which files (by path, size and mtime) it holds. The part files stay the truth: a reader takes
+from the snapshot only the rows of files that still exist unchanged, and reads every other
+file itself. A snapshot is therefore a cache that can never hide, double or resurrect a row,
+and deleting it only costs speed.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -44,8 +53,8 @@ from trainers.atomic_io import write_atomically
 
 __all__ = [
     "SCHEMA", "SCHEMA_VERSION", "TRIAL_SCHEMA", "COLUMN_DOCS", "FOLD_STATUSES", "TRIAL_STATUSES",
-    "DamagedFile", "Leaderboard", "LeaderboardWriteError", "PartScan", "StorageLocation",
-    "SUMMARY_VIEWS", "connect", "list_experiments", "part_path", "resolve_storage", "scan_parts", "summary_sql",
+    "AUTO_COMPACT_FILES", "Compaction", "DamagedFile", "Leaderboard", "LeaderboardWriteError", "PartScan",
+    "Snapshot", "StorageLocation", "SUMMARY_VIEWS", "compact", "connect", "list_experiments", "part_path", "resolve_storage", "scan_parts", "summary_sql",
     "top_genotypes", "trial_status_path", "write_fold_row", "write_trial_status",
 ]
 
@@ -55,6 +64,11 @@ TRIAL_STATUSES = ("running", "completed", "pruned", "failed", "terminated")
 LEADERBOARD_DIR = "leaderboard"
 TRIALS_DIR = "trials"
 CACHE_DIR = ".leaderboard-cache"
+SNAPSHOT_DIR = f"{CACHE_DIR}/snapshots"
+SOURCE_COLUMN = "_source"  # in snapshot rows: the part file (relative to the storage root) a row came from
+AUTO_COMPACT_FILES = 1000  # connect() compacts an experiment with at least this many files outside a snapshot
+SNAPSHOT_GRACE_SECONDS = 600.0  # superseded snapshots are deleted once older than this (open readers may use them)
+_COVERS_KEY = b"sernas.snapshot.covers"
 _METADATA_KEY = b"sernas.leaderboard.schema_version"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # experiment and trial ids become folder names
 
@@ -379,11 +393,22 @@ def write_trial_status(storage: str | os.PathLike[str] | StorageLocation, *, exp
 
 # ----------------------------------------------------------------------------------------- scan
 @dataclass(frozen=True)
+class Snapshot:
+    """A snapshot file that a scan reads instead of the files it ``covers``."""
+
+    path: str  # as readers open it: a local path, or the URI shown for object stores
+    experiment: str
+    entries: Mapping[str, tuple[int, int]] = field(repr=False)  # every source it holds -> (size, mtime_ns)
+    covers: frozenset[str] = field(repr=False, default=frozenset())  # scanned files it serves, unchanged
+    stale: tuple[str, ...] = ()  # sources whose rows must be skipped: their files changed or are gone
+
+
+@dataclass(frozen=True)
 class PartScan:
     """What ``scan_parts`` found: good files to query, damaged ones (skipped), and its cost."""
 
     storage: str
-    parts: tuple[str, ...]  # good leaderboard part files, sorted
+    parts: tuple[str, ...]  # good leaderboard part files, sorted (snapshotted ones included)
     trial_files: tuple[str, ...]  # good trial status files, sorted
     damaged: tuple[DamagedFile, ...]  # unreadable or wrong-schema files: skipped, never fatal
     temporary: tuple[str, ...] = ()  # leftovers of killed writers (.tmp-*); ignored, safe to delete
@@ -392,6 +417,15 @@ class PartScan:
     footers_read: int = 0
     footers_cached: int = 0
     seconds: float = 0.0
+    snapshots: tuple[Snapshot, ...] = ()  # serve the rows of the part files they cover
+    trial_snapshots: tuple[Snapshot, ...] = ()
+    file_stats: Mapping[str, tuple[str, int, int]] = field(default_factory=dict, repr=False)  # path -> key, size, mtime
+
+    @property
+    def unsnapshotted(self) -> int:
+        """Good files a query must open one by one (not served by a snapshot)."""
+        covered = sum(len(s.covers) for s in (*self.snapshots, *self.trial_snapshots))
+        return len(self.parts) + len(self.trial_files) - covered
 
     def damage_report(self) -> list[str]:
         """One line per damaged file, for a CLI to print."""
@@ -507,6 +541,125 @@ def _check_root(location: StorageLocation) -> None:
                                 f"{'it is not a directory' if info.type == pafs.FileType.File else 'it does not exist'}.")
 
 
+def _relative(location: StorageLocation, path: str) -> str:
+    return path[len(location.root.rstrip("/")):].lstrip("/")
+
+
+def _readable(location: StorageLocation, path: str) -> str:
+    """How DuckDB (local) or the pyarrow reader (object stores) is given ``path``."""
+    return path if location.is_local else location.shown(path)
+
+
+def _latest_snapshots(location: StorageLocation, top: str,
+                      experiment: str | None) -> list[tuple[str, str, dict[str, tuple[int, int]]]]:
+    """The newest readable snapshot of each experiment: (path, experiment, entries)."""
+    base = f"{SNAPSHOT_DIR}/{top}" + ("" if experiment is None else f"/{experiment}")
+    newest: dict[str, list[pafs.FileInfo]] = {}
+    for info in _list_files(location, base):
+        if info.base_name.endswith(".parquet") and not info.base_name.startswith("."):
+            newest.setdefault(info.path.rsplit("/", 2)[-2], []).append(info)
+    found = []
+    for name, infos in sorted(newest.items()):
+        for info in sorted(infos, key=lambda item: item.base_name, reverse=True):  # names start with a timestamp
+            try:
+                metadata = pq.read_schema(info.path, filesystem=None if location.is_local
+                                          else location.filesystem).metadata or {}
+                entries = {key: (int(size), int(mtime)) for key, (size, mtime) in json.loads(metadata[_COVERS_KEY]).items()}
+            except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as error:
+                warnings.warn(f"ignoring the leaderboard snapshot {location.shown(info.path)} ({error}); its rows are "
+                              "read from the part files instead.", RuntimeWarning, stacklevel=3)
+                continue
+            found.append((info.path, name, entries))
+            break
+    return found
+
+
+class _KindScan(NamedTuple):
+    good: list[str]
+    stats: dict[str, tuple[str, int, int]]
+    fingerprints: set[str]
+    damaged: list[DamagedFile]
+    temporary: list[str]
+    snapshots: list[Snapshot]
+    read: int
+    cached: int
+
+
+def _scan_kind(location: StorageLocation, top: str, expected: pa.Schema, experiment: str | None,
+               cache: Mapping[str, tuple[int, int, str | None, str]],
+               updated: dict[str, tuple[int, int, str | None, str]]) -> _KindScan:
+    """Scan the files of one kind (fold rows or trial statuses); ``updated`` gets new footer verdicts."""
+    base = top if experiment is None else f"{top}/{experiment}"
+    listed: list[tuple[pafs.FileInfo, str]] = []
+    temporary: list[str] = []
+    for info in _list_files(location, base):
+        if info.base_name.startswith(".tmp-"):
+            temporary.append(location.shown(info.path))
+        elif info.base_name.endswith(".parquet") and not info.base_name.startswith("."):
+            listed.append((info, _relative(location, info.path)))
+    stat = {key: (info.size, info.mtime_ns if info.mtime_ns is not None else -1) for info, key in listed}
+
+    snapshot_of: dict[str, int] = {}  # source key -> index of the snapshot holding it unchanged
+    latest = _latest_snapshots(location, top, experiment)
+    for index, (_, _, entries) in enumerate(latest):
+        for key, size_mtime in entries.items():
+            if stat.get(key) == size_mtime:
+                snapshot_of[key] = index
+    covers: list[set[str]] = [set() for _ in latest]
+
+    todo: list[tuple[pafs.FileInfo, str]] = []
+    verdicts: dict[str, _Verdict] = {}
+    cached = 0
+    for info, key in listed:
+        if key in snapshot_of:  # checked when it was compacted, unchanged since
+            verdicts[key] = _Verdict(None, "snapshot", False)
+            continue
+        hit = cache.get(key)
+        if hit is not None and (hit[0], hit[1]) == stat[key]:
+            verdicts[key] = _Verdict(hit[2], hit[3], True)
+            cached += 1
+        else:
+            todo.append((info, key))
+    memo: dict[pa.Schema, tuple[str | None, str]] = {}
+    if location.is_local:  # footers of local files: sequential reads beat a thread pool here
+        checked = [_check_footer(location, info.path, expected, memo) for info, _ in todo]
+    else:  # object stores: latency-bound, so overlap the requests
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            checked = list(pool.map(lambda item: _check_footer(location, item[0].path, expected, memo), todo))
+    for (info, key), verdict in zip(todo, checked):
+        verdicts[key] = verdict
+        if verdict.cacheable:
+            updated[key] = (*stat[key], verdict.reason, verdict.fingerprint)
+    scanned_prefix = base + "/"
+    for key in [k for k in updated if k.startswith(scanned_prefix) and k not in stat]:
+        del updated[key]  # files that are gone
+
+    good: list[str] = []
+    stats: dict[str, tuple[str, int, int]] = {}
+    fingerprints: set[str] = set()
+    damaged: list[DamagedFile] = []
+    for info, key in sorted(listed, key=lambda item: item[1]):
+        verdict = verdicts[key]
+        path = _readable(location, info.path)
+        if verdict.reason is None:
+            good.append(path)
+            stats[path] = (key, *stat[key])
+            if key in snapshot_of:
+                covers[snapshot_of[key]].add(path)
+            else:
+                fingerprints.add(verdict.fingerprint)
+        else:
+            damaged.append(DamagedFile(location.shown(info.path), verdict.reason))
+    snapshots = []
+    for (path, name, entries), covered in zip(latest, covers):
+        stale = tuple(sorted(key for key, size_mtime in entries.items() if stat.get(key) != size_mtime))
+        if len(stale) > len(covered):  # mostly outdated: reading its files directly is simpler and no slower
+            continue
+        snapshots.append(Snapshot(path=_readable(location, path), experiment=name, entries=entries,
+                                  covers=frozenset(covered), stale=stale))
+    return _KindScan(good, stats, fingerprints, damaged, temporary, snapshots, len(todo), cached)
+
+
 def scan_parts(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
                use_cache: bool = True) -> PartScan:
     """List the leaderboard part files and trial status files and check each one's footer.
@@ -514,7 +667,8 @@ def scan_parts(storage: str | os.PathLike[str] | StorageLocation, *, experiment:
     A file that is not readable Parquet or lacks the expected columns goes to ``damaged`` with
     the reason and is skipped. Footer verdicts are cached by (path, size, mtime_ns) in
     ``<storage>/.leaderboard-cache/footers.parquet`` (written atomically), so a rescan of an
-    unchanged leaderboard only lists files.
+    unchanged leaderboard only lists files. Files held unchanged by the newest snapshot of
+    their experiment are not checked again and are listed in that ``Snapshot``'s ``covers``.
     """
     started = time.perf_counter()
     location = resolve_storage(storage)
@@ -523,63 +677,130 @@ def scan_parts(storage: str | os.PathLike[str] | StorageLocation, *, experiment:
         _check_name("experiment", experiment)
     cache = _read_cache(location) if use_cache else {}
     updated = dict(cache)
-    changed = False
-    read = cached = 0
-    found: dict[str, list[str]] = {LEADERBOARD_DIR: [], TRIALS_DIR: []}
-    fingerprints: dict[str, set[str]] = {LEADERBOARD_DIR: set(), TRIALS_DIR: set()}
-    damaged: list[DamagedFile] = []
-    temporary: list[str] = []
-    for top, expected in ((LEADERBOARD_DIR, SCHEMA), (TRIALS_DIR, TRIAL_SCHEMA)):
-        base = top if experiment is None else f"{top}/{experiment}"
-        prefix = location.path(base) + "/"
-        listed: list[tuple[pafs.FileInfo, str]] = []
-        for info in _list_files(location, base):
-            if info.base_name.startswith(".tmp-"):
-                temporary.append(location.shown(info.path))
-            elif info.base_name.endswith(".parquet") and not info.base_name.startswith("."):
-                listed.append((info, info.path[len(location.root.rstrip("/")):].lstrip("/")))
-        todo: list[tuple[pafs.FileInfo, str]] = []
-        verdicts: dict[str, _Verdict] = {}
-        for info, key in listed:
-            hit = cache.get(key)
-            mtime = info.mtime_ns if info.mtime_ns is not None else -1
-            if hit is not None and hit[0] == info.size and hit[1] == mtime:
-                verdicts[key] = _Verdict(hit[2], hit[3], True)
-                cached += 1
-            else:
-                todo.append((info, key))
-        memo: dict[pa.Schema, tuple[str | None, str]] = {}
-        if location.is_local:  # footers of local files: sequential reads beat a thread pool here
-            checked = [_check_footer(location, info.path, expected, memo) for info, _ in todo]
-        else:  # object stores: latency-bound, so overlap the requests
-            with ThreadPoolExecutor(max_workers=16) as pool:
-                checked = list(pool.map(lambda item: _check_footer(location, item[0].path, expected, memo), todo))
-        read += len(todo)
-        for (info, key), verdict in zip(todo, checked):
-            verdicts[key] = verdict
-            if verdict.cacheable:
-                updated[key] = (info.size, info.mtime_ns if info.mtime_ns is not None else -1,
-                                verdict.reason, verdict.fingerprint)
-                changed = True
-        listed_keys = {key for _, key in listed}
-        scanned_prefix = prefix[len(location.root.rstrip("/")):].lstrip("/")
-        for key in [k for k in updated if k.startswith(scanned_prefix) and k not in listed_keys]:
-            del updated[key]  # files that are gone
-            changed = True
-        for info, key in sorted(listed, key=lambda item: item[1]):
-            verdict = verdicts[key]
-            if verdict.reason is None:
-                found[top].append(info.path if location.is_local else location.shown(info.path))
-                fingerprints[top].add(verdict.fingerprint)
-            else:
-                damaged.append(DamagedFile(location.shown(info.path), verdict.reason))
-    if use_cache and changed:
+    rows = _scan_kind(location, LEADERBOARD_DIR, SCHEMA, experiment, cache, updated)
+    trials = _scan_kind(location, TRIALS_DIR, TRIAL_SCHEMA, experiment, cache, updated)
+    if use_cache and updated != cache:
         _write_cache(location, updated)
-    return PartScan(storage=location.shown(location.root), parts=tuple(found[LEADERBOARD_DIR]),
-                    trial_files=tuple(found[TRIALS_DIR]), damaged=tuple(damaged), temporary=tuple(sorted(temporary)),
-                    parts_uniform=len(fingerprints[LEADERBOARD_DIR]) <= 1,
-                    trials_uniform=len(fingerprints[TRIALS_DIR]) <= 1, footers_read=read, footers_cached=cached,
-                    seconds=time.perf_counter() - started)
+    return PartScan(storage=location.shown(location.root), parts=tuple(rows.good), trial_files=tuple(trials.good),
+                    damaged=tuple(rows.damaged + trials.damaged),
+                    temporary=tuple(sorted(rows.temporary + trials.temporary)),
+                    parts_uniform=len(rows.fingerprints) <= 1, trials_uniform=len(trials.fingerprints) <= 1,
+                    footers_read=rows.read + trials.read, footers_cached=rows.cached + trials.cached,
+                    seconds=time.perf_counter() - started, snapshots=tuple(rows.snapshots),
+                    trial_snapshots=tuple(trials.snapshots), file_stats={**rows.stats, **trials.stats})
+
+
+# ------------------------------------------------------------------------------------- compaction
+@dataclass(frozen=True)
+class Compaction:
+    """What ``compact`` did."""
+
+    written: tuple[str, ...]  # new snapshot files
+    files: int  # part and status files newly taken into a snapshot
+    rows: int  # rows in the new snapshots
+    removed: tuple[str, ...]  # superseded snapshots deleted
+    seconds: float
+
+
+def _read_rows(location: StorageLocation, *, snapshot: Snapshot | None, files: Sequence[str],
+               stats: Mapping[str, tuple[str, int, int]]) -> pa.Table:
+    """The rows a new snapshot holds: the old snapshot's still-valid rows plus ``files``, with sources."""
+    tables = []
+    if location.is_local:
+        with duckdb.connect() as con:
+            if snapshot is not None:
+                where = f" WHERE {SOURCE_COLUMN} NOT IN (SELECT unnest({_sql_list(snapshot.stale)}))" if snapshot.stale else ""
+                tables.append(con.sql(f"SELECT * FROM read_parquet({_sql_list([snapshot.path])}){where}").to_arrow_table())
+            if files:
+                cut = len(location.root.rstrip("/")) + 2
+                tables.append(con.sql(
+                    f"SELECT * EXCLUDE (filename), substr(filename, {cut}) AS {SOURCE_COLUMN} "
+                    f"FROM read_parquet({_sql_list(files)}, union_by_name = true, filename = true)").to_arrow_table())
+    else:
+        def read(path: str) -> pa.Table:
+            with location.filesystem.open_input_file(location.path(_relative_shown(location, path))) as handle:
+                return pq.read_table(handle)
+
+        if snapshot is not None:
+            table = read(snapshot.path)
+            if snapshot.stale:
+                table = table.filter(pc.invert(pc.is_in(table[SOURCE_COLUMN], pa.array(snapshot.stale))))
+            tables.append(table)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            parts = list(pool.map(read, files))
+        tables += [table.append_column(SOURCE_COLUMN, pa.array([stats[path][0]] * table.num_rows, pa.string()))
+                   for path, table in zip(files, parts)]
+    tables = [table.cast(table.schema.remove_metadata()) if table.schema.metadata else table for table in tables]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _relative_shown(location: StorageLocation, shown: str) -> str:
+    root = location.display.rstrip("/")
+    return shown[len(root):].lstrip("/") if shown.startswith(root) else _relative(location, shown)
+
+
+def compact(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
+            grace_seconds: float = SNAPSHOT_GRACE_SECONDS) -> Compaction:
+    """Fold every experiment's files that no snapshot holds yet into a new snapshot per experiment.
+
+    The new snapshot holds the previous one's still-valid rows plus the new files' rows, and
+    records each source file's (size, mtime); it is written atomically under a new name, so
+    readers see the old snapshot or the new one. Superseded snapshots older than
+    ``grace_seconds`` are deleted (a connection opened earlier may still read them). Part files
+    are never touched. Safe to run while trials write rows and while others query.
+    """
+    started = time.perf_counter()
+    location = resolve_storage(storage)
+    scan = scan_parts(location, experiment=experiment)
+    written: list[str] = []
+    removed: list[str] = []
+    files_taken = rows = 0
+    for top, files, snapshots in ((LEADERBOARD_DIR, scan.parts, scan.snapshots),
+                                  (TRIALS_DIR, scan.trial_files, scan.trial_snapshots)):
+        by_experiment: dict[str, list[str]] = {}
+        for path in files:
+            by_experiment.setdefault(scan.file_stats[path][0].split("/")[1], []).append(path)
+        current = {snapshot.experiment: snapshot for snapshot in snapshots}
+        for name in sorted(set(by_experiment) | set(current)):
+            snapshot = current.get(name)
+            new = [path for path in by_experiment.get(name, []) if snapshot is None or path not in snapshot.covers]
+            if not new and (snapshot is None or not snapshot.stale):
+                continue
+            table = _read_rows(location, snapshot=snapshot, files=new, stats=scan.file_stats)
+            stale = set(snapshot.stale) if snapshot is not None else set()
+            entries = {key: list(size_mtime) for key, size_mtime in (snapshot.entries if snapshot else {}).items()
+                       if key not in stale}
+            entries.update({scan.file_stats[path][0]: list(scan.file_stats[path][1:]) for path in new})
+            table = table.replace_schema_metadata({_COVERS_KEY: json.dumps(entries, separators=(",", ":")).encode(),
+                                                   _METADATA_KEY: str(SCHEMA_VERSION).encode()})
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd", row_group_size=131_072)
+            relative = f"{SNAPSHOT_DIR}/{top}/{name}/{time.time_ns():020d}-{os.urandom(4).hex()}.parquet"
+            written.append(_put(location, relative, sink.getvalue(), what=f"a leaderboard snapshot of {name}"))
+            files_taken += len(new)
+            rows += table.num_rows
+            removed += _remove_superseded(location, f"{SNAPSHOT_DIR}/{top}/{name}", keep=relative,
+                                          grace_seconds=grace_seconds)
+    return Compaction(written=tuple(written), files=files_taken, rows=rows, removed=tuple(removed),
+                      seconds=time.perf_counter() - started)
+
+
+def _remove_superseded(location: StorageLocation, folder: str, *, keep: str, grace_seconds: float) -> list[str]:
+    keep_name = keep.rsplit("/", 1)[-1]
+    cutoff = time.time_ns() - int(grace_seconds * 1e9)
+    removed = []
+    for info in _list_files(location, folder):
+        stale_temp = info.base_name.startswith(".tmp-")
+        if info.base_name == keep_name or info.base_name > keep_name and not stale_temp:
+            continue  # ours, or a newer one from a concurrent compaction
+        if info.mtime_ns is not None and info.mtime_ns > cutoff:
+            continue  # a reader that connected a moment ago may still read it
+        try:
+            location.filesystem.delete_file(info.path)
+            removed.append(location.shown(info.path))
+        except OSError:  # already gone (another compaction) or not ours to delete: harmless
+            pass
+    return removed
 
 
 def list_experiments(storage: str | os.PathLike[str] | StorageLocation) -> list[str]:
@@ -666,30 +887,48 @@ def _sql_list(paths: Iterable[str]) -> str:
 
 
 def _create_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema, *,
-                   location: StorageLocation, uniform: bool, materialize: bool) -> None:
-    """``name`` as a view (or table) over ``files``; typed and empty when there are none."""
+                   location: StorageLocation, uniform: bool, materialize: bool,
+                   snapshots: Sequence[Snapshot] = ()) -> None:
+    """``name`` as a view (or table) over ``files``; typed and empty when there are none.
+
+    Files covered by one of ``snapshots`` are read from the snapshot instead (minus its stale
+    sources), so the view holds exactly the rows of ``files``, whichever way they are read.
+    """
     kind = "TABLE" if materialize else "VIEW"
-    if not files:
+    covered = set().union(*(snapshot.covers for snapshot in snapshots))
+    direct = [path for path in files if path not in covered]
+    if not direct and not snapshots:
         empty = schema.empty_table()
         con.register(f"_{name}_arrow", empty)
         con.execute(f"CREATE OR REPLACE TABLE _{name}_empty AS SELECT * FROM _{name}_arrow")
         con.unregister(f"_{name}_arrow")
         con.execute(f"CREATE OR REPLACE {kind} {name} AS SELECT * FROM _{name}_empty")
     elif location.is_local:
-        # Files with identical columns need no union (DuckDB then skips reading every footer
-        # at bind time); mixed schema versions are matched by column name.
-        con.execute(f"CREATE OR REPLACE {kind} {name} AS SELECT * FROM read_parquet({_sql_list(files)}, "
-                    f"union_by_name = {'false' if uniform else 'true'})")
+        selects = []
+        if snapshots:
+            stale = [source for snapshot in snapshots for source in snapshot.stale]
+            where = f" WHERE {SOURCE_COLUMN} NOT IN (SELECT unnest({_sql_list(stale)}))" if stale else ""
+            selects.append(f"SELECT * EXCLUDE ({SOURCE_COLUMN}) FROM read_parquet("
+                           f"{_sql_list(s.path for s in snapshots)}, union_by_name = true){where}")
+        if direct:
+            # Files with identical columns need no union (DuckDB then skips reading every footer
+            # at bind time); mixed schema versions are matched by column name.
+            selects.append(f"SELECT * FROM read_parquet({_sql_list(direct)}, "
+                           f"union_by_name = {'false' if uniform and not snapshots else 'true'})")
+        con.execute(f"CREATE OR REPLACE {kind} {name} AS " + " UNION ALL BY NAME ".join(selects))
     else:  # object stores: read through pyarrow.fs (same credentials as the writers), then query in memory
-        root = location.display.rstrip("/")
-        inner = [location.path(path[len(root):].lstrip("/")) for path in files]
-
         def read(path: str) -> pa.Table:
-            with location.filesystem.open_input_file(path) as handle:
+            with location.filesystem.open_input_file(location.path(_relative_shown(location, path))) as handle:
                 return pq.read_table(handle)
 
         with ThreadPoolExecutor(max_workers=16) as pool:
-            table = pa.concat_tables(list(pool.map(read, inner)), promote_options="permissive")
+            tables = list(pool.map(read, direct))
+        for snapshot in snapshots:
+            table = read(snapshot.path)
+            if snapshot.stale:
+                table = table.filter(pc.invert(pc.is_in(table[SOURCE_COLUMN], pa.array(snapshot.stale))))
+            tables.append(table.drop_columns([SOURCE_COLUMN]))
+        table = pa.concat_tables(tables, promote_options="permissive")
         con.register(f"_{name}_arrow", table)
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _{name}_arrow")
         con.unregister(f"_{name}_arrow")
@@ -739,7 +978,7 @@ class Leaderboard:
 
 def connect(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
             materialize: bool = False, database: str | os.PathLike[str] = ":memory:",
-            use_cache: bool = True) -> Leaderboard:
+            use_cache: bool = True, compact_at: int | None = AUTO_COMPACT_FILES) -> Leaderboard:
     """Scan ``storage`` and return a ``Leaderboard`` whose DuckDB connection has the views.
 
     Damaged files are listed in ``Leaderboard.damaged`` and skipped. With ``materialize`` the
@@ -747,16 +986,28 @@ def connect(storage: str | os.PathLike[str] | StorageLocation, *, experiment: st
     query reads the part files (only the columns it needs). ``database`` may name a DuckDB
     file, so that the ``duckdb`` CLI can open the same views later. Object-store leaderboards
     are read through ``pyarrow.fs`` and always materialized.
+
+    When at least ``compact_at`` good files are outside a snapshot, ``compact`` runs first
+    (``None``: never), so that large leaderboards are read from a few files; on storage this
+    process cannot write, that only costs a warning.
     """
     location = resolve_storage(storage)
     scan = scan_parts(location, experiment=experiment, use_cache=use_cache)
+    if compact_at is not None and scan.unsnapshotted >= max(compact_at, 1):
+        try:
+            compact(location, experiment=experiment)
+        except (OSError, duckdb.Error, pa.ArrowException) as error:  # e.g. read-only storage, a file deleted meanwhile
+            warnings.warn(f"could not compact the leaderboard ({error}); reading its files one by one.",
+                          RuntimeWarning, stacklevel=2)
+        else:
+            scan = scan_parts(location, experiment=experiment, use_cache=use_cache)
     con = duckdb.connect(str(database))
     try:
         con.execute("SET TimeZone = 'UTC'")
         _create_source(con, "fold_rows", scan.parts, SCHEMA, location=location, uniform=scan.parts_uniform,
-                       materialize=materialize)
+                       materialize=materialize, snapshots=scan.snapshots)
         _create_source(con, "trials", scan.trial_files, TRIAL_SCHEMA, location=location,
-                       uniform=scan.trials_uniform, materialize=materialize)
+                       uniform=scan.trials_uniform, materialize=materialize, snapshots=scan.trial_snapshots)
         con.execute(_RUNS_SQL)
         for by, view in SUMMARY_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
