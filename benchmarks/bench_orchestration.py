@@ -1,6 +1,6 @@
 """Per-trial overhead of running folds as Ray Tune trials vs the same folds in a plain loop.
 
-    python benchmarks/bench_orchestration.py [--trials 20] [--out benchmarks/results/orchestration.json]
+    python benchmarks/bench_orchestration.py [--trials 50] [--out benchmarks/results/orchestration.json]
 
 Both sides run the same tiny trials (a 4-speaker synthetic corpus, one LOSO fold, 1 search and
 1 evaluation epoch of a 3-cell supernet on logmel-32) one at a time: Tune with
@@ -40,10 +40,11 @@ def make_config(root: Path, trials: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/orchestration.json"))
     args = parser.parse_args()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
     import torch
     from rich.console import Console

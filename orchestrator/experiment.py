@@ -9,6 +9,7 @@ store; feature caches are per node and every trial fills in whatever its node la
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from orchestrator.config import ExperimentConfig, dump_config
 from trainers.atomic_io import write_parquet_atomically, write_text_atomically
+from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
 from trainers.features import extract_features
 from trainers.folds import FoldProtocol, make_folds
@@ -55,8 +57,14 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
             generate_synthetic_corpus(root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker,
                                       seed=synthetic.seed)
             dataset = "iemocap"
-        result = build_manifest(dataset=dataset, root=root)
-        write_manifest(result, data_dir / "manifest.parquet")  # refuses corpora with problems, naming them
+        result = build_manifest(dataset=dataset, root=root, min_duration_s=data.min_duration_s)
+        if result.problems:  # (write_manifest's advice, --skip-bad, is an option of sernas manifest)
+            raise CorpusError(
+                f"{len(result.problems)} problem(s) in {dataset} corpus at {result.root}; the experiment did not "
+                f"start. Fix them, or leave those files out: sernas manifest --dataset {dataset} --root {root} "
+                f"--min-duration {data.min_duration_s:g} --out manifest.parquet --skip-bad, then give that file as "
+                "data.manifest instead of data.root:", result.problems)
+        write_manifest(result, data_dir / "manifest.parquet")
         manifest = result.frame
     protocol = FoldProtocol(scheme=config.folds.scheme, classes=tuple(data.classes) if data.classes else None,
                             merges=dict(data.merges), improvised_only=data.improvised_only,
@@ -102,8 +110,12 @@ def _searcher(config: ExperimentConfig):
 
 
 def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: bool = False,
-                   console=None) -> ExperimentSummary:
-    """Run (or, with ``resume``, finish) the experiment's trials with Ray Tune (Ray must be up)."""
+                   console=None, trial_function: Callable[..., None] | None = None) -> ExperimentSummary:
+    """Run (or, with ``resume``, finish) the experiment's trials with Ray Tune (Ray must be up).
+
+    ``trial_function`` replaces ``orchestrator.trial.run_trial`` (same signature), for
+    benchmarks that measure the driver without paying for training.
+    """
     import functools
     import time
 
@@ -130,7 +142,7 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
     inputs = TrialInputs(experiment=config, manifest=prepared.manifest, folds=prepared.folds,
                          classes=prepared.classes, storage=storage)
     resources = {"cpu": config.tune.resources.cpu, "gpu": config.tune.resources.gpu}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, inputs=inputs), resources)
+    trainable = tune.with_resources(tune.with_parameters(trial_function or run_trial, inputs=inputs), resources)
     experiment_path = f"{storage.rstrip('/')}/{config.name}"
     if resume:
         if not tune.Tuner.can_restore(experiment_path):

@@ -19,7 +19,7 @@ from orchestrator.leaderboard import (
     write_fold_row,
     write_trial_status,
 )
-from tests.conftest import make_leaderboard_row
+from conftest import make_leaderboard_row
 
 ROWS_SQL = "SELECT trial_id, fold, attempt, ua FROM fold_rows ORDER BY ALL"
 
