@@ -259,6 +259,10 @@ class FeatureExtractor:
 
     One ``Resample`` transform (whose sinc kernel is the costly part to build) is kept per source
     sample rate. Not thread-safe; use one extractor per process.
+
+    The values are those of torchaudio's ``MFCC`` / ``MelSpectrogram`` transforms applied to the
+    cut or zero-padded samples, bit for bit; only the STFT of frames that see nothing but the
+    zero padding is skipped, because their power is exactly zero (see ``_power_spectrogram``).
     """
 
     def __init__(self, preset: FeaturePreset | str) -> None:
@@ -278,9 +282,10 @@ class FeatureExtractor:
             norm=p.mel_norm,
             mel_scale=p.mel_scale,
         )
+        self._mfcc: torch.nn.Module | None = None
         if p.kind == "mfcc":
             # Power mel -> dB (top_db 80, as librosa's power_to_db) -> orthonormal DCT-II.
-            self._spectrogram: torch.nn.Module = transforms.MFCC(
+            self._mfcc = transforms.MFCC(
                 sample_rate=p.sample_rate,
                 n_mfcc=p.n_mfcc,
                 dct_type=2,
@@ -288,8 +293,10 @@ class FeatureExtractor:
                 log_mels=False,
                 melkwargs=mel_kwargs,
             )
+            self._mel: torch.nn.Module = self._mfcc.MelSpectrogram
         else:
-            self._spectrogram = transforms.MelSpectrogram(sample_rate=p.sample_rate, **mel_kwargs)
+            self._mel = transforms.MelSpectrogram(sample_rate=p.sample_rate, **mel_kwargs)
+        self._window: torch.Tensor = self._mel.spectrogram.window  # (win_length,) Hann
 
     def _resampler(self, source_rate: int) -> torch.nn.Module:
         resampler = self._resamplers.get(source_rate)
@@ -313,14 +320,63 @@ class FeatureExtractor:
                 # wider than the sinc kernel so that the kept samples equal those of resampling all.
                 keep = math.ceil(p.max_seconds * sample_rate) + sample_rate // 20 + 64
                 wave = self._resampler(sample_rate)(wave[:keep].unsqueeze(0)).squeeze(0)
+            n_signal = min(wave.shape[0], p.num_samples)  # samples before the zero padding
             wave = _fit_length(wave, p.num_samples)  # (S,)
-            spec = self._spectrogram(wave.unsqueeze(0))  # (1, F, 1 + S // hop)
+            power = self._power_spectrogram(wave, n_signal)  # (1, n_fft // 2 + 1, 1 + S // hop)
+            spec = self._mel.mel_scale(power)  # (1, n_mels, 1 + S // hop)
+            if self._mfcc is not None:
+                # As torchaudio's MFCC.forward: dB over all frames (top_db is relative to the
+                # loudest), then the DCT as (..., time, n_mels) @ (n_mels, n_mfcc).
+                spec = self._mfcc.amplitude_to_DB(spec)
+                spec = torch.matmul(spec.transpose(-1, -2), self._mfcc.dct_mat).transpose(-1, -2)
             spec = spec[..., : p.n_frames]  # (1, F, n_frames); the preset checked there are enough
             if p.kind == "logmel":
                 spec = torch.log(spec + p.log_offset)
             if p.time_pool > 1:
                 spec = F.max_pool1d(spec, kernel_size=p.time_pool, stride=p.time_pool)  # (1, F, T)
         return spec.to(torch.float32).contiguous()
+
+    def _power_spectrogram(self, wave: torch.Tensor, n_signal: int) -> torch.Tensor:
+        """``|STFT|^2`` of ``wave`` (S,), as torchaudio's ``Spectrogram(power=2)`` computes it.
+
+        Returns ``(1, n_fft // 2 + 1, 1 + S // hop)``.
+
+        With ``center=True`` frame t covers samples ``[t * hop - n_fft / 2, t * hop + n_fft / 2)``
+        of the reflect-padded wave. When ``wave[n_signal:]`` is zero padding at least ``n_fft``
+        long, every frame that starts at or after ``n_signal`` sees only zeros (its reflected end
+        mirrors the padding too), so its power is exactly 0 and is not computed: with IEMOCAP's
+        ~4.5 s mean duration about half of paper-mfcc's 8 s window is padding. The frames that are
+        computed go through the same ``torch.stft`` on the same padded samples, so the result
+        equals the full computation bit for bit.
+        """
+        p = self.preset
+        n_samples = wave.shape[0]
+        n_total = 1 + n_samples // p.hop_length
+        half = p.n_fft // 2
+        n_nonzero = n_total
+        if n_signal + p.n_fft <= n_samples:
+            n_nonzero = -(-(n_signal + half) // p.hop_length)  # ceil: first frame starting in the padding
+        # Frames 0 .. n_nonzero-1 of the reflect padding that torch.stft(center=True) applies.
+        # They end before the right edge when frames are skipped, so only the left side is padded.
+        end = (n_nonzero - 1) * p.hop_length + half  # wave samples they cover
+        if n_nonzero < n_total and end > half:
+            padded = F.pad(wave[:end].unsqueeze(0), (half, 0), mode="reflect")  # (1, end + n_fft / 2)
+        else:
+            padded = F.pad(wave.unsqueeze(0), (half, half), mode="reflect")  # (1, S + n_fft)
+            padded = padded[:, : end + half]
+        spec = torch.stft(
+            padded,
+            n_fft=p.n_fft,
+            hop_length=p.hop_length,
+            win_length=p.win_length,
+            window=self._window,
+            center=False,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )  # (1, n_fft // 2 + 1, n_nonzero); n_nonzero >= 1
+        power = spec.abs().pow(2.0)  # (1, n_fft // 2 + 1, n_nonzero)
+        return F.pad(power, (0, n_total - n_nonzero))  # zeros: (1, n_fft // 2 + 1, n_total)
 
 
 def _fit_length(wave: torch.Tensor, length: int) -> torch.Tensor:

@@ -178,6 +178,53 @@ def test_short_audio_is_zero_padded() -> None:
     assert torch.equal(extractor(short, SR), extractor(padded, SR))
 
 
+def _torchaudio_reference(preset: FeaturePreset, samples: np.ndarray) -> torch.Tensor:
+    """The preset computed with torchaudio's transforms on every frame (samples at its rate)."""
+    from trainers.torchaudio_compat import transforms
+
+    wave = torch.nn.functional.pad(torch.from_numpy(samples), (0, max(0, preset.num_samples - samples.size)))
+    mel_kwargs = dict(
+        n_fft=preset.n_fft,
+        win_length=preset.win_length,
+        hop_length=preset.hop_length,
+        f_min=preset.f_min,
+        f_max=preset.f_max,
+        n_mels=preset.n_mels,
+        power=2.0,
+        center=True,
+        pad_mode="reflect",
+        norm=preset.mel_norm,
+        mel_scale=preset.mel_scale,
+    )
+    if preset.kind == "mfcc":
+        transform = transforms.MFCC(
+            sample_rate=preset.sample_rate, n_mfcc=preset.n_mfcc, dct_type=2, norm="ortho",
+            log_mels=False, melkwargs=mel_kwargs,
+        )
+        spec = transform(wave[: preset.num_samples].unsqueeze(0))
+    else:
+        transform = transforms.MelSpectrogram(sample_rate=preset.sample_rate, **mel_kwargs)
+        spec = torch.log(transform(wave[: preset.num_samples].unsqueeze(0)) + preset.log_offset)
+    spec = spec[..., : preset.n_frames]
+    return torch.nn.functional.max_pool1d(spec, kernel_size=preset.time_pool, stride=preset.time_pool)
+
+
+@pytest.mark.parametrize("preset_name", ["paper-mfcc", "logmel-64", "logmel-32"])
+def test_skipping_padding_frames_matches_full_transform_bit_for_bit(preset_name: str) -> None:
+    # The extractor skips the STFT of frames that see only zero padding; lengths around the
+    # edges of that rule (and logmel-32, whose window is a whole number of hops) must not show it.
+    preset = PRESETS[preset_name]
+    extractor = FeatureExtractor(preset)
+    total, n_fft, hop = preset.num_samples, preset.n_fft, preset.hop_length
+    lengths = [1, n_fft // 2, n_fft // 2 + 1, hop * 7 + 3, total - n_fft - hop, total - n_fft,
+               total - n_fft + 1, total - n_fft // 2, total - 1, total]
+    rng = np.random.default_rng(4)
+    for length in lengths:
+        samples = (0.1 * rng.standard_normal(length)).astype(np.float32)
+        expected = _torchaudio_reference(preset, samples)
+        assert torch.equal(extractor(samples, preset.sample_rate), expected), length
+
+
 def test_extractor_rejects_multichannel() -> None:
     with pytest.raises(ValueError, match=r"mono with shape \(N,\)"):
         FeatureExtractor("paper-mfcc")(np.zeros((2, 100), dtype=np.float32), SR)
