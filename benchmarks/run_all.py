@@ -1,0 +1,181 @@
+"""Run every benchmark, one process each, and write results/*.json plus results/SUMMARY.md.
+
+    python benchmarks/run_all.py [--only NAME ...] [--skip NAME ...] [--results benchmarks/results]
+
+Sized to finish in under 15 minutes on a 2-core CPU. Each benchmark runs in its own Python
+process (so peak-memory readings and Ray sessions do not leak into the next one) with the
+arguments listed in ``BENCHMARKS``; a failing one is reported and the others still run. The
+summary is rebuilt from every JSON file present, so a partial rerun (``--only``) keeps the
+other rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+# name -> (script, arguments); the order puts quick ones first
+BENCHMARKS: dict[str, tuple[str, list[str]]] = {
+    "manifest": ("bench_manifest.py", ["--utterances", "1000", "--repeats", "2"]),
+    "baseline_ua": ("baseline_ua.py", []),
+    "features": ("bench_features.py", []),
+    "leaderboard": ("bench_leaderboard.py", ["--rows", "1000000", "--files", "10000", "--repeats", "2"]),
+    "orchestration": ("bench_orchestration.py", ["--trials", "50"]),
+    "driver_memory": ("bench_driver_memory.py", ["--trials", "500"]),
+    "pruning": ("bench_pruning.py", ["--trials", "12"]),
+    "supernet": ("bench_supernet.py", []),
+}
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _met(flag: object) -> str:
+    return "met" if flag is True else "NOT met" if flag is False else "n/a"
+
+
+def _manifest(r: dict) -> list[str]:
+    seconds = r.get("seconds_median", r.get("seconds"))
+    return [f"| manifest of {r.get('utterances')} synthetic utterances | {_fmt(seconds)} s | — | — |"]
+
+
+def _baseline(r: dict) -> list[str]:
+    return [f"| trivial baseline UA (LOSO logistic regression on mean MFCC) | UA {_fmt(r.get('ua', r.get('mean_ua')))} "
+            f"(chance 0.25) | — | — |"]
+
+
+def _features(r: dict) -> list[str]:
+    lib = r.get("librosa") or {}
+    if lib.get("skipped", True):
+        return [f"| `paper-mfcc` features vs librosa | skipped: {lib.get('reason', 'librosa not installed')} | | |"]
+    cold, warm = lib.get("ours_cold_over_librosa"), lib.get("ours_warm_over_librosa")
+    cold_speed = (r.get("extract") or {}).get("cold_w1", {}).get("utterances_per_s")
+    return [f"| `paper-mfcc` features, {r.get('utterances')} utterances, cold: ours {_fmt(cold_speed)} utt/s vs the "
+            f"librosa pipeline {_fmt(lib.get('timing', {}).get('utterances_per_s'))} utt/s | {_fmt(cold)}x | >= 5x | "
+            f"{_met(None if cold is None else cold >= 5)} |",
+            f"| `paper-mfcc` features, warm cache vs the librosa pipeline (which has no cache) | {_fmt(warm)}x | "
+            f">= 100x | {_met(None if warm is None else warm >= 100)} |"]
+
+
+def _leaderboard(r: dict) -> list[str]:
+    return [f"| leaderboard default query, {r.get('rows'):,} rows in {r.get('files'):,} part files: compacted "
+            f"(once {_fmt(r.get('compact_seconds'))} s) / part files warm / cold | "
+            f"{_fmt(r.get('duckdb_compacted_seconds'))} s / {_fmt(r.get('duckdb_warm_seconds'))} s / "
+            f"{_fmt(r.get('duckdb_cold_seconds'))} s | < 3 s | {_met(r.get('goal_met'))} |",
+            f"| same query in pandas over the part files, vs DuckDB compacted | {_fmt(r.get('pandas_seconds'))} s "
+            f"({_fmt(r.get('pandas_over_duckdb_compacted'))}x slower) | ratio | — |"]
+
+
+def _orchestration(r: dict) -> list[str]:
+    overhead = r.get("overhead_per_trial_seconds")
+    return [f"| Tune per-trial overhead vs a plain loop ({r.get('trials')} trials, with checkpoints, row, status) | "
+            f"{_fmt(overhead)} s ({_fmt(r.get('tune_seconds'))} s vs {_fmt(r.get('plain_loop_seconds'))} s) | < 0.2 s | "
+            f"{_met(None if overhead is None else overhead < 0.2)} |"]
+
+
+def _driver_memory(r: dict) -> list[str]:
+    at = r.get("driver_rss_mib_when_finished", {})
+    marks = ", ".join(f"{v} MiB at {k}" for k, v in at.items())
+    return [f"| driver RSS as {r.get('trials')} trials finish ({marks}) | {_fmt(r.get('growth_kib_per_finished_trial'))} "
+            f"KiB per finished trial | measure | — |"]
+
+
+def _pruning(r: dict) -> list[str]:
+    arms = r.get("arms", {})
+    base = arms.get("none", {})
+    rows = []
+    for name in ("wilcoxon", "median"):
+        arm = arms.get(name, {})
+        rows.append(f"| pruning, {name} vs none ({r.get('trials')} trials): trial-epochs {arm.get('trial_epochs')} vs "
+                    f"{base.get('trial_epochs')}, best mean UA {_fmt(arm.get('best_mean_ua'))} vs "
+                    f"{_fmt(base.get('best_mean_ua'))} | {_fmt(arm.get('trial_epochs_saved'))} saved | >= 0.40 saved, "
+                    f"UA within 0.01 | {_met(arm.get('goal_met'))} |")
+    return rows
+
+
+def _supernet(r: dict) -> list[str]:
+    rows = []
+    for order, entry in (r.get("ratios") or {}).items():
+        rows.append(f"| SuperNet search step, {order} order, vs DARTS reference ({r.get('setting', '')}) | "
+                    f"{_fmt(entry.get('samples_per_s'))}x samples/s, {_fmt(entry.get('peak_rss'))}x peak memory | "
+                    f">= 2x, <= 0.7x | {_met(entry.get('goal_met'))} |")
+    if "equivalence" in r:
+        rows.append(f"| same alpha gradients as the reference (small setting) | "
+                    f"{_fmt(r['equivalence'].get('summary', r['equivalence']))} | within tolerance | "
+                    f"{_met(r['equivalence'].get('ok'))} |")
+    return rows or ["| SuperNet search step vs DARTS reference | see supernet.json | | |"]
+
+
+SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
+    "manifest": _manifest, "baseline_ua": _baseline, "features": _features, "leaderboard": _leaderboard,
+    "orchestration": _orchestration, "driver_memory": _driver_memory, "pruning": _pruning, "supernet": _supernet,
+}
+
+
+def write_summary(results: Path, timings: dict[str, dict]) -> Path:
+    lines = ["# Benchmark results", "",
+             "Written by `python benchmarks/run_all.py` from the JSON files beside this one (each holds the",
+             "details and the machine). Ratios compare runs made in the same process or run, on a 2-core CPU;",
+             "other work on the machine makes single seconds noisy.", "",
+             "| what | result | goal | status |", "| --- | --- | --- | --- |"]
+    for name, summarize in SUMMARIES.items():
+        path = results / f"{name}.json"
+        if not path.exists():
+            lines.append(f"| {name} | not run | | |")
+            continue
+        try:
+            lines += summarize(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            lines.append(f"| {name} | unreadable result ({error}) | | |")
+    if timings:
+        total = sum(t["seconds"] for t in timings.values())
+        lines += ["", f"Last `run_all.py`: {total / 60:.1f} min in all; "
+                  + ", ".join(f"{name} {t['seconds']:.0f} s{'' if t['ok'] else ' (FAILED)'}" for name, t in timings.items())
+                  + "."]
+    out = results / "SUMMARY.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
+    parser.add_argument("--skip", nargs="*", choices=sorted(BENCHMARKS), default=[])
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    chosen = [name for name in BENCHMARKS if (args.only is None or name in args.only) and name not in args.skip]
+    args.results.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, dict] = {}
+    started = time.perf_counter()
+    for name in chosen:
+        script, arguments = BENCHMARKS[name]
+        command = [sys.executable, str(HERE / script), *arguments, "--out", str(args.results / f"{name}.json")]
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        begin = time.perf_counter()
+        done = subprocess.run(command, cwd=REPO)
+        timings[name] = {"seconds": round(time.perf_counter() - begin, 1), "ok": done.returncode == 0,
+                         "returncode": done.returncode}
+        print(f"== {name}: {'ok' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in "
+              f"{timings[name]['seconds']:.0f} s (total {(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+    (args.results / "run_all.json").write_text(json.dumps(
+        {"benchmarks": timings, "total_seconds": round(time.perf_counter() - started, 1)}, indent=2) + "\n")
+    summary = write_summary(args.results, timings)
+    print(summary.read_text())
+    return 0 if all(t["ok"] for t in timings.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
