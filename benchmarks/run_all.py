@@ -39,7 +39,7 @@ def _fmt(value: object, digits: int = 3) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.{digits}g}"
+        return f"{value:,.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
     return str(value)
 
 
@@ -48,8 +48,8 @@ def _met(flag: object) -> str:
 
 
 def _manifest(r: dict) -> list[str]:
-    seconds = r.get("seconds_median", r.get("seconds"))
-    return [f"| manifest of {r.get('utterances')} synthetic utterances | {_fmt(seconds)} s | — | — |"]
+    return [f"| manifest of {r.get('utterances')} synthetic utterances (best of runs) | "
+            f"{_fmt(r.get('manifest_seconds_best'))} s ({_fmt(r.get('utterances_per_second'))} utt/s) | — | — |"]
 
 
 def _baseline(r: dict) -> list[str]:
