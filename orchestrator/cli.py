@@ -8,6 +8,7 @@ never a traceback. Heavy imports happen inside the subcommands so ``sernas --hel
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from trainers.corpora.scan import DEFAULT_MIN_DURATION_S  # a constant of a light module (no pandas/torch)
 
 EXIT_USER_ERROR = 2
 console = Console(highlight=False, soft_wrap=True)  # never break paths across lines
@@ -54,13 +57,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------- manifest
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, but got {text!r}")
+    return value
+
+
 def cmd_manifest(args: argparse.Namespace) -> int:
     from trainers.corpora.scan import CorpusError
     from trainers.manifest import build_manifest, counts_by, rejects_path, write_manifest
 
     started = time.perf_counter()
     try:
-        result = build_manifest(dataset=args.dataset, root=args.root)
+        result = build_manifest(dataset=args.dataset, root=args.root, min_duration_s=args.min_duration)
         out = write_manifest(result, args.out, skip_bad=args.skip_bad)
     except CorpusError as error:
         raise UserError(str(error)) from None
@@ -134,12 +148,14 @@ def read_architecture(value: str) -> str:
     text = value.strip()
     if text in MODEL_NAMES:
         return text
+    source = "--genotype"
     if not text.startswith("{"):
         path = Path(text)
         if not path.is_file():
             raise UserError(f"--genotype {value!r} is neither a model name ({', '.join(MODEL_NAMES)}), "
                             "genotype JSON, nor an existing file.")
         text = path.read_text()
+        source = f"--genotype file {path}"
         try:
             stored = json.loads(text)
         except json.JSONDecodeError as error:
@@ -151,13 +167,14 @@ def read_architecture(value: str) -> str:
     try:
         return Genotype.from_json(text).to_json()
     except ValueError as error:
-        raise UserError(f"--genotype: {error}") from None
+        raise UserError(f"{source}: {error}") from None
 
 
 def cmd_run_fold(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from orchestrator.config import validation_message
+    from trainers.checkpoint import CheckpointError
     from trainers.device import resolve_device
     from trainers.features import FeaturesNotFoundError
     from trainers.fold_data import load_fold_data
@@ -199,8 +216,11 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
         console.print(f"  {phase:6} epoch {metrics['epoch']:>3}/{total}  loss {metrics['train_loss']:.3f}  "
                       f"valid UA {metrics['valid_ua']:.3f}{extra}  ({metrics['seconds']:.1f} s)")
 
-    result = run_fold(data, evaluation=evaluation, search=search, architecture=architecture, device=device,
-                      work_dir=args.out, reporter=report)
+    try:
+        result = run_fold(data, evaluation=evaluation, search=search, architecture=architecture, device=device,
+                          work_dir=args.out, reporter=report)
+    except CheckpointError as error:  # a damaged checkpoint, or one of another run, in --out
+        raise UserError(str(error)) from None
     name = result.genotype_hash or result.architecture
     console.print(f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.ua:.3f}  WA {result.wa:.3f}  "
                   f"macro-F1 {result.macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
@@ -453,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument("--out", required=True, type=Path, help="manifest .parquet to write")
     manifest.add_argument("--skip-bad", action="store_true",
                           help="write the manifest without bad files and list them in OUT.rejects.csv")
+    manifest.add_argument("--min-duration", type=seconds, default=DEFAULT_MIN_DURATION_S, metavar="SECONDS",
+                          help="clips shorter than this are bad input (default %(default)s; 0 keeps every clip)")
     manifest.set_defaults(run=cmd_manifest)
 
     features = commands.add_parser("features", help="compute and cache features for a manifest")

@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from trainers.corpora.scan import DEFAULT_MIN_DURATION_S
 from trainers.settings import EvalSettings, SearchSettings
 
 if TYPE_CHECKING:
@@ -186,6 +187,8 @@ class DataConfig(_Strict):
     classes: tuple[str, ...] | None = Field(None, min_length=1, description="classes kept after merges; None: all")
     merges: dict[str, str] = Field(default_factory=dict, description="source -> target, before selecting classes")
     improvised_only: bool = False
+    min_duration_s: float = Field(DEFAULT_MIN_DURATION_S, ge=0, description=(
+        "clips shorter than this (seconds) are bad input when root is scanned; 0 keeps every clip"))
     synthetic: SyntheticOptions | None = Field(None, description="options of dataset synthetic (filled in for it)")
 
     @model_validator(mode="before")
@@ -224,6 +227,9 @@ class DataConfig(_Strict):
             errors.append(((), "give root (a corpus to scan) or manifest (an existing manifest)", None))
         if self.dataset == "synthetic" and self.root is None:
             errors.append((("root",), "dataset synthetic needs root: the folder where the corpus is generated", None))
+        if self.manifest is not None and self.min_duration_s != DEFAULT_MIN_DURATION_S:
+            errors.append((("min_duration_s",), "applies when root is scanned, but manifest is given (a manifest "
+                           "keeps the minimum it was made with: sernas manifest --min-duration)", self.min_duration_s))
         if self.synthetic is not None and self.dataset != "synthetic":
             errors.append((("synthetic",), f"options for dataset synthetic, but dataset is {self.dataset!r}",
                            self.synthetic.model_dump()))

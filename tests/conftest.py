@@ -205,3 +205,43 @@ def write_experiment_config(path: Path, *, name: str, pruner: str = "{kind: none
           storage: {path.parent / 'runs'}
         {extra}"""))
     return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray in this process for end-to-end tests (2 CPUs, no dashboard), shut down afterwards;
+    ``sernas search`` run in-process (``orchestrator.cli.main``) uses it instead of starting one."""
+    import ray
+
+    if ray.is_initialized():
+        raise RuntimeError("Ray is already initialised in this test process; local_ray starts its own.")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> dict[str, Path]:
+    """A 4-speaker synthetic corpus with logmel-32 features and LOSO folds, made through the CLI
+    (paths under keys corpus, m.parquet, features, f.parquet); shared by the session: read only."""
+    from orchestrator.cli import main
+
+    root = tmp_path_factory.mktemp("tiny")
+    paths = {name: root / name for name in ("corpus", "m.parquet", "features", "f.parquet")}
+    assert main(["synth", "--out", str(paths["corpus"]), "--speakers", "4", "--per-speaker", "16"]) == 0
+    assert main(["manifest", "--dataset", "iemocap", "--root", str(paths["corpus"]), "--out",
+                 str(paths["m.parquet"])]) == 0
+    assert main(["features", "--manifest", str(paths["m.parquet"]), "--preset", "logmel-32", "--cache",
+                 str(paths["features"]), "--quiet"]) == 0
+    assert main(["folds", "--manifest", str(paths["m.parquet"]), "--scheme", "loso", "--merge", "exc=hap",
+                 "--classes", "neu,hap,sad,ang", "--out", str(paths["f.parquet"])]) == 0
+    return paths
+
+
+def run_fold_args(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    """``sernas run-fold`` arguments for fold 2 of ``tiny_prepared`` with a tiny network, into ``out``."""
+    return ["run-fold", "--manifest", str(paths["m.parquet"]), "--folds", str(paths["f.parquet"]), "--fold", "2",
+            "--preset", "logmel-32", "--cache", str(paths["features"]), "--search-epochs", "1", "--eval-epochs", "2",
+            "--layers", "3", "--nodes", "2", "--init-channels", "4", "--lstm-hidden", "8", "--out", str(out), *extra]

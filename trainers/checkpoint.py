@@ -7,6 +7,7 @@ corrupt file is reported by name instead of crashing deep inside unpickling.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from trainers.atomic_io import atomic_path
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file exists but cannot be used."""
+    """A checkpoint file exists but cannot be used (unreadable, or written by a different run)."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -30,6 +31,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(path)
     if not path.exists():
         return None
+    if not zipfile.is_zipfile(path):  # torch would blame its weights_only default for plain garbage
+        raise CheckpointError(f"checkpoint {path} is unreadable: not a complete PyTorch checkpoint "
+                              f"({path.stat().st_size} bytes without the zip archive torch.save writes: truncated, "
+                              "or another file); delete it to start this fold over.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated/garbage files

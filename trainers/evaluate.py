@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from search_space import Genotype, build_model, count_parameters
-from trainers.checkpoint import load_checkpoint, save_checkpoint
+from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.fold_data import FoldData, Split, inverse_frequency_weights, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
@@ -56,8 +56,9 @@ def _check_resumable(state: dict, *, settings: EvalSettings, architecture: str, 
                 "fold": data.fold, "classes": list(data.classes)}
     for key, value in expected.items():
         if state.get(key) != value:
-            raise ValueError(f"checkpoint {path} was written for a different run: its {key!r} is "
-                             f"{state.get(key)!r}, this run has {value!r}. Delete it or use another output folder.")
+            raise CheckpointError(f"checkpoint {path} was written for a different run: its {key!r} is "
+                                  f"{state.get(key)!r}, this run has {value!r}. Delete it or use another "
+                                  "output folder.")
 
 
 def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: EvalSettings, device: torch.device,

@@ -4,7 +4,8 @@ The manifest keeps raw labels (class selection and merges belong to an experimen
 see ``trainers.folds``) and the audio facts read from each file's header. A corpus with
 problems is not written at all unless ``skip_bad`` is asked for, in which case the rejected
 files go to ``<out>.rejects.csv`` beside it: a manifest that silently lost utterances would make
-results incomparable across users.
+results incomparable across users. Clips shorter than ``min_duration_s`` are problems too: the
+feature presets would silently zero-pad them into an input that is almost all silence.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from trainers.audio import AudioError, probe_audio
 from trainers.corpora.csv_corpus import scan_csv
 from trainers.corpora.iemocap import scan_iemocap
 from trainers.corpora.msp_improv import scan_msp_improv
-from trainers.corpora.scan import CorpusError, CorpusProblem, CorpusScan
+from trainers.corpora.scan import DEFAULT_MIN_DURATION_S, CorpusError, CorpusProblem, CorpusScan
 
 MANIFEST_VERSION = 1
 METADATA_KEY = "sernas.manifest"
@@ -43,12 +45,20 @@ class ManifestResult:
     problems: tuple[CorpusProblem, ...]
     dataset: str
     root: Path
+    min_duration_s: float = DEFAULT_MIN_DURATION_S
 
 
-def build_manifest(*, dataset: str, root: str | Path) -> ManifestResult:
-    """Scan a corpus and probe every audio file; nothing is written here."""
+def build_manifest(*, dataset: str, root: str | Path,
+                   min_duration_s: float = DEFAULT_MIN_DURATION_S) -> ManifestResult:
+    """Scan a corpus and probe every audio file; nothing is written here.
+
+    Audio shorter than ``min_duration_s`` seconds (0 keeps everything) becomes a problem naming
+    the file and its duration, like unreadable audio.
+    """
     if dataset not in SCANNERS:
         raise CorpusError(f"unknown dataset {dataset!r}; expected one of {', '.join(SCANNERS)}.")
+    if not math.isfinite(min_duration_s) or min_duration_s < 0:
+        raise ValueError(f"min_duration_s must be a finite number of seconds >= 0, but got {min_duration_s!r}.")
     scan = SCANNERS[dataset](Path(root))
     problems = list(scan.problems)
     rows = []
@@ -58,9 +68,15 @@ def build_manifest(*, dataset: str, root: str | Path) -> ManifestResult:
         except AudioError as error:
             problems.append(CorpusProblem(path=Path(record["path"]), reason=str(error)))
             continue
+        if info.duration_s < min_duration_s:
+            problems.append(CorpusProblem(path=Path(record["path"]), reason=(
+                f"clip too short: {info.duration_s:.3f} s of audio, expected at least {min_duration_s:g} s "
+                "(the minimum duration: --min-duration of sernas manifest, data.min_duration_s of an experiment)")))
+            continue
         rows.append({**record, "duration_s": info.duration_s, "sample_rate": info.sample_rate,
                      "channels": info.channels})
-    return ManifestResult(frame=_to_frame(rows), problems=tuple(problems), dataset=dataset, root=scan.root)
+    return ManifestResult(frame=_to_frame(rows), problems=tuple(problems), dataset=dataset, root=scan.root,
+                          min_duration_s=float(min_duration_s))
 
 
 def _to_frame(rows: list[dict]) -> pd.DataFrame:
@@ -95,7 +111,7 @@ def write_manifest(result: ManifestResult, out: str | Path, *, skip_bad: bool = 
     if result.frame.empty:
         raise CorpusError(f"no usable labelled utterances found in {result.root}; nothing was written.")
     metadata = {"version": MANIFEST_VERSION, "dataset": result.dataset, "root": str(result.root),
-                "rejected": len(result.problems)}
+                "rejected": len(result.problems), "min_duration_s": result.min_duration_s}
     if result.problems:
         buffer = io.StringIO()
         writer = csv.writer(buffer)

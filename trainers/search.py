@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet, frozen_batchnorm_stats
-from trainers.checkpoint import load_checkpoint, save_checkpoint
+from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
@@ -301,20 +301,20 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _check_resumable(state: dict, *, settings: SearchSettings, data: FoldData, path: Path) -> None:
     if state.get("kind") != "search":
-        raise ValueError(f"checkpoint {path} is a {state.get('kind')!r} checkpoint, expected a 'search' one.")
+        raise CheckpointError(f"checkpoint {path} is a {state.get('kind')!r} checkpoint, expected a 'search' one.")
     stored, current = _flatten(state.get("settings", {})), _flatten(settings.model_dump())
     for key in sorted(set(stored) | set(current)):
         if stored.get(key, "<missing>") != current.get(key, "<missing>"):
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {path} was written with different settings: {key} is "
                 f"{stored.get(key, '<missing>')!r} there but {current.get(key, '<missing>')!r} now; "
                 "use another checkpoint path or the same settings."
             )
     if state.get("fold") != data.fold:
-        raise ValueError(f"checkpoint {path} belongs to fold {state.get('fold')!r}, but this is fold {data.fold}.")
+        raise CheckpointError(f"checkpoint {path} belongs to fold {state.get('fold')!r}, but this is fold {data.fold}.")
     if tuple(state.get("classes", ())) != tuple(data.classes):
-        raise ValueError(f"checkpoint {path} has classes {list(state.get('classes', ()))}, "
-                         f"but this fold has {list(data.classes)}.")
+        raise CheckpointError(f"checkpoint {path} has classes {list(state.get('classes', ()))}, "
+                              f"but this fold has {list(data.classes)}.")
 
 
 # ---------------------------------------------------------------------------- the search loop
@@ -335,7 +335,7 @@ def run_search(
     """Search a cell on ``data`` (train/valid only) and return the derived genotype.
 
     Resumes from ``checkpoint_path`` when it holds a checkpoint of the same settings, fold and
-    classes (``ValueError`` naming what differs otherwise; ``CheckpointError`` if unreadable);
+    classes (``CheckpointError``, a ``ValueError``, naming what differs otherwise, or if unreadable);
     a resumed search ends exactly as an uninterrupted one would (on CPU).
     """
     device = torch.device(device)

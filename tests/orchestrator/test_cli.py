@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from conftest import run_fold_args
 from orchestrator.cli import main
 
 
@@ -87,34 +88,13 @@ def test_readme_main_job_on_a_small_synthetic_corpus(tmp_path, capsys):
     assert pd.read_parquet(folds)["fold"].nunique() == 2
 
 
-@pytest.fixture(scope="module")
-def tiny_prepared(tmp_path_factory):
-    """A 4-speaker synthetic corpus with logmel-32 features and LOSO folds, made through the CLI."""
-    root = tmp_path_factory.mktemp("tiny")
-    paths = {name: root / name for name in ("corpus", "m.parquet", "features", "f.parquet")}
-    assert main(["synth", "--out", str(paths["corpus"]), "--speakers", "4", "--per-speaker", "16"]) == 0
-    assert main(["manifest", "--dataset", "iemocap", "--root", str(paths["corpus"]), "--out",
-                 str(paths["m.parquet"])]) == 0
-    assert main(["features", "--manifest", str(paths["m.parquet"]), "--preset", "logmel-32", "--cache",
-                 str(paths["features"]), "--quiet"]) == 0
-    assert main(["folds", "--manifest", str(paths["m.parquet"]), "--scheme", "loso", "--merge", "exc=hap",
-                 "--classes", "neu,hap,sad,ang", "--out", str(paths["f.parquet"])]) == 0
-    return paths
-
-
-def _run_fold_args(paths, out, *extra):
-    return ["run-fold", "--manifest", str(paths["m.parquet"]), "--folds", str(paths["f.parquet"]), "--fold", "2",
-            "--preset", "logmel-32", "--cache", str(paths["features"]), "--search-epochs", "1", "--eval-epochs", "2",
-            "--layers", "3", "--nodes", "2", "--init-channels", "4", "--lstm-hidden", "8", "--out", str(out), *extra]
-
-
 @pytest.mark.slow
 def test_run_fold_searches_then_evaluates_and_writes_result_json(tiny_prepared, tmp_path, capsys):
     import json
 
     from search_space import Genotype
 
-    assert main(_run_fold_args(tiny_prepared, tmp_path / "fold2")) == 0
+    assert main(run_fold_args(tiny_prepared, tmp_path / "fold2")) == 0
     result = json.loads((tmp_path / "fold2" / "result.json").read_text())
     assert Genotype.from_json(result["architecture"]).hash == result["genotype_hash"]
     assert 0.0 <= result["ua"] <= 1.0 and result["test_utterances"] == sum(map(sum, result["confusion"]))
@@ -122,7 +102,7 @@ def test_run_fold_searches_then_evaluates_and_writes_result_json(tiny_prepared, 
     out = capsys.readouterr().out
     assert "search epoch   1/1" in out and "eval   epoch   2/2" in out and "test UA" in out
     # The found genotype can be evaluated again by passing the result file.
-    assert main(_run_fold_args(tiny_prepared, tmp_path / "again", "--genotype",
+    assert main(run_fold_args(tiny_prepared, tmp_path / "again", "--genotype",
                                str(tmp_path / "fold2" / "result.json"))) == 0
     again = json.loads((tmp_path / "again" / "result.json").read_text())
     assert again["architecture"] == result["architecture"] and again["search_settings"] is None
@@ -132,11 +112,11 @@ def test_run_fold_searches_then_evaluates_and_writes_result_json(tiny_prepared, 
 def test_run_fold_with_the_baseline_and_bad_options(tiny_prepared, tmp_path, capsys):
     import json
 
-    assert main(_run_fold_args(tiny_prepared, tmp_path / "b", "--genotype", "baseline")) == 0
+    assert main(run_fold_args(tiny_prepared, tmp_path / "b", "--genotype", "baseline")) == 0
     assert json.loads((tmp_path / "b" / "result.json").read_text())["architecture"] == "baseline"
-    assert main(_run_fold_args(tiny_prepared, tmp_path / "c", "--genotype", '{"normal": 1}')) == 2
-    assert main(_run_fold_args(tiny_prepared, tmp_path / "d", "--genotype", "resnet")) == 2
-    assert main([*_run_fold_args(tiny_prepared, tmp_path / "e")[:-2], "--eval-epochs", "0", "--out",
+    assert main(run_fold_args(tiny_prepared, tmp_path / "c", "--genotype", '{"normal": 1}')) == 2
+    assert main(run_fold_args(tiny_prepared, tmp_path / "d", "--genotype", "resnet")) == 2
+    assert main([*run_fold_args(tiny_prepared, tmp_path / "e")[:-2], "--eval-epochs", "0", "--out",
                  str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert "neither a model name" in err and "epochs: Input should be greater than or equal to 1" in err

@@ -5,10 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import math
-import multiprocessing
 import os
 import statistics
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -414,37 +412,3 @@ def test_the_schema_is_documented() -> None:
         assert f"| `{name}` |" in text, name
     for view in ("fold_rows", "trials", "runs", "genotypes", "trial_scores", "config_scores"):
         assert f"`{view}`" in text, view
-
-
-# -------------------------------------------------------------------------------- concurrency
-def _write_many(storage: str, worker: int, rows: int) -> None:
-    for index in range(rows):
-        write_fold_row(storage, make_row(trial_id=f"w{worker}-{index}", fold=1 + index % 3,
-                                         ua=0.5 + worker / 100, seed=worker,
-                                         genotype_hash=f"{worker:012d}"))
-
-
-@pytest.mark.slow  # 8 spawned interpreters import pyarrow + duckdb: ~10 s on a 2-core node
-def test_concurrent_writers_and_a_reader(tmp_path: Path) -> None:
-    workers, rows = 8, 20
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_write_many, args=(str(tmp_path), worker, rows)) for worker in range(workers)]
-    for process in processes:
-        process.start()
-    queries, seen = 0, []
-    deadline = time.monotonic() + 120
-    while any(process.is_alive() for process in processes) and time.monotonic() < deadline:
-        with connect(tmp_path) as board:  # must never fail while files appear
-            assert board.damaged == ()
-            seen.append(int(board.sql("SELECT count(*) AS n FROM runs")["n"][0]))
-            board.top_genotypes(3)
-        queries += 1
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
-    with connect(tmp_path) as board:
-        assert board.sql("SELECT count(*) AS n FROM runs")["n"][0] == workers * rows
-        assert board.sql("SELECT count(DISTINCT trial_id) AS n FROM fold_rows")["n"][0] == workers * rows
-        assert len(board.top_genotypes(100)) == workers
-        assert board.scan.temporary == ()
-    assert queries >= 1 and seen == sorted(seen)

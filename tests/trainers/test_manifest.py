@@ -77,3 +77,18 @@ def test_read_manifest_rejects_foreign_files(tmp_path):
 def test_unknown_dataset_names_the_choices(tmp_path):
     with pytest.raises(CorpusError, match="iemocap, msp-improv, csv"):
         build_manifest(dataset="ravdess", root=tmp_path)
+
+
+def test_clips_under_the_minimum_duration_are_problems(fake_iemocap, tmp_path):
+    short = {utt for utt, expected in fake_iemocap.expected.items() if expected["duration_s"] < 0.6}  # the 0.5 s ones
+    result = build_manifest(dataset="iemocap", root=fake_iemocap.root, min_duration_s=0.6)
+    assert sorted(p.path for p in result.problems) == sorted(fake_iemocap.wavs[utt] for utt in short)
+    assert all(p.reason.startswith("clip too short: 0.500 s of audio, expected at least 0.6 s") for p in result.problems)
+    assert set(result.frame["utt_id"]) == set(fake_iemocap.expected) - short
+    write_manifest(result, tmp_path / "m.parquet", skip_bad=True)
+    assert manifest_info(tmp_path / "m.parquet")["min_duration_s"] == 0.6
+    everything = build_manifest(dataset="iemocap", root=fake_iemocap.root, min_duration_s=0)
+    assert not everything.problems and len(everything.frame) == len(fake_iemocap.expected)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="min_duration_s must be a finite number of seconds >= 0"):
+            build_manifest(dataset="iemocap", root=fake_iemocap.root, min_duration_s=bad)

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Audio shorter than this is rejected when a manifest is built (``build_manifest(min_duration_s=)``,
+# ``sernas manifest --min-duration``, ``data.min_duration_s``). IEMOCAP's shortest real turns last
+# ~0.6 s; a quarter of a second is a syllable at most, and a file that short is far more often a
+# cut-off or an empty turn than speech with an emotion (the features would zero-pad it silently).
+DEFAULT_MIN_DURATION_S = 0.25
+
 
 @dataclass(frozen=True, slots=True)
 class CorpusProblem:
