@@ -23,10 +23,17 @@ def ray_cluster():
 
 
 def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys):
-    config = write_config(tmp_path / "exp.yaml", name="small")
+    config = write_config(tmp_path / "exp.yaml", name="small", extra="  checkpoint_every: 2")
     assert main(["search", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "2 trials (2 completed, 0 pruned, 0 failed)" in out and "Best trials of small" in out
+    # tune.checkpoint_every: 2 -> every 2nd epoch report carries a checkpoint, every fold summary does
+    for results in (tmp_path / "runs" / "small").glob("*/result.json"):
+        reports = [json.loads(line) for line in results.read_text().splitlines()]
+        epochs = [r for r in reports if r["report"] == "epoch"]
+        assert len(epochs) == 2 * 3  # 2 folds x (1 search + 2 evaluation epochs)
+        assert [bool(r.get("checkpoint_dir_name")) for r in epochs] == [False, True] * 3
+        assert all(r.get("checkpoint_dir_name") for r in reports if r["report"] == "fold")
     with connect(tmp_path / "runs", experiment="small") as board:
         runs = board.sql("SELECT * FROM runs ORDER BY trial_id, fold")
         trials = board.sql("SELECT * FROM trials")
