@@ -305,11 +305,11 @@ def run_librosa(
         "equivalence": {
             "note": (
                 f"On clips at {preset.sample_rate} Hz (no resampling) the two agree to float32 "
-                "rounding: the MFCC computations are the same. On 16 kHz clips the rest is the "
-                "resamplers: librosa's soxr HQ leaves the mel bands above 8 kHz (the source's "
-                "Nyquist) at digital silence, floored by top_db, where ours (torchaudio's "
-                "sinc_interp_hann, 6 zero crossings, rolloff 0.99) leaves weak images of the "
-                "0-8 kHz content."
+                "rounding: the MFCC computations are the same. On 16 kHz clips what is left is the "
+                "resamplers: librosa's soxr HQ and ours (a Kaiser-windowed sinc with resampy's "
+                "kaiser_best parameters, FEATURE_ALGORITHM_VERSION 2) both leave the bands above "
+                "8 kHz empty but differ slightly in passband ripple and transition band. (Version "
+                "1 used torchaudio's default Hann sinc, whose images above 8 kHz put it ~12 % off.)"
             ),
             "16k_files": compare(ours_features, reference),
             f"{preset.sample_rate}hz_files": compare(ours_native, reference_native),
