@@ -512,6 +512,9 @@ class TuneConfig(_Strict):
     reuse_actors: bool = True
     seed: int | None = Field(0, description="sampler seed; None: not reproducible")
     checkpoint_every: int = Field(1, ge=1, description="epochs between trial checkpoints (and after every fold)")
+    keep_checkpoints: int = Field(2, ge=1, description=(
+        "Tune checkpoints kept per trial; Tune saves its experiment state every time a trial has made this many, "
+        "so raise it (disk permitting) when hundreds of trials checkpoint every epoch"))
 
     @field_validator("storage")
     @classmethod
@@ -815,6 +818,7 @@ RESUME_SAFE_FIELDS: tuple[str, ...] = (
     "tune.max_failures",
     "tune.storage",
     "tune.reuse_actors",
+    "tune.keep_checkpoints",
 )
 """Keys left out of ``config_fingerprint``: where and how fast an experiment runs, not what it
 computes; changing them does not stop a resume."""

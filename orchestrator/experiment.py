@@ -162,7 +162,7 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
             run_config=tune.RunConfig(
                 name=config.name, storage_path=storage, verbose=0, callbacks=[progress],
                 failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints)),
         )
     results = tuner.fit()
     # Counted from Tune's results, not from the progress callback: on --resume Tune restores the

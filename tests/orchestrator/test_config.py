@@ -343,7 +343,7 @@ def test_fingerprint_is_stable_and_tracks_what_is_computed(write):
     assert config_fingerprint(load_config(path, overrides=["space.layers={choice: [3, 5]}"])) != first
     # Where and how fast it runs may change on resume.
     assert config_fingerprint(load_config(path, overrides=["tune.max_concurrent=8", "tune.storage=/elsewhere",
-                                                           "device=cpu"])) == first
+                                                           "device=cpu", "tune.keep_checkpoints=10"])) == first
     # A subprocess (another interpreter, another hash seed) agrees.
     code = f"from orchestrator.config import *; print(config_fingerprint(load_config({str(path)!r})))"
     out = subprocess.run([sys.executable, "-c", code], cwd=Path.cwd(), capture_output=True, text=True, check=True,
