@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
 
     def rss_at(finished: int) -> int | None:
-        """The largest RSS sampled while fewer than the next milestone's trials had finished."""
+        """The RSS of the first sample taken once ``finished`` trials had finished (None if never)."""
         hits = [rss for _, done, rss in samples if done >= finished]
         return hits[0] if hits else None
 

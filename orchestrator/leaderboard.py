@@ -27,6 +27,8 @@ and deleting it only costs speed.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -702,6 +704,25 @@ class Compaction:
     seconds: float
 
 
+def _not_stale_sql(stale: Sequence[str]) -> str:
+    """A WHERE clause dropping a snapshot's rows of ``stale`` sources ('' when there are none)."""
+    return f" WHERE {SOURCE_COLUMN} NOT IN (SELECT unnest({_sql_list(stale)}))" if stale else ""
+
+
+def _read_remote(location: StorageLocation, shown: str) -> pa.Table:
+    """One Parquet file of an object-store leaderboard, named as the user sees it."""
+    with location.filesystem.open_input_file(location.path(_relative_shown(location, shown))) as handle:
+        return pq.read_table(handle)
+
+
+def _read_remote_snapshot(location: StorageLocation, snapshot: Snapshot) -> pa.Table:
+    """A snapshot's rows (with their ``_source``) minus those of its stale sources."""
+    table = _read_remote(location, snapshot.path)
+    if snapshot.stale:
+        table = table.filter(pc.invert(pc.is_in(table[SOURCE_COLUMN], pa.array(snapshot.stale))))
+    return table
+
+
 def _read_rows(location: StorageLocation, *, snapshot: Snapshot | None, files: Sequence[str],
                stats: Mapping[str, tuple[str, int, int]]) -> pa.Table:
     """The rows a new snapshot holds: the old snapshot's still-valid rows plus ``files``, with sources."""
@@ -709,25 +730,18 @@ def _read_rows(location: StorageLocation, *, snapshot: Snapshot | None, files: S
     if location.is_local:
         with duckdb.connect() as con:
             if snapshot is not None:
-                where = f" WHERE {SOURCE_COLUMN} NOT IN (SELECT unnest({_sql_list(snapshot.stale)}))" if snapshot.stale else ""
-                tables.append(con.sql(f"SELECT * FROM read_parquet({_sql_list([snapshot.path])}){where}").to_arrow_table())
+                tables.append(con.sql(f"SELECT * FROM read_parquet({_sql_list([snapshot.path])})"
+                                      f"{_not_stale_sql(snapshot.stale)}").to_arrow_table())
             if files:
                 cut = len(location.root.rstrip("/")) + 2
                 tables.append(con.sql(
                     f"SELECT * EXCLUDE (filename), substr(filename, {cut}) AS {SOURCE_COLUMN} "
                     f"FROM read_parquet({_sql_list(files)}, union_by_name = true, filename = true)").to_arrow_table())
     else:
-        def read(path: str) -> pa.Table:
-            with location.filesystem.open_input_file(location.path(_relative_shown(location, path))) as handle:
-                return pq.read_table(handle)
-
         if snapshot is not None:
-            table = read(snapshot.path)
-            if snapshot.stale:
-                table = table.filter(pc.invert(pc.is_in(table[SOURCE_COLUMN], pa.array(snapshot.stale))))
-            tables.append(table)
+            tables.append(_read_remote_snapshot(location, snapshot))
         with ThreadPoolExecutor(max_workers=16) as pool:
-            parts = list(pool.map(read, files))
+            parts = list(pool.map(functools.partial(_read_remote, location), files))
         tables += [table.append_column(SOURCE_COLUMN, pa.array([stats[path][0]] * table.num_rows, pa.string()))
                    for path, table in zip(files, parts)]
     tables = [table.cast(table.schema.remove_metadata()) if table.schema.metadata else table for table in tables]
@@ -751,7 +765,13 @@ def compact(storage: str | os.PathLike[str] | StorageLocation, *, experiment: st
     """
     started = time.perf_counter()
     location = resolve_storage(storage)
-    scan = scan_parts(location, experiment=experiment)
+    done = _compact_scanned(location, scan_parts(location, experiment=experiment), grace_seconds=grace_seconds)
+    return dataclasses.replace(done, seconds=time.perf_counter() - started)  # the scan included
+
+
+def _compact_scanned(location: StorageLocation, scan: PartScan, *, grace_seconds: float) -> Compaction:
+    """``compact`` over the files of a scan just made (``connect`` has one already)."""
+    started = time.perf_counter()
     written: list[str] = []
     removed: list[str] = []
     files_taken = rows = 0
@@ -907,9 +927,8 @@ def _create_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[st
         selects = []
         if snapshots:
             stale = [source for snapshot in snapshots for source in snapshot.stale]
-            where = f" WHERE {SOURCE_COLUMN} NOT IN (SELECT unnest({_sql_list(stale)}))" if stale else ""
             selects.append(f"SELECT * EXCLUDE ({SOURCE_COLUMN}) FROM read_parquet("
-                           f"{_sql_list(s.path for s in snapshots)}, union_by_name = true){where}")
+                           f"{_sql_list(s.path for s in snapshots)}, union_by_name = true){_not_stale_sql(stale)}")
         if direct:
             # Files with identical columns need no union (DuckDB then skips reading every footer
             # at bind time); mixed schema versions are matched by column name.
@@ -917,17 +936,9 @@ def _create_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[st
                            f"union_by_name = {'false' if uniform and not snapshots else 'true'})")
         con.execute(f"CREATE OR REPLACE {kind} {name} AS " + " UNION ALL BY NAME ".join(selects))
     else:  # object stores: read through pyarrow.fs (same credentials as the writers), then query in memory
-        def read(path: str) -> pa.Table:
-            with location.filesystem.open_input_file(location.path(_relative_shown(location, path))) as handle:
-                return pq.read_table(handle)
-
         with ThreadPoolExecutor(max_workers=16) as pool:
-            tables = list(pool.map(read, direct))
-        for snapshot in snapshots:
-            table = read(snapshot.path)
-            if snapshot.stale:
-                table = table.filter(pc.invert(pc.is_in(table[SOURCE_COLUMN], pa.array(snapshot.stale))))
-            tables.append(table.drop_columns([SOURCE_COLUMN]))
+            tables = list(pool.map(functools.partial(_read_remote, location), direct))
+        tables += [_read_remote_snapshot(location, snapshot).drop_columns([SOURCE_COLUMN]) for snapshot in snapshots]
         table = pa.concat_tables(tables, promote_options="permissive")
         con.register(f"_{name}_arrow", table)
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _{name}_arrow")
@@ -995,7 +1006,7 @@ def connect(storage: str | os.PathLike[str] | StorageLocation, *, experiment: st
     scan = scan_parts(location, experiment=experiment, use_cache=use_cache)
     if compact_at is not None and scan.unsnapshotted >= max(compact_at, 1):
         try:
-            compact(location, experiment=experiment)
+            _compact_scanned(location, scan, grace_seconds=SNAPSHOT_GRACE_SECONDS)
         except (OSError, duckdb.Error, pa.ArrowException) as error:  # e.g. read-only storage, a file deleted meanwhile
             warnings.warn(f"could not compact the leaderboard ({error}); reading its files one by one.",
                           RuntimeWarning, stacklevel=2)

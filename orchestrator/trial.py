@@ -111,7 +111,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             uas = [done["ua"] for done in state["done"].values()]
             return sum(uas) / len(uas) if uas else math.nan
 
-        epochs_reported = [0]
+        epochs_reported = 0
         for fold in sorted(int(f) for f in inputs.folds["fold"].unique()):
             if str(fold) in state["done"]:
                 continue
@@ -123,8 +123,9 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                                   cache_dir=cache_dir, classes=inputs.classes)
 
             def report(step: int, metrics: dict[str, Any], fold: int = fold) -> None:
-                epochs_reported[0] += 1  # a checkpoint every tune.checkpoint_every epochs (and after each fold)
-                keep = epochs_reported[0] % inputs.experiment.tune.checkpoint_every == 0
+                nonlocal epochs_reported  # a checkpoint every tune.checkpoint_every epochs (and after each fold)
+                epochs_reported += 1
+                keep = epochs_reported % inputs.experiment.tune.checkpoint_every == 0
                 tune.report({**_scalar_metrics(metrics), "report": EPOCH_REPORT, "fold": fold,
                              "folds_done": len(state["done"]), "mean_ua": mean_done()},
                             checkpoint=tune.Checkpoint.from_directory(str(work)) if keep else None)
