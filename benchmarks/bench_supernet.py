@@ -153,9 +153,7 @@ def make_searcher(impl: str, net: SuperNet, *, seed: int) -> Searcher:
     the weight optimiser's momentum buffers are filled from ``seed``, the same for both."""
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, but got {impl!r}.")
-    # ours as run_search builds it (channels_last); the reference keeps PyTorch's default layout,
-    # as the original DARTS code does (it copies ``net``, so build it before converting ``net``)
-    model = net.to(memory_format=torch.channels_last) if impl == "ours" else ReferenceNetwork(net).train()
+    model = net if impl == "ours" else ReferenceNetwork(net).train()
     weights = list(model.weight_parameters())
     weight_optimizer = torch.optim.SGD(weights, lr=WEIGHTS.lr, momentum=WEIGHTS.momentum,
                                        weight_decay=WEIGHTS.weight_decay)
@@ -444,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "supernet",
         "what": "one search step = architecture step (alpha gradient + Adam) + weight step (SGD); "
                 "ours: trainers.search.architecture_gradients + trainers.training.weight_step on a "
-                "SuperNet(checkpoint=True) in channels_last, as run_search builds it; reference: benchmarks/reference_darts.py",
+                "SuperNet(checkpoint=True), as run_search builds it; reference: benchmarks/reference_darts.py",
         **base,
         "goal": {"samples_per_s_ratio_at_least": 2.0, "peak_rss_ratio_at_most": 0.7},
         "machine": {

@@ -67,8 +67,7 @@ def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: Ev
     text = architecture_text(architecture)
     generator = seed_everything(settings.seed)
     n_classes = len(data.classes)
-    model = build_network(text, settings=settings, n_classes=n_classes, in_channels=data.input_shape[0]).to(
-        device=device, memory_format=torch.channels_last)  # faster convs and pools (see trainers/search.py)
+    model = build_network(text, settings=settings, n_classes=n_classes, in_channels=data.input_shape[0]).to(device)
     weights = list(model.parameters())
     optimizer, scheduler = sgd_with_cosine(weights, settings=settings.weights, epochs=settings.epochs)
     loss_fn = make_loss(data, imbalance=settings.imbalance, device=device)
@@ -135,7 +134,7 @@ def train_final_model(split: Split, *, architecture: Genotype | str, settings: E
         raise ValueError(f"epochs must be >= 1, but got {epochs}.")
     generator = seed_everything(settings.seed)
     model = build_network(architecture_text(architecture), settings=settings, n_classes=n_classes,
-                          in_channels=split.x.shape[1]).to(device=device, memory_format=torch.channels_last)
+                          in_channels=split.x.shape[1]).to(device)  # not channels_last: see run_search
     weights = list(model.parameters())
     optimizer, scheduler = sgd_with_cosine(weights, settings=settings.weights, epochs=epochs)
     weight = inverse_frequency_weights(split.y, n_classes=n_classes).to(device)
