@@ -33,14 +33,12 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import duckdb
@@ -51,7 +49,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trainers.atomic_io import write_atomically
+from orchestrator.names import check_name
+from orchestrator.storage import StorageLocation, StorageWriteError, resolve_storage
 
 __all__ = [
     "SCHEMA", "SCHEMA_VERSION", "TRIAL_SCHEMA", "COLUMN_DOCS", "FOLD_STATUSES", "TRIAL_STATUSES",
@@ -72,7 +71,6 @@ AUTO_COMPACT_FILES = 1000  # connect() compacts an experiment with at least this
 SNAPSHOT_GRACE_SECONDS = 600.0  # superseded snapshots are deleted once older than this (open readers may use them)
 _COVERS_KEY = b"sernas.snapshot.covers"
 _METADATA_KEY = b"sernas.leaderboard.schema_version"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # experiment and trial ids become folder names
 
 
 class _Column(NamedTuple):
@@ -152,8 +150,7 @@ _CONFIG_COLUMNS = ("layers", "nodes", "init_channels", "lstm_hidden", "darts_ord
                    "search_epochs", "eval_epochs")
 
 
-class LeaderboardWriteError(OSError):
-    """A row could not be written; the message names the destination, the errno is kept."""
+LeaderboardWriteError = StorageWriteError  # a row could not be written (message names the destination)
 
 
 class DamagedFile(NamedTuple):
@@ -161,56 +158,8 @@ class DamagedFile(NamedTuple):
     reason: str
 
 
-# ------------------------------------------------------------------------------------- storage
-@dataclass(frozen=True)
-class StorageLocation:
-    """Where a leaderboard lives: a ``pyarrow.fs`` filesystem and a root path inside it.
-
-    Build one with ``resolve_storage`` from a path or URI, or directly around a configured
-    filesystem (e.g. ``S3FileSystem(region=...)``).
-    """
-
-    filesystem: pafs.FileSystem
-    root: str
-    display: str = ""  # how paths are shown (the URI the user gave); defaults to root
-
-    @property
-    def is_local(self) -> bool:
-        return isinstance(self.filesystem, pafs.LocalFileSystem)
-
-    def path(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts]) if self.root else "/".join(parts)
-
-    def shown(self, path: str) -> str:
-        """``path`` (inside the filesystem) as the user would name it."""
-        if self.is_local or not self.display:
-            return path
-        relative = path[len(self.root.rstrip("/")):].lstrip("/") if path.startswith(self.root.rstrip("/")) else path
-        return f"{self.display.rstrip('/')}/{relative}"
-
-
-def resolve_storage(storage: str | os.PathLike[str] | StorageLocation) -> StorageLocation:
-    """A local path, ``file://`` URI or object-store URI (``s3://bucket/prefix``, ``gs://``...)."""
-    if isinstance(storage, StorageLocation):
-        return storage
-    if isinstance(storage, os.PathLike) or "://" not in str(storage):
-        root = str(Path(storage).expanduser().absolute())
-        return StorageLocation(pafs.LocalFileSystem(), root, root)
-    try:
-        filesystem, root = pafs.FileSystem.from_uri(str(storage))
-    except (pa.ArrowException, ValueError, OSError) as error:
-        raise ValueError(f"storage must be a local path or a URI that pyarrow.fs understands, but got "
-                         f"{str(storage)!r}: {error}") from error
-    if isinstance(filesystem, pafs.LocalFileSystem):
-        return StorageLocation(filesystem, root, root)
-    return StorageLocation(filesystem, root.rstrip("/"), str(storage).rstrip("/"))
-
-
 def _check_name(what: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(f"{what} must be a non-empty name of letters, digits and ._+- (not starting with "
-                         f"one of ._+-), because it becomes a folder name, but got {value!r}.")
-    return value
+    return check_name(what, value)
 
 
 def part_path(*, experiment: str, trial_id: str, fold: int, attempt: int) -> str:
@@ -223,28 +172,9 @@ def trial_status_path(*, experiment: str, trial_id: str) -> str:
     return f"{TRIALS_DIR}/{experiment}/{trial_id}.parquet"
 
 
-def _write_all(handle: Any, data: pa.Buffer) -> None:
-    """The one low-level write of every leaderboard file (tests make it fail with ENOSPC)."""
-    handle.write(data)
-
-
 def _put(location: StorageLocation, relative: str, data: pa.Buffer, *, what: str) -> str:
     """Write ``data`` to ``relative`` so that readers see all of it or nothing; return its path."""
-    target = location.path(relative)
-    shown = location.shown(target)
-    try:
-        if location.is_local:
-            write_atomically(target, lambda handle: _write_all(handle, data))  # temp + fsync + rename
-        else:
-            location.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            # One stream, one write of the whole (small) buffer: object stores upload nothing
-            # before the stream closes and then publish it in a single PUT, whole or not at all.
-            with location.filesystem.open_output_stream(target) as stream:
-                _write_all(stream, data)
-    except OSError as error:
-        raise LeaderboardWriteError(error.errno, f"could not write {what} to {shown}: "
-                                    f"{error.strerror or error}; nothing was written there") from error
-    return shown
+    return location.write_bytes(relative, data, what=what)
 
 
 def _parquet_bytes(table: pa.Table) -> pa.Buffer:

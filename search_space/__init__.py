@@ -4,6 +4,14 @@ Primitives and their registry, the Genotype value, the supernet's mixed edges an
 SuperNet, and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
 """
 
+from search_space.architecture import (
+    MODEL_NAMES,
+    Architecture,
+    NamedModel,
+    architecture_key,
+    architecture_text,
+    parse_architecture,
+)
 from search_space.cells import Cell, SearchCell, drop_path, reduction_layers, stack_cells
 from search_space.genotype import (
     Genotype,
@@ -15,7 +23,6 @@ from search_space.genotype import (
 from search_space.head import RecurrentHead
 from search_space.mixed_op import MixedOp, channel_shuffle, frozen_batchnorm_stats
 from search_space.network import (
-    MODEL_NAMES,
     BaselineCNNLSTM,
     Network,
     baseline_channels,
@@ -37,16 +44,20 @@ __all__ = [
     "OPS",
     "PARAMETER_FREE_OPS",
     "PRIMITIVES",
+    "Architecture",
     "BaselineCNNLSTM",
     "Cell",
     "Genotype",
     "MixedOp",
+    "NamedModel",
     "Network",
     "OpFactory",
     "RecurrentHead",
     "SearchCell",
     "SuperNet",
     "alpha_entropy",
+    "architecture_key",
+    "architecture_text",
     "baseline_channels",
     "build_model",
     "build_op",
@@ -57,6 +68,7 @@ __all__ = [
     "frozen_batchnorm_stats",
     "node_softmax",
     "num_edges",
+    "parse_architecture",
     "reduction_layers",
     "validate_primitives",
 ]

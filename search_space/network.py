@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from search_space.architecture import Architecture, NamedModel, parse_architecture
 from search_space.cells import Cell, stack_cells
 from search_space.genotype import Genotype
 from search_space.head import RecurrentHead
 
 __all__ = [
-    "MODEL_NAMES",
     "BaselineCNNLSTM",
     "Network",
     "baseline_channels",
@@ -185,12 +185,8 @@ class BaselineCNNLSTM(nn.Module):
         return self.head(x)  # (B, n_classes)
 
 
-MODEL_NAMES: tuple[str, ...] = ("baseline",)
-"""Architectures available by name in :func:`build_model`."""
-
-
 def build_model(
-    genotype_or_name: Genotype | str,
+    genotype_or_name: Architecture | str,
     *,
     layers: int,
     init_channels: int,
@@ -204,35 +200,22 @@ def build_model(
 ) -> nn.Module:
     """Build the network to train from scratch.
 
-    ``genotype_or_name`` is a :class:`Genotype`, the JSON text of one (as written by
-    :meth:`Genotype.to_json`), or a name from :data:`MODEL_NAMES`: ``"baseline"`` gives a
+    ``genotype_or_name`` is an architecture value (a :class:`Genotype` or a :class:`NamedModel`)
+    or its text (see :func:`parse_architecture`): ``baseline`` gives a
     :class:`BaselineCNNLSTM` with ``layers`` blocks of :func:`baseline_channels` channels
     (``drop_path_prob`` and ``stem_multiplier`` do not apply to it).
     """
-    if isinstance(genotype_or_name, str):
-        text = genotype_or_name.strip()
-        if text == "baseline":
-            return BaselineCNNLSTM(
-                n_classes=n_classes,
-                channels=baseline_channels(init_channels, layers),
-                lstm_hidden=lstm_hidden,
-                lstm_layers=lstm_layers,
-                dropout=dropout,
-                in_channels=in_channels,
-            )
-        if not text.startswith("{"):
-            raise ValueError(
-                f"Unknown model {genotype_or_name!r}: expected genotype JSON or one of "
-                f"{list(MODEL_NAMES)}."
-            )
-        genotype = Genotype.from_json(text)
-    elif isinstance(genotype_or_name, Genotype):
-        genotype = genotype_or_name
-    else:
-        raise ValueError(
-            f"Expected a Genotype, genotype JSON or one of {list(MODEL_NAMES)}, "
-            f"but got {type(genotype_or_name).__name__}."
+    architecture = parse_architecture(genotype_or_name)
+    if isinstance(architecture, NamedModel):  # "baseline", the only named model
+        return BaselineCNNLSTM(
+            n_classes=n_classes,
+            channels=baseline_channels(init_channels, layers),
+            lstm_hidden=lstm_hidden,
+            lstm_layers=lstm_layers,
+            dropout=dropout,
+            in_channels=in_channels,
         )
+    genotype = architecture
     return Network(
         genotype,
         layers=layers,

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import leaderboard
+from orchestrator import storage as storage_module
 from conftest import make_leaderboard_row
 from orchestrator.leaderboard import (
     SCHEMA,
@@ -123,7 +124,7 @@ def test_failing_writer_leaves_nothing_and_names_the_destination(tmp_path: Path,
         handle.write(memoryview(data)[: len(data) // 2])  # half of the file reaches the disk, then ENOSPC
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(leaderboard, "_write_all", disk_full)
+    monkeypatch.setattr(storage_module, "_write_all", disk_full)
     destination = tmp_path / "leaderboard" / "exp" / "t1" / "fold=2-attempt=0.parquet"
     with pytest.raises(LeaderboardWriteError) as caught:
         write_fold_row(tmp_path, make_row(fold=2))

@@ -1,0 +1,142 @@
+"""Where an experiment's results live: a local folder or an object-store URI, as one value.
+
+Every layer that touches storage (the config's ``tune.storage``, data preparation, the
+leaderboard, the report, export, ``sernas submit``) goes through ``StorageLocation``, so a URI
+never loses a slash through ``Path(...)`` and a local path is always absolute.
+
+Layout under a storage root (the one owner of these locations)::
+
+    <storage>/<experiment>/                     Ray Tune's experiment state and checkpoints
+    <storage>/<experiment>/data/                manifest, folds and config of the experiment
+    <storage>/leaderboard/<experiment>/...      leaderboard part files (see orchestrator.leaderboard)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from trainers.atomic_io import write_atomically
+
+__all__ = ["DATA_DIR", "StorageLocation", "StorageWriteError", "is_uri", "resolve_storage"]
+
+DATA_DIR = "data"  # <storage>/<experiment>/data: what the driver prepared for the trials
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(text: str) -> bool:
+    """Whether ``text`` is a URI (``scheme://...``) rather than a local path."""
+    return bool(_URI.match(text))
+
+
+class StorageWriteError(OSError):
+    """A file could not be written; the message names the destination, the errno is kept."""
+
+
+def _write_all(handle: object, data: pa.Buffer | bytes) -> None:
+    """The one low-level write of every file written through a location (tests make it fail)."""
+    handle.write(data)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """A ``pyarrow.fs`` filesystem and a root path inside it.
+
+    Build one with ``resolve_storage`` from a path or URI, or directly around a configured
+    filesystem (e.g. ``S3FileSystem(region=...)``).
+    """
+
+    filesystem: pafs.FileSystem
+    root: str
+    display: str = ""  # how paths are shown (the URI the user gave); defaults to root
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    @property
+    def uri(self) -> str:
+        """What Ray Tune's ``storage_path`` and a job's ``--storage`` take: an absolute path or the URI."""
+        return self.root if self.is_local else (self.display or self.root)
+
+    def path(self, *parts: str) -> str:
+        """``parts`` joined under the root, as a path inside ``filesystem``."""
+        return "/".join([self.root.rstrip("/"), *parts]) if self.root else "/".join(parts)
+
+    def shown(self, path: str) -> str:
+        """``path`` (inside the filesystem) as the user would name it."""
+        if self.is_local or not self.display:
+            return path
+        return f"{self.display.rstrip('/')}/{self.relative(path)}"
+
+    def relative(self, path: str) -> str:
+        """``path`` (inside the filesystem) relative to the root."""
+        root = self.root.rstrip("/")
+        return path[len(root) :].lstrip("/") if path.startswith(root) else path
+
+    def child(self, *parts: str) -> StorageLocation:
+        """The location of a folder under this one (e.g. an experiment's data folder)."""
+        display = "/".join([self.display.rstrip("/"), *parts]) if self.display else ""
+        return StorageLocation(self.filesystem, self.path(*parts), display)
+
+    def local_path(self, *parts: str) -> Path:
+        """``parts`` under the root as a local ``Path``; only for local storage."""
+        if not self.is_local:
+            raise ValueError(f"{self.shown(self.path(*parts))} is on an object store, not a local path.")
+        return Path(self.path(*parts))
+
+    def is_file(self, *parts: str) -> bool:
+        return self.filesystem.get_file_info(self.path(*parts)).type == pafs.FileType.File
+
+    def read_bytes(self, *parts: str) -> bytes:
+        """The whole content of a file under the root."""
+        with self.filesystem.open_input_stream(self.path(*parts)) as stream:
+            return stream.read()
+
+    def write_bytes(self, relative: str, data: pa.Buffer | bytes, *, what: str) -> str:
+        """Write ``data`` to ``relative`` so that readers see all of it or nothing; return its shown path.
+
+        Local files: temporary file, fsync, rename. Object stores: one stream, one write of the
+        whole (small) buffer; they upload nothing before the stream closes and then publish it
+        in a single PUT, whole or not at all. ``what`` names the content in the error.
+        """
+        target = self.path(relative)
+        shown = self.shown(target)
+        try:
+            if self.is_local:
+                write_atomically(target, lambda handle: _write_all(handle, data))
+            else:
+                self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                with self.filesystem.open_output_stream(target) as stream:
+                    _write_all(stream, data)
+        except OSError as error:
+            raise StorageWriteError(
+                error.errno, f"could not write {what} to {shown}: {error.strerror or error}; nothing was written there"
+            ) from error
+        return shown
+
+
+def resolve_storage(storage: str | os.PathLike[str] | StorageLocation) -> StorageLocation:
+    """A local path, ``file://`` URI or object-store URI (``s3://bucket/prefix``, ``gs://``...)."""
+    if isinstance(storage, StorageLocation):
+        return storage
+    text = os.fspath(storage)
+    if isinstance(storage, os.PathLike) or not is_uri(text):
+        if not text.strip():
+            raise ValueError("storage must be a local path or a URI, but got an empty string.")
+        root = str(Path(text).expanduser().absolute())
+        return StorageLocation(pafs.LocalFileSystem(), root, root)
+    try:
+        filesystem, root = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowException, ValueError, OSError) as error:
+        raise ValueError(
+            f"storage must be a local path or a URI that pyarrow.fs understands, but got {text!r}: {error}"
+        ) from error
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return StorageLocation(filesystem, root, root)
+    return StorageLocation(filesystem, root.rstrip("/"), text.rstrip("/"))
