@@ -75,7 +75,7 @@ def run_unpruned(root: Path, *, trials: int, seed: int) -> tuple[dict, list[list
     summary = run_experiment(config, prepared=prepared, console=Console(quiet=True))
     seconds = time.perf_counter() - started
     histories = []
-    for result_file in Path(storage_root(config), config.name).glob("*/result.json"):
+    for result_file in storage_root(config).local_path(config.name).glob("*/result.json"):
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         histories.append(rows)
     histories.sort(key=lambda rows: rows[0]["trial_id"])  # Tune numbers trials in the order it starts them

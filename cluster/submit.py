@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.auth import Token
+from orchestrator.storage import resolve_storage
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
@@ -59,7 +60,7 @@ def job_path(path: Path | str, working_dir: Path) -> str:
 def storage_for_job(storage: str) -> str:
     """URIs pass through; a local path becomes absolute (a relative one would land inside the
     job's temporary copy of the working dir and vanish with it)."""
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+    return resolve_storage(storage).uri
 
 
 def build_entrypoint(*, config: str, overrides: Sequence[str] = (), storage: str | None = None) -> str:

@@ -8,7 +8,6 @@ store; feature caches are per node and every trial fills in whatever its node la
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.config import ExperimentConfig, dump_config
+from orchestrator.storage import (
+    CONFIG_FILE,
+    FOLDS_FILE,
+    MANIFEST_FILE,
+    StorageLocation,
+    folder_to_write,
+    resolve_storage,
+)
 from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
@@ -29,25 +36,19 @@ class PreparedData:
     manifest: pd.DataFrame
     folds: pd.DataFrame
     classes: tuple[str, ...]
-    data_dir: Path
+    data_dir: str  # where the manifest, folds and config were written (a local path or a URI)
 
 
-def is_uri(storage: str) -> bool:
-    return "://" in storage
-
-
-def storage_root(config: ExperimentConfig) -> str:
-    """Absolute local path or URI where Tune state, checkpoints and the leaderboard go."""
-    storage = str(config.tune.storage)
-    return storage if is_uri(storage) else os.path.abspath(storage)
+def storage_root(config: ExperimentConfig) -> StorageLocation:
+    """Where Tune state, checkpoints, prepared data and the leaderboard of ``config`` go."""
+    return resolve_storage(config.tune.storage)
 
 
 def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> PreparedData:
-    """Manifest, features and folds for ``config``; written under ``<storage>/<name>/data`` when local."""
+    """Manifest, features and folds for ``config``, written under ``<storage>/<name>/data`` (local or not)."""
     data = config.data
-    storage = storage_root(config)
-    data_dir = Path(storage if not is_uri(storage) else Path("runs").resolve()) / config.name / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_location = storage_root(config).experiment_data(config.name)
+    scanned = None
     if data.manifest is not None:
         manifest = read_manifest(data.manifest)
     else:
@@ -64,14 +65,16 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
                 f"start. Fix them, or leave those files out: sernas manifest --dataset {dataset} --root {root} "
                 f"--min-duration {data.min_duration_s:g} --out manifest.parquet --skip-bad, then give that file as "
                 "data.manifest instead of data.root:", result.problems)
-        write_manifest(result, data_dir / "manifest.parquet")
-        manifest = result.frame
+        scanned, manifest = result, result.frame
     protocol = FoldProtocol(scheme=config.folds.scheme, classes=tuple(data.classes) if data.classes else None,
                             merges=dict(data.merges), improvised_only=data.improvised_only,
                             valid_speakers=config.folds.valid_speakers, seed=config.folds.seed)
     folds = make_folds(manifest, protocol=protocol, folds=config.folds.use)
-    write_parquet_atomically(folds, data_dir / "folds.parquet")
-    write_text_atomically(data_dir / "config.yaml", dump_config(config))  # `sernas export` rebuilds from it
+    with folder_to_write(data_location) as folder:
+        if scanned is not None:
+            write_manifest(scanned, folder / MANIFEST_FILE)
+        write_parquet_atomically(folds, folder / FOLDS_FILE)
+        write_text_atomically(folder / CONFIG_FILE, dump_config(config))  # `sernas export` rebuilds from it
     used = manifest[manifest["utt_id"].isin(folds["utt_id"])]
     summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=progress)
     if summary.failed:
@@ -79,7 +82,8 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         raise ValueError(f"{len(summary.failed)} utterance(s) could not be turned into features "
                          f"(first: {first.path}: {first.reason}); fix or exclude them (sernas manifest --skip-bad).")
     classes = tuple(data.classes) if data.classes else tuple(sorted(folds["label"].unique()))
-    return PreparedData(manifest=used.reset_index(drop=True), folds=folds, classes=classes, data_dir=data_dir)
+    return PreparedData(manifest=used.reset_index(drop=True), folds=folds, classes=classes,
+                        data_dir=data_location.shown(data_location.root))
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
     from orchestrator.trial import TrialInputs, run_trial
 
     console = console or Console(highlight=False, soft_wrap=True)
-    storage = storage_root(config)
+    storage = storage_root(config).uri
     started = time.perf_counter()
 
     write_status = functools.partial(write_trial_status, storage, experiment=config.name)  # picklable
@@ -143,7 +147,7 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
                          classes=prepared.classes, storage=storage)
     resources = {"cpu": config.tune.resources.cpu, "gpu": config.tune.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(trial_function or run_trial, inputs=inputs), resources)
-    experiment_path = f"{storage.rstrip('/')}/{config.name}"
+    experiment_path = storage_root(config).child(config.name).uri
     if resume:
         if not tune.Tuner.can_restore(experiment_path):
             raise ValueError(f"nothing to resume at {experiment_path}: no Tune experiment state there.")

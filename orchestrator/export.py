@@ -18,6 +18,7 @@ import torch
 
 from orchestrator.config import load_config, settings_for_trial
 from orchestrator.leaderboard import connect
+from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_FILE, folder_to_read, resolve_storage
 from trainers.evaluate import train_final_model
 from trainers.features import extract_features, get_preset
 from trainers.fold_data import Split, load_fold_data
@@ -61,14 +62,16 @@ def choose_run(storage: str, *, experiment: str | None, rank: int | None, genoty
 def export_model(storage: str, *, out: Path, device: torch.device, experiment: str | None = None,
                  rank: int | None = None, genotype: str | None = None) -> ExportResult:
     run = choose_run(storage, experiment=experiment, rank=rank, genotype=genotype)
-    data_dir = Path(storage) / run["experiment"] / "data"
-    if not (data_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{data_dir / 'config.yaml'} is missing: export needs the prepared data of the "
-                                f"experiment {run['experiment']!r} (written by sernas search in {data_dir}).")
-    config = load_config(data_dir / "config.yaml")
+    data = resolve_storage(storage).experiment_data(run["experiment"])
+    with folder_to_read(data, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
+        if not (data_dir / CONFIG_FILE).is_file():
+            shown = data.shown(data.root)
+            raise FileNotFoundError(f"{data.shown(data.path(CONFIG_FILE))} is missing: export needs the prepared data "
+                                    f"of the experiment {run['experiment']!r} (written by sernas search in {shown}).")
+        config = load_config(data_dir / CONFIG_FILE)
+        manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
+        folds, _ = read_folds(data_dir / FOLDS_FILE)
     _, evaluation = settings_for_trial(config, json.loads(run["params_json"]))
-    manifest = read_manifest(config.data.manifest or data_dir / "manifest.parquet")
-    folds, _ = read_folds(data_dir / "folds.parquet")
     fold = int(run["fold"])
     rows = manifest[manifest["utt_id"].isin(folds.loc[folds["fold"] == fold, "utt_id"])]
     extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir, progress=False)

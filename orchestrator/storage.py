@@ -7,14 +7,17 @@ never loses a slash through ``Path(...)`` and a local path is always absolute.
 Layout under a storage root (the one owner of these locations)::
 
     <storage>/<experiment>/                     Ray Tune's experiment state and checkpoints
-    <storage>/<experiment>/data/                manifest, folds and config of the experiment
+    <storage>/<experiment>/data/                config.yaml, manifest.parquet, folds.parquet
     <storage>/leaderboard/<experiment>/...      leaderboard part files (see orchestrator.leaderboard)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +26,25 @@ import pyarrow.fs as pafs
 
 from trainers.atomic_io import write_atomically
 
-__all__ = ["DATA_DIR", "StorageLocation", "StorageWriteError", "is_uri", "resolve_storage"]
+__all__ = [
+    "CONFIG_FILE",
+    "DATA_DIR",
+    "DATA_FILES",
+    "FOLDS_FILE",
+    "MANIFEST_FILE",
+    "StorageLocation",
+    "StorageWriteError",
+    "folder_to_read",
+    "folder_to_write",
+    "is_uri",
+    "resolve_storage",
+]
 
 DATA_DIR = "data"  # <storage>/<experiment>/data: what the driver prepared for the trials
+MANIFEST_FILE = "manifest.parquet"  # in DATA_DIR, when the experiment scanned its corpus itself
+FOLDS_FILE = "folds.parquet"
+CONFIG_FILE = "config.yaml"  # the validated experiment config, which `sernas export` rebuilds from
+DATA_FILES = (CONFIG_FILE, MANIFEST_FILE, FOLDS_FILE)
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -84,6 +103,10 @@ class StorageLocation:
         display = "/".join([self.display.rstrip("/"), *parts]) if self.display else ""
         return StorageLocation(self.filesystem, self.path(*parts), display)
 
+    def experiment_data(self, experiment: str) -> StorageLocation:
+        """Where the driver keeps an experiment's manifest, folds and config."""
+        return self.child(experiment, DATA_DIR)
+
     def local_path(self, *parts: str) -> Path:
         """``parts`` under the root as a local ``Path``; only for local storage."""
         if not self.is_local:
@@ -119,6 +142,37 @@ class StorageLocation:
                 error.errno, f"could not write {what} to {shown}: {error.strerror or error}; nothing was written there"
             ) from error
         return shown
+
+
+@contextlib.contextmanager
+def folder_to_write(location: StorageLocation) -> Iterator[Path]:
+    """A local folder whose files end up in ``location``: the folder itself when local, else a
+    staging folder uploaded file by file (each one atomically) when the block ends without error."""
+    if location.is_local:
+        folder = location.local_path()
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="sernas-upload-") as staging:
+        yield Path(staging)
+        for file in sorted(Path(staging).rglob("*")):
+            if file.is_file():
+                relative = file.relative_to(staging).as_posix()
+                location.write_bytes(relative, file.read_bytes(), what=f"{relative}")
+
+
+@contextlib.contextmanager
+def folder_to_read(location: StorageLocation, names: tuple[str, ...]) -> Iterator[Path]:
+    """A local folder holding ``names`` of ``location``: the folder itself when local, else a
+    temporary copy of those of them that exist (a missing one is simply absent there too)."""
+    if location.is_local:
+        yield location.local_path()
+        return
+    with tempfile.TemporaryDirectory(prefix="sernas-download-") as staging:
+        for name in names:
+            if location.is_file(name):
+                (Path(staging) / name).write_bytes(location.read_bytes(name))
+        yield Path(staging)
 
 
 def resolve_storage(storage: str | os.PathLike[str] | StorageLocation) -> StorageLocation:
