@@ -1,7 +1,8 @@
 """The ``sernas`` command line with the cluster commands: ``submit`` and ``cluster local/stop``.
 
-It is ``orchestrator.cli`` plus these subcommands (cluster sits above orchestrator), so the
-console script points here. The Ray auth token is passed, never printed: only its source is.
+It is ``orchestrator.cli`` plus this command group, added through the same ``register`` hook
+as the orchestrator's groups (cluster sits above orchestrator), so the console script points
+here. The Ray auth token is passed, never printed: only its source is.
 """
 
 from __future__ import annotations
@@ -14,14 +15,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from orchestrator import cli as base
-from orchestrator.cli import UserError, console, error_console
-
-
-def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("orchestrator.cli.build_parser() has no subcommands")
+from orchestrator.cli import Register, Subcommands, UserError, console, error_console
 
 
 def _token(required: bool):
@@ -140,8 +134,8 @@ def base_state() -> Path:
 
 
 # ------------------------------------------------------------------------------------------- main
-def add_cluster_commands(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    commands = _subparsers(parser)
+def register(commands: Subcommands) -> None:
+    """Add ``submit`` and ``cluster local/stop``."""
     state_help = "state file of `sernas cluster local` (default runs/cluster/local.json)"
 
     submit = commands.add_parser("submit", help="submit `sernas search` to a Ray cluster as a job")
@@ -159,7 +153,7 @@ def add_cluster_commands(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     submit.add_argument("--pip-install", action="store_true",
                         help="pip install the uploaded project in the job's env (cluster image without sernas)")
     submit.add_argument("--state", type=Path, default=base_state(), help=state_help)
-    submit.set_defaults(run=cmd_submit)
+    submit.set_defaults(handler=cmd_submit)
 
     cluster = commands.add_parser("cluster", help="a head and worker nodes on this machine (loopback)")
     actions = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
@@ -169,19 +163,22 @@ def add_cluster_commands(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     local.add_argument("--base-port", type=int, default=46380, help="GCS port; the other ports follow it")
     local.add_argument("--dashboard-port", type=int, default=None, help="default: base port + 1")
     local.add_argument("--state", type=Path, default=base_state(), help=state_help)
-    local.set_defaults(run=cmd_cluster_local)
+    local.set_defaults(handler=cmd_cluster_local)
     stop = actions.add_parser("stop", help="stop exactly the processes of `sernas cluster local`")
     stop.add_argument("--state", type=Path, default=base_state(), help=state_help)
-    stop.set_defaults(run=cmd_cluster_stop)
-    return parser
+    stop.set_defaults(handler=cmd_cluster_stop)
+
+
+COMMAND_GROUPS: tuple[Register, ...] = (*base.COMMAND_GROUPS, register)
+"""Every command of ``sernas``: the orchestrator's groups, then this one."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_cluster_commands(base.build_parser())
+    return base.build_parser(groups=COMMAND_GROUPS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return base.main(argv, parser=build_parser())
+    return base.main(argv, groups=COMMAND_GROUPS)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,176 @@
+"""Result commands: ``leaderboard`` (DuckDB over the part files), ``report`` (one HTML page),
+``export`` (retrain a leaderboard genotype into a model bundle) and ``predict`` (with that bundle)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.common import (
+    EXIT_USER_ERROR,
+    Subcommands,
+    UserError,
+    add_device_option,
+    add_results_options,
+    check_storage,
+    console,
+    error_console,
+    frame_table,
+)
+
+__all__ = ["SUMMARY_TABLE_COLUMNS", "cmd_export", "cmd_leaderboard", "cmd_predict", "cmd_report", "register"]
+
+
+# ---------------------------------------------------------------------------------- leaderboard
+# What the table shows of a summary (csv/json/parquet carry every column).
+SUMMARY_TABLE_COLUMNS = ("rank", "experiment", "genotype_hash", "trial_id", "config_json", "mean_ua", "std_ua",
+                         "mean_wa", "mean_macro_f1", "folds_covered", "n_folds", "complete", "seeds", "mean_params")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect
+
+    if args.top is not None and args.top < 1:
+        raise UserError(f"--top must be >= 1, but got {args.top}.")
+    if args.format == "parquet" and args.out is None:
+        raise UserError("--format parquet needs --out FILE.parquet.")
+    check_storage(args.storage)
+    with connect(args.storage, experiment=args.experiment, compact_at=0 if args.compact else AUTO_COMPACT_FILES) as board:
+        for line in board.scan.damage_report():
+            error_console.print(f"[yellow]{escape(line)}[/]")
+        try:
+            frame = board.sql(args.sql) if args.sql else board.summary(args.by, where=args.where, top=args.top)
+        except duckdb.Error as error:
+            raise UserError(f"query failed: {str(error).splitlines()[0]}") from None
+    if args.format == "table":
+        if frame.empty:
+            console.print("No rows.")
+        else:
+            shown = frame if args.sql else frame[[c for c in SUMMARY_TABLE_COLUMNS if c in frame.columns]]
+            shown = shown.copy()
+            for column in shown.select_dtypes("float").columns:
+                pattern = "{:,.0f}" if column == "mean_params" else "{:.4g}"
+                shown[column] = shown[column].map(lambda v, p=pattern: "" if pd.isna(v) else p.format(v))
+            title = "query" if args.sql else f"leaderboard by {args.by}"
+            first = shown.columns[0]
+            console.print(frame_table(shown.set_index(first), title=title, index_name=str(first)))
+    elif args.format == "csv":
+        text = frame.to_csv(index=False)
+        Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
+    elif args.format == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=2) + "\n"
+        Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
+    else:
+        from trainers.atomic_io import write_parquet_atomically
+
+        write_parquet_atomically(frame, args.out)
+        console.print(f"Wrote {len(frame)} rows to {args.out}.")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator.report import write_report
+
+    check_storage(args.storage)
+    out = write_report(args.storage, experiment=args.experiment, out=args.out)
+    console.print(f"Report written to {out} (one self-contained HTML file; open it in any browser, offline).")
+    return 0
+
+
+# ------------------------------------------------------------------------------ export / predict
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.config import ConfigError
+    from orchestrator.export import export_model
+    from trainers.device import resolve_device
+
+    if args.rank is not None and args.genotype is not None:
+        raise UserError("give --rank or --genotype, not both.")
+    if args.rank is not None and args.rank < 1:
+        raise UserError(f"--rank must be >= 1, but got {args.rank}.")
+    try:
+        result = export_model(args.storage, out=args.out, device=resolve_device(args.device),
+                              experiment=args.experiment, rank=args.rank, genotype=args.genotype)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    console.print(f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment}/{result.trial_id}: "
+                  f"retrained from scratch on the {result.train_utterances} train+validation utterances of fold "
+                  f"{result.fold} for {result.epochs} epochs (the epoch chosen on validation; that fold's test UA "
+                  f"was {result.fold_test_ua:.3f}) -> {result.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from trainers.device import resolve_device
+    from trainers.model_bundle import load_bundle, predict_files
+
+    try:
+        device = resolve_device(args.device)
+        loaded = load_bundle(args.model, device=device)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    predictions = predict_files(loaded, [str(path) for path in args.files], device=device)
+    if args.format == "json":
+        sys.stdout.write(json.dumps([p.__dict__ for p in predictions], indent=2) + "\n")
+    else:
+        table = Table(title=f"Predictions of {escape(str(args.model))}", title_justify="left")
+        table.add_column("file")
+        table.add_column("emotion", style="bold")
+        for name in loaded.classes:
+            table.add_column(name, justify="right")
+        for p in predictions:
+            if p.error is not None:
+                table.add_row(escape(p.path), "[red]error[/]", *[""] * len(loaded.classes))
+            else:
+                table.add_row(escape(p.path), p.label, *[f"{p.probabilities[c]:.3f}" for c in loaded.classes])
+        console.print(table)
+    failed = [p for p in predictions if p.error is not None]
+    for p in failed:
+        error_console.print(f"[red]{escape(p.path)}: {escape(p.error)}[/]")
+    return EXIT_USER_ERROR if failed else 0
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``leaderboard``, ``report``, ``export`` and ``predict``."""
+    board = commands.add_parser("leaderboard", help="rank genotypes, trials or configs over folds (DuckDB)")
+    add_results_options(board)
+    board.add_argument("--by", choices=["genotype", "trial", "config"], default="genotype")
+    board.add_argument("--top", type=int, default=None, help="best N per experiment")
+    board.add_argument("--where", default=None, help='SQL condition on runs, e.g. "layers = 4"')
+    board.add_argument("--sql", default=None,
+                       help="any SQL over the views fold_rows, runs, trials, genotypes, trial_scores, config_scores")
+    board.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    board.add_argument("--out", type=Path, default=None, help="write csv/json/parquet here instead of stdout")
+    board.add_argument("--compact", action="store_true",
+                       help="first fold every part file into one snapshot per experiment (done by itself past "
+                            "1,000 loose files); later queries open a few files instead of thousands")
+    board.set_defaults(handler=cmd_leaderboard)
+
+    report = commands.add_parser("report", help="one self-contained HTML page about an experiment")
+    add_results_options(report)
+    report.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    report.set_defaults(handler=cmd_report)
+
+    export = commands.add_parser("export", help="retrain a leaderboard genotype and save a model bundle")
+    add_results_options(export, local_only=True)
+    export.add_argument("--rank", type=int, default=None, help="genotype rank (default 1)")
+    export.add_argument("--genotype", default=None, help="genotype hash instead of a rank")
+    add_device_option(export)
+    export.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    export.set_defaults(handler=cmd_export)
+
+    predict = commands.add_parser("predict", help="predict the emotion of WAV files with an exported model")
+    predict.add_argument("--model", required=True, type=Path)
+    predict.add_argument("files", nargs="+", type=Path, metavar="FILE.wav")
+    predict.add_argument("--format", choices=["table", "json"], default="table")
+    add_device_option(predict)
+    predict.set_defaults(handler=cmd_predict)

@@ -1,0 +1,141 @@
+"""Experiment commands: ``search`` (many DARTS searches with Ray Tune) and ``demo`` (the same on
+the built-in synthetic corpus), with the Ray start and the leaderboard summary they print."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.common import Subcommands, UserError, console, error_console
+
+__all__ = ["DEMO_CONFIG", "cmd_demo", "cmd_search", "print_leaderboard_top", "register", "run_search_command",
+           "start_ray"]
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
+
+def start_ray(address: str | None, *, num_cpus: int | None = None) -> tuple[str | None, bool]:
+    """Join ``address`` or start a local Ray (dashboard on loopback).
+
+    Returns the dashboard URL and whether this call started Ray (so only then is it stopped);
+    a Ray already initialised in this process (a notebook, a test) is used as it is.
+    """
+    import os
+
+    # A compact view: our own progress lines instead of Tune's tables, worker logs and
+    # checkpoint chatter (trial errors still reach the console through their error files).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+
+    if ray.is_initialized():
+        return None, False
+    if address:
+        context = ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    else:
+        context = ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", logging_level="WARNING",
+                           log_to_driver=False)
+    url = getattr(context, "dashboard_url", None)
+    return (f"http://{url}" if url and not url.startswith("http") else url), True
+
+
+def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None:
+    """The best trials of the experiment: mean test UA over their folds, complete ones first."""
+    import json
+
+    from orchestrator.leaderboard import connect
+
+    with connect(storage, experiment=experiment) as board:
+        top = board.summary("trial", top=n)
+        damaged = board.scan.damage_report()
+    for line in damaged:
+        error_console.print(f"[yellow]{escape(line)}[/]")
+    if top.empty:
+        console.print("The leaderboard has no finished folds yet.")
+        return
+    table = Table(title=f"Best trials of {experiment} (mean over folds; test speakers unseen in training and selection)",
+                  title_justify="left")
+    for column in ("rank", "trial", "UA", "WA", "F1", "folds", "status", "params"):
+        table.add_column(column, justify="right" if column in ("UA", "WA", "F1", "params") else "left")
+    configs = []
+    for row in top.itertuples():
+        spread = "" if pd.isna(row.std_ua) else f" ± {row.std_ua:.3f}"
+        table.add_row(str(row.rank), row.trial_id, f"{row.mean_ua:.3f}{spread}", f"{row.mean_wa:.3f}",
+                      f"{row.mean_macro_f1:.3f}", f"{row.folds_covered}/{row.n_folds}", str(row.trial_status),
+                      f"{row.mean_params:,.0f}")
+        configs.append(f"  {row.trial_id}: " + ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in json.loads(row.params_json or "{}").items()))
+    console.print(table)
+    console.print("Configurations:\n" + escape("\n".join(configs)))
+
+
+def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None,
+                       resume: bool) -> int:
+    from orchestrator.config import ConfigError, load_config
+    from orchestrator.experiment import prepare_data, run_experiment
+    from trainers.corpora.scan import CorpusError
+    from trainers.features import FeaturesNotFoundError
+
+    overrides = list(overrides) + ([f"tune.storage={storage}"] if storage else [])
+    try:
+        config = load_config(config_path, overrides=overrides)
+        started = time.perf_counter()
+        prepared = prepare_data(config)
+    except (ConfigError, CorpusError, FeaturesNotFoundError, FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    console.print(f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
+                  f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir}).")
+    dashboard, started_ray = start_ray(address, num_cpus=None)
+    if dashboard:
+        console.print(f"Ray dashboard: {dashboard}")
+    try:
+        summary = run_experiment(config, prepared=prepared, resume=resume, console=console)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    console.print(f"Experiment [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
+                  f"{summary.pruned} pruned, {summary.failed} failed), {summary.epochs_reported} epochs and "
+                  f"{summary.folds_reported} folds reported in {summary.seconds:.0f} s.")
+    print_leaderboard_top(summary.storage, summary.name)
+    console.print(f"Leaderboard part files: {summary.storage}/leaderboard/{summary.name}/. Next: "
+                  f"sernas leaderboard --storage {summary.storage} --experiment {summary.name} --by trial, or "
+                  f"sernas report --storage {summary.storage} --experiment {summary.name} --out report.html")
+    return 0 if summary.failed == 0 else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    return run_search_command(args.config, overrides=args.set, storage=args.storage, address=args.address,
+                              resume=args.resume)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    overrides = [f"data.root={args.corpus}"] if args.corpus else []
+    return run_search_command(DEMO_CONFIG, overrides=overrides, storage=args.storage, address=None,
+                              resume=False)
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``search`` and ``demo``."""
+    search = commands.add_parser("search", help="run an experiment of many DARTS searches with Ray Tune")
+    search.add_argument("--config", required=True, type=Path, help="experiment YAML (see configs/)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set tune.num_samples=8 (repeatable)")
+    search.add_argument("--storage", default=None, help="results path or URI (overrides tune.storage)")
+    search.add_argument("--address", default=None, help="Ray address to join (auto, ray://host:10001); default: local")
+    search.add_argument("--resume", action="store_true", help="finish an interrupted experiment (Tuner.restore)")
+    search.set_defaults(handler=cmd_search)
+
+    demo = commands.add_parser("demo", help="the whole pipeline on the built-in synthetic corpus, in minutes")
+    demo.add_argument("--storage", default=None, help="results folder (default runs/demo/storage)")
+    demo.add_argument("--corpus", default=None, help="synthetic corpus folder (made if absent)")
+    demo.set_defaults(handler=cmd_demo)
