@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from trainers.features import cache as feature_cache
-from trainers.features import extraction as feature_extraction
 from trainers.audio import read_audio, write_wav
 from trainers.features import (
     PRESETS,
@@ -23,6 +21,8 @@ from trainers.features import (
     get_preset,
     load_features,
 )
+from trainers.features import cache as feature_cache
+from trainers.features import extraction as feature_extraction
 
 SR = 16_000
 
