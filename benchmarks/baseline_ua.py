@@ -33,7 +33,7 @@ CLASSES = ("neu", "hap", "sad", "ang")
 def run(corpus_dir: Path, cache_dir: Path) -> dict:
     corpus = generate_synthetic_corpus(corpus_dir)
     manifest = build_manifest(dataset="iemocap", root=corpus.root).frame
-    extract_features(manifest, preset="paper-mfcc", cache_dir=cache_dir, progress=False)
+    extract_features(manifest, preset="paper-mfcc", cache_dir=cache_dir)
     features = load_features(manifest, preset="paper-mfcc", cache_dir=cache_dir)  # (N, 1, 128, 128)
     mean_mfcc = features[:, 0].mean(dim=-1).numpy()  # (N, 128)
     row_of = {utt_id: row for row, utt_id in enumerate(manifest["utt_id"])}

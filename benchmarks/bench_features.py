@@ -106,9 +106,7 @@ def time_extract(
     for cache_dir in cache_dirs:
         if before is not None:
             before(cache_dir)
-        summary = features.extract_features(
-            manifest, preset=PRESET, cache_dir=cache_dir, workers=workers, progress=False
-        )
+        summary = features.extract_features(manifest, preset=PRESET, cache_dir=cache_dir, workers=workers)
         if summary.failed:
             raise RuntimeError(f"benchmark audio failed: {summary.failed[:3]}")
         samples.append(summary.seconds)
@@ -131,7 +129,7 @@ def time_load(
 
 
 def drop_index(cache_dir: Path) -> None:
-    (cache_dir / features._INDEX_FILE).unlink(missing_ok=True)
+    (cache_dir / features.cache._INDEX_FILE).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,8 +331,8 @@ def run(args: argparse.Namespace) -> dict:
         # One clip outside the timed set: each pipeline's first-call costs are paid on it.
         warmup, _ = write_corpus(tmp / "warmup", 1, args.seed + 1, seconds_range=tuple(args.seconds))
         # Corpus files are old; files younger than this are never entered in the content index.
-        time.sleep(features._INDEX_MIN_AGE_NS / 1e9 + 0.1)
-        features.extract_features(warmup, preset=PRESET, cache_dir=tmp / "cache-warmup", progress=False)
+        time.sleep(features.cache._INDEX_MIN_AGE_NS / 1e9 + 0.1)
+        features.extract_features(warmup, preset=PRESET, cache_dir=tmp / "cache-warmup")
         passes = None
         if librosa_version() is not None:
             passes = LibrosaPasses([str(path) for path in manifest["path"]], features.get_preset(PRESET))

@@ -23,6 +23,7 @@ from orchestrator.storage import (
     folder_to_write,
     resolve_storage,
 )
+from orchestrator.terminal import progress_bars
 from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
@@ -76,7 +77,8 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         write_parquet_atomically(folds, folder / FOLDS_FILE)
         write_text_atomically(folder / CONFIG_FILE, dump_config(config))  # `sernas export` rebuilds from it
     used = manifest[manifest["utt_id"].isin(folds["utt_id"])]
-    summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=progress)
+    with progress_bars(enabled=progress) as show_progress:
+        summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=show_progress)
     if summary.failed:
         first = summary.failed[0]
         raise ValueError(f"{len(summary.failed)} utterance(s) could not be turned into features "

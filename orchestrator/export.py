@@ -74,7 +74,7 @@ def export_model(storage: str, *, out: Path, device: torch.device, experiment: s
     _, evaluation = settings_for_trial(config, json.loads(run["params_json"]))
     fold = int(run["fold"])
     rows = manifest[manifest["utt_id"].isin(folds.loc[folds["fold"] == fold, "utt_id"])]
-    extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir, progress=False)
+    extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)
     classes = tuple(json.loads(run["classes"]))
     data = load_fold_data(manifest=rows, folds=folds, fold=fold, preset=config.data.preset,
                           cache_dir=config.data.cache_dir, classes=classes)

@@ -118,7 +118,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             fold_table = inputs.folds[inputs.folds["fold"] == fold]
             rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
             cache_dir = inputs.experiment.data.cache_dir
-            extract_features(rows, preset=inputs.experiment.data.preset, cache_dir=cache_dir, progress=False)
+            extract_features(rows, preset=inputs.experiment.data.preset, cache_dir=cache_dir)
             data = load_fold_data(manifest=rows, folds=fold_table, fold=fold, preset=inputs.experiment.data.preset,
                                   cache_dir=cache_dir, classes=inputs.classes)
 

@@ -65,6 +65,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- features
 def cmd_features(args: argparse.Namespace) -> int:
+    from orchestrator.terminal import progress_bars
     from trainers.features import extract_features, get_preset
     from trainers.manifest import read_manifest
 
@@ -75,8 +76,9 @@ def cmd_features(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, but got {args.workers}.")
-    summary = extract_features(manifest, preset=preset, cache_dir=args.cache, workers=args.workers,
-                               progress=not args.quiet)
+    with progress_bars(enabled=not args.quiet) as progress:
+        summary = extract_features(manifest, preset=preset, cache_dir=args.cache, workers=args.workers,
+                                   progress=progress)
     total = summary.computed + summary.reused
     rate = summary.computed / summary.seconds if summary.seconds > 0 else float("inf")
     console.print(f"Features [bold]{preset.name}[/] {tuple(preset.output_shape)} for {total} utterances in "

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from trainers import features
 from trainers.audio import read_audio, write_wav
 from trainers.features import (
     PRESETS,
@@ -22,6 +21,8 @@ from trainers.features import (
     get_preset,
     load_features,
 )
+from trainers.features import cache as feature_cache
+from trainers.features import extraction as feature_extraction
 
 SR = 16_000
 
@@ -77,7 +78,7 @@ def _variant(preset_name: str, **changes) -> FeaturePreset:
 
 
 def _extract(manifest: pd.DataFrame, cache_dir: Path, preset: FeaturePreset | str = "paper-mfcc", **kwargs):
-    return extract_features(manifest, preset=preset, cache_dir=cache_dir, progress=False, **kwargs)
+    return extract_features(manifest, preset=preset, cache_dir=cache_dir, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- presets
@@ -341,11 +342,27 @@ def test_file_changed_during_extraction_is_not_cached(
             write_wav(path, _tone(440, 2.0), SR)  # rewritten between hashing and reading
         return read_audio(path)
 
-    monkeypatch.setattr(features, "read_audio", read_after_rewrite)
+    monkeypatch.setattr(feature_extraction, "read_audio", read_after_rewrite)
     summary = _extract(corpus.iloc[:2], cache_dir)
     assert [failure.utt_id for failure in summary.failed] == ["tone440"]
     assert "changed while features were being extracted" in summary.failed[0].reason
     assert summary.computed == 1
+
+
+# ---------------------------------------------------------------------------------------- progress
+
+
+def test_progress_hears_every_stage_and_count(corpus: pd.DataFrame, cache_dir: Path, tmp_path: Path) -> None:
+    absent = pd.DataFrame([("absent", str(tmp_path / "absent.wav"))], columns=["utt_id", "path"])
+    manifest = pd.concat([corpus.iloc[:2], corpus.iloc[:1], absent], ignore_index=True)  # a duplicate, a missing file
+    calls: list[tuple[str, int, int]] = []
+    _extract(manifest, cache_dir, progress=lambda *call: calls.append(call))
+    hashing = [("hashing audio", done, 4) for done in range(5)]
+    assert calls == hashing + [("computing paper-mfcc", done, 2) for done in range(3)]
+
+    calls.clear()
+    _extract(manifest, cache_dir, progress=lambda *call: calls.append(call))  # all cached: nothing to compute
+    assert calls == hashing + [("computing paper-mfcc", 0, 0)]
 
 
 # -------------------------------------------------------------------------------------- atomicity
@@ -383,20 +400,20 @@ def test_failure_mid_write_leaves_no_partial_file(
 
 def _count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     hashed: list[str] = []
-    real_hash = features._hash_file
+    real_hash = feature_cache._hash_file
 
     def counting(path: str) -> str:
         hashed.append(path)
         return real_hash(path)
 
-    monkeypatch.setattr(features, "_hash_file", counting)
+    monkeypatch.setattr(feature_cache, "_hash_file", counting)
     return hashed
 
 
 def test_index_skips_rehashing_unchanged_files(
     corpus: pd.DataFrame, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(features, "_INDEX_MIN_AGE_NS", 0)  # trust even just-written files
+    monkeypatch.setattr(feature_cache, "_INDEX_MIN_AGE_NS", 0)  # trust even just-written files
     _extract(corpus, cache_dir)
     hashed = _count_hashes(monkeypatch)
     load_features(corpus, preset="paper-mfcc", cache_dir=cache_dir)
@@ -423,7 +440,7 @@ def test_index_ignores_recently_modified_files(
 def test_corrupt_index_only_costs_rehashing(
     corpus: pd.DataFrame, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(features, "_INDEX_MIN_AGE_NS", 0)
+    monkeypatch.setattr(feature_cache, "_INDEX_MIN_AGE_NS", 0)
     _extract(corpus, cache_dir)
     (cache_dir / "content-index.json").write_text("{not json")
     summary = _extract(corpus, cache_dir)
@@ -434,12 +451,12 @@ def test_load_from_read_only_cache_warns_about_the_index(
     corpus: pd.DataFrame, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _extract(corpus, cache_dir)  # files too young to be indexed, so loading will try to add them
-    monkeypatch.setattr(features, "_INDEX_MIN_AGE_NS", 0)
+    monkeypatch.setattr(feature_cache, "_INDEX_MIN_AGE_NS", 0)
 
     def read_only(destination, text):
         raise PermissionError(13, "Permission denied", str(destination))
 
-    monkeypatch.setattr(features, "write_text_atomically", read_only)
+    monkeypatch.setattr(feature_cache, "write_text_atomically", read_only)
     with pytest.warns(UserWarning, match="could not update the content index"):
         loaded = load_features(corpus, preset="paper-mfcc", cache_dir=cache_dir)
     assert loaded.shape == (len(corpus), 1, 128, 128)

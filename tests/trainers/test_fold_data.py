@@ -13,7 +13,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("fold-data")
     corpus = build_fake_iemocap(root / "iemocap", sessions=(1, 2, 3), per_dialog=4)
     manifest = build_manifest(dataset="iemocap", root=corpus.root).frame
-    extract_features(manifest, preset="logmel-64", cache_dir=root / "cache", progress=False)
+    extract_features(manifest, preset="logmel-64", cache_dir=root / "cache")
     folds = make_folds(manifest, protocol=FoldProtocol(scheme="loso", classes=("neu", "hap", "sad", "ang"),
                                                        merges={"exc": "hap"}))
     return manifest, folds, root / "cache"

@@ -1,0 +1,45 @@
+"""Acoustic features for a manifest, computed once per (audio content, preset) and cached on disk.
+
+A *preset* (``FeaturePreset``) fixes every parameter of the computation; ``paper-mfcc`` follows
+Rajapakshe et al. (2023): resample to 32,750 Hz, keep the first 8 s (zero-padded), 128 MFCC with
+n_fft 2048 / hop 512 -> 128 x 512 frames, max-pool time by 4 -> ``(1, 128, 128)``.
+
+Cache layout (per node; ``default_cache_dir()``)::
+
+    <cache_dir>/
+        content-index.json                      # (path, size, mtime, ctime, inode) -> content hash
+        <preset.name>-<preset.fingerprint>/
+            preset.json                         # the preset, for humans
+            <hh>/<content hash>.npy             # float32 (1, F, T); hh = first two hex digits
+
+The key of a feature file is the blake2b hash of the audio file's bytes plus the preset's
+fingerprint, so editing an audio file or any preset parameter recomputes, renaming or copying an
+audio file does not, and identical audio under two paths is computed once. Every file is written
+through ``trainers.atomic_io``: a killed run leaves no partial ``.npy``.
+
+``content-index.json`` only saves rehashing unchanged audio (see ``trainers.features.cache``).
+
+Modules: ``presets`` (what is computed), ``signal`` (the computation), ``cache`` (where it is
+stored, content hashes), ``extraction`` (``extract_features``), ``loading`` (``load_features``).
+"""
+
+from trainers.features.cache import default_cache_dir, feature_path
+from trainers.features.extraction import FailedUtterance, FeatureExtractionSummary, extract_features
+from trainers.features.loading import FeaturesNotFoundError, load_features
+from trainers.features.presets import FEATURE_ALGORITHM_VERSION, PRESETS, FeaturePreset, get_preset
+from trainers.features.signal import FeatureExtractor
+
+__all__ = [
+    "FEATURE_ALGORITHM_VERSION",
+    "PRESETS",
+    "FailedUtterance",
+    "FeatureExtractionSummary",
+    "FeatureExtractor",
+    "FeaturePreset",
+    "FeaturesNotFoundError",
+    "default_cache_dir",
+    "extract_features",
+    "feature_path",
+    "get_preset",
+    "load_features",
+]
