@@ -46,9 +46,14 @@ def run(corpus_dir: Path, cache_dir: Path) -> dict:
         scaler = StandardScaler().fit(x[~is_test])
         model = LogisticRegression(max_iter=2000).fit(scaler.transform(x[~is_test]), y[~is_test])
         predicted = model.predict(scaler.transform(x[is_test]))
-        per_fold.append({"fold": int(fold), "test_utterances": int(is_test.sum()),
-                         "ua": balanced_accuracy_score(y[is_test], predicted),
-                         "wa": accuracy_score(y[is_test], predicted)})
+        per_fold.append(
+            {
+                "fold": int(fold),
+                "test_utterances": int(is_test.sum()),
+                "ua": balanced_accuracy_score(y[is_test], predicted),
+                "wa": accuracy_score(y[is_test], predicted),
+            }
+        )
     return {
         "corpus": {"utterances": corpus.n_utterances, "speakers": corpus.n_speakers},
         "protocol": "loso, classes neu/hap/sad/ang, mean paper-mfcc over time, logistic regression",
@@ -72,8 +77,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     folds = ", ".join(f"{f['ua']:.3f}" for f in results["folds"])
-    print(f"LOSO logistic regression on mean paper-mfcc: UA {results['mean_ua']:.3f} (folds {folds}; "
-          f"chance {results['chance_ua']:.2f}), WA {results['mean_wa']:.3f} -> {args.out}")
+    print(
+        f"LOSO logistic regression on mean paper-mfcc: UA {results['mean_ua']:.3f} (folds {folds}; "
+        f"chance {results['chance_ua']:.2f}), WA {results['mean_wa']:.3f} -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

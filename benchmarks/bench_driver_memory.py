@@ -44,28 +44,66 @@ def stand_in_trial(params: dict[str, Any], *, inputs: Any) -> None:
         uas: list[float] = []
         for fold in range(1, FOLDS + 1):
             ua = min(1.0, 0.25 + 0.5 * quality + 0.05 * rng.random())
-            tune.report({"report": "epoch", "fold": fold, "phase": "eval", "epoch": 1, "valid_ua": ua,
-                         "folds_done": len(uas), "mean_ua": sum(uas) / len(uas) if uas else float("nan")},
-                        checkpoint=tune.Checkpoint.from_directory(work))
+            tune.report(
+                {
+                    "report": "epoch",
+                    "fold": fold,
+                    "phase": "eval",
+                    "epoch": 1,
+                    "valid_ua": ua,
+                    "folds_done": len(uas),
+                    "mean_ua": sum(uas) / len(uas) if uas else float("nan"),
+                },
+                checkpoint=tune.Checkpoint.from_directory(work),
+            )
             uas.append(ua)
-            tune.report({"report": "fold", "fold": fold, "fold_ua": ua, "fold_wa": ua, "fold_macro_f1": ua,
-                         "genotype_hash": f"{rng.getrandbits(48):012x}", "params": 50_000, "folds_done": len(uas),
-                         "mean_ua": sum(uas) / len(uas), "search_seconds": 0.0, "eval_seconds": 0.0},
-                        checkpoint=tune.Checkpoint.from_directory(work))
+            tune.report(
+                {
+                    "report": "fold",
+                    "fold": fold,
+                    "fold_ua": ua,
+                    "fold_wa": ua,
+                    "fold_macro_f1": ua,
+                    "genotype_hash": f"{rng.getrandbits(48):012x}",
+                    "params": 50_000,
+                    "folds_done": len(uas),
+                    "mean_ua": sum(uas) / len(uas),
+                    "search_seconds": 0.0,
+                    "eval_seconds": 0.0,
+                },
+                checkpoint=tune.Checkpoint.from_directory(work),
+            )
 
 
 def make_config(root: Path, trials: int) -> dict:
     return {
-        "name": "driver-memory", "device": "cpu",
-        "data": {"dataset": "synthetic", "root": str(root / "corpus"), "preset": "logmel-32",
-                 "synthetic": {"speakers": 6, "per_speaker": 4, "seed": 0}, "cache_dir": str(root / "cache"),
-                 "classes": ["neu", "hap", "sad", "ang"], "merges": {"exc": "hap"}},
+        "name": "driver-memory",
+        "device": "cpu",
+        "data": {
+            "dataset": "synthetic",
+            "root": str(root / "corpus"),
+            "preset": "logmel-32",
+            "synthetic": {"speakers": 6, "per_speaker": 4, "seed": 0},
+            "cache_dir": str(root / "cache"),
+            "classes": ["neu", "hap", "sad", "ang"],
+            "merges": {"exc": "hap"},
+        },
         "folds": {"scheme": "loso", "use": list(range(1, FOLDS + 1))},
-        "space": {"layers": {"choice": [3, 4, 5]}, "init_channels": {"choice": [4, 8, 16]},
-                  "weights_lr": {"loguniform": [0.001, 0.1]}, "seed": {"choice": [0, 1, 2]}},
-        "tune": {"num_samples": trials, "max_concurrent": 2, "searcher": "optuna-tpe",
-                 "pruner": {"kind": "wilcoxon", "p_threshold": 0.3, "n_startup_steps": 2},
-                 "resources": {"cpu": 1}, "storage": str(root / "runs"), "reuse_actors": True},
+        "space": {
+            "layers": {"choice": [3, 4, 5]},
+            "init_channels": {"choice": [4, 8, 16]},
+            "weights_lr": {"loguniform": [0.001, 0.1]},
+            "seed": {"choice": [0, 1, 2]},
+        },
+        "tune": {
+            "num_samples": trials,
+            "max_concurrent": 2,
+            "searcher": "optuna-tpe",
+            "pruner": {"kind": "wilcoxon", "p_threshold": 0.3, "n_startup_steps": 2},
+            "resources": {"cpu": 1},
+            "storage": str(root / "runs"),
+            "reuse_actors": True,
+        },
     }
 
 
@@ -110,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             rss_start = _rss_bytes()
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            summary = run_experiment(config, prepared=prepared, console=Console(quiet=True),
-                                     trial_function=stand_in_trial)
+            summary = run_experiment(
+                config, prepared=prepared, console=Console(quiet=True), trial_function=stand_in_trial
+            )
             stop.set()
             sampler.join()
             gc.collect()
@@ -134,22 +173,29 @@ def main(argv: list[str] | None = None) -> int:
     base = at.get("100") or at.get("0")
     growth = (rss_last - base) / max(1, last_done - (100 if at.get("100") else 0)) if base else None
     results = {
-        "trials": args.trials, "completed": summary.completed, "pruned": summary.pruned, "failed": summary.failed,
-        "finished_status_files": finished_files, "seconds": round(seconds, 1),
+        "trials": args.trials,
+        "completed": summary.completed,
+        "pruned": summary.pruned,
+        "failed": summary.failed,
+        "finished_status_files": finished_files,
+        "seconds": round(seconds, 1),
         "driver_rss_mib_at_start": round(rss_start / 2**20, 1),
         "driver_rss_mib_when_finished": {k: None if v is None else round(v / 2**20, 1) for k, v in at.items()},
         "driver_rss_mib_peak": round(max(rss for _, _, rss in samples) / 2**20, 1),
         "driver_rss_mib_after_run": round(rss_after / 2**20, 1),
         "growth_kib_per_finished_trial": None if growth is None else round(growth / 1024, 1),
         "what": "real driver (Tune + Optuna TPE + Wilcoxon scheduler + progress callback + status files), "
-                f"stand-in trials reporting {FOLDS} folds x (1 epoch + 1 fold summary) with checkpoints",
-        "cpus": os.cpu_count(), "machine": platform.platform(),
+        f"stand-in trials reporting {FOLDS} folds x (1 epoch + 1 fold summary) with checkpoints",
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{args.trials} trials in {seconds:.0f} s ({summary.completed} completed, {summary.pruned} pruned): driver RSS "
-          + ", ".join(f"{v} MiB at {k}" for k, v in results["driver_rss_mib_when_finished"].items())
-          + f"; {results['growth_kib_per_finished_trial']} KiB per finished trial -> {args.out}")
+    print(
+        f"{args.trials} trials in {seconds:.0f} s ({summary.completed} completed, {summary.pruned} pruned): driver RSS "
+        + ", ".join(f"{v} MiB at {k}" for k, v in results["driver_rss_mib_when_finished"].items())
+        + f"; {results['growth_kib_per_finished_trial']} KiB per finished trial -> {args.out}"
+    )
     return 0
 
 

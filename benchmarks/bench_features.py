@@ -225,9 +225,7 @@ def compare(ours: np.ndarray, reference: np.ndarray) -> dict:
     correlation = np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)])
     relative = np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
     # c0 (the log energy term) dominates both norms; the others carry the spectral shape.
-    higher = np.array(
-        [np.corrcoef(x[1:].ravel(), y[1:].ravel())[0, 1] for x, y in zip(ours[:, 0], reference[:, 0])]
-    )
+    higher = np.array([np.corrcoef(x[1:].ravel(), y[1:].ravel())[0, 1] for x, y in zip(ours[:, 0], reference[:, 0])])
     return {
         "utterances": len(ours),
         "shape": list(ours.shape[1:]),
@@ -458,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warm-repeats", type=int, default=5, help="warm runs and loads per setting")
     parser.add_argument(
-        "--seconds", type=float, nargs=2, default=(1.5, 4.5), metavar=("MIN", "MAX"),
+        "--seconds",
+        type=float,
+        nargs=2,
+        default=(1.5, 4.5),
+        metavar=("MIN", "MAX"),
         help="clip durations are drawn uniformly from [MIN, MAX] seconds",
     )
     args = parser.parse_args(argv)

@@ -43,19 +43,44 @@ from orchestrator.leaderboard import SCHEMA, compact, connect
 TOP = 20
 EXPERIMENT = "bench"
 N_FOLDS = 5
-PANDAS_COLUMNS = ["experiment", "trial_id", "fold", "n_folds", "attempt", "status", "written_at", "seed",
-                  "genotype_hash", "ua", "wa", "macro_f1", "params", "search_seconds", "eval_seconds"]
+PANDAS_COLUMNS = [
+    "experiment",
+    "trial_id",
+    "fold",
+    "n_folds",
+    "attempt",
+    "status",
+    "written_at",
+    "seed",
+    "genotype_hash",
+    "ua",
+    "wa",
+    "macro_f1",
+    "params",
+    "search_seconds",
+    "eval_seconds",
+]
 
 
 def _genotype_json(rng: np.random.Generator) -> str:
-    ops = ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
-           "skip_connect"]
+    ops = [
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+    ]
 
     def cell() -> list[list[object]]:
         return [[ops[rng.integers(len(ops))], int(rng.integers(node + 2))] for node in range(4) for _ in range(2)]
 
-    return json.dumps({"normal": cell(), "normal_concat": [2, 3, 4, 5], "reduce": cell(),
-                       "reduce_concat": [2, 3, 4, 5]}, sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        {"normal": cell(), "normal_concat": [2, 3, 4, 5], "reduce": cell(), "reduce_concat": [2, 3, 4, 5]},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 def generate(root: Path, *, rows: int, files: int, genotypes: int, seed: int = 0) -> float:
@@ -71,9 +96,16 @@ def generate(root: Path, *, rows: int, files: int, genotypes: int, seed: int = 0
     trial_ids = pa.array([f"t{index:07d}" for index in range(trials)])
     layers = rng.choice([3, 4, 5, 6, 8], trials).astype("int32")
     seeds = rng.integers(0, 10, trials)
-    params_json = pa.array([json.dumps({"layers": int(layers[t]), "seed": int(seeds[t]), "init_channels": 8,
-                                        "weights_lr": 0.025}, sort_keys=True, separators=(",", ":"))
-                            for t in range(trials)])
+    params_json = pa.array(
+        [
+            json.dumps(
+                {"layers": int(layers[t]), "seed": int(seeds[t]), "init_channels": 8, "weights_lr": 0.025},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+            for t in range(trials)
+        ]
+    )
     ua = np.clip(0.45 + 0.2 * rng.random(rows) + 0.05 * (genotype_index % 7) / 7, 0, 1)
     now = pd.Timestamp.now(tz="UTC")
     columns = {
@@ -130,8 +162,9 @@ def generate(root: Path, *, rows: int, files: int, genotypes: int, seed: int = 0
     return time.perf_counter() - started
 
 
-def duckdb_top(storage: Path, *, materialize: bool = False,
-               compact_at: int | None = None) -> tuple[pd.DataFrame, float, float, int]:
+def duckdb_top(
+    storage: Path, *, materialize: bool = False, compact_at: int | None = None
+) -> tuple[pd.DataFrame, float, float, int]:
     started = time.perf_counter()
     board = connect(storage, materialize=materialize, compact_at=compact_at)
     connected = time.perf_counter()
@@ -149,17 +182,28 @@ def pandas_top(files: list[str]) -> tuple[pd.DataFrame, float]:
     rows = rows[rows["status"].isin(["completed", "pruned"]) & rows["ua"].notna()]
     keys = ["experiment", "genotype_hash"]
     per_fold = rows.groupby(keys + ["fold"], observed=True)[["ua", "wa", "macro_f1"]].mean().reset_index()
-    across = per_fold.groupby(keys, observed=True).agg(mean_ua=("ua", "mean"), std_ua=("ua", "std"),
-                                                       mean_wa=("wa", "mean"), mean_macro_f1=("macro_f1", "mean"),
-                                                       folds_covered=("fold", "size"))
+    across = per_fold.groupby(keys, observed=True).agg(
+        mean_ua=("ua", "mean"),
+        std_ua=("ua", "std"),
+        mean_wa=("wa", "mean"),
+        mean_macro_f1=("macro_f1", "mean"),
+        folds_covered=("fold", "size"),
+    )
     rows["seconds"] = rows["search_seconds"].fillna(0) + rows["eval_seconds"].fillna(0)
-    entry = rows.groupby(keys, observed=True).agg(n_folds=("n_folds", "max"), trials=("trial_id", "nunique"),
-                                                  seeds=("seed", "nunique"), runs=("ua", "size"),
-                                                  mean_params=("params", "mean"), total_seconds=("seconds", "sum"))
+    entry = rows.groupby(keys, observed=True).agg(
+        n_folds=("n_folds", "max"),
+        trials=("trial_id", "nunique"),
+        seeds=("seed", "nunique"),
+        runs=("ua", "size"),
+        mean_params=("params", "mean"),
+        total_seconds=("seconds", "sum"),
+    )
     table = across.join(entry).reset_index()
     table["complete"] = table["folds_covered"] >= table["n_folds"]
-    table = table.sort_values(["experiment", "complete", "mean_ua", "folds_covered", "genotype_hash"],
-                              ascending=[True, False, False, False, True])
+    table = table.sort_values(
+        ["experiment", "complete", "mean_ua", "folds_covered", "genotype_hash"],
+        ascending=[True, False, False, False, True],
+    )
     table["rank"] = table.groupby("experiment").cumcount() + 1
     return table[table["rank"] <= TOP].reset_index(drop=True), time.perf_counter() - started
 
@@ -192,37 +236,50 @@ def main(argv: list[str] | None = None) -> int:
     for frame, _, _, _ in [best_warm, best_compacted] + ([materialized] if materialized else []):
         if list(frame["genotype_hash"]) != list(cold_frame["genotype_hash"]):
             raise RuntimeError("the rankings of two DuckDB variants differ: the benchmark is broken")
-    agree = (list(pandas_frame["genotype_hash"]) == list(cold_frame["genotype_hash"])
-             and np.allclose(pandas_frame["mean_ua"], cold_frame["mean_ua"])
-             and np.allclose(pandas_frame["std_ua"], cold_frame["std_ua"], equal_nan=True)
-             and list(pandas_frame["folds_covered"]) == list(cold_frame["folds_covered"]))
+    agree = (
+        list(pandas_frame["genotype_hash"]) == list(cold_frame["genotype_hash"])
+        and np.allclose(pandas_frame["mean_ua"], cold_frame["mean_ua"])
+        and np.allclose(pandas_frame["std_ua"], cold_frame["std_ua"], equal_nan=True)
+        and list(pandas_frame["folds_covered"]) == list(cold_frame["folds_covered"])
+    )
     cold_total = cold_connect + cold_query
     warm_total = best_warm[1] + best_warm[2]
     compacted_total = best_compacted[1] + best_compacted[2]
     results = {
-        "rows": args.rows, "files": args.files, "distinct_genotypes": genotypes, "top": TOP,
-        "bytes_on_disk": size, "generate_seconds": round(generate_seconds, 2),
+        "rows": args.rows,
+        "files": args.files,
+        "distinct_genotypes": genotypes,
+        "top": TOP,
+        "bytes_on_disk": size,
+        "generate_seconds": round(generate_seconds, 2),
         "duckdb_cold_seconds": round(cold_total, 3),
-        "duckdb_cold_connect_seconds": round(cold_connect, 3), "duckdb_cold_footers_read": cold_read,
+        "duckdb_cold_connect_seconds": round(cold_connect, 3),
+        "duckdb_cold_footers_read": cold_read,
         "duckdb_cold_query_seconds": round(cold_query, 3),
         "duckdb_warm_seconds": round(warm_total, 3),
-        "duckdb_warm_connect_seconds": round(best_warm[1], 3), "duckdb_warm_footers_read": best_warm[3],
+        "duckdb_warm_connect_seconds": round(best_warm[1], 3),
+        "duckdb_warm_footers_read": best_warm[3],
         "duckdb_warm_query_seconds": round(best_warm[2], 3),
         "duckdb_warm_seconds_all": [round(c + q, 3) for _, c, q, _ in warm],
-        "compact_seconds": round(compaction.seconds, 3), "compacted_files": compaction.files,
+        "compact_seconds": round(compaction.seconds, 3),
+        "compacted_files": compaction.files,
         "duckdb_compacted_seconds": round(compacted_total, 3),
         "duckdb_compacted_connect_seconds": round(best_compacted[1], 3),
         "duckdb_compacted_query_seconds": round(best_compacted[2], 3),
         "duckdb_compacted_seconds_all": [round(c + q, 3) for _, c, q, _ in compacted],
-        "goal_seconds": 3.0, "goal_met": compacted_total < 3.0,
+        "goal_seconds": 3.0,
+        "goal_met": compacted_total < 3.0,
         "pandas_seconds": round(pandas_seconds, 3),
         "pandas_over_duckdb_compacted": round(pandas_seconds / compacted_total, 1),
         "pandas_over_duckdb_warm": round(pandas_seconds / warm_total, 1),
         "pandas_over_duckdb_cold": round(pandas_seconds / cold_total, 1),
         "pandas_agrees": bool(agree),
         "best": {"genotype_hash": cold_frame["genotype_hash"].iloc[0], "mean_ua": float(cold_frame["mean_ua"].iloc[0])},
-        "duckdb": duckdb.__version__, "pyarrow": pa.__version__, "pandas": pd.__version__,
-        "cpus": os.cpu_count(), "machine": platform.platform(),
+        "duckdb": duckdb.__version__,
+        "pyarrow": pa.__version__,
+        "pandas": pd.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
     }
     if materialized is not None:
         results["duckdb_materialize_connect_seconds"] = round(materialized[1], 3)
@@ -230,16 +287,24 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{args.rows} rows in {args.files} part files ({size / 2**20:.0f} MiB, {genotypes} genotypes):")
-    print(f"  duckdb, part files, cold  {cold_total:7.2f} s  (connect {cold_connect:.2f} s reading {cold_read} "
-          f"footers, query {cold_query:.2f} s)")
-    print(f"  duckdb, part files, warm  {warm_total:7.2f} s  (connect {best_warm[1]:.2f} s, query {best_warm[2]:.2f} s)")
+    print(
+        f"  duckdb, part files, cold  {cold_total:7.2f} s  (connect {cold_connect:.2f} s reading {cold_read} "
+        f"footers, query {cold_query:.2f} s)"
+    )
+    print(
+        f"  duckdb, part files, warm  {warm_total:7.2f} s  (connect {best_warm[1]:.2f} s, query {best_warm[2]:.2f} s)"
+    )
     print(f"  compact (once)            {compaction.seconds:7.2f} s")
-    print(f"  duckdb, compacted         {compacted_total:7.2f} s  (connect {best_compacted[1]:.2f} s, "
-          f"query {best_compacted[2]:.2f} s; goal < 3 s: {'met' if compacted_total < 3 else 'NOT met'})")
+    print(
+        f"  duckdb, compacted         {compacted_total:7.2f} s  (connect {best_compacted[1]:.2f} s, "
+        f"query {best_compacted[2]:.2f} s; goal < 3 s: {'met' if compacted_total < 3 else 'NOT met'})"
+    )
     if materialized is not None:
         print(f"  materialized connect {materialized[1]:.2f} s, then query {materialized[2]:.3f} s")
-    print(f"  pandas                    {pandas_seconds:7.2f} s  ({results['pandas_over_duckdb_compacted']}x "
-          f"compacted duckdb, {results['pandas_over_duckdb_warm']}x part-file duckdb; agrees: {agree})")
+    print(
+        f"  pandas                    {pandas_seconds:7.2f} s  ({results['pandas_over_duckdb_compacted']}x "
+        f"compacted duckdb, {results['pandas_over_duckdb_warm']}x part-file duckdb; agrees: {agree})"
+    )
     print(f"Wrote {args.out}")
     return 0
 

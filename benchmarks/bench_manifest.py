@@ -47,8 +47,10 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"manifest of {results['utterances']} synthetic utterances: {best:.3f} s "
-          f"({results['utterances_per_second']} utt/s); corpus generation {synth_seconds:.1f} s -> {args.out}")
+    print(
+        f"manifest of {results['utterances']} synthetic utterances: {best:.3f} s "
+        f"({results['utterances_per_second']} utt/s); corpus generation {synth_seconds:.1f} s -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

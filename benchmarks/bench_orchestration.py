@@ -24,17 +24,30 @@ import yaml
 
 def make_config(root: Path, trials: int) -> dict:
     return {
-        "name": "overhead", "device": "cpu",
-        "data": {"dataset": "synthetic", "root": str(root / "corpus"), "preset": "logmel-32",
-                 "synthetic": {"speakers": 4, "per_speaker": 8, "seed": 0}, "cache_dir": str(root / "cache"),
-                 "classes": ["neu", "hap", "sad", "ang"], "merges": {"exc": "hap"}},
+        "name": "overhead",
+        "device": "cpu",
+        "data": {
+            "dataset": "synthetic",
+            "root": str(root / "corpus"),
+            "preset": "logmel-32",
+            "synthetic": {"speakers": 4, "per_speaker": 8, "seed": 0},
+            "cache_dir": str(root / "cache"),
+            "classes": ["neu", "hap", "sad", "ang"],
+            "merges": {"exc": "hap"},
+        },
         "folds": {"scheme": "loso", "use": [1]},
         "search": {"epochs": 1, "batch_size": 32, "weights": {"lr_min": 0.0}},
         "eval": {"epochs": 1, "batch_size": 32, "weights": {"lr_min": 0.0}},
-        "space": {"layers": 3, "nodes": 1, "init_channels": 4, "lstm_hidden": 8,
-                  "seed": {"grid": list(range(trials))}},
-        "tune": {"num_samples": 1, "max_concurrent": 1, "searcher": "grid", "pruner": {"kind": "none"},
-                 "resources": {"cpu": 1}, "storage": str(root / "runs"), "reuse_actors": True},
+        "space": {"layers": 3, "nodes": 1, "init_channels": 4, "lstm_hidden": 8, "seed": {"grid": list(range(trials))}},
+        "tune": {
+            "num_samples": 1,
+            "max_concurrent": 1,
+            "searcher": "grid",
+            "pruner": {"kind": "none"},
+            "resources": {"cpu": 1},
+            "storage": str(root / "runs"),
+            "reuse_actors": True,
+        },
     }
 
 
@@ -62,12 +75,23 @@ def main() -> None:
         prepared = prepare_data(config, progress=False)
 
         started = time.perf_counter()
-        data = load_fold_data(manifest=prepared.manifest, folds=prepared.folds, fold=1, preset="logmel-32",
-                              cache_dir=config.data.cache_dir, classes=prepared.classes)
+        data = load_fold_data(
+            manifest=prepared.manifest,
+            folds=prepared.folds,
+            fold=1,
+            preset="logmel-32",
+            cache_dir=config.data.cache_dir,
+            classes=prepared.classes,
+        )
         for seed in range(args.trials):
             search, evaluation = settings_for_trial(config, {"seed": seed})
-            run_fold(data, evaluation=evaluation, search=search, device=torch.device("cpu"),
-                     work_dir=root / "loop" / str(seed))
+            run_fold(
+                data,
+                evaluation=evaluation,
+                search=search,
+                device=torch.device("cpu"),
+                work_dir=root / "loop" / str(seed),
+            )
         loop_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -80,8 +104,10 @@ def main() -> None:
         finally:
             ray.shutdown()
     results = {
-        "trials": args.trials, "completed": summary.completed,
-        "plain_loop_seconds": round(loop_seconds, 2), "tune_seconds": round(tune_seconds, 2),
+        "trials": args.trials,
+        "completed": summary.completed,
+        "plain_loop_seconds": round(loop_seconds, 2),
+        "tune_seconds": round(tune_seconds, 2),
         "ray_start_seconds": round(ray_start_seconds, 2),
         "overhead_per_trial_seconds": round((tune_seconds - loop_seconds) / args.trials, 3),
         "tune_over_loop": round(tune_seconds / loop_seconds, 2),
@@ -89,8 +115,10 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{args.trials} trials: plain loop {loop_seconds:.1f} s, Tune {tune_seconds:.1f} s "
-          f"(+{results['overhead_per_trial_seconds']:.3f} s per trial; Ray start {ray_start_seconds:.1f} s) -> {args.out}")
+    print(
+        f"{args.trials} trials: plain loop {loop_seconds:.1f} s, Tune {tune_seconds:.1f} s "
+        f"(+{results['overhead_per_trial_seconds']:.3f} s per trial; Ray start {ray_start_seconds:.1f} s) -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,18 +45,38 @@ ARMS = {
 def make_config(root: Path, *, arm: str, trials: int, seed: int) -> dict:
     """A small experiment whose space has good and poor regions (learning rate over 3 decades)."""
     return {
-        "name": f"prune-{arm}", "device": "cpu",
-        "data": {"dataset": "synthetic", "root": str(root / "corpus"), "preset": "logmel-32",
-                 "synthetic": {"speakers": 10, "per_speaker": 16, "seed": 0}, "cache_dir": str(root / "cache"),
-                 "classes": ["neu", "hap", "sad", "ang"], "merges": {"exc": "hap"}},
+        "name": f"prune-{arm}",
+        "device": "cpu",
+        "data": {
+            "dataset": "synthetic",
+            "root": str(root / "corpus"),
+            "preset": "logmel-32",
+            "synthetic": {"speakers": 10, "per_speaker": 16, "seed": 0},
+            "cache_dir": str(root / "cache"),
+            "classes": ["neu", "hap", "sad", "ang"],
+            "merges": {"exc": "hap"},
+        },
         "folds": {"scheme": "speaker-pairs", "valid_speakers": 1, "seed": 0},
         "search": {"epochs": 1, "batch_size": 16, "order": "first", "weights": {"lr_min": 0.0}},
         "eval": {"epochs": 8, "batch_size": 16, "weights": {"lr_min": 0.0}},
-        "space": {"layers": 2, "nodes": 1, "init_channels": 4, "lstm_hidden": {"choice": [16, 32]},
-                  "weights_lr": {"loguniform": [0.001, 0.3]}, "seed": {"choice": [0, 1, 2]}},
-        "tune": {"num_samples": trials, "max_concurrent": 2, "searcher": "random", "seed": seed,
-                 "pruner": ARMS[arm], "resources": {"cpu": 1}, "storage": str(root / "runs"),
-                 "reuse_actors": True},
+        "space": {
+            "layers": 2,
+            "nodes": 1,
+            "init_channels": 4,
+            "lstm_hidden": {"choice": [16, 32]},
+            "weights_lr": {"loguniform": [0.001, 0.3]},
+            "seed": {"choice": [0, 1, 2]},
+        },
+        "tune": {
+            "num_samples": trials,
+            "max_concurrent": 2,
+            "searcher": "random",
+            "seed": seed,
+            "pruner": ARMS[arm],
+            "resources": {"cpu": 1},
+            "storage": str(root / "runs"),
+            "reuse_actors": True,
+        },
     }
 
 
@@ -79,9 +99,14 @@ def run_unpruned(root: Path, *, trials: int, seed: int) -> tuple[dict, list[list
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         histories.append(rows)
     histories.sort(key=lambda rows: rows[0]["trial_id"])  # Tune numbers trials in the order it starts them
-    info = {"trials": summary.trials, "completed": summary.completed, "failed": summary.failed,
-            "trial_epochs_reported": summary.epochs_reported, "seconds": round(seconds, 1),
-            "folds": int(prepared.folds["fold"].nunique())}
+    info = {
+        "trials": summary.trials,
+        "completed": summary.completed,
+        "failed": summary.failed,
+        "trial_epochs_reported": summary.epochs_reported,
+        "seconds": round(seconds, 1),
+        "folds": int(prepared.folds["fold"].nunique()),
+    }
     return info, histories
 
 
@@ -117,9 +142,15 @@ def replay(histories: list[list[dict]], *, arm: str, folds: int) -> dict:
             completed += 1
             finals.append((float(last["mean_ua"]), rows[0]["config"]))
     best = max(finals, key=lambda item: item[0]) if finals else None
-    return {"pruner": ARMS[arm], "trials": len(histories), "completed": completed, "pruned": pruned,
-            "trial_epochs": epochs, "best_mean_ua": None if best is None else round(best[0], 4),
-            "best_params": None if best is None else best[1]}
+    return {
+        "pruner": ARMS[arm],
+        "trials": len(histories),
+        "completed": completed,
+        "pruned": pruned,
+        "trial_epochs": epochs,
+        "best_mean_ua": None if best is None else round(best[0], 4),
+        "best_params": None if best is None else best[1],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,31 +174,47 @@ def main(argv: list[str] | None = None) -> int:
     arms = {arm: replay(histories, arm=arm, folds=live["folds"]) for arm in ARMS}
     baseline = arms["none"]
     if baseline["trial_epochs"] != live["trial_epochs_reported"]:
-        raise RuntimeError(f"replay without a pruner counts {baseline['trial_epochs']} trial-epochs, the experiment "
-                           f"reported {live['trial_epochs_reported']}: the records are incomplete")
+        raise RuntimeError(
+            f"replay without a pruner counts {baseline['trial_epochs']} trial-epochs, the experiment "
+            f"reported {live['trial_epochs_reported']}: the records are incomplete"
+        )
     for name, arm in arms.items():
         if name == "none":
             continue
         arm["trial_epochs_saved"] = round(1 - arm["trial_epochs"] / baseline["trial_epochs"], 3)
-        arm["best_mean_ua_gap"] = (None if arm["best_mean_ua"] is None or baseline["best_mean_ua"] is None
-                                   else round(baseline["best_mean_ua"] - arm["best_mean_ua"], 4))
-        arm["goal_met"] = bool(arm["trial_epochs_saved"] >= 0.40 and arm["best_mean_ua_gap"] is not None
-                               and arm["best_mean_ua_gap"] <= 0.01)
+        arm["best_mean_ua_gap"] = (
+            None
+            if arm["best_mean_ua"] is None or baseline["best_mean_ua"] is None
+            else round(baseline["best_mean_ua"] - arm["best_mean_ua"], 4)
+        )
+        arm["goal_met"] = bool(
+            arm["trial_epochs_saved"] >= 0.40
+            and arm["best_mean_ua_gap"] is not None
+            and arm["best_mean_ua_gap"] <= 0.01
+        )
     results = {
-        "trials": args.trials, "searcher": f"random, seed {args.seed}", "unpruned_run": live,
+        "trials": args.trials,
+        "searcher": f"random, seed {args.seed}",
+        "unpruned_run": live,
         "what": "synthetic 10 speakers x 16 utterances, logmel-32, 2-cell supernet with 1 node, 5 speaker-pair folds, per fold 1 first-order "
-                "search epoch + 8 evaluation epochs; pruners replayed over the recorded results, one trial at a time",
-        "arms": arms, "goal": ">= 40% fewer trial-epochs than none, best mean UA within 0.01",
-        "cpus": os.cpu_count(), "machine": platform.platform(),
+        "search epoch + 8 evaluation epochs; pruners replayed over the recorded results, one trial at a time",
+        "arms": arms,
+        "goal": ">= 40% fewer trial-epochs than none, best mean UA within 0.01",
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"unpruned: {live['trials']} trials, {baseline['trial_epochs']} trial-epochs, best mean UA "
-          f"{baseline['best_mean_ua']} ({live['seconds']:.0f} s)")
+    print(
+        f"unpruned: {live['trials']} trials, {baseline['trial_epochs']} trial-epochs, best mean UA "
+        f"{baseline['best_mean_ua']} ({live['seconds']:.0f} s)"
+    )
     for name in ("wilcoxon", "median"):
         arm = arms[name]
-        print(f"{name}: {arm['pruned']} of {arm['trials']} pruned, {arm['trial_epochs_saved']:.0%} fewer trial-epochs, "
-              f"best mean UA {arm['best_mean_ua']} (goal {'met' if arm['goal_met'] else 'NOT met'})")
+        print(
+            f"{name}: {arm['pruned']} of {arm['trials']} pruned, {arm['trial_epochs_saved']:.0%} fewer trial-epochs, "
+            f"best mean UA {arm['best_mean_ua']} (goal {'met' if arm['goal_met'] else 'NOT met'})"
+        )
     print(f"Wrote {args.out}")
     return 0
 

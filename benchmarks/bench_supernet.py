@@ -61,6 +61,7 @@ sys.path.insert(0, str(_HERE.parent))  # run from a checkout
 sys.path.insert(0, str(_HERE))
 
 from reference_darts import ReferenceArchitect, ReferenceNetwork, reference_weight_step  # noqa: E402
+
 from search_space import SuperNet  # noqa: E402
 from trainers.atomic_io import write_text_atomically  # noqa: E402
 from trainers.search import architecture_gradients  # noqa: E402
@@ -107,8 +108,15 @@ class Searcher:
     def alpha_gradients(self, train: tuple, arch: tuple, *, order: str, seed: int) -> list[torch.Tensor]:
         """The alphas' gradient alone (no step taken)."""
         if self.impl == "ours":
-            grads, _ = architecture_gradients(self.model, train_batch=train, arch_batch=arch, loss_fn=self.loss_fn,
-                                              weight_optimizer=self.weight_optimizer, order=order, seed=seed)
+            grads, _ = architecture_gradients(
+                self.model,
+                train_batch=train,
+                arch_batch=arch,
+                loss_fn=self.loss_fn,
+                weight_optimizer=self.weight_optimizer,
+                order=order,
+                seed=seed,
+            )
             return grads
         grads = self.architect.gradients(*train, *arch, self.weight_optimizer, unrolled=order == "second", seed=seed)
         return [g.detach().clone() for g in grads]
@@ -117,30 +125,54 @@ class Searcher:
         """Architecture step then weight step (as ``run_search``); returns the train loss."""
         if self.impl == "ours":
             alphas = list(self.model.arch_parameters())
-            grads, _ = architecture_gradients(self.model, train_batch=train, arch_batch=arch, loss_fn=self.loss_fn,
-                                              weight_optimizer=self.weight_optimizer, order=order, seed=seed)
+            grads, _ = architecture_gradients(
+                self.model,
+                train_batch=train,
+                arch_batch=arch,
+                loss_fn=self.loss_fn,
+                weight_optimizer=self.weight_optimizer,
+                order=order,
+                seed=seed,
+            )
             self.arch_optimizer.zero_grad(set_to_none=True)
             for p, g in zip(alphas, grads):
                 p.grad = g
             self.arch_optimizer.step()
             self.arch_optimizer.zero_grad(set_to_none=True)
             del grads
-            loss = weight_step(self.model, *train, loss_fn=self.loss_fn, optimizer=self.weight_optimizer,
-                               parameters=list(self.model.weight_parameters()), grad_clip=WEIGHTS.grad_clip)
+            loss = weight_step(
+                self.model,
+                *train,
+                loss_fn=self.loss_fn,
+                optimizer=self.weight_optimizer,
+                parameters=list(self.model.weight_parameters()),
+                grad_clip=WEIGHTS.grad_clip,
+            )
             for p in alphas:
                 p.grad = None
             return loss
         self.architect.step(*train, *arch, self.weight_optimizer, unrolled=order == "second", seed=seed)
-        return reference_weight_step(self.model, *train, criterion=self.loss_fn, optimizer=self.weight_optimizer,
-                                     grad_clip=WEIGHTS.grad_clip)
+        return reference_weight_step(
+            self.model, *train, criterion=self.loss_fn, optimizer=self.weight_optimizer, grad_clip=WEIGHTS.grad_clip
+        )
 
 
-def build_supernet(setting: Setting, *, seed: int, dtype: torch.dtype = torch.float32,
-                   random_alphas: bool = False) -> SuperNet:
+def build_supernet(
+    setting: Setting, *, seed: int, dtype: torch.dtype = torch.float32, random_alphas: bool = False
+) -> SuperNet:
     """The search's supernet (``build_supernet``'s defaults: recomputing edges, LSTM head)."""
     torch.manual_seed(seed)
-    net = SuperNet(layers=setting.layers, nodes=setting.nodes, init_channels=setting.channels,
-                   n_classes=N_CLASSES, dropout=setting.dropout).to(dtype).train()
+    net = (
+        SuperNet(
+            layers=setting.layers,
+            nodes=setting.nodes,
+            init_channels=setting.channels,
+            n_classes=N_CLASSES,
+            dropout=setting.dropout,
+        )
+        .to(dtype)
+        .train()
+    )
     if random_alphas:  # away from uniform, so that a comparison is generic
         with torch.no_grad():
             for p in net.arch_parameters():
@@ -155,19 +187,29 @@ def make_searcher(impl: str, net: SuperNet, *, seed: int) -> Searcher:
         raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, but got {impl!r}.")
     model = net if impl == "ours" else ReferenceNetwork(net).train()
     weights = list(model.weight_parameters())
-    weight_optimizer = torch.optim.SGD(weights, lr=WEIGHTS.lr, momentum=WEIGHTS.momentum,
-                                       weight_decay=WEIGHTS.weight_decay)
+    weight_optimizer = torch.optim.SGD(
+        weights, lr=WEIGHTS.lr, momentum=WEIGHTS.momentum, weight_decay=WEIGHTS.weight_decay
+    )
     generator = torch.Generator().manual_seed(seed)
     for p in weights:
         noise = torch.randn(p.shape, generator=generator, dtype=torch.float64)
         weight_optimizer.state[p]["momentum_buffer"] = (1e-3 * noise).to(p.dtype)
     loss_fn = nn.CrossEntropyLoss()
     if impl == "ours":
-        arch_optimizer = torch.optim.Adam(list(model.arch_parameters()), lr=ALPHAS.lr,
-                                          betas=(ALPHAS.beta1, ALPHAS.beta2), weight_decay=ALPHAS.weight_decay)
+        arch_optimizer = torch.optim.Adam(
+            list(model.arch_parameters()),
+            lr=ALPHAS.lr,
+            betas=(ALPHAS.beta1, ALPHAS.beta2),
+            weight_decay=ALPHAS.weight_decay,
+        )
         return Searcher(impl, model, weight_optimizer, loss_fn, arch_optimizer=arch_optimizer)
-    architect = ReferenceArchitect(model, loss_fn, arch_lr=ALPHAS.lr, arch_betas=(ALPHAS.beta1, ALPHAS.beta2),
-                                   arch_weight_decay=ALPHAS.weight_decay)
+    architect = ReferenceArchitect(
+        model,
+        loss_fn,
+        arch_lr=ALPHAS.lr,
+        arch_betas=(ALPHAS.beta1, ALPHAS.beta2),
+        arch_weight_decay=ALPHAS.weight_decay,
+    )
     return Searcher(impl, model, weight_optimizer, loss_fn, architect=architect)
 
 
@@ -222,7 +264,8 @@ def equivalence(setting: Setting, *, seed: int = 0, dtype: torch.dtype = torch.f
             "batchnorm_stats": _flat([b for b in model.buffers() if b.is_floating_point()]),
         }
     result["after_second_order_step"] = {
-        key: _difference(after["ours"][key], after["reference"][key]) for key in after["ours"]}
+        key: _difference(after["ours"][key], after["reference"][key]) for key in after["ours"]
+    }
     return result
 
 
@@ -276,10 +319,14 @@ def run_child(spec: dict) -> dict:
             seconds.append(time.perf_counter() - started)
     median = sorted(seconds)[len(seconds) // 2]
     return {
-        "impl": spec["impl"], "order": spec["order"], "batch": setting.batch,
-        "step_seconds": [round(s, 3) for s in seconds], "step_seconds_median": round(median, 3),
+        "impl": spec["impl"],
+        "order": spec["order"],
+        "batch": setting.batch,
+        "step_seconds": [round(s, 3) for s in seconds],
+        "step_seconds_median": round(median, 3),
         "samples_per_s": round(setting.batch / median, 4),
-        "peak_rss_bytes": _peak_rss_bytes(), "setup_rss_bytes": setup_rss,
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "setup_rss_bytes": setup_rss,
         "train_losses": [round(v, 6) for v in losses],
     }
 
@@ -288,8 +335,13 @@ def spawn(spec: dict, *, threads: int) -> dict:
     """Run ``run_child(spec)`` in a fresh interpreter; its result, or the error it ended with."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     wall = round(time.perf_counter() - started, 2)
     if done.returncode != 0:
         return {"error": f"child exited with {done.returncode}: {done.stderr.strip()[-1500:]}", "wall_seconds": wall}
@@ -320,8 +372,9 @@ def _fits(predicted: float, limit_bytes: float) -> tuple[bool, str]:
     if predicted > limit_bytes:
         return False, f"predicted peak {predicted / GIB:.1f} GiB > --reference-max-gb {limit_bytes / GIB:.1f}"
     if predicted > available:
-        return False, (f"predicted peak {predicted / GIB:.1f} GiB > 85 % of the memory available now "
-                       f"({available / GIB:.1f} GiB)")
+        return False, (
+            f"predicted peak {predicted / GIB:.1f} GiB > 85 % of the memory available now ({available / GIB:.1f} GiB)"
+        )
     return True, ""
 
 
@@ -337,8 +390,9 @@ def _row(order: str, batch: int, impl: str, run: dict) -> str:
     head = f"  {order:<7}{batch:>6}  {impl:<10}"
     if "samples_per_s" not in run:
         return head + f"  not measured: {run.get('skipped') or run.get('error', '?')[:160]}"
-    return (head + f"{run['samples_per_s']:>11.3f}{run['step_seconds_median']:>10.1f}"
-            f"{run['peak_rss_bytes'] / GIB:>11.2f}")
+    return (
+        head + f"{run['samples_per_s']:>11.3f}{run['step_seconds_median']:>10.1f}{run['peak_rss_bytes'] / GIB:>11.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,11 +407,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=0, help="untimed search steps before them")
     parser.add_argument("--orders", nargs="+", choices=ORDERS, default=list(ORDERS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every child")
-    parser.add_argument("--reference-max-gb", type=float, default=18.0,
-                        help="do not run the reference where its predicted peak RSS exceeds this")
-    parser.add_argument("--fallback-batch", type=int, default=None,
-                        help="same-batch comparison batch when the reference does not fit at --batch "
-                             "(default: the largest halving of --batch that fits)")
+    parser.add_argument(
+        "--reference-max-gb",
+        type=float,
+        default=18.0,
+        help="do not run the reference where its predicted peak RSS exceeds this",
+    )
+    parser.add_argument(
+        "--fallback-batch",
+        type=int,
+        default=None,
+        help="same-batch comparison batch when the reference does not fit at --batch "
+        "(default: the largest halving of --batch that fits)",
+    )
     parser.add_argument("--check-size", type=int, default=16, help="input height and width of the equivalence check")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/supernet.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -375,30 +437,50 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    setting = Setting(batch=args.batch, layers=args.layers, nodes=args.nodes, channels=args.channels,
-                      height=args.height, width=args.width)
+    setting = Setting(
+        batch=args.batch,
+        layers=args.layers,
+        nodes=args.nodes,
+        channels=args.channels,
+        height=args.height,
+        width=args.width,
+    )
     orders = list(dict.fromkeys(args.orders))
     limit = args.reference_max_gb * GIB
 
     check = replace(setting, batch=2, height=args.check_size, width=args.check_size)
-    equivalent = {"float64": equivalence(check, dtype=torch.float64),
-                  "float32": equivalence(check, dtype=torch.float32)}
+    equivalent = {
+        "float64": equivalence(check, dtype=torch.float64),
+        "float32": equivalence(check, dtype=torch.float32),
+    }
 
     base = {"setting": asdict(setting), "threads": args.threads, "warmup": args.warmup, "steps": args.steps}
-    probe = spawn({**base, "mode": "probe", "impl": "reference", "probe_batches": list(PROBE_BATCHES),
-                   "setting": asdict(replace(setting, batch=max(PROBE_BATCHES)))}, threads=args.threads)
+    probe = spawn(
+        {
+            **base,
+            "mode": "probe",
+            "impl": "reference",
+            "probe_batches": list(PROBE_BATCHES),
+            "setting": asdict(replace(setting, batch=max(PROBE_BATCHES))),
+        },
+        threads=args.threads,
+    )
     if "error" in probe:
         raise RuntimeError(f"the reference's memory probe failed: {probe['error']}")
 
     def measure(impl: str, order: str, batch: int) -> dict:
-        spec = {**base, "mode": "step", "impl": impl, "order": order,
-                "setting": asdict(replace(setting, batch=batch))}
+        spec = {**base, "mode": "step", "impl": impl, "order": order, "setting": asdict(replace(setting, batch=batch))}
         if impl == "reference":
             predicted = predict_reference_peak(probe, batch, order)
             fits, reason = _fits(predicted, limit)
             if not fits:
-                return {"impl": impl, "order": order, "batch": batch, "skipped": reason,
-                        "predicted_peak_rss_bytes": int(predicted)}
+                return {
+                    "impl": impl,
+                    "order": order,
+                    "batch": batch,
+                    "skipped": reason,
+                    "predicted_peak_rss_bytes": int(predicted),
+                }
             spec["address_space_extra_bytes"] = int(limit)
             return {**spawn(spec, threads=args.threads), "predicted_peak_rss_bytes": int(predicted)}
         return spawn(spec, threads=args.threads)
@@ -425,24 +507,30 @@ def main(argv: list[str] | None = None) -> int:
     comparisons = []
     for batch in batches:
         for order in orders:
-            ours, ref = (next(r for r in runs if (r["impl"], r["order"], r["batch"]) == (impl, order, batch))
-                         for impl in IMPLEMENTATIONS)
-            comparisons.append({
-                "order": order, "batch": batch,
-                "reference_measured": "samples_per_s" in ref,
-                "samples_per_s_ratio": _ratio(ours.get("samples_per_s"), ref.get("samples_per_s")),
-                "peak_rss_ratio": _ratio(ours.get("peak_rss_bytes"), ref.get("peak_rss_bytes")),
-                "peak_rss_ratio_vs_predicted_reference": _ratio(ours.get("peak_rss_bytes"),
-                                                                ref.get("predicted_peak_rss_bytes")),
-                "reference_note": ref.get("skipped") or ref.get("error"),
-            })
+            ours, ref = (
+                next(r for r in runs if (r["impl"], r["order"], r["batch"]) == (impl, order, batch))
+                for impl in IMPLEMENTATIONS
+            )
+            comparisons.append(
+                {
+                    "order": order,
+                    "batch": batch,
+                    "reference_measured": "samples_per_s" in ref,
+                    "samples_per_s_ratio": _ratio(ours.get("samples_per_s"), ref.get("samples_per_s")),
+                    "peak_rss_ratio": _ratio(ours.get("peak_rss_bytes"), ref.get("peak_rss_bytes")),
+                    "peak_rss_ratio_vs_predicted_reference": _ratio(
+                        ours.get("peak_rss_bytes"), ref.get("predicted_peak_rss_bytes")
+                    ),
+                    "reference_note": ref.get("skipped") or ref.get("error"),
+                }
+            )
     wall = time.perf_counter() - started
     (b1, b2), (p1, p2) = probe["probe_batches"], probe["peak_rss_bytes"]
     result = {
         "benchmark": "supernet",
         "what": "one search step = architecture step (alpha gradient + Adam) + weight step (SGD); "
-                "ours: trainers.search.architecture_gradients + trainers.training.weight_step on a "
-                "SuperNet(checkpoint=True), as run_search builds it; reference: benchmarks/reference_darts.py",
+        "ours: trainers.search.architecture_gradients + trainers.training.weight_step on a "
+        "SuperNet(checkpoint=True), as run_search builds it; reference: benchmarks/reference_darts.py",
         **base,
         "goal": {"samples_per_s_ratio_at_least": 2.0, "peak_rss_ratio_at_most": 0.7},
         "machine": {
@@ -461,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
             "per_sample_bytes": int((p2 - p1) / (b2 - b1)),
             "second_order_factor": SECOND_ORDER_FACTOR,
             "limit_gib": args.reference_max_gb,
-            "predicted_peak_gib": {f"{o}@{b}": _gib(predict_reference_peak(probe, b, o))
-                                   for b in batches for o in orders},
+            "predicted_peak_gib": {
+                f"{o}@{b}": _gib(predict_reference_peak(probe, b, o)) for b in batches for o in orders
+            },
         },
         "runs": runs,
         "comparisons": comparisons,
@@ -470,24 +559,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_text_atomically(args.out, json.dumps(result, indent=2) + "\n")
 
-    print(f"SuperNet search step: {args.layers} layers x {args.nodes} nodes x {args.channels} channels, "
-          f"1 x {args.height} x {args.width}, {args.threads} thread(s), {args.steps} timed step(s), "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"SuperNet search step: {args.layers} layers x {args.nodes} nodes x {args.channels} channels, "
+        f"1 x {args.height} x {args.width}, {args.threads} thread(s), {args.steps} timed step(s), "
+        f"{os.cpu_count()} CPUs"
+    )
     print(f"  {'order':<7}{'batch':>6}  {'impl':<10}{'samples/s':>11}{'step s':>10}{'peak GiB':>11}")
     for run in runs:
         print(_row(run["order"], run["batch"], run["impl"], run))
     for c in comparisons:
         if c["reference_measured"]:
-            print(f"  ours/reference, {c['order']} order, batch {c['batch']}: samples/s x{c['samples_per_s_ratio']}, "
-                  f"peak RSS x{c['peak_rss_ratio']} (goal >= 2, <= 0.7)")
+            print(
+                f"  ours/reference, {c['order']} order, batch {c['batch']}: samples/s x{c['samples_per_s_ratio']}, "
+                f"peak RSS x{c['peak_rss_ratio']} (goal >= 2, <= 0.7)"
+            )
         else:
-            print(f"  ours/reference, {c['order']} order, batch {c['batch']}: reference not measured "
-                  f"({c['reference_note']}); peak RSS x{c['peak_rss_ratio_vs_predicted_reference']} "
-                  "of its predicted peak")
+            print(
+                f"  ours/reference, {c['order']} order, batch {c['batch']}: reference not measured "
+                f"({c['reference_note']}); peak RSS x{c['peak_rss_ratio_vs_predicted_reference']} "
+                "of its predicted peak"
+            )
     for dtype, check_result in equivalent.items():
-        print(f"  alpha gradients ours vs reference ({dtype}, batch 2, {args.check_size}x{args.check_size}): "
-              f"max rel diff first {check_result['alpha_grad_first']['max_rel']:.1e}, "
-              f"second {check_result['alpha_grad_second']['max_rel']:.1e}")
+        print(
+            f"  alpha gradients ours vs reference ({dtype}, batch 2, {args.check_size}x{args.check_size}): "
+            f"max rel diff first {check_result['alpha_grad_first']['max_rel']:.1e}, "
+            f"second {check_result['alpha_grad_second']['max_rel']:.1e}"
+        )
     print(f"  {wall:.0f} s in all -> {args.out}")
     return 0
 

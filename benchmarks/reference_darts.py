@@ -125,7 +125,7 @@ class ReferenceCell(nn.Module):
             s = sum(self._ops[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
             offset += len(states)
             states.append(s)
-        return torch.cat(states[-self._multiplier:], dim=1)  # (B, multiplier * C, H', W')
+        return torch.cat(states[-self._multiplier :], dim=1)  # (B, multiplier * C, H', W')
 
 
 class ReferenceNetwork(nn.Module):
@@ -192,29 +192,55 @@ def _grad_or_zeros(grads: Sequence[torch.Tensor | None], params: Sequence[torch.
 class ReferenceArchitect:
     """DARTS' ``Architect``: the alphas' gradient (first or second order) and their Adam step."""
 
-    def __init__(self, model: ReferenceNetwork, criterion: nn.Module, *, arch_lr: float,
-                 arch_betas: tuple[float, float], arch_weight_decay: float, r: float = 1e-2) -> None:
+    def __init__(
+        self,
+        model: ReferenceNetwork,
+        criterion: nn.Module,
+        *,
+        arch_lr: float,
+        arch_betas: tuple[float, float],
+        arch_weight_decay: float,
+        r: float = 1e-2,
+    ) -> None:
         self.model = model
         self.criterion = criterion
         self.r = r
-        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_lr, betas=arch_betas,
-                                          weight_decay=arch_weight_decay)
+        self.optimizer = torch.optim.Adam(
+            model.arch_parameters(), lr=arch_lr, betas=arch_betas, weight_decay=arch_weight_decay
+        )
 
-    def step(self, input_train: torch.Tensor, target_train: torch.Tensor, input_valid: torch.Tensor,
-             target_valid: torch.Tensor, network_optimizer: torch.optim.SGD, *, unrolled: bool, seed: int) -> None:
-        self.gradients(input_train, target_train, input_valid, target_valid, network_optimizer,
-                       unrolled=unrolled, seed=seed)
+    def step(
+        self,
+        input_train: torch.Tensor,
+        target_train: torch.Tensor,
+        input_valid: torch.Tensor,
+        target_valid: torch.Tensor,
+        network_optimizer: torch.optim.SGD,
+        *,
+        unrolled: bool,
+        seed: int,
+    ) -> None:
+        self.gradients(
+            input_train, target_train, input_valid, target_valid, network_optimizer, unrolled=unrolled, seed=seed
+        )
         self.optimizer.step()
 
-    def gradients(self, input_train: torch.Tensor, target_train: torch.Tensor, input_valid: torch.Tensor,
-                  target_valid: torch.Tensor, network_optimizer: torch.optim.SGD, *, unrolled: bool,
-                  seed: int) -> list[torch.Tensor]:
+    def gradients(
+        self,
+        input_train: torch.Tensor,
+        target_train: torch.Tensor,
+        input_valid: torch.Tensor,
+        target_valid: torch.Tensor,
+        network_optimizer: torch.optim.SGD,
+        *,
+        unrolled: bool,
+        seed: int,
+    ) -> list[torch.Tensor]:
         """Fill (and return) the alphas' ``.grad``; BatchNorm running statistics are put back."""
         self.optimizer.zero_grad()
         running = [(b, b.detach().clone()) for b in self.model.buffers()]
         if unrolled:
-            self._backward_step_unrolled(input_train, target_train, input_valid, target_valid,
-                                         network_optimizer, seed)
+            self._backward_step_unrolled(input_train, target_train, input_valid, target_valid, network_optimizer, seed)
         else:
             self._backward_step(input_valid, target_valid, seed)
         with torch.no_grad():
@@ -233,15 +259,17 @@ class ReferenceArchitect:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
 
-    def _compute_unrolled_model(self, input: torch.Tensor, target: torch.Tensor,
-                                network_optimizer: torch.optim.SGD, seed: int) -> ReferenceNetwork:
+    def _compute_unrolled_model(
+        self, input: torch.Tensor, target: torch.Tensor, network_optimizer: torch.optim.SGD, seed: int
+    ) -> ReferenceNetwork:
         group = network_optimizer.param_groups[0]
         eta, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         weights = self.model.weight_parameters()
         loss = self._loss(self.model, input, target, seed)
         theta = _concat(weights).detach()
-        moment = _concat([network_optimizer.state.get(v, {}).get("momentum_buffer", torch.zeros_like(v))
-                          for v in weights]).mul_(mu)
+        moment = _concat(
+            [network_optimizer.state.get(v, {}).get("momentum_buffer", torch.zeros_like(v)) for v in weights]
+        ).mul_(mu)
         dtheta = _concat(_grad_or_zeros(torch.autograd.grad(loss, weights, allow_unused=True), weights)) + wd * theta
         return self._construct_model_from_theta(theta.sub(moment + dtheta, alpha=eta))
 
@@ -253,30 +281,38 @@ class ReferenceArchitect:
                 p.grad = None
             for p in model_new.weight_parameters():
                 n = p.numel()
-                p.copy_(theta[offset: offset + n].view_as(p))
+                p.copy_(theta[offset : offset + n].view_as(p))
                 offset += n
         if offset != len(theta):
             raise RuntimeError(f"theta has {len(theta)} entries but the weights take {offset}.")
         return model_new
 
-    def _backward_step_unrolled(self, input_train: torch.Tensor, target_train: torch.Tensor,
-                                input_valid: torch.Tensor, target_valid: torch.Tensor,
-                                network_optimizer: torch.optim.SGD, seed: int) -> None:
+    def _backward_step_unrolled(
+        self,
+        input_train: torch.Tensor,
+        target_train: torch.Tensor,
+        input_valid: torch.Tensor,
+        target_valid: torch.Tensor,
+        network_optimizer: torch.optim.SGD,
+        seed: int,
+    ) -> None:
         eta = network_optimizer.param_groups[0]["lr"]
         unrolled_model = self._compute_unrolled_model(input_train, target_train, network_optimizer, seed)
         unrolled_loss = self._loss(unrolled_model, input_valid, target_valid, seed + 1)
         unrolled_loss.backward()
         dalpha = _grad_or_zeros([v.grad for v in unrolled_model.arch_parameters()], unrolled_model.arch_parameters())
-        vector = _grad_or_zeros([v.grad for v in unrolled_model.weight_parameters()],
-                                unrolled_model.weight_parameters())
+        vector = _grad_or_zeros(
+            [v.grad for v in unrolled_model.weight_parameters()], unrolled_model.weight_parameters()
+        )
         implicit_grads = self._hessian_vector_product(vector, input_train, target_train, seed)
         for g, ig in zip(dalpha, implicit_grads):
             g.sub_(ig, alpha=eta)
         for v, g in zip(self.model.arch_parameters(), dalpha):
             v.grad = g.detach().clone()
 
-    def _hessian_vector_product(self, vector: list[torch.Tensor], input: torch.Tensor, target: torch.Tensor,
-                                seed: int) -> list[torch.Tensor]:
+    def _hessian_vector_product(
+        self, vector: list[torch.Tensor], input: torch.Tensor, target: torch.Tensor, seed: int
+    ) -> list[torch.Tensor]:
         R = self.r / float(_concat(vector).norm())
         weights, arch = self.model.weight_parameters(), self.model.arch_parameters()
         with torch.no_grad():
@@ -297,8 +333,15 @@ class ReferenceArchitect:
         return [(x - y).div_(2 * R) for x, y in zip(grads_p, grads_n)]
 
 
-def reference_weight_step(model: ReferenceNetwork, input: torch.Tensor, target: torch.Tensor, *,
-                          criterion: nn.Module, optimizer: torch.optim.SGD, grad_clip: float) -> float:
+def reference_weight_step(
+    model: ReferenceNetwork,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    criterion: nn.Module,
+    optimizer: torch.optim.SGD,
+    grad_clip: float,
+) -> float:
     """One step of DARTS' ``train`` loop on the weights; returns the batch loss."""
     optimizer.zero_grad()
     logits = model(input)

@@ -46,7 +46,7 @@ def _fmt(value: object, digits: int = 3) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
+        return f"{value:,.0f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
     return str(value)
 
 
@@ -55,13 +55,17 @@ def _met(flag: object) -> str:
 
 
 def _manifest(r: dict) -> list[str]:
-    return [f"| manifest of {r.get('utterances')} synthetic utterances (best of runs) | "
-            f"{_fmt(r.get('manifest_seconds_best'))} s ({_fmt(r.get('utterances_per_second'))} utt/s) | — | — |"]
+    return [
+        f"| manifest of {r.get('utterances')} synthetic utterances (best of runs) | "
+        f"{_fmt(r.get('manifest_seconds_best'))} s ({_fmt(r.get('utterances_per_second'))} utt/s) | — | — |"
+    ]
 
 
 def _baseline(r: dict) -> list[str]:
-    return [f"| trivial baseline UA (LOSO logistic regression on mean MFCC) | UA {_fmt(r.get('ua', r.get('mean_ua')))} "
-            f"(chance 0.25) | — | — |"]
+    return [
+        f"| trivial baseline UA (LOSO logistic regression on mean MFCC) | UA {_fmt(r.get('ua', r.get('mean_ua')))} "
+        f"(chance 0.25) | — | — |"
+    ]
 
 
 def _features(r: dict) -> list[str]:
@@ -70,34 +74,42 @@ def _features(r: dict) -> list[str]:
         return [f"| `paper-mfcc` features vs librosa | skipped: {lib.get('reason', 'librosa not installed')} | | |"]
     cold, warm = lib.get("ours_cold_over_librosa"), lib.get("ours_warm_over_librosa")
     cold_speed = (r.get("extract") or {}).get("cold_w1", {}).get("utterances_per_s")
-    return [f"| `paper-mfcc` features, {r.get('utterances')} utterances, cold: ours {_fmt(cold_speed)} utt/s vs the "
-            f"librosa pipeline {_fmt(lib.get('timing', {}).get('utterances_per_s'))} utt/s | {_fmt(cold)}x | >= 5x | "
-            f"{_met(None if cold is None else cold >= 5)} |",
-            f"| `paper-mfcc` features, warm cache vs the librosa pipeline (which has no cache) | {_fmt(warm)}x | "
-            f">= 100x | {_met(None if warm is None else warm >= 100)} |"]
+    return [
+        f"| `paper-mfcc` features, {r.get('utterances')} utterances, cold: ours {_fmt(cold_speed)} utt/s vs the "
+        f"librosa pipeline {_fmt(lib.get('timing', {}).get('utterances_per_s'))} utt/s | {_fmt(cold)}x | >= 5x | "
+        f"{_met(None if cold is None else cold >= 5)} |",
+        f"| `paper-mfcc` features, warm cache vs the librosa pipeline (which has no cache) | {_fmt(warm)}x | "
+        f">= 100x | {_met(None if warm is None else warm >= 100)} |",
+    ]
 
 
 def _leaderboard(r: dict) -> list[str]:
-    return [f"| leaderboard default query, {r.get('rows'):,} rows in {r.get('files'):,} part files: compacted "
-            f"(once {_fmt(r.get('compact_seconds'))} s) / part files warm / cold | "
-            f"{_fmt(r.get('duckdb_compacted_seconds'))} s / {_fmt(r.get('duckdb_warm_seconds'))} s / "
-            f"{_fmt(r.get('duckdb_cold_seconds'))} s | < 3 s | {_met(r.get('goal_met'))} |",
-            f"| same query in pandas over the part files, vs DuckDB compacted | {_fmt(r.get('pandas_seconds'))} s "
-            f"({_fmt(r.get('pandas_over_duckdb_compacted'))}x slower) | ratio | — |"]
+    return [
+        f"| leaderboard default query, {r.get('rows'):,} rows in {r.get('files'):,} part files: compacted "
+        f"(once {_fmt(r.get('compact_seconds'))} s) / part files warm / cold | "
+        f"{_fmt(r.get('duckdb_compacted_seconds'))} s / {_fmt(r.get('duckdb_warm_seconds'))} s / "
+        f"{_fmt(r.get('duckdb_cold_seconds'))} s | < 3 s | {_met(r.get('goal_met'))} |",
+        f"| same query in pandas over the part files, vs DuckDB compacted | {_fmt(r.get('pandas_seconds'))} s "
+        f"({_fmt(r.get('pandas_over_duckdb_compacted'))}x slower) | ratio | — |",
+    ]
 
 
 def _orchestration(r: dict) -> list[str]:
     overhead = r.get("overhead_per_trial_seconds")
-    return [f"| Tune per-trial overhead vs a plain loop ({r.get('trials')} trials, with checkpoints, row, status) | "
-            f"{_fmt(overhead)} s ({_fmt(r.get('tune_seconds'))} s vs {_fmt(r.get('plain_loop_seconds'))} s) | < 0.2 s | "
-            f"{_met(None if overhead is None else overhead < 0.2)} |"]
+    return [
+        f"| Tune per-trial overhead vs a plain loop ({r.get('trials')} trials, with checkpoints, row, status) | "
+        f"{_fmt(overhead)} s ({_fmt(r.get('tune_seconds'))} s vs {_fmt(r.get('plain_loop_seconds'))} s) | < 0.2 s | "
+        f"{_met(None if overhead is None else overhead < 0.2)} |"
+    ]
 
 
 def _driver_memory(r: dict) -> list[str]:
     at = r.get("driver_rss_mib_when_finished", {})
     marks = ", ".join(f"{v} MiB at {k}" for k, v in at.items())
-    return [f"| driver RSS as {r.get('trials')} trials finish ({marks}) | {_fmt(r.get('growth_kib_per_finished_trial'))} "
-            f"KiB per finished trial | measure | — |"]
+    return [
+        f"| driver RSS as {r.get('trials')} trials finish ({marks}) | {_fmt(r.get('growth_kib_per_finished_trial'))} "
+        f"KiB per finished trial | measure | — |"
+    ]
 
 
 def _pruning(r: dict) -> list[str]:
@@ -106,53 +118,74 @@ def _pruning(r: dict) -> list[str]:
     rows = []
     for name in ("wilcoxon", "median"):
         arm = arms.get(name, {})
-        rows.append(f"| pruning, {name} vs none ({r.get('trials')} trials): trial-epochs {arm.get('trial_epochs')} vs "
-                    f"{base.get('trial_epochs')}, best mean UA {_fmt(arm.get('best_mean_ua'))} vs "
-                    f"{_fmt(base.get('best_mean_ua'))} | {arm.get('trial_epochs_saved', 0):.1%} fewer trial-epochs | >= 40 % "
-                    f"fewer, UA within 0.01 | {_met(arm.get('goal_met'))} |")
+        rows.append(
+            f"| pruning, {name} vs none ({r.get('trials')} trials): trial-epochs {arm.get('trial_epochs')} vs "
+            f"{base.get('trial_epochs')}, best mean UA {_fmt(arm.get('best_mean_ua'))} vs "
+            f"{_fmt(base.get('best_mean_ua'))} | {arm.get('trial_epochs_saved', 0):.1%} fewer trial-epochs | >= 40 % "
+            f"fewer, UA within 0.01 | {_met(arm.get('goal_met'))} |"
+        )
     return rows
 
 
 def _supernet(r: dict, *, equivalence: bool = True) -> list[str]:
     setting = r.get("setting", {})
-    shape = f"{setting.get('layers')} layers, {setting.get('nodes')} nodes, {setting.get('channels')} channels, " \
-            f"1x{setting.get('height')}x{setting.get('width')}"
+    shape = (
+        f"{setting.get('layers')} layers, {setting.get('nodes')} nodes, {setting.get('channels')} channels, "
+        f"1x{setting.get('height')}x{setting.get('width')}"
+    )
     rows = []
     for c in r.get("comparisons", []):
         if c.get("reference_measured"):
             speed, memory = c.get("samples_per_s_ratio"), c.get("peak_rss_ratio")
             met = None if speed is None or memory is None else speed >= 2 and memory <= 0.7
-            rows.append(f"| SuperNet search step, {c['order']} order, batch {c['batch']} ({shape}): ours / DARTS "
-                        f"reference | {_fmt(speed)}x samples/s, {_fmt(memory)}x peak RSS | >= 2x, <= 0.7x | "
-                        f"{_met(met)} (speed {_met(None if speed is None else speed >= 2)}, memory "
-                        f"{_met(None if memory is None else memory <= 0.7)}) |")
+            rows.append(
+                f"| SuperNet search step, {c['order']} order, batch {c['batch']} ({shape}): ours / DARTS "
+                f"reference | {_fmt(speed)}x samples/s, {_fmt(memory)}x peak RSS | >= 2x, <= 0.7x | "
+                f"{_met(met)} (speed {_met(None if speed is None else speed >= 2)}, memory "
+                f"{_met(None if memory is None else memory <= 0.7)}) |"
+            )
         else:
-            rows.append(f"| SuperNet search step, {c['order']} order, batch {c['batch']} ({shape}): reference not "
-                        f"run ({c.get('reference_note')}) | ours {_fmt(c.get('peak_rss_ratio_vs_predicted_reference'))}x "
-                        f"the reference's predicted peak RSS | <= 0.7x | "
-                        f"{_met(None if c.get('peak_rss_ratio_vs_predicted_reference') is None else c['peak_rss_ratio_vs_predicted_reference'] <= 0.7)} (memory) |")
+            rows.append(
+                f"| SuperNet search step, {c['order']} order, batch {c['batch']} ({shape}): reference not "
+                f"run ({c.get('reference_note')}) | ours {_fmt(c.get('peak_rss_ratio_vs_predicted_reference'))}x "
+                f"the reference's predicted peak RSS | <= 0.7x | "
+                f"{_met(None if c.get('peak_rss_ratio_vs_predicted_reference') is None else c['peak_rss_ratio_vs_predicted_reference'] <= 0.7)} (memory) |"
+            )
     for dtype, check in (r.get("equivalence") or {}).items() if equivalence else ():
         first = check.get("alpha_grad_first", {}).get("max_rel")
         second = check.get("alpha_grad_second", {}).get("max_rel")
-        rows.append(f"| same alpha gradients as the reference ({dtype}, batch 2, 1x{check.get('setting', {}).get('height')}"
-                    f"x{check.get('setting', {}).get('width')}): max relative difference, first / second order | "
-                    f"{_fmt(first)} / {_fmt(second)} | rounding | — |")
+        rows.append(
+            f"| same alpha gradients as the reference ({dtype}, batch 2, 1x{check.get('setting', {}).get('height')}"
+            f"x{check.get('setting', {}).get('width')}): max relative difference, first / second order | "
+            f"{_fmt(first)} / {_fmt(second)} | rounding | — |"
+        )
     return rows or ["| SuperNet search step vs DARTS reference | see supernet.json | | |"]
 
 
 SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
-    "manifest": _manifest, "baseline_ua": _baseline, "features": _features, "leaderboard": _leaderboard,
-    "orchestration": _orchestration, "driver_memory": _driver_memory, "pruning": _pruning, "supernet": _supernet,
+    "manifest": _manifest,
+    "baseline_ua": _baseline,
+    "features": _features,
+    "leaderboard": _leaderboard,
+    "orchestration": _orchestration,
+    "driver_memory": _driver_memory,
+    "pruning": _pruning,
+    "supernet": _supernet,
     "supernet_paper": lambda r: _supernet(r, equivalence=False),
 }
 
 
 def write_summary(results: Path, timings: dict[str, dict]) -> Path:
-    lines = ["# Benchmark results", "",
-             "Written by `python benchmarks/run_all.py` from the JSON files beside this one (each holds the",
-             "details and the machine). Ratios compare runs made in the same process or run, on a 2-core CPU;",
-             "other work on the machine makes single seconds noisy.", "",
-             "| what | result | goal | status |", "| --- | --- | --- | --- |"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `python benchmarks/run_all.py` from the JSON files beside this one (each holds the",
+        "details and the machine). Ratios compare runs made in the same process or run, on a 2-core CPU;",
+        "other work on the machine makes single seconds noisy.",
+        "",
+        "| what | result | goal | status |",
+        "| --- | --- | --- | --- |",
+    ]
     for name, summarize in SUMMARIES.items():
         path = results / f"{name}.json"
         if not path.exists():
@@ -165,10 +198,14 @@ def write_summary(results: Path, timings: dict[str, dict]) -> Path:
     if timings:
         default = [name for name in DEFAULT if name in timings]
         total = sum(timings[name]["seconds"] for name in default)
-        lines += ["", f"Seconds of each benchmark's last run: "
-                  + ", ".join(f"{name} {t['seconds']:.0f}{'' if t['ok'] else ' (FAILED)'}" for name, t in timings.items())
-                  + f"; the default set (`python benchmarks/run_all.py`) takes {total / 60:.1f} min"
-                  + ("" if len(default) == len(DEFAULT) else " (not all of it run yet)") + "."]
+        lines += [
+            "",
+            "Seconds of each benchmark's last run: "
+            + ", ".join(f"{name} {t['seconds']:.0f}{'' if t['ok'] else ' (FAILED)'}" for name, t in timings.items())
+            + f"; the default set (`python benchmarks/run_all.py`) takes {total / 60:.1f} min"
+            + ("" if len(default) == len(DEFAULT) else " (not all of it run yet)")
+            + ".",
+        ]
     out = results / "SUMMARY.md"
     out.write_text("\n".join(lines) + "\n")
     return out
@@ -180,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", choices=sorted(BENCHMARKS), default=[])
     parser.add_argument("--results", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
-    chosen = [name for name in BENCHMARKS
-              if (name in args.only if args.only is not None else name in DEFAULT) and name not in args.skip]
+    chosen = [
+        name
+        for name in BENCHMARKS
+        if (name in args.only if args.only is not None else name in DEFAULT) and name not in args.skip
+    ]
     args.results.mkdir(parents=True, exist_ok=True)
     timings: dict[str, dict] = {}
     started = time.perf_counter()
@@ -191,10 +231,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         begin = time.perf_counter()
         done = subprocess.run(command, cwd=REPO)
-        timings[name] = {"seconds": round(time.perf_counter() - begin, 1), "ok": done.returncode == 0,
-                         "returncode": done.returncode}
-        print(f"== {name}: {'ok' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in "
-              f"{timings[name]['seconds']:.0f} s (total {(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+        timings[name] = {
+            "seconds": round(time.perf_counter() - begin, 1),
+            "ok": done.returncode == 0,
+            "returncode": done.returncode,
+        }
+        print(
+            f"== {name}: {'ok' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in "
+            f"{timings[name]['seconds']:.0f} s (total {(time.perf_counter() - started) / 60:.1f} min)",
+            flush=True,
+        )
     record = args.results / "run_all.json"  # every benchmark's last run, this one's merged in
     try:
         previous = json.loads(record.read_text()).get("benchmarks", {})

@@ -23,8 +23,10 @@ def _token(required: bool):
 
     token = find_token()
     if token is None and required:
-        raise UserError("no Ray authentication token: set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or create "
-                        "~/.ray/auth_token (copy it from the head node; see docs/cluster.md).")
+        raise UserError(
+            "no Ray authentication token: set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or create "
+            "~/.ray/auth_token (copy it from the head node; see docs/cluster.md)."
+        )
     return token
 
 
@@ -33,11 +35,15 @@ def _job_client_error(error: Exception, address: str) -> UserError:
 
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if isinstance(error, AuthenticationError):
-        return UserError(f"the Ray cluster at {address} refused the authentication token ({first}). Use the "
-                         "head node's token (RAY_AUTH_TOKEN or ~/.ray/auth_token; see docs/cluster.md).")
+        return UserError(
+            f"the Ray cluster at {address} refused the authentication token ({first}). Use the "
+            "head node's token (RAY_AUTH_TOKEN or ~/.ray/auth_token; see docs/cluster.md)."
+        )
     if isinstance(error, ConnectionError) or "Failed to connect" in first or "Connection" in first:
-        return UserError(f"no Ray job server at {address} ({first}). Start a cluster (sernas cluster local) "
-                         "or pass --address http://HEAD:8265 (forward the port over SSH for a remote head).")
+        return UserError(
+            f"no Ray job server at {address} ({first}). Start a cluster (sernas cluster local) "
+            "or pass --address http://HEAD:8265 (forward the port over SSH for a remote head)."
+        )
     return UserError(f"the Ray job server at {address} said: {first}")
 
 
@@ -66,9 +72,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UserError(f"--working-dir {args.working_dir} is not a folder.")
     try:
         client = make_client(address, token)
-        submission = submit_search(address=address, token=token, config=args.config, overrides=args.set,
-                                   storage=args.storage, working_dir=args.working_dir,
-                                   pip_install_project=args.pip_install, client=client)
+        submission = submit_search(
+            address=address,
+            token=token,
+            config=args.config,
+            overrides=args.set,
+            storage=args.storage,
+            working_dir=args.working_dir,
+            pip_install_project=args.pip_install,
+            client=client,
+        )
     except UserError:
         raise
     except Exception as error:
@@ -77,17 +90,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
     console.print(f"  entrypoint: {escape(redact(submission.entrypoint, token))}")
     console.print(f"  dashboard:  {address.rstrip('/')}/#/jobs/{submission.job_id}")
     if not args.storage:
-        console.print("[yellow]  no --storage: results go to the config's tune.storage as seen from the job's "
-                      "working directory on the head node; pass a shared path or URI for multi-node runs.[/]")
+        console.print(
+            "[yellow]  no --storage: results go to the config's tune.storage as seen from the job's "
+            "working directory on the head node; pass a shared path or URI for multi-node runs.[/]"
+        )
     if not args.wait:
         console.print(f"  follow: sernas submit --address {address} --wait ... or ray job logs -f {submission.job_id}")
         return 0
     try:
-        status = follow_job(client, submission.job_id, write=lambda text: (sys.stdout.write(redact(text, token)),
-                                                                           sys.stdout.flush()))
+        status = follow_job(
+            client, submission.job_id, write=lambda text: (sys.stdout.write(redact(text, token)), sys.stdout.flush())
+        )
     except KeyboardInterrupt:
-        error_console.print(f"stopped following; the job keeps running (stop it: sernas submit --stop "
-                            f"{submission.job_id})")
+        error_console.print(
+            f"stopped following; the job keeps running (stop it: sernas submit --stop {submission.job_id})"
+        )
         return 130
     console.print(f"Job {submission.job_id} {status}.")
     return 0 if status == "SUCCEEDED" else 1
@@ -100,17 +117,26 @@ def cmd_cluster_local(args: argparse.Namespace) -> int:
 
     token, created = ensure_token()
     try:
-        cluster = start_local_cluster(workers=args.workers, token=token, cpus_per_node=args.cpus_per_node,
-                                      base_port=args.base_port, dashboard_port=args.dashboard_port,
-                                      state_path=args.state)
+        cluster = start_local_cluster(
+            workers=args.workers,
+            token=token,
+            cpus_per_node=args.cpus_per_node,
+            base_port=args.base_port,
+            dashboard_port=args.dashboard_port,
+            state_path=args.state,
+        )
     except (ValueError, LocalClusterError) as error:
         raise UserError(str(error)) from None
-    console.print(f"Local Ray cluster: head + {args.workers} worker node(s), {args.cpus_per_node} CPU(s) each, "
-                  f"on 127.0.0.1 (temp dir {cluster.temp_dir}).")
+    console.print(
+        f"Local Ray cluster: head + {args.workers} worker node(s), {args.cpus_per_node} CPU(s) each, "
+        f"on 127.0.0.1 (temp dir {cluster.temp_dir})."
+    )
     console.print(f"  address:   {cluster.gcs_address}   (sernas search --address {cluster.gcs_address})")
     console.print(f"  dashboard: {cluster.dashboard_url}")
-    console.print(f"  token:     {'created in ' if created else 'from '}{escape(token.source)} (never printed; "
-                  "`ray job submit` reads it from there too, with RAY_AUTH_MODE=token)")
+    console.print(
+        f"  token:     {'created in ' if created else 'from '}{escape(token.source)} (never printed; "
+        "`ray job submit` reads it from there too, with RAY_AUTH_MODE=token)"
+    )
     console.print(f"  submit:    sernas submit --address {cluster.dashboard_url} --config configs/demo.yaml --wait")
     console.print(f"  stop:      sernas cluster stop{'' if args.state == base_state() else f' --state {args.state}'}")
     return 0
@@ -139,19 +165,29 @@ def register(commands: Subcommands) -> None:
     state_help = "state file of `sernas cluster local` (default runs/cluster/local.json)"
 
     submit = commands.add_parser("submit", help="submit `sernas search` to a Ray cluster as a job")
-    submit.add_argument("--address", default=None,
-                        help="job server URL (default: $RAY_API_SERVER_ADDRESS, the local cluster, "
-                             "or http://127.0.0.1:8265)")
+    submit.add_argument(
+        "--address",
+        default=None,
+        help="job server URL (default: $RAY_API_SERVER_ADDRESS, the local cluster, or http://127.0.0.1:8265)",
+    )
     submit.add_argument("--config", type=Path, default=None, help="experiment YAML (see configs/)")
-    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (repeatable)")
+    submit.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
     submit.add_argument("--storage", default=None, help="results path or URI reachable from every node")
     submit.add_argument("--wait", action="store_true", help="follow the logs; exit 0 if the job succeeded, else 1")
     submit.add_argument("--stop", default=None, metavar="JOB_ID", help="stop a submitted job")
-    submit.add_argument("--working-dir", type=Path, default=None,
-                        help="folder uploaded as the job's working dir (default: the project root or cwd)")
-    submit.add_argument("--pip-install", action="store_true",
-                        help="pip install the uploaded project in the job's env (cluster image without sernas)")
+    submit.add_argument(
+        "--working-dir",
+        type=Path,
+        default=None,
+        help="folder uploaded as the job's working dir (default: the project root or cwd)",
+    )
+    submit.add_argument(
+        "--pip-install",
+        action="store_true",
+        help="pip install the uploaded project in the job's env (cluster image without sernas)",
+    )
     submit.add_argument("--state", type=Path, default=base_state(), help=state_help)
     submit.set_defaults(handler=cmd_submit)
 

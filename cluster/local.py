@@ -63,7 +63,7 @@ class LocalCluster:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "LocalCluster":
+    def from_json(cls, text: str) -> LocalCluster:
         data = json.loads(text)
         data["nodes"] = [NodeRecord(**node) for node in data.get("nodes", [])]
         return cls(**data)
@@ -72,9 +72,16 @@ class LocalCluster:
 def node_ports(base_port: int, index: int) -> dict[str, int]:
     first = base_port + 10 + 10 * index
     workers = base_port + 200 + WORKER_PORTS_PER_NODE * index
-    return {"node_manager": first, "object_manager": first + 1, "agent_listen": first + 2, "agent_grpc": first + 3,
-            "runtime_env_agent": first + 4, "metrics_export": first + 5,
-            "min_worker": workers, "max_worker": workers + WORKER_PORTS_PER_NODE - 1}
+    return {
+        "node_manager": first,
+        "object_manager": first + 1,
+        "agent_listen": first + 2,
+        "agent_grpc": first + 3,
+        "runtime_env_agent": first + 4,
+        "metrics_export": first + 5,
+        "min_worker": workers,
+        "max_worker": workers + WORKER_PORTS_PER_NODE - 1,
+    }
 
 
 def port_is_free(port: int) -> bool:
@@ -115,8 +122,14 @@ def _node_env(token: Token) -> dict[str, str]:
 def _run_ray_start(args: list[str], *, env: dict[str, str], log: Path, timeout: float) -> int:
     """Run ``ray start ...`` in a new process group; returns that group's id."""
     with open(log, "ab") as out:
-        process = subprocess.Popen([_ray_executable(), "start", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [_ray_executable(), "start", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -125,8 +138,9 @@ def _run_ray_start(args: list[str], *, env: dict[str, str], log: Path, timeout: 
     if code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-15:]
         _kill_group(process.pid, grace=2.0)
-        raise LocalClusterError(f"`ray start {' '.join(args[:2])}` failed with exit code {code} (log: {log}):\n"
-                                + "\n".join(tail))
+        raise LocalClusterError(
+            f"`ray start {' '.join(args[:2])}` failed with exit code {code} (log: {log}):\n" + "\n".join(tail)
+        )
     return process.pid
 
 
@@ -169,13 +183,23 @@ def _wait_nodes(url: str, token: Token, *, count: int, timeout: float) -> None:
         except (OSError, ValueError):
             pass
         if time.monotonic() > deadline:
-            raise LocalClusterError(f"only {alive} of {count} nodes joined the cluster at {url} within {timeout:.0f} s.")
+            raise LocalClusterError(
+                f"only {alive} of {count} nodes joined the cluster at {url} within {timeout:.0f} s."
+            )
         time.sleep(0.5)
 
 
-def start_local_cluster(*, workers: int, token: Token, cpus_per_node: int = 1, base_port: int = DEFAULT_BASE_PORT,
-                        dashboard_port: int | None = None, state_path: Path = DEFAULT_STATE,
-                        host: str = "127.0.0.1", timeout: float = 60.0) -> LocalCluster:
+def start_local_cluster(
+    *,
+    workers: int,
+    token: Token,
+    cpus_per_node: int = 1,
+    base_port: int = DEFAULT_BASE_PORT,
+    dashboard_port: int | None = None,
+    state_path: Path = DEFAULT_STATE,
+    host: str = "127.0.0.1",
+    timeout: float = 60.0,
+) -> LocalCluster:
     """Start a head and ``workers`` worker nodes; writes ``state_path`` and returns what it wrote."""
     if workers < 0 or workers > MAX_WORKERS:
         raise ValueError(f"workers must be in 0..{MAX_WORKERS}, but got {workers}.")
@@ -187,17 +211,25 @@ def start_local_cluster(*, workers: int, token: Token, cpus_per_node: int = 1, b
         raise ValueError(f"base port must leave room for {workers + 1} nodes in 1024..65535, but got {base_port}.")
     state_path = Path(state_path)
     if state_path.exists():
-        raise LocalClusterError(f"{state_path} already describes a running local cluster; stop it first "
-                                f"(sernas cluster stop --state {state_path}).")
+        raise LocalClusterError(
+            f"{state_path} already describes a running local cluster; stop it first "
+            f"(sernas cluster stop --state {state_path})."
+        )
     busy = [port for port in planned_ports(base_port, workers, dashboard_port) if not port_is_free(port)]
     if busy:
         raise LocalClusterError(f"port(s) {', '.join(map(str, busy))} are in use; choose another --base-port.")
 
     temp_dir = tempfile.mkdtemp(prefix="sernas-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
     env = _node_env(token)
-    cluster = LocalCluster(temp_dir=temp_dir, host=host, gcs_address=f"{host}:{base_port}",
-                           dashboard_url=f"http://127.0.0.1:{dashboard_port}", base_port=base_port,
-                           started_at=time.time(), token_source=token.source)
+    cluster = LocalCluster(
+        temp_dir=temp_dir,
+        host=host,
+        gcs_address=f"{host}:{base_port}",
+        dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        base_port=base_port,
+        started_at=time.time(),
+        token_source=token.source,
+    )
     state_path.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every node, so a failure half-way can still be stopped
@@ -207,21 +239,48 @@ def start_local_cluster(*, workers: int, token: Token, cpus_per_node: int = 1, b
     try:
         for index in range(workers + 1):
             ports = node_ports(base_port, index)
-            args = ["--head", "--port", str(base_port), "--dashboard-host", "127.0.0.1",
-                    "--dashboard-port", str(dashboard_port), "--ray-client-server-port", str(base_port + 2),
-                    "--temp-dir", temp_dir] if index == 0 else [
-                "--address", cluster.gcs_address, "--temp-dir", str(Path(temp_dir) / f"w{index}")]
-            args += [*common, "--node-manager-port", str(ports["node_manager"]),
-                     "--object-manager-port", str(ports["object_manager"]),
-                     "--dashboard-agent-listen-port", str(ports["agent_listen"]),
-                     "--dashboard-agent-grpc-port", str(ports["agent_grpc"]),
-                     "--runtime-env-agent-port", str(ports["runtime_env_agent"]),
-                     "--metrics-export-port", str(ports["metrics_export"]),
-                     "--min-worker-port", str(ports["min_worker"]), "--max-worker-port", str(ports["max_worker"])]
+            args = (
+                [
+                    "--head",
+                    "--port",
+                    str(base_port),
+                    "--dashboard-host",
+                    "127.0.0.1",
+                    "--dashboard-port",
+                    str(dashboard_port),
+                    "--ray-client-server-port",
+                    str(base_port + 2),
+                    "--temp-dir",
+                    temp_dir,
+                ]
+                if index == 0
+                else ["--address", cluster.gcs_address, "--temp-dir", str(Path(temp_dir) / f"w{index}")]
+            )
+            args += [
+                *common,
+                "--node-manager-port",
+                str(ports["node_manager"]),
+                "--object-manager-port",
+                str(ports["object_manager"]),
+                "--dashboard-agent-listen-port",
+                str(ports["agent_listen"]),
+                "--dashboard-agent-grpc-port",
+                str(ports["agent_grpc"]),
+                "--runtime-env-agent-port",
+                str(ports["runtime_env_agent"]),
+                "--metrics-export-port",
+                str(ports["metrics_export"]),
+                "--min-worker-port",
+                str(ports["min_worker"]),
+                "--max-worker-port",
+                str(ports["max_worker"]),
+            ]
             role = "head" if index == 0 else "worker"
             pgid = _run_ray_start(args, env=env, log=Path(temp_dir) / f"ray-start-{role}-{index}.log", timeout=timeout)
-            all_ports = dict(ports, **({"gcs": base_port, "dashboard": dashboard_port, "client": base_port + 2}
-                                       if index == 0 else {}))
+            all_ports = dict(
+                ports,
+                **({"gcs": base_port, "dashboard": dashboard_port, "client": base_port + 2} if index == 0 else {}),
+            )
             cluster.nodes.append(NodeRecord(role=role, pgid=pgid, ports=all_ports, num_cpus=cpus_per_node))
             save()
             if index == 0:
@@ -258,7 +317,9 @@ def _cmdline(pid: int) -> str:
 
 
 def _live_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _proc_state(int(p.name)) not in (None, "Z")]
+    return [
+        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _proc_state(int(p.name)) not in (None, "Z")
+    ]
 
 
 def cluster_processes(cluster: LocalCluster) -> list[int]:
@@ -267,8 +328,12 @@ def cluster_processes(cluster: LocalCluster) -> list[int]:
     groups = {node.pgid for node in cluster.nodes}
     marker = cluster.temp_dir.rstrip("/") + "/"
     own = os.getpid()
-    return [pid for pid in _live_pids() if pid != own and (_pgid_of(pid) in groups or marker in _cmdline(pid)
-                                                            or _cmdline(pid).rstrip().endswith(cluster.temp_dir))]
+    return [
+        pid
+        for pid in _live_pids()
+        if pid != own
+        and (_pgid_of(pid) in groups or marker in _cmdline(pid) or _cmdline(pid).rstrip().endswith(cluster.temp_dir))
+    ]
 
 
 def _group_is_ours(pgid: int, cluster: LocalCluster) -> bool:

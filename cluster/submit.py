@@ -23,9 +23,24 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
 # Never uploaded: virtual envs, VCS, run outputs, feature caches, corpora and Parquet files.
 RUNTIME_ENV_EXCLUDES = (
-    ".venv", "venv", ".git", "**/__pycache__", "*.pyc", ".pytest_cache", "*.egg-info",
-    "runs", "demo", ".cache", "benchmarks/results", "*.parquet", "*.wav", "*.flac", "*.pt", "*.ckpt",
-    "IEMOCAP_full_release", "MSP-IMPROV",
+    ".venv",
+    "venv",
+    ".git",
+    "**/__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    "*.egg-info",
+    "runs",
+    "demo",
+    ".cache",
+    "benchmarks/results",
+    "*.parquet",
+    "*.wav",
+    "*.flac",
+    "*.pt",
+    "*.ckpt",
+    "IEMOCAP_full_release",
+    "MSP-IMPROV",
 )
 
 
@@ -87,19 +102,30 @@ def make_client(address: str, token: Token | None):
     return JobSubmissionClient(address, headers=token.headers() if token else None)
 
 
-def submit_search(*, address: str, token: Token | None, config: Path, overrides: Sequence[str] = (),
-                  storage: str | None = None, working_dir: Path | None = None, pip_install_project: bool = False,
-                  client=None) -> Submission:
+def submit_search(
+    *,
+    address: str,
+    token: Token | None,
+    config: Path,
+    overrides: Sequence[str] = (),
+    storage: str | None = None,
+    working_dir: Path | None = None,
+    pip_install_project: bool = False,
+    client=None,
+) -> Submission:
     working_dir = (working_dir or find_project_root(Path.cwd())).resolve()
     if not Path(config).is_file():
         raise FileNotFoundError(f"config {config} does not exist.")
-    entrypoint = build_entrypoint(config=job_path(config, working_dir), overrides=overrides,
-                                  storage=storage_for_job(storage) if storage else None)
+    entrypoint = build_entrypoint(
+        config=job_path(config, working_dir), overrides=overrides, storage=storage_for_job(storage) if storage else None
+    )
     client = client or make_client(address, token)
     submitted_at = time.time()
-    job_id = client.submit_job(entrypoint=entrypoint,
-                               runtime_env=build_runtime_env(working_dir, pip_install_project=pip_install_project),
-                               metadata={"sernas_config": Path(config).name})
+    job_id = client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env=build_runtime_env(working_dir, pip_install_project=pip_install_project),
+        metadata={"sernas_config": Path(config).name},
+    )
     return Submission(job_id=job_id, address=address, entrypoint=entrypoint, submitted_at=submitted_at)
 
 

@@ -135,8 +135,10 @@ def _raise_at(errors: list[tuple[tuple[str | int, ...], str, Any]], title: str) 
     ``space`` entries are reported as ``space.<name>`` rather than as one error on ``space``.
     """
     if errors:
-        details = [InitErrorDetails(type=PydanticCustomError("config", message), loc=loc, input=value)
-                   for loc, message, value in errors]
+        details = [
+            InitErrorDetails(type=PydanticCustomError("config", message), loc=loc, input=value)
+            for loc, message, value in errors
+        ]
         raise ValidationError.from_exception_data(title, details)
 
 
@@ -187,8 +189,11 @@ class DataConfig(_Strict):
     classes: tuple[str, ...] | None = Field(None, min_length=1, description="classes kept after merges; None: all")
     merges: dict[str, str] = Field(default_factory=dict, description="source -> target, before selecting classes")
     improvised_only: bool = False
-    min_duration_s: float = Field(DEFAULT_MIN_DURATION_S, ge=0, description=(
-        "clips shorter than this (seconds) are bad input when root is scanned; 0 keeps every clip"))
+    min_duration_s: float = Field(
+        DEFAULT_MIN_DURATION_S,
+        ge=0,
+        description=("clips shorter than this (seconds) are bad input when root is scanned; 0 keeps every clip"),
+    )
     synthetic: SyntheticOptions | None = Field(None, description="options of dataset synthetic (filled in for it)")
 
     @model_validator(mode="before")
@@ -228,15 +233,31 @@ class DataConfig(_Strict):
         if self.dataset == "synthetic" and self.root is None:
             errors.append((("root",), "dataset synthetic needs root: the folder where the corpus is generated", None))
         if self.manifest is not None and self.min_duration_s != DEFAULT_MIN_DURATION_S:
-            errors.append((("min_duration_s",), "applies when root is scanned, but manifest is given (a manifest "
-                           "keeps the minimum it was made with: sernas manifest --min-duration)", self.min_duration_s))
+            errors.append(
+                (
+                    ("min_duration_s",),
+                    "applies when root is scanned, but manifest is given (a manifest "
+                    "keeps the minimum it was made with: sernas manifest --min-duration)",
+                    self.min_duration_s,
+                )
+            )
         if self.synthetic is not None and self.dataset != "synthetic":
-            errors.append((("synthetic",), f"options for dataset synthetic, but dataset is {self.dataset!r}",
-                           self.synthetic.model_dump()))
+            errors.append(
+                (
+                    ("synthetic",),
+                    f"options for dataset synthetic, but dataset is {self.dataset!r}",
+                    self.synthetic.model_dump(),
+                )
+            )
         for source, target in self.merges.items():
             if self.classes is not None and target not in self.classes:
-                errors.append((("merges", source), f"merge target {target!r} is not among classes "
-                               f"{', '.join(self.classes)}", target))
+                errors.append(
+                    (
+                        ("merges", source),
+                        f"merge target {target!r} is not among classes {', '.join(self.classes)}",
+                        target,
+                    )
+                )
         _raise_at(errors, "DataConfig")
         return self
 
@@ -245,8 +266,9 @@ class FoldsConfig(_Strict):
     """Speaker-independent folds (see ``trainers.folds``)."""
 
     scheme: Literal["loso", "speaker-pairs"]
-    use: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(None, min_length=1,
-                                                                 description="fold numbers; None: all")
+    use: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
+        None, min_length=1, description="fold numbers; None: all"
+    )
     valid_speakers: int = Field(1, ge=1, description="validation speakers per fold, from its training side")
     seed: int = Field(0, description="seed of the validation speaker choice")
 
@@ -292,8 +314,9 @@ class Domain:
         """``{choice: [...]}`` and friends, as written in YAML; errors say what was expected."""
         if len(raw) != 1 or next(iter(raw)) not in DOMAIN_KINDS:
             keys = ", ".join(map(str, raw)) or "none"
-            raise ValueError(f"a domain is a mapping with one key out of {', '.join(DOMAIN_KINDS)}, "
-                             f"but got keys {keys}")
+            raise ValueError(
+                f"a domain is a mapping with one key out of {', '.join(DOMAIN_KINDS)}, but got keys {keys}"
+            )
         kind, args = next(iter(raw.items()))
         if not isinstance(args, list | tuple):
             raise ValueError(f"{kind} takes a list, but got {_short_repr(args)}")
@@ -462,8 +485,13 @@ class PrunerConfig(_Strict):
         own = PRUNER_OPTIONS[kind]
         given = {key: value for key, value in data.items() if value is not None}  # a dump has None for others
         foreign = [key for key in given if key != "kind" and key not in own and key in cls.model_fields]
-        _raise_at([((key,), f"not an option of pruner {kind!r} (its options: {', '.join(own) or 'none'})",
-                    given[key]) for key in foreign], "PrunerConfig")
+        _raise_at(
+            [
+                ((key,), f"not an option of pruner {kind!r} (its options: {', '.join(own) or 'none'})", given[key])
+                for key in foreign
+            ],
+            "PrunerConfig",
+        )
         return {**own, **given}
 
     @model_validator(mode="after")
@@ -508,13 +536,21 @@ class TuneConfig(_Strict):
     pruner: PrunerConfig = PrunerConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = Field(1, ge=0, description="restarts of a crashed trial from its checkpoint")
-    storage: str | None = Field(None, description="path or URI; default runs (Tune state in <storage>/<name>, leaderboard in <storage>/leaderboard/<name>)")
+    storage: str | None = Field(
+        None,
+        description="path or URI; default runs (Tune state in <storage>/<name>, leaderboard in <storage>/leaderboard/<name>)",
+    )
     reuse_actors: bool = True
     seed: int | None = Field(0, description="sampler seed; None: not reproducible")
     checkpoint_every: int = Field(1, ge=1, description="epochs between trial checkpoints (and after every fold)")
-    keep_checkpoints: int = Field(2, ge=1, description=(
-        "Tune checkpoints kept per trial; Tune saves its experiment state every time a trial has made this many, "
-        "so raise it (disk permitting) when hundreds of trials checkpoint every epoch"))
+    keep_checkpoints: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Tune checkpoints kept per trial; Tune saves its experiment state every time a trial has made this many, "
+            "so raise it (disk permitting) when hundreds of trials checkpoint every epoch"
+        ),
+    )
 
     @field_validator("storage")
     @classmethod
@@ -576,8 +612,14 @@ class ExperimentConfig(_Strict):
         for name, entry in space.items():
             if name not in SHORTHANDS:
                 if not name.startswith(("search.", "eval.")):
-                    errors.append(((name,), f"unknown parameter; expected one of: {', '.join(SHORTHANDS)}, "
-                                   "or a dotted setting path starting with search. or eval.", _dump_space_entry(entry)))
+                    errors.append(
+                        (
+                            (name,),
+                            f"unknown parameter; expected one of: {', '.join(SHORTHANDS)}, "
+                            "or a dotted setting path starting with search. or eval.",
+                            _dump_space_entry(entry),
+                        )
+                    )
                     continue
                 reason = _settings_path_error(name)
                 if reason:
@@ -585,8 +627,9 @@ class ExperimentConfig(_Strict):
                     continue
             for path in _targets(name):
                 if path in claimed:
-                    errors.append(((name,), f"sets {path}, which {claimed[path]} already sets",
-                                   _dump_space_entry(entry)))
+                    errors.append(
+                        ((name,), f"sets {path}, which {claimed[path]} already sets", _dump_space_entry(entry))
+                    )
                 claimed.setdefault(path, name)
         _raise_at(errors, "space")
         return space
@@ -600,14 +643,20 @@ class ExperimentConfig(_Strict):
             try:
                 _build_settings(base, {name: value})
             except ValidationError as error:
-                errors.append((("space", name), f"makes invalid settings: {validation_message(error)}",
-                               _plain_value(value)))
+                errors.append(
+                    (("space", name), f"makes invalid settings: {validation_message(error)}", _plain_value(value))
+                )
         if not errors:
             try:
                 _build_settings(base, fixed)
             except ValidationError as error:
-                errors.append((("space",), f"the fixed values together make invalid settings: "
-                               f"{validation_message(error)}", {n: _plain_value(v) for n, v in fixed.items()}))
+                errors.append(
+                    (
+                        ("space",),
+                        f"the fixed values together make invalid settings: {validation_message(error)}",
+                        {n: _plain_value(v) for n, v in fixed.items()},
+                    )
+                )
         _raise_at(errors, "ExperimentConfig")  # domains are probed on top of valid fixed values
         for name, entry in self.space.items():
             if not isinstance(entry, Domain):
@@ -616,18 +665,40 @@ class ExperimentConfig(_Strict):
                 try:
                     _build_settings(base, {**fixed, name: value})
                 except ValidationError as error:
-                    errors.append((("space", name), f"{entry.kind} value {_short_repr(_plain_value(value))} makes "
-                                   f"invalid settings: {validation_message(error)}", entry.to_yaml()))
+                    errors.append(
+                        (
+                            ("space", name),
+                            f"{entry.kind} value {_short_repr(_plain_value(value))} makes "
+                            f"invalid settings: {validation_message(error)}",
+                            entry.to_yaml(),
+                        )
+                    )
                     break
             if entry.kind == "grid" and self.tune.searcher == "optuna-tpe":
-                errors.append((("space", name), "grid domains are not supported by searcher optuna-tpe; use "
-                               "searcher grid or random, or a choice domain", entry.to_yaml()))
+                errors.append(
+                    (
+                        ("space", name),
+                        "grid domains are not supported by searcher optuna-tpe; use "
+                        "searcher grid or random, or a choice domain",
+                        entry.to_yaml(),
+                    )
+                )
             if entry.kind != "grid" and self.tune.searcher == "grid":
-                errors.append((("space", name), f"searcher grid needs every domain to be a grid (or a fixed value), "
-                               f"but this is {entry.kind}", entry.to_yaml()))
+                errors.append(
+                    (
+                        ("space", name),
+                        f"searcher grid needs every domain to be a grid (or a fixed value), but this is {entry.kind}",
+                        entry.to_yaml(),
+                    )
+                )
         if self.tune.multi_objective and self.tune.searcher != "optuna-tpe":
-            errors.append((("tune", "multi_objective"), "multi_objective needs searcher optuna-tpe, but searcher is "
-                           f"{self.tune.searcher!r}", True))
+            errors.append(
+                (
+                    ("tune", "multi_objective"),
+                    f"multi_objective needs searcher optuna-tpe, but searcher is {self.tune.searcher!r}",
+                    True,
+                )
+            )
         errors.extend(self._wilcoxon_reachable())
         _raise_at(errors, "ExperimentConfig")
         return self
@@ -642,21 +713,32 @@ class ExperimentConfig(_Strict):
         # exact Wilcoxon test on n differences cannot go below 0.5 ** n.
         steps = n_folds - 1
         p_threshold, n_startup_steps = pruner.options["p_threshold"], pruner.options["n_startup_steps"]
-        if steps < max(2, n_startup_steps) or 0.5 ** steps >= p_threshold:
-            return [(("tune", "pruner"), f"wilcoxon cannot prune any trial before its last fold: with "
-                     f"{n_folds} folds it compares at most {steps} fold UA(s), but it needs at least "
-                     f"{max(2, n_startup_steps)} (2 and n_startup_steps) and the smallest possible p-value, "
-                     f"{0.5 ** max(steps, 0):g}, must be below p_threshold {p_threshold}; use more folds "
-                     "(folds.use), a higher p_threshold, or another pruner", pruner.model_dump())]
+        if steps < max(2, n_startup_steps) or 0.5**steps >= p_threshold:
+            return [
+                (
+                    ("tune", "pruner"),
+                    f"wilcoxon cannot prune any trial before its last fold: with "
+                    f"{n_folds} folds it compares at most {steps} fold UA(s), but it needs at least "
+                    f"{max(2, n_startup_steps)} (2 and n_startup_steps) and the smallest possible p-value, "
+                    f"{0.5 ** max(steps, 0):g}, must be below p_threshold {p_threshold}; use more folds "
+                    "(folds.use), a higher p_threshold, or another pruner",
+                    pruner.model_dump(),
+                )
+            ]
         return []
 
     def fold_protocol(self) -> FoldProtocol:
         """The ``FoldProtocol`` of this experiment (classes, merges, improvised-only, folds)."""
         from trainers.folds import FoldProtocol
 
-        return FoldProtocol(scheme=self.folds.scheme, classes=self.data.classes, merges=self.data.merges,
-                            improvised_only=self.data.improvised_only, valid_speakers=self.folds.valid_speakers,
-                            seed=self.folds.seed)
+        return FoldProtocol(
+            scheme=self.folds.scheme,
+            classes=self.data.classes,
+            merges=self.data.merges,
+            improvised_only=self.data.improvised_only,
+            valid_speakers=self.folds.valid_speakers,
+            seed=self.folds.seed,
+        )
 
 
 # -------------------------------------------------------------------------------- YAML loading
@@ -670,7 +752,8 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: b
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark)
+                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+            )
         seen[key] = key_node
     return loader.construct_mapping(node, deep=deep)
 
@@ -741,8 +824,10 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> Experimen
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"{where}: expected a mapping of sections (name, data, folds, ...), "
-                          f"but the file holds {type(tree).__name__}")
+        raise ConfigError(
+            f"{where}: expected a mapping of sections (name, data, folds, ...), "
+            f"but the file holds {type(tree).__name__}"
+        )
     for override in overrides:
         _apply_override(tree, override)
     try:
@@ -766,8 +851,10 @@ def settings_for_trial(config: ExperimentConfig, params: Mapping[str, Any]) -> t
     """
     unknown = sorted(set(params) - set(config.space))
     if unknown:
-        raise ConfigError(f"trial parameters {', '.join(unknown)} are not in the space "
-                          f"(expected: {', '.join(config.space) or 'none'})")
+        raise ConfigError(
+            f"trial parameters {', '.join(unknown)} are not in the space "
+            f"(expected: {', '.join(config.space) or 'none'})"
+        )
     missing = sorted(name for name, entry in config.space.items() if isinstance(entry, Domain) and name not in params)
     if missing:
         raise ConfigError(f"trial parameters lack the sampled {', '.join(missing)}")
@@ -776,8 +863,9 @@ def settings_for_trial(config: ExperimentConfig, params: Mapping[str, Any]) -> t
     try:
         built = _build_settings({"search": config.search, "eval": config.eval}, values)
     except ValidationError as error:
-        raise ConfigError(f"trial parameters {dict(params)!r} make invalid settings: "
-                          f"{validation_message(error)}") from None
+        raise ConfigError(
+            f"trial parameters {dict(params)!r} make invalid settings: {validation_message(error)}"
+        ) from None
     return built.search, built.eval
 
 

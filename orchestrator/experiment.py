@@ -56,8 +56,9 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         dataset, root = data.dataset, Path(data.root)
         if dataset == "synthetic":
             synthetic = data.synthetic
-            generate_synthetic_corpus(root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker,
-                                      seed=synthetic.seed)
+            generate_synthetic_corpus(
+                root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker, seed=synthetic.seed
+            )
             dataset = "iemocap"
         result = build_manifest(dataset=dataset, root=root, min_duration_s=data.min_duration_s)
         if result.problems:  # (write_manifest's advice, --skip-bad, is an option of sernas manifest)
@@ -65,11 +66,18 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
                 f"{len(result.problems)} problem(s) in {dataset} corpus at {result.root}; the experiment did not "
                 f"start. Fix them, or leave those files out: sernas manifest --dataset {dataset} --root {root} "
                 f"--min-duration {data.min_duration_s:g} --out manifest.parquet --skip-bad, then give that file as "
-                "data.manifest instead of data.root:", result.problems)
+                "data.manifest instead of data.root:",
+                result.problems,
+            )
         scanned, manifest = result, result.frame
-    protocol = FoldProtocol(scheme=config.folds.scheme, classes=tuple(data.classes) if data.classes else None,
-                            merges=dict(data.merges), improvised_only=data.improvised_only,
-                            valid_speakers=config.folds.valid_speakers, seed=config.folds.seed)
+    protocol = FoldProtocol(
+        scheme=config.folds.scheme,
+        classes=tuple(data.classes) if data.classes else None,
+        merges=dict(data.merges),
+        improvised_only=data.improvised_only,
+        valid_speakers=config.folds.valid_speakers,
+        seed=config.folds.seed,
+    )
     folds = make_folds(manifest, protocol=protocol, folds=config.folds.use)
     with folder_to_write(data_location) as folder:
         if scanned is not None:
@@ -81,11 +89,17 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=show_progress)
     if summary.failed:
         first = summary.failed[0]
-        raise ValueError(f"{len(summary.failed)} utterance(s) could not be turned into features "
-                         f"(first: {first.path}: {first.reason}); fix or exclude them (sernas manifest --skip-bad).")
+        raise ValueError(
+            f"{len(summary.failed)} utterance(s) could not be turned into features "
+            f"(first: {first.path}: {first.reason}); fix or exclude them (sernas manifest --skip-bad)."
+        )
     classes = tuple(data.classes) if data.classes else tuple(sorted(folds["label"].unique()))
-    return PreparedData(manifest=used.reset_index(drop=True), folds=folds, classes=classes,
-                        data_dir=data_location.shown(data_location.root))
+    return PreparedData(
+        manifest=used.reset_index(drop=True),
+        folds=folds,
+        classes=classes,
+        data_dir=data_location.shown(data_location.root),
+    )
 
 
 @dataclass(frozen=True)
@@ -115,8 +129,14 @@ def _searcher(config: ExperimentConfig):
     return BasicVariantGenerator(random_state=config.tune.seed, max_concurrent=config.tune.max_concurrent)
 
 
-def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: bool = False,
-                   console=None, trial_function: Callable[..., None] | None = None) -> ExperimentSummary:
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    prepared: PreparedData,
+    resume: bool = False,
+    console=None,
+    trial_function: Callable[..., None] | None = None,
+) -> ExperimentSummary:
     """Run (or, with ``resume``, finish) the experiment's trials with Ray Tune (Ray must be up).
 
     ``trial_function`` replaces ``orchestrator.trial.run_trial`` (same signature), for
@@ -142,33 +162,50 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
     pruner_options = config.tune.pruner.model_dump(exclude={"kind"}, exclude_none=True)
     pruner, over = make_pruner(config.tune.pruner.kind, **pruner_options)
     scheduler = None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over)
-    progress = ExperimentProgress(console=console, write_status=write_status,
-                                  n_folds=int(prepared.folds["fold"].nunique()),
-                                  pruner_name=config.tune.pruner.kind)
-    inputs = TrialInputs(experiment=config, manifest=prepared.manifest, folds=prepared.folds,
-                         classes=prepared.classes, storage=storage)
+    progress = ExperimentProgress(
+        console=console,
+        write_status=write_status,
+        n_folds=int(prepared.folds["fold"].nunique()),
+        pruner_name=config.tune.pruner.kind,
+    )
+    inputs = TrialInputs(
+        experiment=config, manifest=prepared.manifest, folds=prepared.folds, classes=prepared.classes, storage=storage
+    )
     resources = {"cpu": config.tune.resources.cpu, "gpu": config.tune.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(trial_function or run_trial, inputs=inputs), resources)
     experiment_path = storage_root(config).child(config.name).uri
     if resume:
         if not tune.Tuner.can_restore(experiment_path):
             raise ValueError(f"nothing to resume at {experiment_path}: no Tune experiment state there.")
-        tuner = tune.Tuner.restore(experiment_path, trainable=trainable, param_space=tune_param_space(config),
-                                   resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            experiment_path,
+            trainable=trainable,
+            param_space=tune_param_space(config),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
     else:
         multi = config.tune.searcher == "optuna-tpe" and config.tune.multi_objective
         tuner = tune.Tuner(
             trainable,
             param_space=tune_param_space(config),
             tune_config=tune.TuneConfig(
-                metric=None if multi else "mean_ua", mode=None if multi else "max",
+                metric=None if multi else "mean_ua",
+                mode=None if multi else "max",
                 num_samples=config.tune.num_samples,
                 max_concurrent_trials=config.tune.max_concurrent if config.tune.searcher == "optuna-tpe" else None,
-                search_alg=_searcher(config), scheduler=scheduler, reuse_actors=config.tune.reuse_actors),
+                search_alg=_searcher(config),
+                scheduler=scheduler,
+                reuse_actors=config.tune.reuse_actors,
+            ),
             run_config=tune.RunConfig(
-                name=config.name, storage_path=storage, verbose=0, callbacks=[progress],
+                name=config.name,
+                storage_path=storage,
+                verbose=0,
+                callbacks=[progress],
                 failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints)),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints),
+            ),
         )
     results = tuner.fit()
     # Counted from Tune's results, not from the progress callback: on --resume Tune restores the
@@ -178,9 +215,13 @@ def run_experiment(config: ExperimentConfig, *, prepared: PreparedData, resume: 
     last = [r.metrics or {} for r in results]
     folds = sum(int(m.get("folds_done", 0)) for m in last)
     return ExperimentSummary(
-        name=config.name, storage=storage, trials=len(results),
+        name=config.name,
+        storage=storage,
+        trials=len(results),
         completed=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) == n_folds),
         pruned=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) < n_folds),
         failed=len(results) - len(finished),
         epochs_reported=sum(int(m.get("training_iteration", 0)) for m in last) - folds,
-        folds_reported=folds, seconds=time.perf_counter() - started)
+        folds_reported=folds,
+        seconds=time.perf_counter() - started,
+    )

@@ -46,28 +46,45 @@ def choose_run(storage: str, *, experiment: str | None, rank: int | None, genoty
             ranked = board.summary("genotype")
             ranked = ranked[ranked["rank"] == (rank or 1)]
             if ranked.empty:
-                raise ValueError(f"no genotype at rank {rank or 1} in {storage}"
-                                 + (f" for experiment {experiment!r}" if experiment else "") + ".")
+                raise ValueError(
+                    f"no genotype at rank {rank or 1} in {storage}"
+                    + (f" for experiment {experiment!r}" if experiment else "")
+                    + "."
+                )
             if ranked["experiment"].nunique() > 1:
-                raise ValueError("several experiments are in this storage; choose one with --experiment "
-                                 f"({', '.join(sorted(ranked['experiment']))}).")
+                raise ValueError(
+                    "several experiments are in this storage; choose one with --experiment "
+                    f"({', '.join(sorted(ranked['experiment']))})."
+                )
             genotype = ranked["genotype_hash"].iloc[0]
-        runs = board.sql("SELECT * FROM runs WHERE genotype_hash = ? AND status IN ('completed', 'pruned') "
-                         "ORDER BY ua DESC, fold, trial_id", [genotype])
+        runs = board.sql(
+            "SELECT * FROM runs WHERE genotype_hash = ? AND status IN ('completed', 'pruned') "
+            "ORDER BY ua DESC, fold, trial_id",
+            [genotype],
+        )
     if runs.empty:
         raise ValueError(f"genotype {genotype!r} has no finished fold in {storage}.")
     return runs.iloc[0]
 
 
-def export_model(storage: str, *, out: Path, device: torch.device, experiment: str | None = None,
-                 rank: int | None = None, genotype: str | None = None) -> ExportResult:
+def export_model(
+    storage: str,
+    *,
+    out: Path,
+    device: torch.device,
+    experiment: str | None = None,
+    rank: int | None = None,
+    genotype: str | None = None,
+) -> ExportResult:
     run = choose_run(storage, experiment=experiment, rank=rank, genotype=genotype)
     data = resolve_storage(storage).experiment_data(run["experiment"])
     with folder_to_read(data, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
         if not (data_dir / CONFIG_FILE).is_file():
             shown = data.shown(data.root)
-            raise FileNotFoundError(f"{data.shown(data.path(CONFIG_FILE))} is missing: export needs the prepared data "
-                                    f"of the experiment {run['experiment']!r} (written by sernas search in {shown}).")
+            raise FileNotFoundError(
+                f"{data.shown(data.path(CONFIG_FILE))} is missing: export needs the prepared data "
+                f"of the experiment {run['experiment']!r} (written by sernas search in {shown})."
+            )
         config = load_config(data_dir / CONFIG_FILE)
         manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
         folds, _ = read_folds(data_dir / FOLDS_FILE)
@@ -76,19 +93,54 @@ def export_model(storage: str, *, out: Path, device: torch.device, experiment: s
     rows = manifest[manifest["utt_id"].isin(folds.loc[folds["fold"] == fold, "utt_id"])]
     extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)
     classes = tuple(json.loads(run["classes"]))
-    data = load_fold_data(manifest=rows, folds=folds, fold=fold, preset=config.data.preset,
-                          cache_dir=config.data.cache_dir, classes=classes)
-    everything_but_test = Split(x=torch.cat([data.train.x, data.valid.x]), y=torch.cat([data.train.y, data.valid.y]),
-                                utt_ids=data.train.utt_ids + data.valid.utt_ids)
+    data = load_fold_data(
+        manifest=rows,
+        folds=folds,
+        fold=fold,
+        preset=config.data.preset,
+        cache_dir=config.data.cache_dir,
+        classes=classes,
+    )
+    everything_but_test = Split(
+        x=torch.cat([data.train.x, data.valid.x]),
+        y=torch.cat([data.train.y, data.valid.y]),
+        utt_ids=data.train.utt_ids + data.valid.utt_ids,
+    )
     architecture = run["genotype"] if isinstance(run["genotype"], str) else run["genotype_hash"]  # baseline
     epochs = int(run["best_epoch"])
-    model = train_final_model(everything_but_test, architecture=architecture, settings=evaluation,
-                              n_classes=len(classes), epochs=epochs, device=device)
-    source = {"experiment": run["experiment"], "trial_id": run["trial_id"], "fold": fold,
-              "genotype_hash": run["genotype_hash"], "fold_test_ua": float(run["ua"]), "epochs": epochs,
-              "trained_on": f"train and validation speakers of fold {fold} ({len(everything_but_test)} utterances)"}
-    save_bundle(out, model=model, architecture=architecture, settings=evaluation, classes=classes,
-                preset=get_preset(config.data.preset), source=source)
-    return ExportResult(out=Path(out), experiment=run["experiment"], trial_id=run["trial_id"], fold=fold,
-                        genotype_hash=run["genotype_hash"], fold_test_ua=float(run["ua"]), epochs=epochs,
-                        train_utterances=len(everything_but_test))
+    model = train_final_model(
+        everything_but_test,
+        architecture=architecture,
+        settings=evaluation,
+        n_classes=len(classes),
+        epochs=epochs,
+        device=device,
+    )
+    source = {
+        "experiment": run["experiment"],
+        "trial_id": run["trial_id"],
+        "fold": fold,
+        "genotype_hash": run["genotype_hash"],
+        "fold_test_ua": float(run["ua"]),
+        "epochs": epochs,
+        "trained_on": f"train and validation speakers of fold {fold} ({len(everything_but_test)} utterances)",
+    }
+    save_bundle(
+        out,
+        model=model,
+        architecture=architecture,
+        settings=evaluation,
+        classes=classes,
+        preset=get_preset(config.data.preset),
+        source=source,
+    )
+    return ExportResult(
+        out=Path(out),
+        experiment=run["experiment"],
+        trial_id=run["trial_id"],
+        fold=fold,
+        genotype_hash=run["genotype_hash"],
+        fold_test_ua=float(run["ua"]),
+        epochs=epochs,
+        train_utterances=len(everything_but_test),
+    )

@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 import duckdb
@@ -53,10 +53,32 @@ from orchestrator.names import check_name
 from orchestrator.storage import StorageLocation, StorageWriteError, resolve_storage
 
 __all__ = [
-    "SCHEMA", "SCHEMA_VERSION", "TRIAL_SCHEMA", "COLUMN_DOCS", "FOLD_STATUSES", "TRIAL_STATUSES",
-    "AUTO_COMPACT_FILES", "Compaction", "DamagedFile", "Leaderboard", "LeaderboardWriteError", "PartScan",
-    "Snapshot", "StorageLocation", "SUMMARY_VIEWS", "compact", "connect", "list_experiments", "part_path", "resolve_storage", "scan_parts", "summary_sql",
-    "top_genotypes", "trial_status_path", "write_fold_row", "write_trial_status",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TRIAL_SCHEMA",
+    "COLUMN_DOCS",
+    "FOLD_STATUSES",
+    "TRIAL_STATUSES",
+    "AUTO_COMPACT_FILES",
+    "Compaction",
+    "DamagedFile",
+    "Leaderboard",
+    "LeaderboardWriteError",
+    "PartScan",
+    "Snapshot",
+    "StorageLocation",
+    "SUMMARY_VIEWS",
+    "compact",
+    "connect",
+    "list_experiments",
+    "part_path",
+    "resolve_storage",
+    "scan_parts",
+    "summary_sql",
+    "top_genotypes",
+    "trial_status_path",
+    "write_fold_row",
+    "write_trial_status",
 ]
 
 SCHEMA_VERSION = 1
@@ -135,8 +157,10 @@ _TRIAL_COLUMNS = (
 
 
 def _schema(columns: Sequence[_Column]) -> pa.Schema:
-    return pa.schema([pa.field(c.name, c.type, nullable=not c.required) for c in columns],
-                     metadata={_METADATA_KEY: str(SCHEMA_VERSION).encode()})
+    return pa.schema(
+        [pa.field(c.name, c.type, nullable=not c.required) for c in columns],
+        metadata={_METADATA_KEY: str(SCHEMA_VERSION).encode()},
+    )
 
 
 SCHEMA = _schema(_FOLD_COLUMNS)
@@ -146,8 +170,17 @@ TRIAL_SCHEMA = _schema(_TRIAL_COLUMNS)
 COLUMN_DOCS = {"fold_rows": {c.name: c.doc for c in _FOLD_COLUMNS}, "trials": {c.name: c.doc for c in _TRIAL_COLUMNS}}
 _JSON_COLUMNS = {"params_json": dict, "genotype": dict, "classes": list, "confusion": list}
 _COMPLETED_NEEDS = ("genotype_hash", "ua", "wa", "macro_f1")
-_CONFIG_COLUMNS = ("layers", "nodes", "init_channels", "lstm_hidden", "darts_order", "pc_k", "weights_lr",
-                   "search_epochs", "eval_epochs")
+_CONFIG_COLUMNS = (
+    "layers",
+    "nodes",
+    "init_channels",
+    "lstm_hidden",
+    "darts_order",
+    "pc_k",
+    "weights_lr",
+    "search_epochs",
+    "eval_epochs",
+)
 
 
 LeaderboardWriteError = StorageWriteError  # a row could not be written (message names the destination)
@@ -197,29 +230,33 @@ def _check_value(column: _Column, value: Any) -> Any:
     kind = column.type
     if pa.types.is_integer(kind):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"column {column.name!r} must be an integer ({kind}), but got "
-                             f"{type(value).__name__} {value!r}.")
+            raise ValueError(
+                f"column {column.name!r} must be an integer ({kind}), but got {type(value).__name__} {value!r}."
+            )
         value = int(value)
         bits = kind.bit_width - 1
-        if not -(2 ** bits) <= value < 2 ** bits:
+        if not -(2**bits) <= value < 2**bits:
             raise ValueError(f"column {column.name!r} must fit in {kind}, but got {value}.")
         return value
     if pa.types.is_floating(kind):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"column {column.name!r} must be a number ({kind}), but got "
-                             f"{type(value).__name__} {value!r}.")
+            raise ValueError(
+                f"column {column.name!r} must be a number ({kind}), but got {type(value).__name__} {value!r}."
+            )
         value = float(value)
         if not math.isfinite(value):
-            raise ValueError(f"column {column.name!r} must be a finite number (use None when unknown), "
-                             f"but got {value}.")
+            raise ValueError(
+                f"column {column.name!r} must be a finite number (use None when unknown), but got {value}."
+            )
         return value
     if pa.types.is_timestamp(kind):
         if not isinstance(value, datetime):
-            raise ValueError(f"column {column.name!r} must be a timezone-aware datetime, but got "
-                             f"{type(value).__name__} {value!r}.")
+            raise ValueError(
+                f"column {column.name!r} must be a timezone-aware datetime, but got {type(value).__name__} {value!r}."
+            )
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"column {column.name!r} must be a timezone-aware datetime, but got the naive {value}.")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     # strings; JSON columns also take the parsed value and store it canonically
     expected_json = _JSON_COLUMNS.get(column.name)
     if expected_json is not None:
@@ -230,8 +267,10 @@ def _check_value(column: _Column, value: Any) -> Any:
             except json.JSONDecodeError as error:
                 raise ValueError(f"column {column.name!r} must be JSON, but got {value[:80]!r}: {error}.") from None
         if not isinstance(parsed, expected_json):
-            raise ValueError(f"column {column.name!r} must be a JSON {'object' if expected_json is dict else 'list'}"
-                             f" (or a {expected_json.__name__}), but got {type(parsed).__name__} {value!r:.80}.")
+            raise ValueError(
+                f"column {column.name!r} must be a JSON {'object' if expected_json is dict else 'list'}"
+                f" (or a {expected_json.__name__}), but got {type(parsed).__name__} {value!r:.80}."
+            )
         try:
             return _canonical_json(parsed)
         except (TypeError, ValueError) as error:
@@ -254,16 +293,17 @@ def _validate(columns: Sequence[_Column], row: Mapping[str, Any], *, defaults: M
         raise ValueError(f"missing column(s) {missing}; give every column (None where a nullable one is unknown).")
     clean = {column.name: _check_value(column, full[column.name]) for column in columns}
     if clean["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"column 'schema_version' must be {SCHEMA_VERSION} (this writer's schema), "
-                         f"but got {clean['schema_version']}.")
+        raise ValueError(
+            f"column 'schema_version' must be {SCHEMA_VERSION} (this writer's schema), "
+            f"but got {clean['schema_version']}."
+        )
     _check_name("column 'experiment'", clean["experiment"])
     _check_name("column 'trial_id'", clean["trial_id"])
     return clean
 
 
 def _validate_fold_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    clean = _validate(_FOLD_COLUMNS, row, defaults={"schema_version": SCHEMA_VERSION,
-                                                     "written_at": datetime.now(timezone.utc)})
+    clean = _validate(_FOLD_COLUMNS, row, defaults={"schema_version": SCHEMA_VERSION, "written_at": datetime.now(UTC)})
     if clean["status"] not in FOLD_STATUSES:
         raise ValueError(f"column 'status' must be one of {FOLD_STATUSES}, but got {clean['status']!r}.")
     if clean["fold"] < 1:
@@ -296,16 +336,23 @@ def write_fold_row(storage: str | os.PathLike[str] | StorageLocation, row: Mappi
     """
     clean = _validate_fold_row(row)
     table = pa.Table.from_pylist([clean], schema=SCHEMA)
-    relative = part_path(experiment=clean["experiment"], trial_id=clean["trial_id"], fold=clean["fold"],
-                         attempt=clean["attempt"])
-    what = (f"the leaderboard row of trial {clean['trial_id']} fold {clean['fold']} "
-            f"attempt {clean['attempt']}")
+    relative = part_path(
+        experiment=clean["experiment"], trial_id=clean["trial_id"], fold=clean["fold"], attempt=clean["attempt"]
+    )
+    what = f"the leaderboard row of trial {clean['trial_id']} fold {clean['fold']} attempt {clean['attempt']}"
     return _put(resolve_storage(storage), relative, _parquet_bytes(table), what=what)
 
 
-def write_trial_status(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str, trial_id: str,
-                       status: str, step: int, reason: str | None = None,
-                       params_json: str | Mapping[str, Any] | None = None) -> str:
+def write_trial_status(
+    storage: str | os.PathLike[str] | StorageLocation,
+    *,
+    experiment: str,
+    trial_id: str,
+    status: str,
+    step: int,
+    reason: str | None = None,
+    params_json: str | Mapping[str, Any] | None = None,
+) -> str:
     """Write (or atomically replace) a trial's status file; return its path.
 
     The driver writes it when a trial starts, finishes, is pruned, fails or is terminated.
@@ -313,14 +360,27 @@ def write_trial_status(storage: str | os.PathLike[str] | StorageLocation, *, exp
     """
     if status not in TRIAL_STATUSES:
         raise ValueError(f"status must be one of {TRIAL_STATUSES}, but got {status!r}.")
-    clean = _validate(_TRIAL_COLUMNS, {"experiment": experiment, "trial_id": trial_id, "status": status,
-                                       "step": step, "reason": reason, "params_json": params_json},
-                      defaults={"schema_version": SCHEMA_VERSION, "updated_at": datetime.now(timezone.utc)})
+    clean = _validate(
+        _TRIAL_COLUMNS,
+        {
+            "experiment": experiment,
+            "trial_id": trial_id,
+            "status": status,
+            "step": step,
+            "reason": reason,
+            "params_json": params_json,
+        },
+        defaults={"schema_version": SCHEMA_VERSION, "updated_at": datetime.now(UTC)},
+    )
     if clean["step"] < 0:
         raise ValueError(f"step must be >= 0, but got {clean['step']}.")
     table = pa.Table.from_pylist([clean], schema=TRIAL_SCHEMA)
-    return _put(resolve_storage(storage), trial_status_path(experiment=experiment, trial_id=trial_id),
-                _parquet_bytes(table), what=f"the status of trial {trial_id}")
+    return _put(
+        resolve_storage(storage),
+        trial_status_path(experiment=experiment, trial_id=trial_id),
+        _parquet_bytes(table),
+        what=f"the status of trial {trial_id}",
+    )
 
 
 # ----------------------------------------------------------------------------------------- scan
@@ -370,8 +430,15 @@ class _Verdict(NamedTuple):
     cacheable: bool
 
 
-_CACHE_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-                           ("reason", pa.string()), ("fingerprint", pa.string())])
+_CACHE_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("reason", pa.string()),
+        ("fingerprint", pa.string()),
+    ]
+)
 _CACHE_FILE = "footers.parquet"
 
 
@@ -406,8 +473,9 @@ def _fingerprint(schema: pa.Schema) -> str:
 _EXPECTED_FINGERPRINT = _fingerprint(pa.schema(list(SCHEMA) + [pa.field("~", pa.null())] + list(TRIAL_SCHEMA)))
 
 
-def _check_footer(location: StorageLocation, path: str, expected: pa.Schema,
-                  memo: dict[pa.Schema, tuple[str | None, str]]) -> _Verdict:
+def _check_footer(
+    location: StorageLocation, path: str, expected: pa.Schema, memo: dict[pa.Schema, tuple[str | None, str]]
+) -> _Verdict:
     """Read only the footer of ``path`` and say whether it is a part file we can query.
 
     ``memo`` maps schemas already judged in this scan to their verdict: part files share a few
@@ -446,15 +514,26 @@ def _read_cache(location: StorageLocation) -> dict[str, tuple[int, int, str | No
     if stamp != _EXPECTED_FINGERPRINT.encode() or table.schema.names != _CACHE_SCHEMA.names:
         return {}
     columns = table.to_pydict()
-    return {path: (size, mtime, reason, fp) for path, size, mtime, reason, fp in
-            zip(columns["path"], columns["size"], columns["mtime_ns"], columns["reason"], columns["fingerprint"])}
+    return {
+        path: (size, mtime, reason, fp)
+        for path, size, mtime, reason, fp in zip(
+            columns["path"], columns["size"], columns["mtime_ns"], columns["reason"], columns["fingerprint"]
+        )
+    }
 
 
 def _write_cache(location: StorageLocation, cache: Mapping[str, tuple[int, int, str | None, str]]) -> None:
     paths = sorted(cache)
-    table = pa.table({"path": paths, "size": [cache[p][0] for p in paths], "mtime_ns": [cache[p][1] for p in paths],
-                      "reason": [cache[p][2] for p in paths], "fingerprint": [cache[p][3] for p in paths]},
-                     schema=_CACHE_SCHEMA.with_metadata({b"sernas.cache": _EXPECTED_FINGERPRINT.encode()}))
+    table = pa.table(
+        {
+            "path": paths,
+            "size": [cache[p][0] for p in paths],
+            "mtime_ns": [cache[p][1] for p in paths],
+            "reason": [cache[p][2] for p in paths],
+            "fingerprint": [cache[p][3] for p in paths],
+        },
+        schema=_CACHE_SCHEMA.with_metadata({b"sernas.cache": _EXPECTED_FINGERPRINT.encode()}),
+    )
     try:
         _put(location, f"{CACHE_DIR}/{_CACHE_FILE}", _parquet_bytes(table), what="the leaderboard footer cache")
     except OSError as error:  # e.g. read-only storage: the scan is still right, only slower next time
@@ -469,12 +548,14 @@ def _list_files(location: StorageLocation, base: str) -> list[pafs.FileInfo]:
 def _check_root(location: StorageLocation) -> None:
     info = location.filesystem.get_file_info(location.root or "/")
     if location.is_local and info.type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"no leaderboard storage at {location.shown(location.root)}: "
-                                f"{'it is not a directory' if info.type == pafs.FileType.File else 'it does not exist'}.")
+        raise FileNotFoundError(
+            f"no leaderboard storage at {location.shown(location.root)}: "
+            f"{'it is not a directory' if info.type == pafs.FileType.File else 'it does not exist'}."
+        )
 
 
 def _relative(location: StorageLocation, path: str) -> str:
-    return path[len(location.root.rstrip("/")):].lstrip("/")
+    return path[len(location.root.rstrip("/")) :].lstrip("/")
 
 
 def _readable(location: StorageLocation, path: str) -> str:
@@ -482,8 +563,9 @@ def _readable(location: StorageLocation, path: str) -> str:
     return path if location.is_local else location.shown(path)
 
 
-def _latest_snapshots(location: StorageLocation, top: str,
-                      experiment: str | None) -> list[tuple[str, str, dict[str, tuple[int, int]]]]:
+def _latest_snapshots(
+    location: StorageLocation, top: str, experiment: str | None
+) -> list[tuple[str, str, dict[str, tuple[int, int]]]]:
     """The newest readable snapshot of each experiment: (path, experiment, entries)."""
     base = f"{SNAPSHOT_DIR}/{top}" + ("" if experiment is None else f"/{experiment}")
     newest: dict[str, list[pafs.FileInfo]] = {}
@@ -494,12 +576,20 @@ def _latest_snapshots(location: StorageLocation, top: str,
     for name, infos in sorted(newest.items()):
         for info in sorted(infos, key=lambda item: item.base_name, reverse=True):  # names start with a timestamp
             try:
-                metadata = pq.read_schema(info.path, filesystem=None if location.is_local
-                                          else location.filesystem).metadata or {}
-                entries = {key: (int(size), int(mtime)) for key, (size, mtime) in json.loads(metadata[_COVERS_KEY]).items()}
+                metadata = (
+                    pq.read_schema(info.path, filesystem=None if location.is_local else location.filesystem).metadata
+                    or {}
+                )
+                entries = {
+                    key: (int(size), int(mtime)) for key, (size, mtime) in json.loads(metadata[_COVERS_KEY]).items()
+                }
             except (OSError, pa.ArrowException, KeyError, ValueError, TypeError) as error:
-                warnings.warn(f"ignoring the leaderboard snapshot {location.shown(info.path)} ({error}); its rows are "
-                              "read from the part files instead.", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"ignoring the leaderboard snapshot {location.shown(info.path)} ({error}); its rows are "
+                    "read from the part files instead.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 continue
             found.append((info.path, name, entries))
             break
@@ -517,9 +607,14 @@ class _KindScan(NamedTuple):
     cached: int
 
 
-def _scan_kind(location: StorageLocation, top: str, expected: pa.Schema, experiment: str | None,
-               cache: Mapping[str, tuple[int, int, str | None, str]],
-               updated: dict[str, tuple[int, int, str | None, str]]) -> _KindScan:
+def _scan_kind(
+    location: StorageLocation,
+    top: str,
+    expected: pa.Schema,
+    experiment: str | None,
+    cache: Mapping[str, tuple[int, int, str | None, str]],
+    updated: dict[str, tuple[int, int, str | None, str]],
+) -> _KindScan:
     """Scan the files of one kind (fold rows or trial statuses); ``updated`` gets new footer verdicts."""
     base = top if experiment is None else f"{top}/{experiment}"
     listed: list[tuple[pafs.FileInfo, str]] = []
@@ -558,7 +653,7 @@ def _scan_kind(location: StorageLocation, top: str, expected: pa.Schema, experim
     else:  # object stores: latency-bound, so overlap the requests
         with ThreadPoolExecutor(max_workers=16) as pool:
             checked = list(pool.map(lambda item: _check_footer(location, item[0].path, expected, memo), todo))
-    for (info, key), verdict in zip(todo, checked):
+    for (_info, key), verdict in zip(todo, checked):
         verdicts[key] = verdict
         if verdict.cacheable:
             updated[key] = (*stat[key], verdict.reason, verdict.fingerprint)
@@ -587,13 +682,17 @@ def _scan_kind(location: StorageLocation, top: str, expected: pa.Schema, experim
         stale = tuple(sorted(key for key, size_mtime in entries.items() if stat.get(key) != size_mtime))
         if len(stale) > len(covered):  # mostly outdated: reading its files directly is simpler and no slower
             continue
-        snapshots.append(Snapshot(path=_readable(location, path), experiment=name, entries=entries,
-                                  covers=frozenset(covered), stale=stale))
+        snapshots.append(
+            Snapshot(
+                path=_readable(location, path), experiment=name, entries=entries, covers=frozenset(covered), stale=stale
+            )
+        )
     return _KindScan(good, stats, fingerprints, damaged, temporary, snapshots, len(todo), cached)
 
 
-def scan_parts(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
-               use_cache: bool = True) -> PartScan:
+def scan_parts(
+    storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None, use_cache: bool = True
+) -> PartScan:
     """List the leaderboard part files and trial status files and check each one's footer.
 
     A file that is not readable Parquet or lacks the expected columns goes to ``damaged`` with
@@ -613,13 +712,21 @@ def scan_parts(storage: str | os.PathLike[str] | StorageLocation, *, experiment:
     trials = _scan_kind(location, TRIALS_DIR, TRIAL_SCHEMA, experiment, cache, updated)
     if use_cache and updated != cache:
         _write_cache(location, updated)
-    return PartScan(storage=location.shown(location.root), parts=tuple(rows.good), trial_files=tuple(trials.good),
-                    damaged=tuple(rows.damaged + trials.damaged),
-                    temporary=tuple(sorted(rows.temporary + trials.temporary)),
-                    parts_uniform=len(rows.fingerprints) <= 1, trials_uniform=len(trials.fingerprints) <= 1,
-                    footers_read=rows.read + trials.read, footers_cached=rows.cached + trials.cached,
-                    seconds=time.perf_counter() - started, snapshots=tuple(rows.snapshots),
-                    trial_snapshots=tuple(trials.snapshots), file_stats={**rows.stats, **trials.stats})
+    return PartScan(
+        storage=location.shown(location.root),
+        parts=tuple(rows.good),
+        trial_files=tuple(trials.good),
+        damaged=tuple(rows.damaged + trials.damaged),
+        temporary=tuple(sorted(rows.temporary + trials.temporary)),
+        parts_uniform=len(rows.fingerprints) <= 1,
+        trials_uniform=len(trials.fingerprints) <= 1,
+        footers_read=rows.read + trials.read,
+        footers_cached=rows.cached + trials.cached,
+        seconds=time.perf_counter() - started,
+        snapshots=tuple(rows.snapshots),
+        trial_snapshots=tuple(trials.snapshots),
+        file_stats={**rows.stats, **trials.stats},
+    )
 
 
 # ------------------------------------------------------------------------------------- compaction
@@ -653,38 +760,55 @@ def _read_remote_snapshot(location: StorageLocation, snapshot: Snapshot) -> pa.T
     return table
 
 
-def _read_rows(location: StorageLocation, *, snapshot: Snapshot | None, files: Sequence[str],
-               stats: Mapping[str, tuple[str, int, int]]) -> pa.Table:
+def _read_rows(
+    location: StorageLocation,
+    *,
+    snapshot: Snapshot | None,
+    files: Sequence[str],
+    stats: Mapping[str, tuple[str, int, int]],
+) -> pa.Table:
     """The rows a new snapshot holds: the old snapshot's still-valid rows plus ``files``, with sources."""
     tables = []
     if location.is_local:
         with duckdb.connect() as con:
             if snapshot is not None:
-                tables.append(con.sql(f"SELECT * FROM read_parquet({_sql_list([snapshot.path])})"
-                                      f"{_not_stale_sql(snapshot.stale)}").to_arrow_table())
+                tables.append(
+                    con.sql(
+                        f"SELECT * FROM read_parquet({_sql_list([snapshot.path])}){_not_stale_sql(snapshot.stale)}"
+                    ).to_arrow_table()
+                )
             if files:
                 cut = len(location.root.rstrip("/")) + 2
-                tables.append(con.sql(
-                    f"SELECT * EXCLUDE (filename), substr(filename, {cut}) AS {SOURCE_COLUMN} "
-                    f"FROM read_parquet({_sql_list(files)}, union_by_name = true, filename = true)").to_arrow_table())
+                tables.append(
+                    con.sql(
+                        f"SELECT * EXCLUDE (filename), substr(filename, {cut}) AS {SOURCE_COLUMN} "
+                        f"FROM read_parquet({_sql_list(files)}, union_by_name = true, filename = true)"
+                    ).to_arrow_table()
+                )
     else:
         if snapshot is not None:
             tables.append(_read_remote_snapshot(location, snapshot))
         with ThreadPoolExecutor(max_workers=16) as pool:
             parts = list(pool.map(functools.partial(_read_remote, location), files))
-        tables += [table.append_column(SOURCE_COLUMN, pa.array([stats[path][0]] * table.num_rows, pa.string()))
-                   for path, table in zip(files, parts)]
+        tables += [
+            table.append_column(SOURCE_COLUMN, pa.array([stats[path][0]] * table.num_rows, pa.string()))
+            for path, table in zip(files, parts)
+        ]
     tables = [table.cast(table.schema.remove_metadata()) if table.schema.metadata else table for table in tables]
     return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _relative_shown(location: StorageLocation, shown: str) -> str:
     root = location.display.rstrip("/")
-    return shown[len(root):].lstrip("/") if shown.startswith(root) else _relative(location, shown)
+    return shown[len(root) :].lstrip("/") if shown.startswith(root) else _relative(location, shown)
 
 
-def compact(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
-            grace_seconds: float = SNAPSHOT_GRACE_SECONDS) -> Compaction:
+def compact(
+    storage: str | os.PathLike[str] | StorageLocation,
+    *,
+    experiment: str | None = None,
+    grace_seconds: float = SNAPSHOT_GRACE_SECONDS,
+) -> Compaction:
     """Fold every experiment's files that no snapshot holds yet into a new snapshot per experiment.
 
     The new snapshot holds the previous one's still-valid rows plus the new files' rows, and
@@ -705,8 +829,10 @@ def _compact_scanned(location: StorageLocation, scan: PartScan, *, grace_seconds
     written: list[str] = []
     removed: list[str] = []
     files_taken = rows = 0
-    for top, files, snapshots in ((LEADERBOARD_DIR, scan.parts, scan.snapshots),
-                                  (TRIALS_DIR, scan.trial_files, scan.trial_snapshots)):
+    for top, files, snapshots in (
+        (LEADERBOARD_DIR, scan.parts, scan.snapshots),
+        (TRIALS_DIR, scan.trial_files, scan.trial_snapshots),
+    ):
         by_experiment: dict[str, list[str]] = {}
         for path in files:
             by_experiment.setdefault(scan.file_stats[path][0].split("/")[1], []).append(path)
@@ -718,21 +844,34 @@ def _compact_scanned(location: StorageLocation, scan: PartScan, *, grace_seconds
                 continue
             table = _read_rows(location, snapshot=snapshot, files=new, stats=scan.file_stats)
             stale = set(snapshot.stale) if snapshot is not None else set()
-            entries = {key: list(size_mtime) for key, size_mtime in (snapshot.entries if snapshot else {}).items()
-                       if key not in stale}
+            entries = {
+                key: list(size_mtime)
+                for key, size_mtime in (snapshot.entries if snapshot else {}).items()
+                if key not in stale
+            }
             entries.update({scan.file_stats[path][0]: list(scan.file_stats[path][1:]) for path in new})
-            table = table.replace_schema_metadata({_COVERS_KEY: json.dumps(entries, separators=(",", ":")).encode(),
-                                                   _METADATA_KEY: str(SCHEMA_VERSION).encode()})
+            table = table.replace_schema_metadata(
+                {
+                    _COVERS_KEY: json.dumps(entries, separators=(",", ":")).encode(),
+                    _METADATA_KEY: str(SCHEMA_VERSION).encode(),
+                }
+            )
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd", row_group_size=131_072)
             relative = f"{SNAPSHOT_DIR}/{top}/{name}/{time.time_ns():020d}-{os.urandom(4).hex()}.parquet"
             written.append(_put(location, relative, sink.getvalue(), what=f"a leaderboard snapshot of {name}"))
             files_taken += len(new)
             rows += table.num_rows
-            removed += _remove_superseded(location, f"{SNAPSHOT_DIR}/{top}/{name}", keep=relative,
-                                          grace_seconds=grace_seconds)
-    return Compaction(written=tuple(written), files=files_taken, rows=rows, removed=tuple(removed),
-                      seconds=time.perf_counter() - started)
+            removed += _remove_superseded(
+                location, f"{SNAPSHOT_DIR}/{top}/{name}", keep=relative, grace_seconds=grace_seconds
+            )
+    return Compaction(
+        written=tuple(written),
+        files=files_taken,
+        rows=rows,
+        removed=tuple(removed),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _remove_superseded(location: StorageLocation, folder: str, *, keep: str, grace_seconds: float) -> list[str]:
@@ -757,8 +896,11 @@ def list_experiments(storage: str | os.PathLike[str] | StorageLocation) -> list[
     """Names of the experiments that have a leaderboard folder under ``storage``."""
     location = resolve_storage(storage)
     selector = pafs.FileSelector(location.path(LEADERBOARD_DIR), recursive=False, allow_not_found=True)
-    return sorted(info.base_name for info in location.filesystem.get_file_info(selector)
-                  if info.type == pafs.FileType.Directory and not info.base_name.startswith("."))
+    return sorted(
+        info.base_name
+        for info in location.filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.Directory and not info.base_name.startswith(".")
+    )
 
 
 # ---------------------------------------------------------------------------------------- query
@@ -771,9 +913,9 @@ _SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
 _SUMMARY_EXTRA: dict[str, str] = {
     "genotype": "",
     "trial": ", any_value(seed) AS seed, any_value(trial_status) AS trial_status, "
-             "count(DISTINCT genotype_hash) AS genotypes, any_value(params_json) AS params_json",
+    "count(DISTINCT genotype_hash) AS genotypes, any_value(params_json) AS params_json",
     "config": "".join(f', any_value("{name}") AS "{name}"' for name in _CONFIG_COLUMNS)
-              + ", count(DISTINCT genotype_hash) AS genotypes",
+    + ", count(DISTINCT genotype_hash) AS genotypes",
 }
 SUMMARY_VIEWS = {"genotype": "genotypes", "trial": "trial_scores", "config": "config_scores"}
 
@@ -790,7 +932,7 @@ def summary_sql(by: Summary = "genotype", *, where: str | None = None) -> str:
         raise ValueError(f"by must be one of {tuple(_SUMMARY_KEYS)}, but got {by!r}.")
     keys = _SUMMARY_KEYS[by]
     key_list = ", ".join(keys)
-    config_key = ("json_merge_patch(params_json, '{\"seed\": null}') AS config_json, " if by == "config" else "")
+    config_key = "json_merge_patch(params_json, '{\"seed\": null}') AS config_json, " if by == "config" else ""
     condition = f" AND ({where})" if where else ""
     join = " AND ".join(f"f.{key} IS NOT DISTINCT FROM r.{key}" for key in keys)
     return f"""
@@ -836,9 +978,17 @@ def _sql_list(paths: Iterable[str]) -> str:
     return "[" + ", ".join("'" + path.replace("'", "''") + "'" for path in paths) + "]"
 
 
-def _create_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema, *,
-                   location: StorageLocation, uniform: bool, materialize: bool,
-                   snapshots: Sequence[Snapshot] = ()) -> None:
+def _create_source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    files: Sequence[str],
+    schema: pa.Schema,
+    *,
+    location: StorageLocation,
+    uniform: bool,
+    materialize: bool,
+    snapshots: Sequence[Snapshot] = (),
+) -> None:
     """``name`` as a view (or table) over ``files``; typed and empty when there are none.
 
     Files covered by one of ``snapshots`` are read from the snapshot instead (minus its stale
@@ -857,13 +1007,17 @@ def _create_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[st
         selects = []
         if snapshots:
             stale = [source for snapshot in snapshots for source in snapshot.stale]
-            selects.append(f"SELECT * EXCLUDE ({SOURCE_COLUMN}) FROM read_parquet("
-                           f"{_sql_list(s.path for s in snapshots)}, union_by_name = true){_not_stale_sql(stale)}")
+            selects.append(
+                f"SELECT * EXCLUDE ({SOURCE_COLUMN}) FROM read_parquet("
+                f"{_sql_list(s.path for s in snapshots)}, union_by_name = true){_not_stale_sql(stale)}"
+            )
         if direct:
             # Files with identical columns need no union (DuckDB then skips reading every footer
             # at bind time); mixed schema versions are matched by column name.
-            selects.append(f"SELECT * FROM read_parquet({_sql_list(direct)}, "
-                           f"union_by_name = {'false' if uniform and not snapshots else 'true'})")
+            selects.append(
+                f"SELECT * FROM read_parquet({_sql_list(direct)}, "
+                f"union_by_name = {'false' if uniform and not snapshots else 'true'})"
+            )
         con.execute(f"CREATE OR REPLACE {kind} {name} AS " + " UNION ALL BY NAME ".join(selects))
     else:  # object stores: read through pyarrow.fs (same credentials as the writers), then query in memory
         with ThreadPoolExecutor(max_workers=16) as pool:
@@ -917,9 +1071,15 @@ class Leaderboard:
         self.close()
 
 
-def connect(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
-            materialize: bool = False, database: str | os.PathLike[str] = ":memory:",
-            use_cache: bool = True, compact_at: int | None = AUTO_COMPACT_FILES) -> Leaderboard:
+def connect(
+    storage: str | os.PathLike[str] | StorageLocation,
+    *,
+    experiment: str | None = None,
+    materialize: bool = False,
+    database: str | os.PathLike[str] = ":memory:",
+    use_cache: bool = True,
+    compact_at: int | None = AUTO_COMPACT_FILES,
+) -> Leaderboard:
     """Scan ``storage`` and return a ``Leaderboard`` whose DuckDB connection has the views.
 
     Damaged files are listed in ``Leaderboard.damaged`` and skipped. With ``materialize`` the
@@ -938,17 +1098,36 @@ def connect(storage: str | os.PathLike[str] | StorageLocation, *, experiment: st
         try:
             _compact_scanned(location, scan, grace_seconds=SNAPSHOT_GRACE_SECONDS)
         except (OSError, duckdb.Error, pa.ArrowException) as error:  # e.g. read-only storage, a file deleted meanwhile
-            warnings.warn(f"could not compact the leaderboard ({error}); reading its files one by one.",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"could not compact the leaderboard ({error}); reading its files one by one.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         else:
             scan = scan_parts(location, experiment=experiment, use_cache=use_cache)
     con = duckdb.connect(str(database))
     try:
         con.execute("SET TimeZone = 'UTC'")
-        _create_source(con, "fold_rows", scan.parts, SCHEMA, location=location, uniform=scan.parts_uniform,
-                       materialize=materialize, snapshots=scan.snapshots)
-        _create_source(con, "trials", scan.trial_files, TRIAL_SCHEMA, location=location,
-                       uniform=scan.trials_uniform, materialize=materialize, snapshots=scan.trial_snapshots)
+        _create_source(
+            con,
+            "fold_rows",
+            scan.parts,
+            SCHEMA,
+            location=location,
+            uniform=scan.parts_uniform,
+            materialize=materialize,
+            snapshots=scan.snapshots,
+        )
+        _create_source(
+            con,
+            "trials",
+            scan.trial_files,
+            TRIAL_SCHEMA,
+            location=location,
+            uniform=scan.trials_uniform,
+            materialize=materialize,
+            snapshots=scan.trial_snapshots,
+        )
         con.execute(_RUNS_SQL)
         for by, view in SUMMARY_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
@@ -958,11 +1137,11 @@ def connect(storage: str | os.PathLike[str] | StorageLocation, *, experiment: st
     return Leaderboard(con=con, scan=scan, storage=location)
 
 
-def top_genotypes(storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None,
-                  n: int = 10) -> pd.DataFrame:
+def top_genotypes(
+    storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None, n: int = 10
+) -> pd.DataFrame:
     """The ``n`` best genotypes of each experiment; ``frame.attrs['damaged']`` lists skipped files."""
     with connect(storage, experiment=experiment) as board:
         frame = board.top_genotypes(n)
         frame.attrs["damaged"] = [tuple(item) for item in board.damaged]
     return frame
-

@@ -21,8 +21,15 @@ StatusWriter = Callable[..., Any]
 
 
 class ExperimentProgress(Callback):
-    def __init__(self, *, console: Console | None, write_status: StatusWriter, n_folds: int, pruner_name: str,
-                 every_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        console: Console | None,
+        write_status: StatusWriter,
+        n_folds: int,
+        pruner_name: str,
+        every_s: float = 30.0,
+    ) -> None:
         self.console = console
         self.n_folds = n_folds
         self.pruner_name = pruner_name
@@ -54,14 +61,17 @@ class ExperimentProgress(Callback):
             self.console.print(
                 f"[bold]{trial.trial_id}[/] fold {result['fold']}: UA {result['fold_ua']:.3f} "
                 f"(mean {result['mean_ua']:.3f} over {result['folds_done']}) genotype {escape(str(result['genotype_hash']))} "
-                f"[dim]{escape(self._params(trial))}[/]")
+                f"[dim]{escape(self._params(trial))}[/]"
+            )
         else:
             self.epochs += 1
         if time.monotonic() - self._last_line > self.every_s:
             self._last_line = time.monotonic()
             running = sum(1 for t in trials if t.status == "RUNNING")
-            self.console.print(f"[dim]{len(trials)} trials ({running} running), {self.epochs} epochs and "
-                               f"{self.folds} folds reported, {list(self.ended.values()).count('pruned')} pruned[/]")
+            self.console.print(
+                f"[dim]{len(trials)} trials ({running} running), {self.epochs} epochs and "
+                f"{self.folds} folds reported, {list(self.ended.values()).count('pruned')} pruned[/]"
+            )
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         last = trial.last_result or {}
@@ -74,15 +84,22 @@ class ExperimentProgress(Callback):
             self.console.print(f"[yellow]{trial.trial_id} pruned[/]: {escape(reason)}")
         else:
             status, reason = "completed", None
-            self.console.print(f"[green]{trial.trial_id} completed[/]: mean UA {last.get('mean_ua', float('nan')):.3f} "
-                               f"over {last.get('folds_done', 0)} folds")
+            self.console.print(
+                f"[green]{trial.trial_id} completed[/]: mean UA {last.get('mean_ua', float('nan')):.3f} "
+                f"over {last.get('folds_done', 0)} folds"
+            )
         self.ended[trial.trial_id] = status
-        self.write_status(trial_id=trial.trial_id, status=status, step=int(last.get("training_iteration", 0)),
-                          reason=reason)
+        self.write_status(
+            trial_id=trial.trial_id, status=status, step=int(last.get("training_iteration", 0)), reason=reason
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         last = trial.last_result or {}
         self.ended[trial.trial_id] = "failed"
         self.console.print(f"[red]{trial.trial_id} failed[/] (error file: {escape(str(trial.error_file))})")
-        self.write_status(trial_id=trial.trial_id, status="failed", step=int(last.get("training_iteration", 0)),
-                          reason=f"see {trial.error_file}")
+        self.write_status(
+            trial_id=trial.trial_id,
+            status="failed",
+            step=int(last.get("training_iteration", 0)),
+            reason=f"see {trial.error_file}",
+        )

@@ -40,8 +40,15 @@ class PruneDecision:
 class OptunaPruningScheduler(FIFOScheduler):
     """Stop Tune trials with any Optuna pruner (``WilcoxonPruner``, ``MedianPruner``, ...)."""
 
-    def __init__(self, *, pruner: optuna.pruners.BasePruner, over: PruneOver, fold_metric: str = "fold_ua",
-                 epoch_metric: str = "valid_ua", final_metric: str = "mean_ua") -> None:
+    def __init__(
+        self,
+        *,
+        pruner: optuna.pruners.BasePruner,
+        over: PruneOver,
+        fold_metric: str = "fold_ua",
+        epoch_metric: str = "valid_ua",
+        final_metric: str = "mean_ua",
+    ) -> None:
         super().__init__()
         if over not in ("folds", "epochs"):
             raise ValueError(f"over must be 'folds' or 'epochs', but got {over!r}.")
@@ -82,9 +89,13 @@ class OptunaPruningScheduler(FIFOScheduler):
         optuna_trial.report(value, step)
         if not optuna_trial.should_prune():
             return TrialScheduler.CONTINUE
-        decision = PruneDecision(trial_id=trial.trial_id, step=step, value=value,
-                                 reason=f"{type(self.pruner).__name__} at {self.over[:-1]} {step} "
-                                        f"({self.fold_metric if self.over == 'folds' else self.epoch_metric}={value:.3f})")
+        decision = PruneDecision(
+            trial_id=trial.trial_id,
+            step=step,
+            value=value,
+            reason=f"{type(self.pruner).__name__} at {self.over[:-1]} {step} "
+            f"({self.fold_metric if self.over == 'folds' else self.epoch_metric}={value:.3f})",
+        )
         self.pruned[trial.trial_id] = decision
         self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
         return TrialScheduler.STOP

@@ -51,32 +51,83 @@ def _canonical_params(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def _fold_row(inputs: TrialInputs, *, trial_id: str, attempt: int, params: dict[str, Any], search, evaluation,
-              fold: int, result: FoldResult | None, error: str | None, node_id: str) -> dict[str, Any]:
+def _fold_row(
+    inputs: TrialInputs,
+    *,
+    trial_id: str,
+    attempt: int,
+    params: dict[str, Any],
+    search,
+    evaluation,
+    fold: int,
+    result: FoldResult | None,
+    error: str | None,
+    node_id: str,
+) -> dict[str, Any]:
     experiment = inputs.experiment
     shape = evaluation.shape
     row = {
-        "experiment": experiment.name, "trial_id": trial_id, "fold": fold,
-        "n_folds": int(inputs.folds["fold"].nunique()), "attempt": attempt,
-        "status": "completed" if error is None else "failed", "node_id": node_id, "hostname": socket.gethostname(),
-        "seed": evaluation.seed, "params_json": _canonical_params(params), "layers": shape.layers,
-        "nodes": shape.nodes, "init_channels": shape.init_channels, "lstm_hidden": shape.lstm_hidden,
-        "darts_order": search.order, "pc_k": search.pc_k, "weights_lr": search.weights.lr,
-        "search_epochs": search.epochs, "eval_epochs": evaluation.epochs, "dataset": experiment.data.dataset,
-        "feature_preset": experiment.data.preset, "fold_scheme": experiment.folds.scheme,
-        "classes": json.dumps(list(inputs.classes)), "error": error,
+        "experiment": experiment.name,
+        "trial_id": trial_id,
+        "fold": fold,
+        "n_folds": int(inputs.folds["fold"].nunique()),
+        "attempt": attempt,
+        "status": "completed" if error is None else "failed",
+        "node_id": node_id,
+        "hostname": socket.gethostname(),
+        "seed": evaluation.seed,
+        "params_json": _canonical_params(params),
+        "layers": shape.layers,
+        "nodes": shape.nodes,
+        "init_channels": shape.init_channels,
+        "lstm_hidden": shape.lstm_hidden,
+        "darts_order": search.order,
+        "pc_k": search.pc_k,
+        "weights_lr": search.weights.lr,
+        "search_epochs": search.epochs,
+        "eval_epochs": evaluation.epochs,
+        "dataset": experiment.data.dataset,
+        "feature_preset": experiment.data.preset,
+        "fold_scheme": experiment.folds.scheme,
+        "classes": json.dumps(list(inputs.classes)),
+        "error": error,
     }
     if result is None:
-        return {**row, "genotype": None, "genotype_hash": None, "ua": None, "wa": None, "macro_f1": None,
-                "confusion": None, "test_utterances": None, "valid_ua": None, "best_epoch": None, "params": None,
-                "search_seconds": None, "eval_seconds": None, "search_epochs_run": None, "device": None}
+        return {
+            **row,
+            "genotype": None,
+            "genotype_hash": None,
+            "ua": None,
+            "wa": None,
+            "macro_f1": None,
+            "confusion": None,
+            "test_utterances": None,
+            "valid_ua": None,
+            "best_epoch": None,
+            "params": None,
+            "search_seconds": None,
+            "eval_seconds": None,
+            "search_epochs_run": None,
+            "device": None,
+        }
     is_genotype = result.architecture.startswith("{")
-    return {**row, "genotype": result.architecture if is_genotype else None,
-            "genotype_hash": result.genotype_hash or result.architecture, "ua": result.ua, "wa": result.wa,
-            "macro_f1": result.macro_f1, "confusion": json.dumps(result.confusion),
-            "test_utterances": result.test_utterances, "valid_ua": result.valid_ua, "best_epoch": result.best_epoch,
-            "params": result.params, "search_seconds": result.search_seconds, "eval_seconds": result.eval_seconds,
-            "search_epochs_run": result.search_epochs_run, "device": result.device}
+    return {
+        **row,
+        "genotype": result.architecture if is_genotype else None,
+        "genotype_hash": result.genotype_hash or result.architecture,
+        "ua": result.ua,
+        "wa": result.wa,
+        "macro_f1": result.macro_f1,
+        "confusion": json.dumps(result.confusion),
+        "test_utterances": result.test_utterances,
+        "valid_ua": result.valid_ua,
+        "best_epoch": result.best_epoch,
+        "params": result.params,
+        "search_seconds": result.search_seconds,
+        "eval_seconds": result.eval_seconds,
+        "search_epochs_run": result.search_epochs_run,
+        "device": result.device,
+    }
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -119,38 +170,85 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
             cache_dir = inputs.experiment.data.cache_dir
             extract_features(rows, preset=inputs.experiment.data.preset, cache_dir=cache_dir)
-            data = load_fold_data(manifest=rows, folds=fold_table, fold=fold, preset=inputs.experiment.data.preset,
-                                  cache_dir=cache_dir, classes=inputs.classes)
+            data = load_fold_data(
+                manifest=rows,
+                folds=fold_table,
+                fold=fold,
+                preset=inputs.experiment.data.preset,
+                cache_dir=cache_dir,
+                classes=inputs.classes,
+            )
 
             def report(step: int, metrics: dict[str, Any], fold: int = fold) -> None:
                 nonlocal epochs_reported  # a checkpoint every tune.checkpoint_every epochs (and after each fold)
                 epochs_reported += 1
                 keep = epochs_reported % inputs.experiment.tune.checkpoint_every == 0
-                tune.report({**_scalar_metrics(metrics), "report": EPOCH_REPORT, "fold": fold,
-                             "folds_done": len(state["done"]), "mean_ua": mean_done()},
-                            checkpoint=tune.Checkpoint.from_directory(str(work)) if keep else None)
+                tune.report(
+                    {
+                        **_scalar_metrics(metrics),
+                        "report": EPOCH_REPORT,
+                        "fold": fold,
+                        "folds_done": len(state["done"]),
+                        "mean_ua": mean_done(),
+                    },
+                    checkpoint=tune.Checkpoint.from_directory(str(work)) if keep else None,
+                )
 
             fold_dir = work / f"fold{fold}"
             try:
-                result = run_fold(data, evaluation=evaluation, search=search, device=device, work_dir=fold_dir,
-                                  reporter=report)
+                result = run_fold(
+                    data, evaluation=evaluation, search=search, device=device, work_dir=fold_dir, reporter=report
+                )
             except Exception as error:
-                write_fold_row(inputs.storage, _fold_row(
-                    inputs, trial_id=trial_id, attempt=state["attempt"], params=params, search=search,
-                    evaluation=evaluation, fold=fold, result=None, error=f"{type(error).__name__}: {error}",
-                    node_id=node_id))
+                write_fold_row(
+                    inputs.storage,
+                    _fold_row(
+                        inputs,
+                        trial_id=trial_id,
+                        attempt=state["attempt"],
+                        params=params,
+                        search=search,
+                        evaluation=evaluation,
+                        fold=fold,
+                        result=None,
+                        error=f"{type(error).__name__}: {error}",
+                        node_id=node_id,
+                    ),
+                )
                 raise
-            write_fold_row(inputs.storage, _fold_row(
-                inputs, trial_id=trial_id, attempt=state["attempt"], params=params, search=search,
-                evaluation=evaluation, fold=fold, result=result, error=None, node_id=node_id))
-            state["done"][str(fold)] = {"ua": result.ua, "genotype_hash": result.genotype_hash,
-                                        "params": result.params}
+            write_fold_row(
+                inputs.storage,
+                _fold_row(
+                    inputs,
+                    trial_id=trial_id,
+                    attempt=state["attempt"],
+                    params=params,
+                    search=search,
+                    evaluation=evaluation,
+                    fold=fold,
+                    result=result,
+                    error=None,
+                    node_id=node_id,
+                ),
+            )
+            state["done"][str(fold)] = {"ua": result.ua, "genotype_hash": result.genotype_hash, "params": result.params}
             write_text_atomically(state_path, json.dumps(state))
             shutil.rmtree(fold_dir, ignore_errors=True)  # finished: its resumable checkpoints are dead weight
-            tune.report({"report": FOLD_REPORT, "fold": fold, "fold_ua": result.ua, "fold_wa": result.wa,
-                         "fold_macro_f1": result.macro_f1, "genotype_hash": result.genotype_hash or result.architecture,
-                         "params": result.params, "folds_done": len(state["done"]), "mean_ua": mean_done(),
-                         "search_seconds": result.search_seconds, "eval_seconds": result.eval_seconds},
-                        checkpoint=tune.Checkpoint.from_directory(str(work)))
+            tune.report(
+                {
+                    "report": FOLD_REPORT,
+                    "fold": fold,
+                    "fold_ua": result.ua,
+                    "fold_wa": result.wa,
+                    "fold_macro_f1": result.macro_f1,
+                    "genotype_hash": result.genotype_hash or result.architecture,
+                    "params": result.params,
+                    "folds_done": len(state["done"]),
+                    "mean_ua": mean_done(),
+                    "search_seconds": result.search_seconds,
+                    "eval_seconds": result.eval_seconds,
+                },
+                checkpoint=tune.Checkpoint.from_directory(str(work)),
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)

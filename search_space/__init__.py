@@ -12,7 +12,7 @@ from search_space.architecture import (
     architecture_text,
     parse_architecture,
 )
-from search_space.cells import Cell, SearchCell, drop_path, reduction_layers, stack_cells
+from search_space.cells import Cell, SearchCell, drop_path, reduction_layers
 from search_space.genotype import (
     Genotype,
     alpha_entropy,

@@ -131,8 +131,7 @@ class Cell(nn.Module):
         self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, True)
         self.indices = tuple(index for _, index in edges)
         self.ops = nn.ModuleList(
-            build_op(name, C, 2 if reduction and index < 2 else 1, affine=True)
-            for name, index in edges
+            build_op(name, C, 2 if reduction and index < 2 else 1, affine=True) for name, index in edges
         )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
@@ -156,8 +155,9 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
     return tuple(sorted({layers // 3, 2 * layers // 3}))
 
 
-def stack_cells(*, layers: int, in_channels: int, stem_multiplier: int, init_channels: int,
-                make_cell: Callable[..., nn.Module]) -> tuple[nn.Sequential, nn.ModuleList, int]:
+def stack_cells(
+    *, layers: int, in_channels: int, stem_multiplier: int, init_channels: int, make_cell: Callable[..., nn.Module]
+) -> tuple[nn.Sequential, nn.ModuleList, int]:
     """The DARTS macro-structure the supernet and the discrete network share.
 
     A 3x3 conv stem with ``stem_multiplier * init_channels`` channels, then ``layers`` cells

@@ -40,14 +40,10 @@ def _is_int(value: object) -> bool:
 
 def _normalise_cell(kind: str, edges: object) -> tuple[tuple[str, int], ...]:
     if isinstance(edges, (str, bytes)) or not isinstance(edges, Sequence):
-        raise ValueError(
-            f"Genotype.{kind} must be a sequence of (op_name, input_index) pairs, "
-            f"but got {edges!r}."
-        )
+        raise ValueError(f"Genotype.{kind} must be a sequence of (op_name, input_index) pairs, but got {edges!r}.")
     if len(edges) == 0 or len(edges) % 2 != 0:
         raise ValueError(
-            f"Genotype.{kind} must have two edges per node (an even, non-zero number), "
-            f"but got {len(edges)} edges."
+            f"Genotype.{kind} must have two edges per node (an even, non-zero number), but got {len(edges)} edges."
         )
     out: list[tuple[str, int]] = []
     for e, edge in enumerate(edges):
@@ -57,26 +53,19 @@ def _normalise_cell(kind: str, edges: object) -> tuple[tuple[str, int], ...]:
             raise ValueError(f"{where} must be an (op_name, input_index) pair, but got {edge!r}.")
         op, index = edge
         if op == "none":
-            raise ValueError(
-                f"{where} chooses 'none', which is not a valid operation in a derived cell."
-            )
+            raise ValueError(f"{where} chooses 'none', which is not a valid operation in a derived cell.")
         if not isinstance(op, str) or op not in OPS:
             known = ", ".join(name for name in OPS if name != "none")
             raise ValueError(f"{where} has unknown operation {op!r}; known operations are {known}.")
         if not _is_int(index) or not 0 <= index < node + 2:
-            raise ValueError(
-                f"{where} has input index {index!r}, but node {node} may only read states "
-                f"0..{node + 1}."
-            )
+            raise ValueError(f"{where} has input index {index!r}, but node {node} may only read states 0..{node + 1}.")
         out.append((op, index))
     return tuple(out)
 
 
 def _normalise_concat(kind: str, concat: object, nodes: int) -> tuple[int, ...]:
     if isinstance(concat, (str, bytes)) or not isinstance(concat, Sequence) or len(concat) == 0:
-        raise ValueError(
-            f"Genotype.{kind} must be a non-empty sequence of state indices, but got {concat!r}."
-        )
+        raise ValueError(f"Genotype.{kind} must be a non-empty sequence of state indices, but got {concat!r}.")
     for index in concat:
         if not _is_int(index) or not 2 <= index < nodes + 2:
             raise ValueError(
@@ -107,12 +96,10 @@ class Genotype:
         object.__setattr__(self, "normal", normal)
         object.__setattr__(self, "reduce", reduce)
         object.__setattr__(
-            self, "normal_concat", _normalise_concat("normal_concat", self.normal_concat,
-                                                     len(normal) // 2)
+            self, "normal_concat", _normalise_concat("normal_concat", self.normal_concat, len(normal) // 2)
         )
         object.__setattr__(
-            self, "reduce_concat", _normalise_concat("reduce_concat", self.reduce_concat,
-                                                     len(reduce) // 2)
+            self, "reduce_concat", _normalise_concat("reduce_concat", self.reduce_concat, len(reduce) // 2)
         )
 
     @property
@@ -271,9 +258,7 @@ def derive_genotype(
     """
     primitives = validate_primitives(primitives)
     if max_skip_normal is not None and (not _is_int(max_skip_normal) or max_skip_normal < 0):
-        raise ValueError(
-            f"max_skip_normal must be None or an int >= 0, but got {max_skip_normal!r}."
-        )
+        raise ValueError(f"max_skip_normal must be None or an int >= 0, but got {max_skip_normal!r}.")
     n_ops = len(primitives)
     w_normal = _edge_weights("alpha_normal", alpha_normal, beta_normal, nodes, n_ops)
     w_reduce = _edge_weights("alpha_reduce", alpha_reduce, beta_reduce, nodes, n_ops)
@@ -310,10 +295,7 @@ def alpha_entropy(*alphas: torch.Tensor, normalized: bool = False) -> float:
     entropies = []
     for alpha in alphas:
         if alpha.dim() != 2 or alpha.shape[1] < 2:
-            raise ValueError(
-                "Each alpha must have shape (edges, ops) with ops >= 2, "
-                f"but got {tuple(alpha.shape)}."
-            )
+            raise ValueError(f"Each alpha must have shape (edges, ops) with ops >= 2, but got {tuple(alpha.shape)}.")
         log_p = torch.log_softmax(alpha.detach().to(torch.float64), dim=-1)  # (E, n_ops)
         h = -(log_p.exp() * log_p).sum(dim=-1)  # (E,)
         if normalized:

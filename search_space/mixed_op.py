@@ -84,9 +84,7 @@ class MixedOp(nn.Module):
         super().__init__()
         self.primitives = validate_primitives(primitives)
         if pc_k < 1 or C % pc_k != 0:
-            raise ValueError(
-                f"pc_k must be >= 1 and divide the channel count, but got pc_k={pc_k} for C={C}."
-            )
+            raise ValueError(f"pc_k must be >= 1 and divide the channel count, but got pc_k={pc_k} for C={C}.")
         self.C = C
         self.stride = stride
         self.pc_k = pc_k

@@ -30,9 +30,7 @@ __all__ = [
 
 def _check_input(x: torch.Tensor, in_channels: int, who: str) -> None:
     if x.dim() != 4 or x.shape[1] != in_channels:
-        raise ValueError(
-            f"{who} expects input of shape (B, {in_channels}, F, T), but got {tuple(x.shape)}."
-        )
+        raise ValueError(f"{who} expects input of shape (B, {in_channels}, F, T), but got {tuple(x.shape)}.")
 
 
 class Network(nn.Module):
@@ -87,8 +85,11 @@ class Network(nn.Module):
         }
 
         self.stem, self.cells, C_p = stack_cells(
-            layers=layers, in_channels=in_channels, stem_multiplier=stem_multiplier,
-            init_channels=init_channels, make_cell=functools.partial(Cell, genotype),
+            layers=layers,
+            in_channels=in_channels,
+            stem_multiplier=stem_multiplier,
+            init_channels=init_channels,
+            make_cell=functools.partial(Cell, genotype),
         )
         self.head = RecurrentHead(
             C_p,
@@ -114,9 +115,7 @@ class Network(nn.Module):
 def baseline_channels(init_channels: int, layers: int) -> tuple[int, ...]:
     """Channels of the baseline's conv blocks: ``2 * init_channels``, doubling per block."""
     if init_channels < 1 or layers < 1:
-        raise ValueError(
-            f"init_channels and layers must be >= 1, but got {init_channels} and {layers}."
-        )
+        raise ValueError(f"init_channels and layers must be >= 1, but got {init_channels} and {layers}.")
     return tuple(init_channels * 2 ** (i + 1) for i in range(layers))
 
 
@@ -139,12 +138,8 @@ class BaselineCNNLSTM(nn.Module):
     ) -> None:
         super().__init__()
         channels = tuple(channels)
-        if not channels or any(
-            not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels
-        ):
-            raise ValueError(
-                f"channels must be a non-empty sequence of ints >= 1, but got {channels}."
-            )
+        if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
+            raise ValueError(f"channels must be a non-empty sequence of ints >= 1, but got {channels}.")
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be an int >= 1, but got {in_channels!r}.")
         self.in_channels = in_channels

@@ -38,9 +38,7 @@ __all__ = [
 class ReLUConvBN(nn.Module):
     """ReLU -> Conv2d -> BatchNorm; used for the 1x1 preprocessing of cell inputs."""
 
-    def __init__(
-        self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool
-    ) -> None:
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool) -> None:
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
@@ -89,15 +87,11 @@ class DilConv(nn.Module):
 class SepConv(nn.Module):
     """Two stacked depthwise-separable convolutions (the first carries the stride)."""
 
-    def __init__(
-        self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool
-    ) -> None:
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool) -> None:
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(
-                C_in, C_in, kernel_size, stride=stride, padding=padding, groups=C_in, bias=False
-            ),
+            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, groups=C_in, bias=False),
             nn.Conv2d(C_in, C_in, kernel_size=1, bias=False),
             nn.BatchNorm2d(C_in, affine=affine),
             # In place is safe here (BatchNorm's backward needs its input, not its output) and
@@ -169,9 +163,7 @@ def _skip_connect(C: int, stride: int, affine: bool) -> nn.Module:
 _REGISTRY: dict[str, OpFactory] = {
     "none": lambda C, stride, affine: Zero(stride),
     "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
-    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(
-        3, stride=stride, padding=1, count_include_pad=False
-    ),
+    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
     "skip_connect": _skip_connect,
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine=affine),
     "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine=affine),
@@ -185,9 +177,7 @@ OPS: Mapping[str, OpFactory] = MappingProxyType(_REGISTRY)
 PRIMITIVES: tuple[str, ...] = tuple(_REGISTRY)
 """The default candidate set of a search (DARTS' eight operations, in DARTS' order)."""
 
-PARAMETER_FREE_OPS: frozenset[str] = frozenset(
-    {"none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"}
-)
+PARAMETER_FREE_OPS: frozenset[str] = frozenset({"none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"})
 """Operations without learnable weights (at stride 1); a supernet whose alphas favour only these
 everywhere has collapsed. ``skip_connect`` at stride 2 is a FactorizedReduce, but is counted here
 as DARTS and P-DARTS count it."""
@@ -195,9 +185,7 @@ as DARTS and P-DARTS count it."""
 
 def _check_known(name: object) -> str:
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(
-            f"Unknown operation {name!r}; known operations are {', '.join(_REGISTRY)}."
-        )
+        raise ValueError(f"Unknown operation {name!r}; known operations are {', '.join(_REGISTRY)}.")
     return name
 
 
@@ -224,7 +212,5 @@ def validate_primitives(primitives: Iterable[str]) -> tuple[str, ...]:
     if duplicates:
         raise ValueError(f"primitives must be unique, but {duplicates} appear more than once.")
     if not any(n != "none" for n in names):
-        raise ValueError(
-            f"primitives must contain at least one operation other than 'none', but got {names}."
-        )
+        raise ValueError(f"primitives must contain at least one operation other than 'none', but got {names}.")
     return names

@@ -82,9 +82,7 @@ class SuperNet(nn.Module):
         ):
             _check_int(name, value)
         if init_channels % pc_k != 0:
-            raise ValueError(
-                f"init_channels ({init_channels}) must be divisible by pc_k ({pc_k})."
-            )
+            raise ValueError(f"init_channels ({init_channels}) must be divisible by pc_k ({pc_k}).")
         self._config: dict[str, Any] = {
             "layers": layers,
             "nodes": nodes,
@@ -105,10 +103,13 @@ class SuperNet(nn.Module):
         self.in_channels = in_channels
 
         self.stem, self.cells, C_p = stack_cells(
-            layers=layers, in_channels=in_channels, stem_multiplier=stem_multiplier,
+            layers=layers,
+            in_channels=in_channels,
+            stem_multiplier=stem_multiplier,
             init_channels=init_channels,
-            make_cell=functools.partial(SearchCell, nodes=nodes, primitives=primitives, pc_k=pc_k,
-                                        checkpoint=checkpoint),
+            make_cell=functools.partial(
+                SearchCell, nodes=nodes, primitives=primitives, pc_k=pc_k, checkpoint=checkpoint
+            ),
         )
         self.head = RecurrentHead(
             C_p,
@@ -166,8 +167,7 @@ class SuperNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"SuperNet expects input of shape (B, {self.in_channels}, F, T), "
-                f"but got {tuple(x.shape)}."
+                f"SuperNet expects input of shape (B, {self.in_channels}, F, T), but got {tuple(x.shape)}."
             )
         w_normal = torch.softmax(self.alphas_normal, dim=-1)  # (E, n_ops)
         w_reduce = torch.softmax(self.alphas_reduce, dim=-1)  # (E, n_ops)

@@ -31,7 +31,9 @@ class FakeCorpus:
 def _tone(seconds: float, seed: int, sample_rate: int = 16000) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
-    return (0.3 * np.sin(2 * np.pi * (120 + 40 * rng.random()) * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * (120 + 40 * rng.random()) * t) + 0.01 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
 
 
 def build_fake_iemocap(root: Path, *, sessions=(1, 2), per_dialog: int = 4) -> FakeCorpus:
@@ -66,16 +68,20 @@ def build_fake_iemocap(root: Path, *, sessions=(1, 2), per_dialog: int = 4) -> F
                 ]
                 start += seconds + 0.5
                 corpus.expected[utt_id] = {
-                    "label": label, "session": session, "speaker": f"Ses{session:02d}{gender}",
-                    "gender": gender, "improvised": improvised, "duration_s": seconds, "dialog": dialog,
+                    "label": label,
+                    "session": session,
+                    "speaker": f"Ses{session:02d}{gender}",
+                    "gender": gender,
+                    "improvised": improvised,
+                    "duration_s": seconds,
+                    "dialog": dialog,
                 }
                 corpus.wavs[utt_id] = wav_dir / f"{utt_id}.wav"
             label_file = labels_dir / f"{dialog}.txt"
             label_file.write_text("\n".join(lines) + "\n")
             corpus.label_files.append(label_file)
             # Decoys the reader must not read: other annotation folders and macOS litter.
-            (labels_dir / "Categorical" / f"{dialog}_e2_cat.txt").write_text(
-                f"{dialog}_F000 :Neutral state; ()\n")
+            (labels_dir / "Categorical" / f"{dialog}_e2_cat.txt").write_text(f"{dialog}_F000 :Neutral state; ()\n")
             (labels_dir / "Attribute" / f"{dialog}_e3_atr.txt").write_text(f"{dialog}_F000 :act 2; val 3; dom  2; ()\n")
             (labels_dir / "Self-evaluation" / f"{dialog}.anvil").write_text("<xml/>\n")
             (labels_dir / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07Mac OS X        ")
@@ -108,8 +114,14 @@ def build_fake_msp_improv(root: Path, *, sessions=(1, 2), label_file_name: str =
                 counter += 1
                 corpus.expected[utt_id] = {
                     "label": {"A": "ang", "H": "hap", "S": "sad", "N": "neu", "O": "oth", "X": "xxx"}[letter],
-                    "session": session, "speaker": speaker, "gender": gender, "improvised": part != "R",
-                    "duration_s": seconds, "part": part, "target": scenario[-1], "scenario": scenario,
+                    "session": session,
+                    "speaker": speaker,
+                    "gender": gender,
+                    "improvised": part != "R",
+                    "duration_s": seconds,
+                    "part": part,
+                    "target": scenario[-1],
+                    "scenario": scenario,
                 }
                 corpus.wavs[utt_id] = folder / f"{utt_id}.wav"
         (root / f"session{session}" / "S01A" / "R" / "._litter.wav").write_bytes(b"\x00\x05\x16\x07")
@@ -129,8 +141,17 @@ def fake_msp_improv(tmp_path: Path) -> FakeCorpus:
     return build_fake_msp_improv(tmp_path / "MSP-IMPROV")
 
 
-def make_fold_data(*, n_classes: int = 3, shape=(1, 16, 16), n_train: int = 48, n_valid: int = 24,
-                   n_test: int = 24, seed: int = 0, signal: float = 1.5, fold: int = 1):
+def make_fold_data(
+    *,
+    n_classes: int = 3,
+    shape=(1, 16, 16),
+    n_train: int = 48,
+    n_valid: int = 24,
+    n_test: int = 24,
+    seed: int = 0,
+    signal: float = 1.5,
+    fold: int = 1,
+):
     """A FoldData of random features in which class k adds ``signal`` to frequency band k, so a
     model can learn it; each split is drawn independently (like different speakers)."""
     import torch
@@ -144,47 +165,91 @@ def make_fold_data(*, n_classes: int = 3, shape=(1, 16, 16), n_train: int = 48, 
         x = torch.randn(n, *shape, generator=generator)
         band = shape[1] // n_classes
         for k in range(n_classes):
-            x[y == k, :, k * band:(k + 1) * band, :] += signal
+            x[y == k, :, k * band : (k + 1) * band, :] += signal
         return Split(x=x, y=y, utt_ids=tuple(f"{name}{i}" for i in range(n)))
 
-    return FoldData(fold=fold, classes=tuple(f"c{k}" for k in range(n_classes)),
-                    train=split(n_train, "train"), valid=split(n_valid, "valid"), test=split(n_test, "test"))
+    return FoldData(
+        fold=fold,
+        classes=tuple(f"c{k}" for k in range(n_classes)),
+        train=split(n_train, "train"),
+        valid=split(n_valid, "valid"),
+        test=split(n_test, "test"),
+    )
 
 
 def make_leaderboard_row(**overrides) -> dict:
     """A valid completed leaderboard fold row (every column of the schema); ``overrides`` replace columns."""
     row = {
-        "experiment": "exp", "trial_id": "t1", "fold": 1, "n_folds": 3, "attempt": 0, "status": "completed",
-        "node_id": "node-a", "hostname": "host-a", "seed": 0, "params_json": {"layers": 4, "seed": 0},
-        "layers": 4, "nodes": 4, "init_channels": 8, "lstm_hidden": 64, "darts_order": "first", "pc_k": 1,
-        "weights_lr": 0.025, "search_epochs": 10, "eval_epochs": 20, "dataset": "synthetic",
-        "feature_preset": "paper-mfcc", "fold_scheme": "loso", "classes": ["ang", "hap", "neu", "sad"],
-        "genotype": None, "genotype_hash": "baseline", "ua": 0.5, "wa": 0.55, "macro_f1": 0.45,
-        "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [1, 0, 6, 0], [0, 0, 1, 5]], "test_utterances": 25,
-        "valid_ua": 0.52, "best_epoch": 7, "params": 12345, "search_seconds": 10.0, "eval_seconds": 5.0,
-        "search_epochs_run": 10, "device": "cpu", "error": None,
+        "experiment": "exp",
+        "trial_id": "t1",
+        "fold": 1,
+        "n_folds": 3,
+        "attempt": 0,
+        "status": "completed",
+        "node_id": "node-a",
+        "hostname": "host-a",
+        "seed": 0,
+        "params_json": {"layers": 4, "seed": 0},
+        "layers": 4,
+        "nodes": 4,
+        "init_channels": 8,
+        "lstm_hidden": 64,
+        "darts_order": "first",
+        "pc_k": 1,
+        "weights_lr": 0.025,
+        "search_epochs": 10,
+        "eval_epochs": 20,
+        "dataset": "synthetic",
+        "feature_preset": "paper-mfcc",
+        "fold_scheme": "loso",
+        "classes": ["ang", "hap", "neu", "sad"],
+        "genotype": None,
+        "genotype_hash": "baseline",
+        "ua": 0.5,
+        "wa": 0.55,
+        "macro_f1": 0.45,
+        "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [1, 0, 6, 0], [0, 0, 1, 5]],
+        "test_utterances": 25,
+        "valid_ua": 0.52,
+        "best_epoch": 7,
+        "params": 12345,
+        "search_seconds": 10.0,
+        "eval_seconds": 5.0,
+        "search_epochs_run": 10,
+        "device": "cpu",
+        "error": None,
     }
     row.update(overrides)
     return row
 
 
-def write_experiment_config(path: Path, *, name: str, pruner: str = "{kind: none}",
-                            space_lr: str = "{loguniform: [0.01, 0.1]}", samples: int = 2,
-                            searcher: str = "optuna-tpe", concurrent: int = 2, eval_epochs: int = 2,
-                            per_speaker: int = 16, extra: str = "") -> Path:
+def write_experiment_config(
+    path: Path,
+    *,
+    name: str,
+    pruner: str = "{kind: none}",
+    space_lr: str = "{loguniform: [0.01, 0.1]}",
+    samples: int = 2,
+    searcher: str = "optuna-tpe",
+    concurrent: int = 2,
+    eval_epochs: int = 2,
+    per_speaker: int = 16,
+    extra: str = "",
+) -> Path:
     """A tiny experiment YAML (4-speaker synthetic corpus, logmel-32, LOSO, 3-cell supernet) for
     end-to-end tests; its corpus, cache and storage sit beside ``path``."""
     import textwrap
 
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         name: {name}
         device: cpu
         data:
           dataset: synthetic
-          root: {path.parent / 'corpus'}
+          root: {path.parent / "corpus"}
           synthetic: {{speakers: 4, per_speaker: {per_speaker}, seed: 0}}
           preset: logmel-32
-          cache_dir: {path.parent / 'cache'}
+          cache_dir: {path.parent / "cache"}
           classes: [neu, hap, sad, ang]
           merges: {{exc: hap}}
         folds: {{scheme: loso}}
@@ -202,8 +267,9 @@ def write_experiment_config(path: Path, *, name: str, pruner: str = "{kind: none
           searcher: {searcher}
           pruner: {pruner}
           resources: {{cpu: 1}}
-          storage: {path.parent / 'runs'}
-        {extra}"""))
+          storage: {path.parent / "runs"}
+        {extra}""")
+    )
     return path
 
 
@@ -231,17 +297,73 @@ def tiny_prepared(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
     paths = {name: root / name for name in ("corpus", "m.parquet", "features", "f.parquet")}
     assert main(["synth", "--out", str(paths["corpus"]), "--speakers", "4", "--per-speaker", "16"]) == 0
-    assert main(["manifest", "--dataset", "iemocap", "--root", str(paths["corpus"]), "--out",
-                 str(paths["m.parquet"])]) == 0
-    assert main(["features", "--manifest", str(paths["m.parquet"]), "--preset", "logmel-32", "--cache",
-                 str(paths["features"]), "--quiet"]) == 0
-    assert main(["folds", "--manifest", str(paths["m.parquet"]), "--scheme", "loso", "--merge", "exc=hap",
-                 "--classes", "neu,hap,sad,ang", "--out", str(paths["f.parquet"])]) == 0
+    assert (
+        main(["manifest", "--dataset", "iemocap", "--root", str(paths["corpus"]), "--out", str(paths["m.parquet"])])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "features",
+                "--manifest",
+                str(paths["m.parquet"]),
+                "--preset",
+                "logmel-32",
+                "--cache",
+                str(paths["features"]),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "folds",
+                "--manifest",
+                str(paths["m.parquet"]),
+                "--scheme",
+                "loso",
+                "--merge",
+                "exc=hap",
+                "--classes",
+                "neu,hap,sad,ang",
+                "--out",
+                str(paths["f.parquet"]),
+            ]
+        )
+        == 0
+    )
     return paths
 
 
 def run_fold_args(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
     """``sernas run-fold`` arguments for fold 2 of ``tiny_prepared`` with a tiny network, into ``out``."""
-    return ["run-fold", "--manifest", str(paths["m.parquet"]), "--folds", str(paths["f.parquet"]), "--fold", "2",
-            "--preset", "logmel-32", "--cache", str(paths["features"]), "--search-epochs", "1", "--eval-epochs", "2",
-            "--layers", "3", "--nodes", "2", "--init-channels", "4", "--lstm-hidden", "8", "--out", str(out), *extra]
+    return [
+        "run-fold",
+        "--manifest",
+        str(paths["m.parquet"]),
+        "--folds",
+        str(paths["f.parquet"]),
+        "--fold",
+        "2",
+        "--preset",
+        "logmel-32",
+        "--cache",
+        str(paths["features"]),
+        "--search-epochs",
+        "1",
+        "--eval-epochs",
+        "2",
+        "--layers",
+        "3",
+        "--nodes",
+        "2",
+        "--init-channels",
+        "4",
+        "--lstm-hidden",
+        "8",
+        "--out",
+        str(out),
+        *extra,
+    ]

@@ -58,9 +58,7 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
         raise AudioError("empty file (0 bytes)")
     data_end = _declared_wav_data_end(path)
     if data_end is not None and data_end > size:
-        raise AudioError(
-            f"truncated WAV: the data chunk ends at byte {data_end} but the file has {size} bytes"
-        )
+        raise AudioError(f"truncated WAV: the data chunk ends at byte {data_end} but the file has {size} bytes")
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError) as error:

@@ -32,15 +32,19 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not path.exists():
         return None
     if not zipfile.is_zipfile(path):  # torch would blame its weights_only default for plain garbage
-        raise CheckpointError(f"checkpoint {path} is unreadable: not a complete PyTorch checkpoint "
-                              f"({path.stat().st_size} bytes without the zip archive torch.save writes: truncated, "
-                              "or another file); delete it to start this fold over.")
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable: not a complete PyTorch checkpoint "
+            f"({path.stat().st_size} bytes without the zip archive torch.save writes: truncated, "
+            "or another file); delete it to start this fold over."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated/garbage files
         first_line = (str(error).strip().splitlines() or [""])[0][:160]
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(error).__name__}: {first_line}); "
-                              "delete it to start this fold over.") from None
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(error).__name__}: {first_line}); "
+            "delete it to start this fold over."
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict.")
     return state

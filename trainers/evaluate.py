@@ -43,26 +43,48 @@ def architecture_text(architecture: Genotype | str) -> str:
     return Genotype.from_json(text).to_json() if text.startswith("{") else text
 
 
-def build_network(architecture: Genotype | str, *, settings: EvalSettings, n_classes: int, in_channels: int
-                  ) -> torch.nn.Module:
+def build_network(
+    architecture: Genotype | str, *, settings: EvalSettings, n_classes: int, in_channels: int
+) -> torch.nn.Module:
     shape = settings.shape
-    return build_model(architecture, layers=shape.layers, init_channels=shape.init_channels, n_classes=n_classes,
-                       lstm_hidden=shape.lstm_hidden, lstm_layers=shape.lstm_layers, dropout=shape.dropout,
-                       in_channels=in_channels)
+    return build_model(
+        architecture,
+        layers=shape.layers,
+        init_channels=shape.init_channels,
+        n_classes=n_classes,
+        lstm_hidden=shape.lstm_hidden,
+        lstm_layers=shape.lstm_layers,
+        dropout=shape.dropout,
+        in_channels=in_channels,
+    )
 
 
 def _check_resumable(state: dict, *, settings: EvalSettings, architecture: str, data: FoldData, path: Path) -> None:
-    expected = {"kind": "evaluate", "settings": settings.model_dump(mode="json"), "architecture": architecture,
-                "fold": data.fold, "classes": list(data.classes)}
+    expected = {
+        "kind": "evaluate",
+        "settings": settings.model_dump(mode="json"),
+        "architecture": architecture,
+        "fold": data.fold,
+        "classes": list(data.classes),
+    }
     for key, value in expected.items():
         if state.get(key) != value:
-            raise CheckpointError(f"checkpoint {path} was written for a different run: its {key!r} is "
-                                  f"{state.get(key)!r}, this run has {value!r}. Delete it or use another "
-                                  "output folder.")
+            raise CheckpointError(
+                f"checkpoint {path} was written for a different run: its {key!r} is "
+                f"{state.get(key)!r}, this run has {value!r}. Delete it or use another "
+                "output folder."
+            )
 
 
-def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: EvalSettings, device: torch.device,
-                   reporter: Reporter = ignore_reports, checkpoint_path: Path | None = None) -> EvaluationResult:
+def run_evaluation(
+    data: FoldData,
+    *,
+    architecture: Genotype | str,
+    settings: EvalSettings,
+    device: torch.device,
+    reporter: Reporter = ignore_reports,
+    checkpoint_path: Path | None = None,
+) -> EvaluationResult:
     """Train ``architecture`` on train speakers, pick the epoch on valid speakers, test once."""
     text = architecture_text(architecture)
     generator = seed_everything(settings.seed)
@@ -87,43 +109,106 @@ def run_evaluation(data: FoldData, *, architecture: Genotype | str, settings: Ev
         model.train()
         if hasattr(model, "drop_path_prob"):  # ramps up linearly over training, as in DARTS
             model.drop_path_prob = settings.drop_path_prob * (epoch - 1) / settings.epochs
-        losses = [weight_step(model, x.to(device), y.to(device), loss_fn=loss_fn, optimizer=optimizer,
-                              parameters=weights, grad_clip=settings.weights.grad_clip,
-                              autocast=settings.mixed_precision)
-                  for x, y in iterate_batches(data.train, batch_size=settings.batch_size, shuffle=True,
-                                              generator=generator,
-                                              balanced=settings.imbalance == "balanced-sampling")]
+        losses = [
+            weight_step(
+                model,
+                x.to(device),
+                y.to(device),
+                loss_fn=loss_fn,
+                optimizer=optimizer,
+                parameters=weights,
+                grad_clip=settings.weights.grad_clip,
+                autocast=settings.mixed_precision,
+            )
+            for x, y in iterate_batches(
+                data.train,
+                batch_size=settings.batch_size,
+                shuffle=True,
+                generator=generator,
+                balanced=settings.imbalance == "balanced-sampling",
+            )
+        ]
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        valid = evaluate_split(model, data.valid, n_classes=n_classes, batch_size=settings.batch_size,
-                               device=device, loss_fn=loss_fn, autocast=settings.mixed_precision)
+        valid = evaluate_split(
+            model,
+            data.valid,
+            n_classes=n_classes,
+            batch_size=settings.batch_size,
+            device=device,
+            loss_fn=loss_fn,
+            autocast=settings.mixed_precision,
+        )
         if valid["ua"] > best["ua"]:  # first epoch reaching the best valid UA wins ties
             best = {"epoch": epoch, "ua": valid["ua"], "valid": valid, "state": copy.deepcopy(model.state_dict())}
         epoch_seconds = time.perf_counter() - started
         elapsed += epoch_seconds
-        metrics = {"phase": "eval", "epoch": epoch, "train_loss": sum(losses) / max(len(losses), 1),
-                   "valid_ua": valid["ua"], "valid_wa": valid["wa"], "valid_macro_f1": valid["macro_f1"],
-                   "valid_loss": valid["loss"], "best_epoch": best["epoch"], "best_valid_ua": best["ua"],
-                   "lr": lr, "seconds": epoch_seconds, "elapsed_seconds": elapsed}
+        metrics = {
+            "phase": "eval",
+            "epoch": epoch,
+            "train_loss": sum(losses) / max(len(losses), 1),
+            "valid_ua": valid["ua"],
+            "valid_wa": valid["wa"],
+            "valid_macro_f1": valid["macro_f1"],
+            "valid_loss": valid["loss"],
+            "best_epoch": best["epoch"],
+            "best_valid_ua": best["ua"],
+            "lr": lr,
+            "seconds": epoch_seconds,
+            "elapsed_seconds": elapsed,
+        }
         history.append(metrics)
         if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0 or epoch == settings.epochs):
-            save_checkpoint({"kind": "evaluate", "settings": settings.model_dump(mode="json"), "architecture": text,
-                             "fold": data.fold, "classes": list(data.classes), "epoch": epoch,
-                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": capture_rng_state(generator),
-                             "history": history, "seconds": elapsed, "best": best}, checkpoint_path)
+            save_checkpoint(
+                {
+                    "kind": "evaluate",
+                    "settings": settings.model_dump(mode="json"),
+                    "architecture": text,
+                    "fold": data.fold,
+                    "classes": list(data.classes),
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": capture_rng_state(generator),
+                    "history": history,
+                    "seconds": elapsed,
+                    "best": best,
+                },
+                checkpoint_path,
+            )
         reporter(epoch, metrics)
 
     model.load_state_dict(best["state"])
-    test = evaluate_split(model, data.test, n_classes=n_classes, batch_size=settings.batch_size, device=device,
-                          autocast=settings.mixed_precision)
+    test = evaluate_split(
+        model,
+        data.test,
+        n_classes=n_classes,
+        batch_size=settings.batch_size,
+        device=device,
+        autocast=settings.mixed_precision,
+    )
     test["n"] = len(data.test)
-    return EvaluationResult(architecture=text, best_epoch=best["epoch"], valid=best["valid"], test=test,
-                            params=count_parameters(model), seconds=elapsed, history=history)
+    return EvaluationResult(
+        architecture=text,
+        best_epoch=best["epoch"],
+        valid=best["valid"],
+        test=test,
+        params=count_parameters(model),
+        seconds=elapsed,
+        history=history,
+    )
 
 
-def train_final_model(split: Split, *, architecture: Genotype | str, settings: EvalSettings, n_classes: int,
-                      epochs: int, device: torch.device) -> torch.nn.Module:
+def train_final_model(
+    split: Split,
+    *,
+    architecture: Genotype | str,
+    settings: EvalSettings,
+    n_classes: int,
+    epochs: int,
+    device: torch.device,
+) -> torch.nn.Module:
     """Train from scratch on every sample of ``split`` for a fixed number of epochs.
 
     For a deployable model: ``split`` holds all non-test speakers of a fold and ``epochs`` is
@@ -133,8 +218,9 @@ def train_final_model(split: Split, *, architecture: Genotype | str, settings: E
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, but got {epochs}.")
     generator = seed_everything(settings.seed)
-    model = build_network(architecture_text(architecture), settings=settings, n_classes=n_classes,
-                          in_channels=split.x.shape[1]).to(device)  # not channels_last: see run_search
+    model = build_network(
+        architecture_text(architecture), settings=settings, n_classes=n_classes, in_channels=split.x.shape[1]
+    ).to(device)  # not channels_last: see run_search
     weights = list(model.parameters())
     optimizer, scheduler = sgd_with_cosine(weights, settings=settings.weights, epochs=epochs)
     weight = inverse_frequency_weights(split.y, n_classes=n_classes).to(device)
@@ -143,9 +229,22 @@ def train_final_model(split: Split, *, architecture: Genotype | str, settings: E
     for epoch in range(1, epochs + 1):
         if hasattr(model, "drop_path_prob"):
             model.drop_path_prob = settings.drop_path_prob * (epoch - 1) / epochs
-        for x, y in iterate_batches(split, batch_size=settings.batch_size, shuffle=True, generator=generator,
-                                    balanced=settings.imbalance == "balanced-sampling"):
-            weight_step(model, x.to(device), y.to(device), loss_fn=loss_fn, optimizer=optimizer, parameters=weights,
-                        grad_clip=settings.weights.grad_clip, autocast=settings.mixed_precision)
+        for x, y in iterate_batches(
+            split,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            generator=generator,
+            balanced=settings.imbalance == "balanced-sampling",
+        ):
+            weight_step(
+                model,
+                x.to(device),
+                y.to(device),
+                loss_fn=loss_fn,
+                optimizer=optimizer,
+                parameters=weights,
+                grad_clip=settings.weights.grad_clip,
+                autocast=settings.mixed_precision,
+            )
         scheduler.step()
     return model.eval()

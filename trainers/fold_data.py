@@ -52,9 +52,16 @@ def inverse_frequency_weights(labels: torch.Tensor, *, n_classes: int) -> torch.
     return torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), torch.zeros(()))
 
 
-def load_fold_data(*, manifest: pd.DataFrame, folds: pd.DataFrame, fold: int, preset: FeaturePreset | str,
-                   cache_dir: str | Path | None = None, classes: Sequence[str] | None = None,
-                   manifest_path: str | Path | None = None) -> FoldData:
+def load_fold_data(
+    *,
+    manifest: pd.DataFrame,
+    folds: pd.DataFrame,
+    fold: int,
+    preset: FeaturePreset | str,
+    cache_dir: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    manifest_path: str | Path | None = None,
+) -> FoldData:
     """Join the fold table with the manifest and load the cached features of its utterances."""
     table = folds[folds["fold"] == fold]
     if table.empty:
@@ -66,8 +73,10 @@ def load_fold_data(*, manifest: pd.DataFrame, folds: pd.DataFrame, fold: int, pr
     rows = manifest.set_index("utt_id", drop=False)
     missing = table.loc[~table["utt_id"].isin(rows.index), "utt_id"]
     if len(missing):
-        raise ValueError(f"{len(missing)} utterance(s) of fold {fold} are not in the manifest "
-                         f"(first: {', '.join(missing.head(3))}); was the fold table made from another manifest?")
+        raise ValueError(
+            f"{len(missing)} utterance(s) of fold {fold} are not in the manifest "
+            f"(first: {', '.join(missing.head(3))}); was the fold table made from another manifest?"
+        )
     subset = rows.loc[table["utt_id"]].reset_index(drop=True)
     features = load_features(subset, preset=preset, cache_dir=cache_dir, manifest_path=manifest_path)
     class_index = {name: index for index, name in enumerate(classes)}
@@ -75,13 +84,15 @@ def load_fold_data(*, manifest: pd.DataFrame, folds: pd.DataFrame, fold: int, pr
     splits = {}
     for split in SPLITS:
         mask = torch.from_numpy((table["split"] == split).to_numpy())
-        splits[split] = Split(x=features[mask], y=labels[mask],
-                              utt_ids=tuple(table.loc[(table["split"] == split).to_numpy(), "utt_id"]))
+        splits[split] = Split(
+            x=features[mask], y=labels[mask], utt_ids=tuple(table.loc[(table["split"] == split).to_numpy(), "utt_id"])
+        )
     return FoldData(fold=fold, classes=classes, **splits)
 
 
-def iterate_batches(split: Split, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-                    balanced: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iterate_batches(
+    split: Split, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, balanced: bool = False
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(x (B,1,F,T), y (B,))``; every sample once per pass unless ``balanced``.
 
     ``balanced`` draws ``len(split)`` samples with replacement, each class equally likely (the
@@ -97,5 +108,5 @@ def iterate_batches(split: Split, *, batch_size: int, shuffle: bool, generator: 
     else:
         order = torch.arange(n)
     for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         yield split.x[index], split.y[index]

@@ -51,8 +51,9 @@ class FoldProtocol:
             raise ValueError(f"valid_speakers must be >= 1, but got {self.valid_speakers}.")
         for source, target in self.merges.items():
             if self.classes is not None and target not in self.classes:
-                raise ValueError(f"merge {source}={target}: target {target!r} is not among classes "
-                                 f"{', '.join(self.classes)}.")
+                raise ValueError(
+                    f"merge {source}={target}: target {target!r} is not among classes {', '.join(self.classes)}."
+                )
         object.__setattr__(self, "merges", dict(self.merges))
 
 
@@ -72,15 +73,19 @@ def apply_protocol_labels(manifest: pd.DataFrame, protocol: FoldProtocol) -> pd.
     frame = manifest.copy()
     if protocol.improvised_only:
         if frame["improvised"].isna().any():
-            raise ValueError("improvised_only needs an improvised flag on every row, but the manifest has "
-                             "rows without one (add an 'improvised' column to the CSV corpus).")
+            raise ValueError(
+                "improvised_only needs an improvised flag on every row, but the manifest has "
+                "rows without one (add an 'improvised' column to the CSV corpus)."
+            )
         frame = frame[frame["improvised"].astype(bool)]
     frame["label"] = frame["label"].astype(str).replace(protocol.merges)
     if protocol.classes is not None:
         absent = [name for name in protocol.classes if name not in set(frame["label"])]
         if absent:
-            raise ValueError(f"class(es) {', '.join(absent)} have no utterances in this manifest "
-                             f"(labels present: {', '.join(sorted(set(frame['label'])))}).")
+            raise ValueError(
+                f"class(es) {', '.join(absent)} have no utterances in this manifest "
+                f"(labels present: {', '.join(sorted(set(frame['label'])))})."
+            )
         frame = frame[frame["label"].isin(protocol.classes)]
     if frame.empty:
         raise ValueError("no utterances left after applying the protocol (classes, merges, improvised_only).")
@@ -99,16 +104,20 @@ def _test_speaker_sets(frame: pd.DataFrame, scheme: str) -> list[set[str]]:
         rows = frame.loc[frame["session"] == session, ["speaker", "gender"]].drop_duplicates()
         genders = dict(zip(rows["gender"], rows["speaker"]))
         if len(rows) != 2 or set(genders) != {"F", "M"}:
-            raise ValueError(f"speaker-pairs folds need exactly one F and one M speaker in each session, but "
-                             f"session {session} has {sorted(rows['speaker'])} with genders {sorted(rows['gender'])}.")
+            raise ValueError(
+                f"speaker-pairs folds need exactly one F and one M speaker in each session, but "
+                f"session {session} has {sorted(rows['speaker'])} with genders {sorted(rows['gender'])}."
+            )
         by_gender[session] = genders
     return [{by_gender[s]["M"], by_gender[sessions[(i + 1) % len(sessions)]]["F"]} for i, s in enumerate(sessions)]
 
 
 def _pick_valid_speakers(train_speakers: pd.DataFrame, *, count: int, rng: np.random.Generator) -> set[str]:
     if count >= len(train_speakers):
-        raise ValueError(f"valid_speakers={count} leaves no training speaker (only {len(train_speakers)} "
-                         "speakers remain outside the test set).")
+        raise ValueError(
+            f"valid_speakers={count} leaves no training speaker (only {len(train_speakers)} "
+            "speakers remain outside the test set)."
+        )
     order = train_speakers.iloc[rng.permutation(len(train_speakers))]
     picked: list[str] = []
     genders = list(dict.fromkeys(order["gender"]))
@@ -136,15 +145,31 @@ def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequenc
         if missing:
             raise ValueError(f"fold {fold}: test speaker(s) {sorted(missing)} have no utterances.")
         rng = np.random.default_rng([protocol.seed, fold])
-        valid = _pick_valid_speakers(speakers[~speakers["speaker"].isin(test)],
-                                     count=protocol.valid_speakers, rng=rng)
+        valid = _pick_valid_speakers(speakers[~speakers["speaker"].isin(test)], count=protocol.valid_speakers, rng=rng)
         split = np.where(frame["speaker"].isin(test), "test", np.where(frame["speaker"].isin(valid), "valid", "train"))
-        tables.append(pd.DataFrame({"utt_id": frame["utt_id"].to_numpy(), "fold": fold, "split": split,
-                                    "label": frame["label"].to_numpy(), "speaker": frame["speaker"].to_numpy(),
-                                    "session": frame["session"].to_numpy()}))
+        tables.append(
+            pd.DataFrame(
+                {
+                    "utt_id": frame["utt_id"].to_numpy(),
+                    "fold": fold,
+                    "split": split,
+                    "label": frame["label"].to_numpy(),
+                    "speaker": frame["speaker"].to_numpy(),
+                    "session": frame["session"].to_numpy(),
+                }
+            )
+        )
     table = pd.concat(tables, ignore_index=True)
-    table = table.astype({"utt_id": "string", "split": "string", "label": "string", "speaker": "string",
-                          "fold": "int64", "session": "int64"})
+    table = table.astype(
+        {
+            "utt_id": "string",
+            "split": "string",
+            "label": "string",
+            "speaker": "string",
+            "fold": "int64",
+            "session": "int64",
+        }
+    )
     check_folds(table)
     return table
 
@@ -163,8 +188,11 @@ def check_folds(table: pd.DataFrame) -> None:
 
 def write_folds(table: pd.DataFrame, out: str | Path, *, protocol: FoldProtocol, manifest_path: str | Path) -> Path:
     check_folds(table)
-    metadata = {**asdict(protocol), "classes": list(protocol.classes) if protocol.classes else None,
-                "manifest": str(Path(manifest_path).resolve())}
+    metadata = {
+        **asdict(protocol),
+        "classes": list(protocol.classes) if protocol.classes else None,
+        "manifest": str(Path(manifest_path).resolve()),
+    }
     return write_parquet_atomically(table, out, metadata={METADATA_KEY: json.dumps(metadata)})
 
 

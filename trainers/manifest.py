@@ -35,8 +35,19 @@ SCANNERS: dict[str, Callable[[Path], CorpusScan]] = {
     "csv": scan_csv,
 }
 # Columns every manifest has, in this order; corpus extras (dialog, V/A/D, scenario ...) follow.
-CORE_COLUMNS = ("utt_id", "path", "dataset", "session", "speaker", "gender", "label", "improvised",
-                "duration_s", "sample_rate", "channels")
+CORE_COLUMNS = (
+    "utt_id",
+    "path",
+    "dataset",
+    "session",
+    "speaker",
+    "gender",
+    "label",
+    "improvised",
+    "duration_s",
+    "sample_rate",
+    "channels",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +59,7 @@ class ManifestResult:
     min_duration_s: float = DEFAULT_MIN_DURATION_S
 
 
-def build_manifest(*, dataset: str, root: str | Path,
-                   min_duration_s: float = DEFAULT_MIN_DURATION_S) -> ManifestResult:
+def build_manifest(*, dataset: str, root: str | Path, min_duration_s: float = DEFAULT_MIN_DURATION_S) -> ManifestResult:
     """Scan a corpus and probe every audio file; nothing is written here.
 
     Audio shorter than ``min_duration_s`` seconds (0 keeps everything) becomes a problem naming
@@ -69,14 +79,26 @@ def build_manifest(*, dataset: str, root: str | Path,
             problems.append(CorpusProblem(path=Path(record["path"]), reason=str(error)))
             continue
         if info.duration_s < min_duration_s:
-            problems.append(CorpusProblem(path=Path(record["path"]), reason=(
-                f"clip too short: {info.duration_s:.3f} s of audio, expected at least {min_duration_s:g} s "
-                "(the minimum duration: --min-duration of sernas manifest, data.min_duration_s of an experiment)")))
+            problems.append(
+                CorpusProblem(
+                    path=Path(record["path"]),
+                    reason=(
+                        f"clip too short: {info.duration_s:.3f} s of audio, expected at least {min_duration_s:g} s "
+                        "(the minimum duration: --min-duration of sernas manifest, data.min_duration_s of an experiment)"
+                    ),
+                )
+            )
             continue
-        rows.append({**record, "duration_s": info.duration_s, "sample_rate": info.sample_rate,
-                     "channels": info.channels})
-    return ManifestResult(frame=_to_frame(rows), problems=tuple(problems), dataset=dataset, root=scan.root,
-                          min_duration_s=float(min_duration_s))
+        rows.append(
+            {**record, "duration_s": info.duration_s, "sample_rate": info.sample_rate, "channels": info.channels}
+        )
+    return ManifestResult(
+        frame=_to_frame(rows),
+        problems=tuple(problems),
+        dataset=dataset,
+        root=scan.root,
+        min_duration_s=float(min_duration_s),
+    )
 
 
 def _to_frame(rows: list[dict]) -> pd.DataFrame:
@@ -86,8 +108,15 @@ def _to_frame(rows: list[dict]) -> pd.DataFrame:
     frame = frame[[column for column in frame.columns if not column.startswith("_")]]
     extras = sorted(column for column in frame.columns if column not in CORE_COLUMNS)
     frame = frame[list(CORE_COLUMNS) + extras]
-    frame = frame.astype({"session": "int64", "sample_rate": "int64", "channels": "int64",
-                          "duration_s": "float64", "improvised": "boolean"})
+    frame = frame.astype(
+        {
+            "session": "int64",
+            "sample_rate": "int64",
+            "channels": "int64",
+            "duration_s": "float64",
+            "improvised": "boolean",
+        }
+    )
     for column in ("utt_id", "path", "dataset", "speaker", "gender", "label"):
         frame[column] = frame[column].astype("string")
     return frame.sort_values(["session", "speaker", "utt_id"], kind="stable").reset_index(drop=True)
@@ -110,8 +139,13 @@ def write_manifest(result: ManifestResult, out: str | Path, *, skip_bad: bool = 
         )
     if result.frame.empty:
         raise CorpusError(f"no usable labelled utterances found in {result.root}; nothing was written.")
-    metadata = {"version": MANIFEST_VERSION, "dataset": result.dataset, "root": str(result.root),
-                "rejected": len(result.problems), "min_duration_s": result.min_duration_s}
+    metadata = {
+        "version": MANIFEST_VERSION,
+        "dataset": result.dataset,
+        "root": str(result.root),
+        "rejected": len(result.problems),
+        "min_duration_s": result.min_duration_s,
+    }
     if result.problems:
         buffer = io.StringIO()
         writer = csv.writer(buffer)

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *,
-                     n_classes: int) -> np.ndarray:
+def confusion_matrix(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *, n_classes: int
+) -> np.ndarray:
     """``(n_classes, n_classes)`` counts; rows are true classes, columns predictions."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
@@ -35,13 +36,15 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict[str, float]:
     present = support > 0
     recall = hits[present] / support[present]
     precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)[present]
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(recall),
-                   where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros_like(recall), where=(precision + recall) > 0
+    )
     return {"ua": float(recall.mean()), "wa": float(hits.sum() / total), "macro_f1": float(f1.mean())}
 
 
-def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *,
-                           n_classes: int) -> dict:
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *, n_classes: int
+) -> dict:
     """UA, WA, macro-F1 and the confusion matrix (as nested lists, JSON-ready)."""
     confusion = confusion_matrix(y_true, y_pred, n_classes=n_classes)
     return {**metrics_from_confusion(confusion), "confusion": confusion.tolist()}

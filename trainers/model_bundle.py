@@ -42,13 +42,25 @@ class Prediction:
     error: str | None = None
 
 
-def save_bundle(path: str | os.PathLike[str], *, model: torch.nn.Module, architecture: str, settings: EvalSettings,
-                classes: tuple[str, ...], preset: FeaturePreset, source: dict[str, Any]) -> Path:
+def save_bundle(
+    path: str | os.PathLike[str],
+    *,
+    model: torch.nn.Module,
+    architecture: str,
+    settings: EvalSettings,
+    classes: tuple[str, ...],
+    preset: FeaturePreset,
+    source: dict[str, Any],
+) -> Path:
     bundle = {
-        "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
         "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
-        "architecture": architecture, "eval_settings": settings.model_dump(mode="json"),
-        "classes": list(classes), "preset": preset.model_dump(mode="json"), "source": source,
+        "architecture": architecture,
+        "eval_settings": settings.model_dump(mode="json"),
+        "classes": list(classes),
+        "preset": preset.model_dump(mode="json"),
+        "source": source,
     }
     return save_checkpoint(bundle, path)
 
@@ -62,16 +74,24 @@ def load_bundle(path: str | os.PathLike[str], *, device: torch.device) -> Loaded
     if bundle is None:
         raise FileNotFoundError(f"model file {path} does not exist; create one with `sernas export`.")
     if bundle.get("format") != BUNDLE_FORMAT or bundle.get("version") != BUNDLE_VERSION:
-        raise ValueError(f"model file {path} is not a sernas model bundle (format {bundle.get('format')!r}, "
-                         f"version {bundle.get('version')!r}; expected {BUNDLE_FORMAT!r} version {BUNDLE_VERSION}).")
+        raise ValueError(
+            f"model file {path} is not a sernas model bundle (format {bundle.get('format')!r}, "
+            f"version {bundle.get('version')!r}; expected {BUNDLE_FORMAT!r} version {BUNDLE_VERSION})."
+        )
     settings = EvalSettings.model_validate(bundle["eval_settings"])
     preset = FeaturePreset.model_validate(bundle["preset"])
     classes = tuple(bundle["classes"])
-    model = build_network(bundle["architecture"], settings=settings, n_classes=len(classes),
-                          in_channels=preset.output_shape[0])
+    model = build_network(
+        bundle["architecture"], settings=settings, n_classes=len(classes), in_channels=preset.output_shape[0]
+    )
     model.load_state_dict(bundle["state_dict"])
-    return LoadedModel(model=model.to(device).eval(), classes=classes, preset=preset,
-                       architecture=bundle["architecture"], source=dict(bundle["source"]))
+    return LoadedModel(
+        model=model.to(device).eval(),
+        classes=classes,
+        preset=preset,
+        architecture=bundle["architecture"],
+        source=dict(bundle["source"]),
+    )
 
 
 @torch.no_grad()
@@ -88,6 +108,11 @@ def predict_files(loaded: LoadedModel, paths: list[str], *, device: torch.device
         features = extractor(samples, sample_rate).unsqueeze(0).to(device)  # (1, 1, F, T)
         probabilities = torch.softmax(loaded.model(features), dim=1)[0].cpu()  # (n_classes,)
         best = int(probabilities.argmax())
-        predictions.append(Prediction(path=path, label=loaded.classes[best],
-                                      probabilities={c: float(p) for c, p in zip(loaded.classes, probabilities)}))
+        predictions.append(
+            Prediction(
+                path=path,
+                label=loaded.classes[best],
+                probabilities={c: float(p) for c, p in zip(loaded.classes, probabilities)},
+            )
+        )
     return predictions

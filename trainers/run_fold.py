@@ -51,9 +51,16 @@ class FoldResult:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
-def run_fold(data: FoldData, *, evaluation: EvalSettings, search: SearchSettings | None = None,
-             architecture: Genotype | str | None = None, device: torch.device, work_dir: str | Path,
-             reporter: Reporter = ignore_reports) -> FoldResult:
+def run_fold(
+    data: FoldData,
+    *,
+    evaluation: EvalSettings,
+    search: SearchSettings | None = None,
+    architecture: Genotype | str | None = None,
+    device: torch.device,
+    work_dir: str | Path,
+    reporter: Reporter = ignore_reports,
+) -> FoldResult:
     """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``."""
     if (architecture is None) == (search is None):
         raise ValueError("give either search settings (to search an architecture) or an architecture, not both.")
@@ -62,8 +69,9 @@ def run_fold(data: FoldData, *, evaluation: EvalSettings, search: SearchSettings
 
     search_seconds, epochs_run, stopped_early = 0.0, 0, None
     if architecture is None:
-        found = run_search(data, settings=search, device=device, reporter=reporter,
-                           checkpoint_path=work_dir / "search.pt")
+        found = run_search(
+            data, settings=search, device=device, reporter=reporter, checkpoint_path=work_dir / "search.pt"
+        )
         architecture, search_seconds = found.genotype, found.seconds
         epochs_run, stopped_early = found.epochs_run, found.stopped_early
     offset = search.epochs if search is not None else 0  # eval steps continue after the search's
@@ -71,17 +79,33 @@ def run_fold(data: FoldData, *, evaluation: EvalSettings, search: SearchSettings
     def report_eval(step: int, metrics: dict[str, Any]) -> None:
         reporter(offset + step, metrics)
 
-    evaluated = run_evaluation(data, architecture=architecture, settings=evaluation, device=device,
-                               reporter=report_eval, checkpoint_path=work_dir / "eval.pt")
+    evaluated = run_evaluation(
+        data,
+        architecture=architecture,
+        settings=evaluation,
+        device=device,
+        reporter=report_eval,
+        checkpoint_path=work_dir / "eval.pt",
+    )
     text = evaluated.architecture
     result = FoldResult(
-        fold=data.fold, classes=list(data.classes), architecture=text,
+        fold=data.fold,
+        classes=list(data.classes),
+        architecture=text,
         genotype_hash=Genotype.from_json(text).hash if text.startswith("{") else None,
-        ua=evaluated.test["ua"], wa=evaluated.test["wa"], macro_f1=evaluated.test["macro_f1"],
-        confusion=evaluated.test["confusion"], test_utterances=evaluated.test["n"],
-        best_epoch=evaluated.best_epoch, valid_ua=evaluated.valid["ua"], params=evaluated.params,
-        search_seconds=search_seconds, eval_seconds=evaluated.seconds, search_epochs_run=epochs_run,
-        search_stopped_early=stopped_early, device=str(device),
+        ua=evaluated.test["ua"],
+        wa=evaluated.test["wa"],
+        macro_f1=evaluated.test["macro_f1"],
+        confusion=evaluated.test["confusion"],
+        test_utterances=evaluated.test["n"],
+        best_epoch=evaluated.best_epoch,
+        valid_ua=evaluated.valid["ua"],
+        params=evaluated.params,
+        search_seconds=search_seconds,
+        eval_seconds=evaluated.seconds,
+        search_epochs_run=epochs_run,
+        search_stopped_early=stopped_early,
+        device=str(device),
         search_settings=search.model_dump(mode="json") if search is not None else None,
         eval_settings=evaluation.model_dump(mode="json"),
     )

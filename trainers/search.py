@@ -141,8 +141,9 @@ def split_for_arch_data(data: FoldData, settings: SearchSettings) -> tuple[Split
         )
 
     def subset(index: torch.Tensor) -> Split:
-        return Split(x=data.train.x[index], y=data.train.y[index],
-                     utt_ids=tuple(data.train.utt_ids[i] for i in index.tolist()))
+        return Split(
+            x=data.train.x[index], y=data.train.y[index], utt_ids=tuple(data.train.utt_ids[i] for i in index.tolist())
+        )
 
     return subset(keep_index), subset(held_index)
 
@@ -167,8 +168,9 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-def _arch_loss_and_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: nn.Module,
-                         arch: list[nn.Parameter]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _arch_loss_and_grads(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: nn.Module, arch: list[nn.Parameter]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``L(model(x), y)`` and its gradient w.r.t. ``arch`` alone.
 
     The input's gradient is requested too (and dropped): a backward pass that only needs the
@@ -221,8 +223,10 @@ def architecture_gradients(
 
         weights = list(model.weight_parameters())
         if len(weight_optimizer.param_groups) != 1:
-            raise ValueError("the second-order step needs a weight optimiser with exactly one param group, "
-                             f"but got {len(weight_optimizer.param_groups)}.")
+            raise ValueError(
+                "the second-order step needs a weight optimiser with exactly one param group, "
+                f"but got {len(weight_optimizer.param_groups)}."
+            )
         group = weight_optimizer.param_groups[0]
         xi, mu, wd = float(group["lr"]), float(group.get("momentum", 0.0)), float(group.get("weight_decay", 0.0))
         x_train, y_train = train_batch
@@ -242,7 +246,7 @@ def architecture_gradients(
             with _seeded_randomness(seed + 1, device):
                 val_loss = loss_fn(model(x_arch), y_arch)
             grads = _grads(val_loss, arch + weights)
-            d_alpha, v = grads[: len(arch)], grads[len(arch):]  # v = grad_w' L_val(w', alpha)
+            d_alpha, v = grads[: len(arch)], grads[len(arch) :]  # v = grad_w' L_val(w', alpha)
             del grads
             v_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in v])))
             if v_norm > 0.0 and xi > 0.0:
@@ -254,11 +258,9 @@ def architecture_gradients(
                             p.copy_(w).add_(g, alpha=sign * eps)
                     with _seeded_randomness(seed, device):
                         hessian_terms.append(
-                            _arch_loss_and_grads(model, x_train, y_train, loss_fn=loss_fn, arch=arch)[1])
-                d_alpha = [
-                    d - (xi / (2.0 * eps)) * (gp - gn)
-                    for d, gp, gn in zip(d_alpha, *hessian_terms)
-                ]
+                            _arch_loss_and_grads(model, x_train, y_train, loss_fn=loss_fn, arch=arch)[1]
+                        )
+                d_alpha = [d - (xi / (2.0 * eps)) * (gp - gn) for d, gp, gn in zip(d_alpha, *hessian_terms)]
         finally:
             with torch.no_grad():
                 for p, w in zip(weights, saved):
@@ -270,8 +272,9 @@ class _Cycle:
     """Endless batches over ``split``: a new (shuffled or balanced) pass whenever one ends."""
 
     def __init__(self, split: Split, *, batch_size: int, balanced: bool, generator: torch.Generator) -> None:
-        self._make = lambda: iterate_batches(split, batch_size=batch_size, shuffle=True,
-                                             generator=generator, balanced=balanced)
+        self._make = lambda: iterate_batches(
+            split, batch_size=batch_size, shuffle=True, generator=generator, balanced=balanced
+        )
         self._it = self._make()
 
     def __iter__(self) -> _Cycle:
@@ -313,8 +316,9 @@ def _check_resumable(state: dict, *, settings: SearchSettings, data: FoldData, p
     if state.get("fold") != data.fold:
         raise CheckpointError(f"checkpoint {path} belongs to fold {state.get('fold')!r}, but this is fold {data.fold}.")
     if tuple(state.get("classes", ())) != tuple(data.classes):
-        raise CheckpointError(f"checkpoint {path} has classes {list(state.get('classes', ()))}, "
-                              f"but this fold has {list(data.classes)}.")
+        raise CheckpointError(
+            f"checkpoint {path} has classes {list(state.get('classes', ()))}, but this fold has {list(data.classes)}."
+        )
 
 
 # ---------------------------------------------------------------------------- the search loop
@@ -347,14 +351,17 @@ def run_search(
     weights, arch = list(model.weight_parameters()), list(model.arch_parameters())
     w_settings, a_settings = settings.weights, settings.alphas
     weight_optimizer, scheduler = sgd_with_cosine(weights, settings=w_settings, epochs=settings.epochs)
-    arch_optimizer = torch.optim.Adam(arch, lr=a_settings.lr, betas=(a_settings.beta1, a_settings.beta2),
-                                      weight_decay=a_settings.weight_decay)
+    arch_optimizer = torch.optim.Adam(
+        arch, lr=a_settings.lr, betas=(a_settings.beta1, a_settings.beta2), weight_decay=a_settings.weight_decay
+    )
     loss_fn = make_loss(data, imbalance=settings.imbalance, device=device)
     weight_data, arch_data = split_for_arch_data(data, settings)
     for name, split in (("weights", weight_data), ("alphas", arch_data)):
         if len(split) == 0:
-            raise ValueError(f"fold {data.fold} has no utterances for the {name} "
-                             f"(arch_data={settings.arch_data!r}); check the fold table.")
+            raise ValueError(
+                f"fold {data.fold} has no utterances for the {name} "
+                f"(arch_data={settings.arch_data!r}); check the fold table."
+            )
     balanced = settings.imbalance == "balanced-sampling"
     n_classes = len(data.classes)
 
@@ -373,22 +380,25 @@ def run_search(
         last_valid = state["last_valid"]
 
     def save(epoch: int) -> None:
-        save_checkpoint({
-            "kind": "search",
-            "settings": settings.model_dump(),
-            "fold": data.fold,
-            "classes": list(data.classes),
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "weight_optimizer": weight_optimizer.state_dict(),
-            "arch_optimizer": arch_optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": capture_rng_state(generator),
-            "history": history,
-            "seconds": elapsed,
-            "stopped_early": stopped_early,
-            "last_valid": last_valid,
-        }, checkpoint_path)
+        save_checkpoint(
+            {
+                "kind": "search",
+                "settings": settings.model_dump(),
+                "fold": data.fold,
+                "classes": list(data.classes),
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "weight_optimizer": weight_optimizer.state_dict(),
+                "arch_optimizer": arch_optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": capture_rng_state(generator),
+                "history": history,
+                "seconds": elapsed,
+                "stopped_early": stopped_early,
+                "last_valid": last_valid,
+            },
+            checkpoint_path,
+        )
 
     epoch = start_epoch
     while epoch < settings.epochs and stopped_early is None:
@@ -397,8 +407,9 @@ def run_search(
         lr = float(weight_optimizer.param_groups[0]["lr"])
         search_alphas = epoch > settings.warmup_epochs
         model.train()
-        train_batches = iterate_batches(weight_data, batch_size=settings.batch_size, shuffle=True,
-                                        generator=generator, balanced=balanced)
+        train_batches = iterate_batches(
+            weight_data, batch_size=settings.batch_size, shuffle=True, generator=generator, balanced=balanced
+        )
         arch_batches = _Cycle(arch_data, batch_size=settings.batch_size, balanced=balanced, generator=generator)
         train_loss = arch_loss = 0.0
         n_train = n_arch = 0
@@ -409,8 +420,14 @@ def run_search(
                 xa, ya = xa.to(device), ya.to(device)  # (B', 1, F, T), (B',)
                 seed = int(torch.randint(0, 2**62, ()))  # one draw per step from the global RNG
                 grads, loss = architecture_gradients(
-                    model, train_batch=(x, y), arch_batch=(xa, ya), loss_fn=loss_fn,
-                    weight_optimizer=weight_optimizer, order=settings.order, seed=seed)
+                    model,
+                    train_batch=(x, y),
+                    arch_batch=(xa, ya),
+                    loss_fn=loss_fn,
+                    weight_optimizer=weight_optimizer,
+                    order=settings.order,
+                    seed=seed,
+                )
                 arch_optimizer.zero_grad(set_to_none=True)
                 for p, g in zip(arch, grads):
                     p.grad = g
@@ -419,16 +436,31 @@ def run_search(
                 arch_loss += loss * len(ya)
                 n_arch += len(ya)
                 del grads
-            loss = weight_step(model, x, y, loss_fn=loss_fn, optimizer=weight_optimizer, parameters=weights,
-                               grad_clip=w_settings.grad_clip, autocast=settings.mixed_precision)
+            loss = weight_step(
+                model,
+                x,
+                y,
+                loss_fn=loss_fn,
+                optimizer=weight_optimizer,
+                parameters=weights,
+                grad_clip=w_settings.grad_clip,
+                autocast=settings.mixed_precision,
+            )
             for p in arch:  # the weight step's backward also reaches the alphas: drop that
                 p.grad = None
             train_loss += loss * len(y)
             n_train += len(y)
         scheduler.step()
 
-        last_valid = evaluate_split(model, data.valid, n_classes=n_classes, batch_size=settings.batch_size,
-                                    device=device, loss_fn=loss_fn, autocast=settings.mixed_precision)
+        last_valid = evaluate_split(
+            model,
+            data.valid,
+            n_classes=n_classes,
+            batch_size=settings.batch_size,
+            device=device,
+            loss_fn=loss_fn,
+            autocast=settings.mixed_precision,
+        )
         genotype = model.genotype(max_skip_normal=settings.max_skip_normal)
         dominant = model.dominant_ops()
         n_edges = sum(len(ops) for ops in dominant.values())
@@ -436,8 +468,9 @@ def run_search(
         collapsed = search_alphas and _is_collapsed(dominant)
         if collapsed and settings.stop_on_parameter_free and epoch < settings.epochs:
             summary = "; ".join(f"{kind}: {', '.join(sorted(set(ops)))}" for kind, ops in dominant.items())
-            stopped_early = (f"collapsed after epoch {epoch}: the strongest operation is parameter-free on "
-                             f"every edge ({summary})")
+            stopped_early = (
+                f"collapsed after epoch {epoch}: the strongest operation is parameter-free on every edge ({summary})"
+            )
         seconds = time.perf_counter() - started
         elapsed += seconds
         metrics = {
@@ -462,7 +495,8 @@ def run_search(
         }
         history.append(metrics)
         due = checkpoint_path is not None and (
-            epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None)
+            epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None
+        )
         if due:
             save(epoch)
         try:

@@ -67,16 +67,22 @@ class SearchSettings(_Settings):
     weights: WeightOptimizer = WeightOptimizer()
     alphas: ArchOptimizer = ArchOptimizer()
     arch_data: Literal["valid", "train-split"] = Field(
-        "valid", description="alphas learn on the fold's validation speakers, or on a share of train")
+        "valid", description="alphas learn on the fold's validation speakers, or on a share of train"
+    )
     train_portion: float = Field(0.5, gt=0, lt=1, description="with arch_data=train-split: share kept for weights")
     warmup_epochs: int = Field(0, ge=0, description="epochs of weight training before alphas start moving")
     max_skip_normal: int | None = Field(2, ge=0, description="P-DARTS cap on skip_connect in the derived normal cell")
-    stop_on_parameter_free: bool = Field(True, description="stop early when the dominant op is parameter-free on every edge")
+    stop_on_parameter_free: bool = Field(
+        True, description="stop early when the dominant op is parameter-free on every edge"
+    )
     imbalance: Imbalance = "weighted-loss"
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
-    mixed_precision: bool = Field(False, description="bf16 autocast for weight steps and evaluation; the "
-                                                     "architecture step stays fp32 (its finite differences need it)")
+    mixed_precision: bool = Field(
+        False,
+        description="bf16 autocast for weight steps and evaluation; the "
+        "architecture step stays fp32 (its finite differences need it)",
+    )
 
     @model_validator(mode="after")
     def _known_primitives(self) -> SearchSettings:

@@ -20,10 +20,12 @@ def make_loss(data: FoldData, *, imbalance: Imbalance, device: torch.device) -> 
     return nn.CrossEntropyLoss(weight=weight)
 
 
-def sgd_with_cosine(parameters: Iterable[nn.Parameter], *, settings: WeightOptimizer, epochs: int
-                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
-    optimizer = torch.optim.SGD(list(parameters), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
+def sgd_with_cosine(
+    parameters: Iterable[nn.Parameter], *, settings: WeightOptimizer, epochs: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    optimizer = torch.optim.SGD(
+        list(parameters), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=settings.lr_min)
     return optimizer, scheduler
 
@@ -33,9 +35,17 @@ def mixed_precision(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: nn.Module,
-                optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], grad_clip: float,
-                autocast: bool = False) -> float:
+def weight_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    parameters: list[nn.Parameter],
+    grad_clip: float,
+    autocast: bool = False,
+) -> float:
     """One SGD step on ``parameters`` (the weights; never the alphas); returns the batch loss."""
     optimizer.zero_grad(set_to_none=True)
     with mixed_precision(x.device, autocast):
@@ -47,8 +57,16 @@ def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: 
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, split: Split, *, n_classes: int, batch_size: int, device: torch.device,
-                   loss_fn: nn.Module | None = None, autocast: bool = False) -> dict:
+def evaluate_split(
+    model: nn.Module,
+    split: Split,
+    *,
+    n_classes: int,
+    batch_size: int,
+    device: torch.device,
+    loss_fn: nn.Module | None = None,
+    autocast: bool = False,
+) -> dict:
     """UA, WA, macro-F1, confusion and mean loss over every sample of ``split`` (eval mode)."""
     was_training = model.training
     model.eval()

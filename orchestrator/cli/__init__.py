@@ -57,7 +57,8 @@ COMMAND_GROUPS: tuple[Register, ...] = (data.register, run_fold.register, search
 def build_parser(*, groups: Sequence[Register] = COMMAND_GROUPS) -> argparse.ArgumentParser:
     """The ``sernas`` parser with the subcommands of ``groups``."""
     parser = argparse.ArgumentParser(
-        prog="sernas", description="DARTS and hyperparameter search for speech emotion recognition.")
+        prog="sernas", description="DARTS and hyperparameter search for speech emotion recognition."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in groups:
         register(commands)

@@ -28,8 +28,22 @@ __all__ = ["SUMMARY_TABLE_COLUMNS", "cmd_export", "cmd_leaderboard", "cmd_predic
 
 # ---------------------------------------------------------------------------------- leaderboard
 # What the table shows of a summary (csv/json/parquet carry every column).
-SUMMARY_TABLE_COLUMNS = ("rank", "experiment", "genotype_hash", "trial_id", "config_json", "mean_ua", "std_ua",
-                         "mean_wa", "mean_macro_f1", "folds_covered", "n_folds", "complete", "seeds", "mean_params")
+SUMMARY_TABLE_COLUMNS = (
+    "rank",
+    "experiment",
+    "genotype_hash",
+    "trial_id",
+    "config_json",
+    "mean_ua",
+    "std_ua",
+    "mean_wa",
+    "mean_macro_f1",
+    "folds_covered",
+    "n_folds",
+    "complete",
+    "seeds",
+    "mean_params",
+)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -42,7 +56,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.format == "parquet" and args.out is None:
         raise UserError("--format parquet needs --out FILE.parquet.")
     check_storage(args.storage)
-    with connect(args.storage, experiment=args.experiment, compact_at=0 if args.compact else AUTO_COMPACT_FILES) as board:
+    with connect(
+        args.storage, experiment=args.experiment, compact_at=0 if args.compact else AUTO_COMPACT_FILES
+    ) as board:
         for line in board.scan.damage_report():
             error_console.print(f"[yellow]{escape(line)}[/]")
         try:
@@ -96,14 +112,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.rank is not None and args.rank < 1:
         raise UserError(f"--rank must be >= 1, but got {args.rank}.")
     try:
-        result = export_model(args.storage, out=args.out, device=resolve_device(args.device),
-                              experiment=args.experiment, rank=args.rank, genotype=args.genotype)
+        result = export_model(
+            args.storage,
+            out=args.out,
+            device=resolve_device(args.device),
+            experiment=args.experiment,
+            rank=args.rank,
+            genotype=args.genotype,
+        )
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
-    console.print(f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment}/{result.trial_id}: "
-                  f"retrained from scratch on the {result.train_utterances} train+validation utterances of fold "
-                  f"{result.fold} for {result.epochs} epochs (the epoch chosen on validation; that fold's test UA "
-                  f"was {result.fold_test_ua:.3f}) -> {result.out}")
+    console.print(
+        f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment}/{result.trial_id}: "
+        f"retrained from scratch on the {result.train_utterances} train+validation utterances of fold "
+        f"{result.fold} for {result.epochs} epochs (the epoch chosen on validation; that fold's test UA "
+        f"was {result.fold_test_ua:.3f}) -> {result.out}"
+    )
     return 0
 
 
@@ -146,13 +170,19 @@ def register(commands: Subcommands) -> None:
     board.add_argument("--by", choices=["genotype", "trial", "config"], default="genotype")
     board.add_argument("--top", type=int, default=None, help="best N per experiment")
     board.add_argument("--where", default=None, help='SQL condition on runs, e.g. "layers = 4"')
-    board.add_argument("--sql", default=None,
-                       help="any SQL over the views fold_rows, runs, trials, genotypes, trial_scores, config_scores")
+    board.add_argument(
+        "--sql",
+        default=None,
+        help="any SQL over the views fold_rows, runs, trials, genotypes, trial_scores, config_scores",
+    )
     board.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     board.add_argument("--out", type=Path, default=None, help="write csv/json/parquet here instead of stdout")
-    board.add_argument("--compact", action="store_true",
-                       help="first fold every part file into one snapshot per experiment (done by itself past "
-                            "1,000 loose files); later queries open a few files instead of thousands")
+    board.add_argument(
+        "--compact",
+        action="store_true",
+        help="first fold every part file into one snapshot per experiment (done by itself past "
+        "1,000 loose files); later queries open a few files instead of thousands",
+    )
     board.set_defaults(handler=cmd_leaderboard)
 
     report = commands.add_parser("report", help="one self-contained HTML page about an experiment")

@@ -45,8 +45,10 @@ def read_architecture(value: str) -> Architecture:
         if _is_json(text):
             raise UserError(f"--genotype: {error}") from None
         if not os.path.isfile(text):
-            raise UserError(f"--genotype {value!r} is neither a model name ({', '.join(MODEL_NAMES)}), "
-                            "genotype JSON, nor an existing file.") from None
+            raise UserError(
+                f"--genotype {value!r} is neither a model name ({', '.join(MODEL_NAMES)}), "
+                "genotype JSON, nor an existing file."
+            ) from None
     path = Path(text)
     text = path.read_text()
     try:
@@ -87,44 +89,68 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
         raise UserError(f"--threads must be >= 1, but got {args.threads}.")
     torch.set_num_threads(args.threads)
     try:
-        shape = ModelShape(**_given(args, layers="layers", nodes="nodes", init_channels="init_channels",
-                                    lstm_hidden="lstm_hidden"))
+        shape = ModelShape(
+            **_given(args, layers="layers", nodes="nodes", init_channels="init_channels", lstm_hidden="lstm_hidden")
+        )
         common = {"shape": shape, **_given(args, batch_size="batch_size", seed="seed")}
-        search = None if architecture is not None else SearchSettings(
-            **common, **_given(args, epochs="search_epochs", order="order", pc_k="pc_k"))
+        search = (
+            None
+            if architecture is not None
+            else SearchSettings(**common, **_given(args, epochs="search_epochs", order="order", pc_k="pc_k"))
+        )
         evaluation = EvalSettings(**common, **_given(args, epochs="eval_epochs"))
         device = resolve_device(args.device)
         manifest = read_manifest(args.manifest)
         folds, protocol = read_folds(args.folds)
-        data = load_fold_data(manifest=manifest, folds=folds, fold=args.fold, preset=args.preset,
-                              cache_dir=args.cache, classes=protocol.get("classes"), manifest_path=args.manifest)
+        data = load_fold_data(
+            manifest=manifest,
+            folds=folds,
+            fold=args.fold,
+            preset=args.preset,
+            cache_dir=args.cache,
+            classes=protocol.get("classes"),
+            manifest_path=args.manifest,
+        )
     except ValidationError as error:
         raise UserError(validation_message(error)) from None
     except (FileNotFoundError, ValueError, FeaturesNotFoundError) as error:
         raise UserError(str(error)) from None
 
-    console.print(f"fold {data.fold}: {len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test "
-                  f"utterances, classes {', '.join(data.classes)}, input {tuple(data.input_shape)}, device {device}")
+    console.print(
+        f"fold {data.fold}: {len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test "
+        f"utterances, classes {', '.join(data.classes)}, input {tuple(data.input_shape)}, device {device}"
+    )
 
     def report(step: int, metrics: dict) -> None:
         phase = metrics["phase"]
         total = search.epochs if phase == "search" else evaluation.epochs
         extra = f" genotype {metrics['genotype_hash']}" if phase == "search" else f" best epoch {metrics['best_epoch']}"
-        console.print(f"  {phase:6} epoch {metrics['epoch']:>3}/{total}  loss {metrics['train_loss']:.3f}  "
-                      f"valid UA {metrics['valid_ua']:.3f}{extra}  ({metrics['seconds']:.1f} s)")
+        console.print(
+            f"  {phase:6} epoch {metrics['epoch']:>3}/{total}  loss {metrics['train_loss']:.3f}  "
+            f"valid UA {metrics['valid_ua']:.3f}{extra}  ({metrics['seconds']:.1f} s)"
+        )
 
     # trainers.run_fold takes the architecture's text until it takes the value itself.
     text = architecture_text(architecture) if architecture is not None else None
     try:
-        result = run_fold(data, evaluation=evaluation, search=search, architecture=text, device=device,
-                          work_dir=args.out, reporter=report)
+        result = run_fold(
+            data,
+            evaluation=evaluation,
+            search=search,
+            architecture=text,
+            device=device,
+            work_dir=args.out,
+            reporter=report,
+        )
     except CheckpointError as error:  # a damaged checkpoint, or one of another run, in --out
         raise UserError(str(error)) from None
     name = result.genotype_hash or result.architecture
-    console.print(f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.ua:.3f}  WA {result.wa:.3f}  "
-                  f"macro-F1 {result.macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
-                  f"chosen on valid (UA {result.valid_ua:.3f}); {result.params:,} parameters; search "
-                  f"{result.search_seconds:.0f} s, evaluation {result.eval_seconds:.0f} s -> {Path(args.out) / RESULT_NAME}")
+    console.print(
+        f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.ua:.3f}  WA {result.wa:.3f}  "
+        f"macro-F1 {result.macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
+        f"chosen on valid (UA {result.valid_ua:.3f}); {result.params:,} parameters; search "
+        f"{result.search_seconds:.0f} s, evaluation {result.eval_seconds:.0f} s -> {Path(args.out) / RESULT_NAME}"
+    )
     return 0
 
 
@@ -134,23 +160,32 @@ def register(commands: Subcommands) -> None:
     fold.add_argument("--manifest", required=True, type=Path)
     fold.add_argument("--folds", required=True, type=Path)
     fold.add_argument("--fold", required=True, type=int)
-    fold.add_argument("--genotype", default=None,
-                      help="skip the search: a model name such as baseline, genotype JSON, or a file with one "
-                           "(or a result.json)")
+    fold.add_argument(
+        "--genotype",
+        default=None,
+        help="skip the search: a model name such as baseline, genotype JSON, or a file with one (or a result.json)",
+    )
     fold.add_argument("--search-epochs", type=int, **FROM_SETTINGS, help="default: SearchSettings.epochs")
     fold.add_argument("--eval-epochs", type=int, **FROM_SETTINGS, help="default: EvalSettings.epochs")
     fold.add_argument("--layers", type=int, **FROM_SETTINGS, help="default: ModelShape.layers")
     fold.add_argument("--nodes", type=int, **FROM_SETTINGS, help="default: ModelShape.nodes")
     fold.add_argument("--init-channels", type=int, **FROM_SETTINGS, help="default: ModelShape.init_channels")
     fold.add_argument("--lstm-hidden", type=int, **FROM_SETTINGS, help="default: ModelShape.lstm_hidden")
-    fold.add_argument("--batch-size", type=int, **FROM_SETTINGS, help="search and evaluation (default: their settings')")
+    fold.add_argument(
+        "--batch-size", type=int, **FROM_SETTINGS, help="search and evaluation (default: their settings')"
+    )
     fold.add_argument("--order", **FROM_SETTINGS, help="DARTS approximation (default: SearchSettings.order)")
-    fold.add_argument("--pc-k", type=int, **FROM_SETTINGS,
-                      help="PC-DARTS: search 1/K of the channels (default: SearchSettings.pc_k)")
+    fold.add_argument(
+        "--pc-k", type=int, **FROM_SETTINGS, help="PC-DARTS: search 1/K of the channels (default: SearchSettings.pc_k)"
+    )
     fold.add_argument("--seed", type=int, **FROM_SETTINGS, help="search and evaluation (default: their settings')")
     add_device_option(fold)
-    fold.add_argument("--threads", type=int, default=1,
-                      help="torch CPU threads (1 is fastest for small models and on shared machines)")
+    fold.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 is fastest for small models and on shared machines)",
+    )
     fold.add_argument("--preset", default=DEFAULT_PRESET, help="feature preset the features were computed with")
     fold.add_argument("--cache", type=Path, default=None, help="feature cache folder")
     fold.add_argument("--out", required=True, type=Path, help="work folder: checkpoints and result.json")

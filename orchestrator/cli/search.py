@@ -14,8 +14,15 @@ from rich.table import Table
 
 from orchestrator.cli.common import Subcommands, UserError, console, error_console
 
-__all__ = ["DEMO_CONFIG", "cmd_demo", "cmd_search", "print_leaderboard_top", "register", "run_search_command",
-           "start_ray"]
+__all__ = [
+    "DEMO_CONFIG",
+    "cmd_demo",
+    "cmd_search",
+    "print_leaderboard_top",
+    "register",
+    "run_search_command",
+    "start_ray",
+]
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
@@ -39,8 +46,7 @@ def start_ray(address: str | None, *, num_cpus: int | None = None) -> tuple[str 
     if address:
         context = ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     else:
-        context = ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", logging_level="WARNING",
-                           log_to_driver=False)
+        context = ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", logging_level="WARNING", log_to_driver=False)
     url = getattr(context, "dashboard_url", None)
     return (f"http://{url}" if url and not url.startswith("http") else url), True
 
@@ -59,24 +65,39 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
     if top.empty:
         console.print("The leaderboard has no finished folds yet.")
         return
-    table = Table(title=f"Best trials of {experiment} (mean over folds; test speakers unseen in training and selection)",
-                  title_justify="left")
+    table = Table(
+        title=f"Best trials of {experiment} (mean over folds; test speakers unseen in training and selection)",
+        title_justify="left",
+    )
     for column in ("rank", "trial", "UA", "WA", "F1", "folds", "status", "params"):
         table.add_column(column, justify="right" if column in ("UA", "WA", "F1", "params") else "left")
     configs = []
     for row in top.itertuples():
         spread = "" if pd.isna(row.std_ua) else f" ± {row.std_ua:.3f}"
-        table.add_row(str(row.rank), row.trial_id, f"{row.mean_ua:.3f}{spread}", f"{row.mean_wa:.3f}",
-                      f"{row.mean_macro_f1:.3f}", f"{row.folds_covered}/{row.n_folds}", str(row.trial_status),
-                      f"{row.mean_params:,.0f}")
-        configs.append(f"  {row.trial_id}: " + ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in json.loads(row.params_json or "{}").items()))
+        table.add_row(
+            str(row.rank),
+            row.trial_id,
+            f"{row.mean_ua:.3f}{spread}",
+            f"{row.mean_wa:.3f}",
+            f"{row.mean_macro_f1:.3f}",
+            f"{row.folds_covered}/{row.n_folds}",
+            str(row.trial_status),
+            f"{row.mean_params:,.0f}",
+        )
+        configs.append(
+            f"  {row.trial_id}: "
+            + ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in json.loads(row.params_json or "{}").items()
+            )
+        )
     console.print(table)
     console.print("Configurations:\n" + escape("\n".join(configs)))
 
 
-def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None,
-                       resume: bool) -> int:
+def run_search_command(
+    config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None, resume: bool
+) -> int:
     from orchestrator.config import ConfigError, load_config
     from orchestrator.experiment import prepare_data, run_experiment
     from trainers.corpora.scan import CorpusError
@@ -89,8 +110,10 @@ def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: 
         prepared = prepare_data(config)
     except (ConfigError, CorpusError, FeaturesNotFoundError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
-    console.print(f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
-                  f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir}).")
+    console.print(
+        f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
+        f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir})."
+    )
     dashboard, started_ray = start_ray(address, num_cpus=None)
     if dashboard:
         console.print(f"Ray dashboard: {dashboard}")
@@ -103,33 +126,42 @@ def run_search_command(config_path: Path, *, overrides: Sequence[str], storage: 
             import ray
 
             ray.shutdown()
-    console.print(f"Experiment [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
-                  f"{summary.pruned} pruned, {summary.failed} failed), {summary.epochs_reported} epochs and "
-                  f"{summary.folds_reported} folds reported in {summary.seconds:.0f} s.")
+    console.print(
+        f"Experiment [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
+        f"{summary.pruned} pruned, {summary.failed} failed), {summary.epochs_reported} epochs and "
+        f"{summary.folds_reported} folds reported in {summary.seconds:.0f} s."
+    )
     print_leaderboard_top(summary.storage, summary.name)
-    console.print(f"Leaderboard part files: {summary.storage}/leaderboard/{summary.name}/. Next: "
-                  f"sernas leaderboard --storage {summary.storage} --experiment {summary.name} --by trial, or "
-                  f"sernas report --storage {summary.storage} --experiment {summary.name} --out report.html")
+    console.print(
+        f"Leaderboard part files: {summary.storage}/leaderboard/{summary.name}/. Next: "
+        f"sernas leaderboard --storage {summary.storage} --experiment {summary.name} --by trial, or "
+        f"sernas report --storage {summary.storage} --experiment {summary.name} --out report.html"
+    )
     return 0 if summary.failed == 0 else 1
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    return run_search_command(args.config, overrides=args.set, storage=args.storage, address=args.address,
-                              resume=args.resume)
+    return run_search_command(
+        args.config, overrides=args.set, storage=args.storage, address=args.address, resume=args.resume
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     overrides = [f"data.root={args.corpus}"] if args.corpus else []
-    return run_search_command(DEMO_CONFIG, overrides=overrides, storage=args.storage, address=None,
-                              resume=False)
+    return run_search_command(DEMO_CONFIG, overrides=overrides, storage=args.storage, address=None, resume=False)
 
 
 def register(commands: Subcommands) -> None:
     """Add ``search`` and ``demo``."""
     search = commands.add_parser("search", help="run an experiment of many DARTS searches with Ray Tune")
     search.add_argument("--config", required=True, type=Path, help="experiment YAML (see configs/)")
-    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set tune.num_samples=8 (repeatable)")
+    search.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set tune.num_samples=8 (repeatable)",
+    )
     search.add_argument("--storage", default=None, help="results path or URI (overrides tune.storage)")
     search.add_argument("--address", default=None, help="Ray address to join (auto, ray://host:10001); default: local")
     search.add_argument("--resume", action="store_true", help="finish an interrupted experiment (Tuner.restore)")

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bench_supernet  # noqa: E402
 from bench_supernet import Setting, build_supernet, make_batches, make_searcher  # noqa: E402
 from reference_darts import ReferenceMixedOp, ReferenceNetwork, Zero  # noqa: E402
+
 from search_space import PRIMITIVES, MixedOp  # noqa: E402
 
 TINY = Setting(batch=4, layers=3, nodes=2, channels=4, height=16, width=16)  # normal and reduction cells
@@ -138,8 +138,26 @@ def test_reference_peak_prediction_is_linear_above_setup():
 @pytest.mark.slow
 def test_benchmark_cli_writes_results_and_skips_a_reference_that_would_not_fit(tmp_path, capsys):
     out = tmp_path / "supernet.json"
-    argv = ["--batch", "2", "--layers", "1", "--nodes", "1", "--channels", "2", "--height", "8", "--width", "8",
-            "--orders", "first", "--check-size", "8", "--out", str(out)]
+    argv = [
+        "--batch",
+        "2",
+        "--layers",
+        "1",
+        "--nodes",
+        "1",
+        "--channels",
+        "2",
+        "--height",
+        "8",
+        "--width",
+        "8",
+        "--orders",
+        "first",
+        "--check-size",
+        "8",
+        "--out",
+        str(out),
+    ]
     assert bench_supernet.main([*argv, "--reference-max-gb", "0.001"]) == 0  # no reference run fits
     result = json.loads(out.read_text())
     assert [(r["impl"], r["batch"]) for r in result["runs"]] == [("ours", 2), ("reference", 2)]

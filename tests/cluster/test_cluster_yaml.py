@@ -91,6 +91,8 @@ def test_launcher_has_cpu_head_autoscaling_gpu_workers_and_installs_sernas(launc
 
 def test_docs_name_the_submit_line():
     text = (ROOT / "docs" / "cluster.md").read_text()
-    assert "ray job submit --address http://HEAD:8265 --working-dir . -- sernas search --config " \
-           "configs/iemocap-paper.yaml" in text
+    assert (
+        "ray job submit --address http://HEAD:8265 --working-dir . -- sernas search --config "
+        "configs/iemocap-paper.yaml" in text
+    )
     assert "ssh -L" in text

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from cluster.auth import Token
-from conftest import write_experiment_config
 from cluster.cli import main
 from cluster.local import cluster_processes, planned_ports, port_is_free, read_state, start_local_cluster
+from conftest import write_experiment_config
 from orchestrator.leaderboard import connect
 
 pytestmark = pytest.mark.slow
@@ -37,8 +37,9 @@ def local_cluster(tmp_path_factory):
         patch.setenv("RAY_AUTH_TOKEN", token.value)
         patch.delenv("RAY_ADDRESS", raising=False)
         try:
-            cluster = start_local_cluster(workers=1, token=token, cpus_per_node=1, base_port=free_base_port(),
-                                          state_path=state)
+            cluster = start_local_cluster(
+                workers=1, token=token, cpus_per_node=1, base_port=free_base_port(), state_path=state
+            )
             yield cluster, token, state
         finally:
             described = read_state(state) if state.exists() else None
@@ -70,8 +71,9 @@ def test_submit_runs_an_experiment_across_both_nodes(local_cluster, tmp_path, ca
     config = write_config(tmp_path / "exp.yaml", name="cluster-e2e")
     storage = tmp_path / "runs"  # one machine: a path every node sees
     started = time.time()
-    code = main(["submit", "--address", cluster.dashboard_url, "--config", str(config), "--storage", str(storage),
-                 "--wait"])
+    code = main(
+        ["submit", "--address", cluster.dashboard_url, "--config", str(config), "--storage", str(storage), "--wait"]
+    )
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
     assert "Submitted job raysubmit_" in out and f"{cluster.dashboard_url}/#/jobs/raysubmit_" in out
@@ -95,10 +97,24 @@ def test_submit_without_the_token_is_refused_and_with_it_accepted(local_cluster,
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    no_token = subprocess.run([sys.executable, "-m", "cluster.cli", "submit", "--address", cluster.dashboard_url,
-                               "--config", str(config), "--storage", str(tmp_path / "runs")],
-                              env={k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")},
-                              capture_output=True, text=True, timeout=120)
+    no_token = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cluster.cli",
+            "submit",
+            "--address",
+            cluster.dashboard_url,
+            "--config",
+            str(config),
+            "--storage",
+            str(tmp_path / "runs"),
+        ],
+        env={k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert no_token.returncode == 2
     err = no_token.stderr
     assert "refused the authentication token" in err and "Missing authentication token" in err
@@ -114,8 +130,13 @@ def test_submit_without_the_token_is_refused_and_with_it_accepted(local_cluster,
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "Missing authentication token" in refused.stdout + refused.stderr
-    accepted = subprocess.run(command, env={**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token.value},
-                              capture_output=True, text=True, timeout=60)
+    accepted = subprocess.run(
+        command,
+        env={**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token.value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert accepted.returncode == 0, accepted.stdout[-2000:] + accepted.stderr[-2000:]
     assert "sernas-token-ok" in accepted.stdout + accepted.stderr
 

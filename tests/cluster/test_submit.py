@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.auth import Token, find_token, redact
+from cluster.auth import find_token, redact
 from cluster.cli import main
 from cluster.submit import RUNTIME_ENV_EXCLUDES, build_entrypoint, build_runtime_env, job_path, resolve_address
 
@@ -13,10 +13,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_entrypoint_is_sernas_search_joining_the_cluster():
-    line = build_entrypoint(config="configs/demo.yaml", overrides=["tune.num_samples=8", "data.root=/a b"],
-                            storage="s3://bucket/runs")
-    assert shlex.split(line) == ["sernas", "search", "--config", "configs/demo.yaml", "--set", "tune.num_samples=8",
-                                 "--set", "data.root=/a b", "--storage", "s3://bucket/runs", "--address", "auto"]
+    line = build_entrypoint(
+        config="configs/demo.yaml", overrides=["tune.num_samples=8", "data.root=/a b"], storage="s3://bucket/runs"
+    )
+    assert shlex.split(line) == [
+        "sernas",
+        "search",
+        "--config",
+        "configs/demo.yaml",
+        "--set",
+        "tune.num_samples=8",
+        "--set",
+        "data.root=/a b",
+        "--storage",
+        "s3://bucket/runs",
+        "--address",
+        "auto",
+    ]
 
 
 def test_runtime_env_excludes_data_caches_and_outputs():
@@ -54,13 +67,16 @@ def test_address_defaults(monkeypatch, tmp_path):
     assert resolve_address(None) == "http://head:8265"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["submit"], "give --config"),
-    (["submit", "--config", "nope.yaml"], "config nope.yaml does not exist"),
-    (["submit", "--stop", "raysubmit_x", "--config", "configs/demo.yaml"], "--stop JOB_ID takes no --config"),
-    (["cluster", "local", "--workers", "-1", "--state", "{tmp}/s.json"], "workers must be in 0..16"),
-    (["cluster", "stop", "--state", "{tmp}/s.json"], "no local cluster state"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["submit"], "give --config"),
+        (["submit", "--config", "nope.yaml"], "config nope.yaml does not exist"),
+        (["submit", "--stop", "raysubmit_x", "--config", "configs/demo.yaml"], "--stop JOB_ID takes no --config"),
+        (["cluster", "local", "--workers", "-1", "--state", "{tmp}/s.json"], "workers must be in 0..16"),
+        (["cluster", "stop", "--state", "{tmp}/s.json"], "no local cluster state"),
+    ],
+)
 def test_user_mistakes_exit_2_naming_the_thing(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN", "x" * 16)  # so `cluster local` never writes ~/.ray/auth_token
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2

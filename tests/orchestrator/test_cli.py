@@ -18,8 +18,24 @@ def test_manifest_then_folds_through_the_cli(fake_iemocap, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "utterances per session x label" in out and f"Wrote {len(fake_iemocap.expected)} utterances" in out
     folds = tmp_path / "folds.parquet"
-    assert main(["folds", "--manifest", str(manifest), "--scheme", "loso", "--classes", "neu,hap,sad,ang",
-                 "--merge", "exc=hap", "--out", str(folds)]) == 0
+    assert (
+        main(
+            [
+                "folds",
+                "--manifest",
+                str(manifest),
+                "--scheme",
+                "loso",
+                "--classes",
+                "neu,hap,sad,ang",
+                "--merge",
+                "exc=hap",
+                "--out",
+                str(folds),
+            ]
+        )
+        == 0
+    )
     table = pd.read_parquet(folds)
     assert set(table["fold"]) == {1, 2} and set(table["label"]) == {"neu", "hap", "sad", "ang"}
     assert "loso folds" in capsys.readouterr().out
@@ -41,8 +57,10 @@ def test_bad_corpus_exits_2_with_every_file_listed_and_no_traceback(fake_iemocap
 def test_skip_bad_writes_rejects(fake_iemocap, tmp_path):
     fake_iemocap.wavs["Ses01F_impro01_F000"].write_text("not audio")
     out = tmp_path / "m.parquet"
-    assert main(["manifest", "--dataset", "iemocap", "--root", str(fake_iemocap.root), "--out", str(out),
-                 "--skip-bad"]) == 0
+    assert (
+        main(["manifest", "--dataset", "iemocap", "--root", str(fake_iemocap.root), "--out", str(out), "--skip-bad"])
+        == 0
+    )
     assert len(pd.read_csv(tmp_path / "m.rejects.csv")) == 1
 
 
@@ -95,8 +113,24 @@ def test_readme_main_job_on_a_small_synthetic_corpus(tmp_path, capsys):
     assert main(["features", "--manifest", str(manifest), "--cache", str(cache), "--quiet"]) == 0
     assert "0 computed" in capsys.readouterr().out  # the second run computes nothing
     assert load_features(frame, preset="paper-mfcc", cache_dir=cache).shape == (48, 1, 128, 128)
-    assert main(["folds", "--manifest", str(manifest), "--scheme", "loso", "--merge", "exc=hap",
-                 "--classes", "neu,hap,sad,ang", "--out", str(folds)]) == 0
+    assert (
+        main(
+            [
+                "folds",
+                "--manifest",
+                str(manifest),
+                "--scheme",
+                "loso",
+                "--merge",
+                "exc=hap",
+                "--classes",
+                "neu,hap,sad,ang",
+                "--out",
+                str(folds),
+            ]
+        )
+        == 0
+    )
     assert pd.read_parquet(folds)["fold"].nunique() == 2
 
 
@@ -114,8 +148,10 @@ def test_run_fold_searches_then_evaluates_and_writes_result_json(tiny_prepared, 
     out = capsys.readouterr().out
     assert "search epoch   1/1" in out and "eval   epoch   2/2" in out and "test UA" in out
     # The found genotype can be evaluated again by passing the result file.
-    assert main(run_fold_args(tiny_prepared, tmp_path / "again", "--genotype",
-                               str(tmp_path / "fold2" / "result.json"))) == 0
+    assert (
+        main(run_fold_args(tiny_prepared, tmp_path / "again", "--genotype", str(tmp_path / "fold2" / "result.json")))
+        == 0
+    )
     again = json.loads((tmp_path / "again" / "result.json").read_text())
     assert again["architecture"] == result["architecture"] and again["search_settings"] is None
 
@@ -128,7 +164,9 @@ def test_run_fold_with_the_baseline_and_bad_options(tiny_prepared, tmp_path, cap
     assert json.loads((tmp_path / "b" / "result.json").read_text())["architecture"] == "baseline"
     assert main(run_fold_args(tiny_prepared, tmp_path / "c", "--genotype", '{"normal": 1}')) == 2
     assert main(run_fold_args(tiny_prepared, tmp_path / "d", "--genotype", "resnet")) == 2
-    assert main([*run_fold_args(tiny_prepared, tmp_path / "e")[:-2], "--eval-epochs", "0", "--out",
-                 str(tmp_path / "e")]) == 2
+    assert (
+        main([*run_fold_args(tiny_prepared, tmp_path / "e")[:-2], "--eval-epochs", "0", "--out", str(tmp_path / "e")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "neither a model name" in err and "epochs: Input should be greater than or equal to 1" in err

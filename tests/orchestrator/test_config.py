@@ -58,6 +58,7 @@ def write(tmp_path):
         path = tmp_path / name
         path.write_text(text)
         return path
+
     return write
 
 
@@ -101,8 +102,10 @@ def test_demo_is_small_and_the_paper_config_follows_the_paper():
 
 
 def test_loading_a_config_does_not_import_ray():
-    code = ("import sys; from orchestrator.config import load_config; load_config('configs/demo.yaml'); "
-            "print('ray' in sys.modules)")
+    code = (
+        "import sys; from orchestrator.config import load_config; load_config('configs/demo.yaml'); "
+        "print('ray' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -137,20 +140,24 @@ def test_every_bad_key_is_reported(write):
     assert all(line.startswith(f"{write()}: ") for line in message.splitlines())
 
 
-@pytest.mark.parametrize("value, reason", [(".nan", "finite number"), ("-1", "greater than 0"),
-                                           ("0", "greater than 0")])
+@pytest.mark.parametrize(
+    "value, reason", [(".nan", "finite number"), ("-1", "greater than 0"), ("0", "greater than 0")]
+)
 def test_bad_learning_rate_names_the_key(write, value, reason):
     message = error_of(write(), f"search.weights.lr={value}")
     assert "search.weights.lr: " in message and reason in message
 
 
-@pytest.mark.parametrize("domain, reason", [
-    ("{loguniform: [-1, 0.1]}", "loguniform needs lower > 0"),
-    ("{choice: [0.1, .nan]}", "finite number"),
-    ("{uniform: [-0.1, 0.1]}", "greater than 0"),
-    ("{choice: [0.1, 0.0001]}", "lr_min (0.001) must not exceed lr (0.0001)"),
-    ("-0.5", "greater than 0"),
-])
+@pytest.mark.parametrize(
+    "domain, reason",
+    [
+        ("{loguniform: [-1, 0.1]}", "loguniform needs lower > 0"),
+        ("{choice: [0.1, .nan]}", "finite number"),
+        ("{uniform: [-0.1, 0.1]}", "greater than 0"),
+        ("{choice: [0.1, 0.0001]}", "lr_min (0.001) must not exceed lr (0.0001)"),
+        ("-0.5", "greater than 0"),
+    ],
+)
 def test_bad_learning_rate_in_a_space_domain_names_the_space_key(write, domain, reason):
     message = error_of(write(), f"space.weights_lr={domain}")
     assert "x.yaml: space.weights_lr: " in message and reason in message
@@ -182,8 +189,9 @@ def test_searchers_and_domains_must_fit(write):
     ok = load_config(path, overrides=["tune.searcher=grid", "space.layers={grid: [3, 4]}", "space.weights_lr=0.05"])
     assert ok.space["layers"] == Domain("grid", (3, 4))
     assert "grid domains are not supported by searcher optuna-tpe" in error_of(path, "space.seed={grid: [0, 1]}")
-    assert "multi_objective needs searcher optuna-tpe" in error_of(path, "tune.multi_objective=true",
-                                                                   "tune.searcher=random")
+    assert "multi_objective needs searcher optuna-tpe" in error_of(
+        path, "tune.multi_objective=true", "tune.searcher=random"
+    )
 
 
 def test_data_pruner_and_resources_checks(write):
@@ -191,8 +199,9 @@ def test_data_pruner_and_resources_checks(write):
     message = error_of(path, "data.classes=[neu, sad]")
     assert "data.merges.exc: merge target 'hap' is not among classes neu, sad" in message
     assert "data.synthetic.speakers: speakers must be even" in error_of(path, "data.synthetic.speakers=3")
-    assert "data.synthetic: options for dataset synthetic" in error_of(path, "data.dataset=csv",
-                                                                       "data.synthetic.seed=1")
+    assert "data.synthetic: options for dataset synthetic" in error_of(
+        path, "data.dataset=csv", "data.synthetic.seed=1"
+    )
     assert "tune.pruner.p_threshold: not an option of pruner 'median'" in error_of(path, "tune.pruner.p_threshold=0.2")
     assert "tune.resources.gpu: gpu above 1 must be a whole number" in error_of(path, "tune.resources.gpu=1.5")
     assert "tune.resources.cpu: Input should be greater than 0" in error_of(path, "tune.resources.cpu=0")
@@ -228,29 +237,35 @@ def test_yaml_syntax_error_names_file_and_line(write):
 
 # ---------------------------------------------------------------------------------- overrides
 def test_overrides_nested_new_keys_lists_and_domains(write):
-    config = load_config(write(), overrides=[
-        "tune.num_samples=8",
-        "data.classes=[neu, sad, ang]",
-        "data.merges={}",
-        "space.layers={choice: [3, 4, 5]}",
-        "space.search.epochs={choice: [1, 2]}",  # a dotted space name stays one key
-        "search.alphas.lr=1e-3",  # YAML 1.2 float, not the string '1e-3'
-        "tune.resources.gpu=0.25",  # resources is absent from the file: created
-        "folds.use=null",
-    ])
+    config = load_config(
+        write(),
+        overrides=[
+            "tune.num_samples=8",
+            "data.classes=[neu, sad, ang]",
+            "data.merges={}",
+            "space.layers={choice: [3, 4, 5]}",
+            "space.search.epochs={choice: [1, 2]}",  # a dotted space name stays one key
+            "search.alphas.lr=1e-3",  # YAML 1.2 float, not the string '1e-3'
+            "tune.resources.gpu=0.25",  # resources is absent from the file: created
+            "folds.use=null",
+        ],
+    )
     assert config.tune.num_samples == 8 and config.data.classes == ("neu", "sad", "ang")
     assert config.space["layers"] == Domain("choice", (3, 4, 5))
     assert config.space["search.epochs"] == Domain("choice", (1, 2))
     assert config.search.alphas.lr == 0.001 and config.tune.resources.gpu == 0.25 and config.folds.use is None
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("tune.num_samples", "expected KEY=VALUE"),
-    ("=3", "expected KEY=VALUE"),
-    ("tune..num_samples=3", "expected KEY=VALUE"),
-    ("tune.num_samples=[1", "the value is not valid YAML"),
-    ("name.part=1", "name is 'tiny', not a section"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("tune.num_samples", "expected KEY=VALUE"),
+        ("=3", "expected KEY=VALUE"),
+        ("tune..num_samples=3", "expected KEY=VALUE"),
+        ("tune.num_samples=[1", "the value is not valid YAML"),
+        ("name.part=1", "name is 'tiny', not a section"),
+    ],
+)
 def test_malformed_override_names_the_override(write, override, expected):
     message = error_of(write(), override)
     assert f"--set {override!r}: {expected}" in message
@@ -258,14 +273,25 @@ def test_malformed_override_names_the_override(write, override, expected):
 
 # ------------------------------------------------------------------------------------ trials
 def test_settings_for_trial_applies_shorthands_to_search_and_eval(write):
-    config = load_config(write(), overrides=["space.order={choice: [first, second]}",
-                                             "space.drop_path_prob={uniform: [0.0, 0.3]}",
-                                             "space.primitives={choice: [[sep_conv_3x3, skip_connect], "
-                                             "[dil_conv_3x3]]}",
-                                             "space.eval.weights.momentum=0.8"])
-    search, evaluation = settings_for_trial(config, {
-        "layers": np.int64(4), "weights_lr": 0.02, "order": "second", "drop_path_prob": 0.2,
-        "primitives": "sep_conv_3x3,skip_connect"})
+    config = load_config(
+        write(),
+        overrides=[
+            "space.order={choice: [first, second]}",
+            "space.drop_path_prob={uniform: [0.0, 0.3]}",
+            "space.primitives={choice: [[sep_conv_3x3, skip_connect], [dil_conv_3x3]]}",
+            "space.eval.weights.momentum=0.8",
+        ],
+    )
+    search, evaluation = settings_for_trial(
+        config,
+        {
+            "layers": np.int64(4),
+            "weights_lr": 0.02,
+            "order": "second",
+            "drop_path_prob": 0.2,
+            "primitives": "sep_conv_3x3,skip_connect",
+        },
+    )
     assert search.shape.layers == evaluation.shape.layers == 4
     assert search.weights.lr == evaluation.weights.lr == 0.02
     assert search.seed == evaluation.seed == 0  # fixed space value, both
@@ -302,15 +328,18 @@ def test_tune_param_space_makes_ray_domains(write):
     from ray import tune
     from ray.tune.search.sample import Categorical, Float, Integer, Quantized
 
-    config = load_config(write(), overrides=[
-        "tune.searcher=random",
-        "space.seed={grid: [0, 1]}",
-        "space.lstm_hidden={randint: [8, 33]}",
-        "space.dropout={uniform: [0.0, 0.5]}",
-        "space.weight_decay={quniform: [0.0001, 0.001, 0.0001]}",
-        "space.primitives={choice: [[sep_conv_3x3, skip_connect], [dil_conv_3x3]]}",
-        "space.nodes=3",
-    ])
+    config = load_config(
+        write(),
+        overrides=[
+            "tune.searcher=random",
+            "space.seed={grid: [0, 1]}",
+            "space.lstm_hidden={randint: [8, 33]}",
+            "space.dropout={uniform: [0.0, 0.5]}",
+            "space.weight_decay={quniform: [0.0001, 0.001, 0.0001]}",
+            "space.primitives={choice: [[sep_conv_3x3, skip_connect], [dil_conv_3x3]]}",
+            "space.nodes=3",
+        ],
+    )
     space = tune_param_space(config)
     assert isinstance(space["layers"], Categorical) and space["layers"].categories == [3, 4]
     assert isinstance(space["weights_lr"], Float) and isinstance(space["weights_lr"].get_sampler(), Float._LogUniform)
@@ -325,8 +354,16 @@ def test_tune_param_space_makes_ray_domains(write):
     assert space["primitives"].categories == ["sep_conv_3x3,skip_connect", "dil_conv_3x3"]
     assert space["nodes"] == 3
     # Whatever Ray samples, settings_for_trial accepts.
-    sampled = {name: (value.sample() if hasattr(value, "sample") else value["grid_search"][0] if isinstance(value, dict)
-                      else value) for name, value in space.items()}
+    sampled = {
+        name: (
+            value.sample()
+            if hasattr(value, "sample")
+            else value["grid_search"][0]
+            if isinstance(value, dict)
+            else value
+        )
+        for name, value in space.items()
+    }
     search, evaluation = settings_for_trial(config, sampled)
     assert 8 <= search.shape.lstm_hidden < 33 and search.shape.lstm_hidden == evaluation.shape.lstm_hidden
 
@@ -336,18 +373,37 @@ def test_fingerprint_is_stable_and_tracks_what_is_computed(write):
     path = write()
     first = config_fingerprint(load_config(path))
     assert first == config_fingerprint(load_config(path)) and len(first) == 16
-    reordered = write(MINIMAL.replace("  epochs: 2\n  weights: {lr: 0.05}\n", "  weights: {lr: 0.05}\n  epochs: 2\n"),
-                      name="y.yaml")
+    reordered = write(
+        MINIMAL.replace("  epochs: 2\n  weights: {lr: 0.05}\n", "  weights: {lr: 0.05}\n  epochs: 2\n"), name="y.yaml"
+    )
     assert config_fingerprint(load_config(reordered)) == first  # key order does not matter
     assert config_fingerprint(load_config(path, overrides=["search.epochs=3"])) != first
     assert config_fingerprint(load_config(path, overrides=["space.layers={choice: [3, 5]}"])) != first
     # Where and how fast it runs may change on resume.
-    assert config_fingerprint(load_config(path, overrides=["tune.max_concurrent=8", "tune.storage=/elsewhere",
-                                                           "device=cpu", "tune.keep_checkpoints=10"])) == first
+    assert (
+        config_fingerprint(
+            load_config(
+                path,
+                overrides=[
+                    "tune.max_concurrent=8",
+                    "tune.storage=/elsewhere",
+                    "device=cpu",
+                    "tune.keep_checkpoints=10",
+                ],
+            )
+        )
+        == first
+    )
     # A subprocess (another interpreter, another hash seed) agrees.
     code = f"from orchestrator.config import *; print(config_fingerprint(load_config({str(path)!r})))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path.cwd(), capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path.cwd(),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)},
+    )
     assert out.stdout.strip() == first
 
 

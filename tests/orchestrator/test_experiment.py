@@ -51,8 +51,20 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     by_trial = runs.groupby("trial_id")["ua"].mean()
     for entry in ranked:
         assert entry["mean_ua"] == pytest.approx(by_trial[entry["trial_id"]])
-    assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--sql",
-                 "SELECT count(*) AS n FROM runs", "--format", "csv"]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "--storage",
+                str(tmp_path / "runs"),
+                "--sql",
+                "SELECT count(*) AS n FROM runs",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines() == ["n", "4"]
     assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--sql", "SELEC 1"]) == 2
     assert "query failed" in capsys.readouterr().err
@@ -69,8 +81,10 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     import torch
 
     model = tmp_path / "model.pt"
-    assert main(["export", "--storage", str(tmp_path / "runs"), "--rank", "1", "--device", "cpu",
-                 "--out", str(model)]) == 0
+    assert (
+        main(["export", "--storage", str(tmp_path / "runs"), "--rank", "1", "--device", "cpu", "--out", str(model)])
+        == 0
+    )
     assert "retrained from scratch on the" in capsys.readouterr().out
     bundle = torch.load(model, weights_only=True)
     assert bundle["classes"] == ["neu", "hap", "sad", "ang"] and bundle["preset"]["name"] == "logmel-32"
@@ -97,9 +111,17 @@ def test_invalid_config_names_the_key(tmp_path, capsys):
 def test_a_clearly_bad_configuration_is_pruned_early(ray_cluster, tmp_path, capsys):
     """Grid order runs the good learning rate first; the frozen one (lr 1e-7) cannot learn and
     the median pruner stops it at the first epoch where it falls below the good trial."""
-    config = write_config(tmp_path / "prune.yaml", name="prune", samples=1, searcher="grid", concurrent=1,
-                          eval_epochs=6, per_speaker=48, space_lr="{grid: [0.1, 0.0000001]}",
-                          pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}")
+    config = write_config(
+        tmp_path / "prune.yaml",
+        name="prune",
+        samples=1,
+        searcher="grid",
+        concurrent=1,
+        eval_epochs=6,
+        per_speaker=48,
+        space_lr="{grid: [0.1, 0.0000001]}",
+        pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}",
+    )
     assert main(["search", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "1 pruned" in out

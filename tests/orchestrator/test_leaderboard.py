@@ -7,7 +7,7 @@ import json
 import math
 import os
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,9 +16,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import leaderboard
-from orchestrator import storage as storage_module
 from conftest import make_leaderboard_row
+from orchestrator import storage as storage_module
 from orchestrator.leaderboard import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -34,8 +33,12 @@ from orchestrator.leaderboard import (
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "leaderboard.md"
-GENOTYPE = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "normal_concat": [2],
-            "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]], "reduce_concat": [2]}
+GENOTYPE = {
+    "normal": [["sep_conv_3x3", 0], ["skip_connect", 1]],
+    "normal_concat": [2],
+    "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]],
+    "reduce_concat": [2],
+}
 
 
 def make_row(**overrides) -> dict:
@@ -55,7 +58,7 @@ def test_round_trip_of_a_row(tmp_path: Path) -> None:
     assert table.schema.equals(SCHEMA, check_metadata=False) and table.num_rows == 1
     stored = table.to_pylist()[0]
     assert stored["schema_version"] == SCHEMA_VERSION == 1
-    assert abs((datetime.now(timezone.utc) - stored["written_at"]).total_seconds()) < 60
+    assert abs((datetime.now(UTC) - stored["written_at"]).total_seconds()) < 60
     assert json.loads(stored["genotype"]) == GENOTYPE
     assert stored["params_json"] == '{"layers":4,"seed":0}'  # canonical JSON
     assert json.loads(stored["confusion"])[2] == [1, 0, 6, 0] and stored["error"] is None
@@ -67,34 +70,39 @@ def test_round_trip_of_a_row(tmp_path: Path) -> None:
 
 
 def test_json_columns_accept_text_and_store_it_canonically(tmp_path: Path) -> None:
-    path = write_fold_row(tmp_path, make_row(params_json='{"seed": 0, "layers": 4}',
-                                             genotype=json.dumps(GENOTYPE, indent=2), classes='["a", "b"]'))
+    path = write_fold_row(
+        tmp_path,
+        make_row(params_json='{"seed": 0, "layers": 4}', genotype=json.dumps(GENOTYPE, indent=2), classes='["a", "b"]'),
+    )
     stored = pq.read_table(path).to_pylist()[0]
     assert stored["params_json"] == '{"layers":4,"seed":0}' and stored["classes"] == '["a","b"]'
     assert "\n" not in stored["genotype"]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"ua": "0.7"}, "column 'ua' must be a number"),
-    ({"fold": 1.0}, "column 'fold' must be an integer"),
-    ({"fold": True}, "column 'fold' must be an integer"),
-    ({"layers": 2 ** 40}, "column 'layers' must fit in int32"),
-    ({"seed": None}, "column 'seed' must not be null"),
-    ({"hostname": 3}, "column 'hostname' must be a string"),
-    ({"ua": float("nan")}, "column 'ua' must be a finite number"),
-    ({"ua": 1.5}, r"column 'ua' must be a fraction in \[0, 1\]"),
-    ({"written_at": datetime(2024, 1, 1)}, "column 'written_at' must be a timezone-aware datetime"),
-    ({"classes": "not json"}, "column 'classes' must be JSON"),
-    ({"classes": {"a": 1}}, "column 'classes' must be a JSON list"),
-    ({"status": "pruned"}, "column 'status' must be one of"),
-    ({"status": "failed"}, "column 'error' must say what went wrong"),
-    ({"ua": None}, "column 'ua' must not be null in a completed row"),
-    ({"fold": 0}, "column 'fold' must be >= 1"),
-    ({"schema_version": 2}, "column 'schema_version' must be 1"),
-    ({"experiment": "../etc"}, "column 'experiment' must be a non-empty name"),
-    ({"trial_id": "a/b"}, "column 'trial_id' must be a non-empty name"),
-    ({"notes": "hi"}, r"unknown column\(s\) \['notes'\]"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ua": "0.7"}, "column 'ua' must be a number"),
+        ({"fold": 1.0}, "column 'fold' must be an integer"),
+        ({"fold": True}, "column 'fold' must be an integer"),
+        ({"layers": 2**40}, "column 'layers' must fit in int32"),
+        ({"seed": None}, "column 'seed' must not be null"),
+        ({"hostname": 3}, "column 'hostname' must be a string"),
+        ({"ua": float("nan")}, "column 'ua' must be a finite number"),
+        ({"ua": 1.5}, r"column 'ua' must be a fraction in \[0, 1\]"),
+        ({"written_at": datetime(2024, 1, 1)}, "column 'written_at' must be a timezone-aware datetime"),
+        ({"classes": "not json"}, "column 'classes' must be JSON"),
+        ({"classes": {"a": 1}}, "column 'classes' must be a JSON list"),
+        ({"status": "pruned"}, "column 'status' must be one of"),
+        ({"status": "failed"}, "column 'error' must say what went wrong"),
+        ({"ua": None}, "column 'ua' must not be null in a completed row"),
+        ({"fold": 0}, "column 'fold' must be >= 1"),
+        ({"schema_version": 2}, "column 'schema_version' must be 1"),
+        ({"experiment": "../etc"}, "column 'experiment' must be a non-empty name"),
+        ({"trial_id": "a/b"}, "column 'trial_id' must be a non-empty name"),
+        ({"notes": "hi"}, r"unknown column\(s\) \['notes'\]"),
+    ],
+)
 def test_schema_errors_name_the_column(tmp_path: Path, change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         write_fold_row(tmp_path, make_row(**change))
@@ -109,8 +117,19 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
 
 
 def test_failed_row_keeps_its_error_and_may_lack_metrics(tmp_path: Path) -> None:
-    write_fold_row(tmp_path, make_row(status="failed", error="CUDA out of memory", ua=None, wa=None, macro_f1=None,
-                                      genotype=None, genotype_hash=None, confusion=None))
+    write_fold_row(
+        tmp_path,
+        make_row(
+            status="failed",
+            error="CUDA out of memory",
+            ua=None,
+            wa=None,
+            macro_f1=None,
+            genotype=None,
+            genotype_hash=None,
+            confusion=None,
+        ),
+    )
     with connect(tmp_path) as board:
         runs = board.sql("SELECT status, error FROM runs")
         assert runs.to_dict("records") == [{"status": "failed", "error": "CUDA out of memory"}]
@@ -146,17 +165,20 @@ def test_rewriting_the_same_attempt_replaces_it(tmp_path: Path) -> None:
 
 
 def test_trial_status_is_one_file_overwritten(tmp_path: Path) -> None:
-    write_trial_status(tmp_path, experiment="exp", trial_id="t1", status="running", step=0,
-                       params_json={"seed": 0, "layers": 4})
-    path = write_trial_status(tmp_path, experiment="exp", trial_id="t1", status="pruned", step=2,
-                              reason="Wilcoxon p=0.03 after fold 2")
+    write_trial_status(
+        tmp_path, experiment="exp", trial_id="t1", status="running", step=0, params_json={"seed": 0, "layers": 4}
+    )
+    path = write_trial_status(
+        tmp_path, experiment="exp", trial_id="t1", status="pruned", step=2, reason="Wilcoxon p=0.03 after fold 2"
+    )
     assert path == str(tmp_path / "trials" / "exp" / "t1.parquet")
     assert files_under(tmp_path / "trials") == ["exp/t1.parquet"]
     with connect(tmp_path) as board:
         trials = board.sql("SELECT * FROM trials")
     assert list(trials.columns) == TRIAL_SCHEMA.names
     assert trials[["status", "step", "reason"]].to_dict("records") == [
-        {"status": "pruned", "step": 2, "reason": "Wilcoxon p=0.03 after fold 2"}]
+        {"status": "pruned", "step": 2, "reason": "Wilcoxon p=0.03 after fold 2"}
+    ]
     with pytest.raises(ValueError, match="status must be one of"):
         write_trial_status(tmp_path, experiment="exp", trial_id="t1", status="stopped", step=1)
     with pytest.raises(ValueError, match="step must be >= 0"):
@@ -169,13 +191,36 @@ def write_known_set(storage: Path) -> dict[str, list[float]]:
     uas = {"aaaaaaaaaaaa": [0.60, 0.70, 0.80], "bbbbbbbbbbbb": [0.50, 0.65, 0.71]}
     for fold, ua in enumerate(uas["aaaaaaaaaaaa"], start=1):
         trial, seed = ("a1", 1) if fold < 3 else ("a2", 2)
-        write_fold_row(storage, make_row(trial_id=trial, seed=seed, fold=fold, ua=ua, wa=ua + 0.1,
-                                         macro_f1=ua - 0.1, params=1000 * fold, search_seconds=10.0 * fold,
-                                         eval_seconds=1.0))
+        write_fold_row(
+            storage,
+            make_row(
+                trial_id=trial,
+                seed=seed,
+                fold=fold,
+                ua=ua,
+                wa=ua + 0.1,
+                macro_f1=ua - 0.1,
+                params=1000 * fold,
+                search_seconds=10.0 * fold,
+                eval_seconds=1.0,
+            ),
+        )
     for fold, ua in enumerate(uas["bbbbbbbbbbbb"], start=1):
-        write_fold_row(storage, make_row(trial_id="b1", seed=1, fold=fold, ua=ua, wa=ua, macro_f1=ua,
-                                         genotype_hash="bbbbbbbbbbbb", params=500, search_seconds=2.0,
-                                         eval_seconds=3.0))
+        write_fold_row(
+            storage,
+            make_row(
+                trial_id="b1",
+                seed=1,
+                fold=fold,
+                ua=ua,
+                wa=ua,
+                macro_f1=ua,
+                genotype_hash="bbbbbbbbbbbb",
+                params=500,
+                search_seconds=2.0,
+                eval_seconds=3.0,
+            ),
+        )
     return uas
 
 
@@ -219,7 +264,9 @@ def test_materialized_and_database_file_give_the_same_answers(tmp_path: Path) ->
         pass
     with duckdb.connect(str(tmp_path / "lb.duckdb"), read_only=True) as con:  # what `duckdb lb.duckdb` sees
         assert con.execute("SELECT genotype_hash FROM genotypes ORDER BY rank").fetchall() == [
-            ("aaaaaaaaaaaa",), ("bbbbbbbbbbbb",)]
+            ("aaaaaaaaaaaa",),
+            ("bbbbbbbbbbbb",),
+        ]
 
 
 def test_one_fold_has_no_std(tmp_path: Path) -> None:
@@ -243,10 +290,14 @@ def test_pruned_trial_marks_its_rows_pruned_and_they_still_count(tmp_path: Path)
     write_trial_status(tmp_path, experiment="exp", trial_id="b1", status="pruned", step=3, reason="wilcoxon")
     write_trial_status(tmp_path, experiment="exp", trial_id="a1", status="completed", step=2)
     with connect(tmp_path) as board:
-        runs = board.con.execute("SELECT DISTINCT trial_id, status, trial_status, trial_reason FROM runs "
-                                 "ORDER BY trial_id").fetchall()
-        assert runs == [("a1", "completed", "completed", None), ("a2", "completed", None, None),
-                        ("b1", "pruned", "pruned", "wilcoxon")]
+        runs = board.con.execute(
+            "SELECT DISTINCT trial_id, status, trial_status, trial_reason FROM runs ORDER BY trial_id"
+        ).fetchall()
+        assert runs == [
+            ("a1", "completed", "completed", None),
+            ("a2", "completed", None, None),
+            ("b1", "pruned", "pruned", "wilcoxon"),
+        ]
         assert board.sql("SELECT DISTINCT status FROM fold_rows")["status"].tolist() == ["completed"]  # immutable
         b = board.sql("SELECT * FROM genotypes WHERE genotype_hash = 'bbbbbbbbbbbb'").iloc[0]
     assert (b["runs"], b["pruned_runs"], b["folds_covered"]) == (3, 3, 3)
@@ -266,8 +317,9 @@ def test_incomplete_genotype_is_flagged_and_ranked_after_complete_ones(tmp_path:
 
 def test_experiments_are_ranked_separately_and_can_be_selected(tmp_path: Path) -> None:
     write_known_set(tmp_path)
-    write_fold_row(tmp_path, make_row(experiment="other", trial_id="z", n_folds=1, ua=0.3,
-                                      genotype_hash="zzzzzzzzzzzz"))
+    write_fold_row(
+        tmp_path, make_row(experiment="other", trial_id="z", n_folds=1, ua=0.3, genotype_hash="zzzzzzzzzzzz")
+    )
     assert list_experiments(tmp_path) == ["exp", "other"]
     both = top_genotypes(tmp_path)
     assert both[["experiment", "rank"]].values.tolist() == [["exp", 1], ["exp", 2], ["other", 1]]
@@ -277,15 +329,18 @@ def test_experiments_are_ranked_separately_and_can_be_selected(tmp_path: Path) -
 
 def test_summaries_by_trial_and_config_and_a_where_filter(tmp_path: Path) -> None:
     write_known_set(tmp_path)
-    write_fold_row(tmp_path, make_row(trial_id="d1", seed=5, fold=1, ua=0.9, layers=8,
-                                      params_json={"layers": 8, "seed": 5}))
+    write_fold_row(
+        tmp_path, make_row(trial_id="d1", seed=5, fold=1, ua=0.9, layers=8, params_json={"layers": 8, "seed": 5})
+    )
     with connect(tmp_path) as board:
         trials = board.summary("trial")
         assert trials["trial_id"].tolist() == ["b1", "d1", "a2", "a1"]  # complete b1 first, then by mean UA
         assert trials["complete"].tolist() == [True, False, False, False]
         configs = board.summary("config")
         assert configs[["config_json", "layers", "seeds", "trials"]].values.tolist() == [
-            ['{"layers":4}', 4, 2, 3], ['{"layers":8}', 8, 1, 1]]
+            ['{"layers":4}', 4, 2, 3],
+            ['{"layers":8}', 8, 1, 1],
+        ]
         assert board.summary("genotype", where="layers = 8")["mean_ua"].tolist() == pytest.approx([0.9])
         assert board.sql("SELECT count(*) AS n FROM config_scores")["n"][0] == 2
         with pytest.raises(ValueError, match="by must be one of"):
@@ -335,8 +390,13 @@ def test_wrong_column_type_is_damage(tmp_path: Path) -> None:
     bad = SCHEMA.set(SCHEMA.get_field_index("ua"), pa.field("ua", pa.string()))
     path = tmp_path / "leaderboard" / "exp" / "t2" / "fold=1-attempt=0.parquet"
     path.parent.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([{**pq.read_table(next((tmp_path / "leaderboard").rglob("*.parquet")))
-                                          .to_pylist()[0], "ua": "0.9"}], schema=bad), path)
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{**pq.read_table(next((tmp_path / "leaderboard").rglob("*.parquet"))).to_pylist()[0], "ua": "0.9"}],
+            schema=bad,
+        ),
+        path,
+    )
     scan = scan_parts(tmp_path)
     assert [(d.path, d.reason) for d in scan.damaged] == [(str(path), "column 'ua' is string, expected double")]
 
@@ -344,8 +404,12 @@ def test_wrong_column_type_is_damage(tmp_path: Path) -> None:
 def test_a_newer_schema_with_extra_columns_is_read_by_name(tmp_path: Path) -> None:
     write_fold_row(tmp_path, make_row())
     newer = SCHEMA.append(pa.field("energy_joules", pa.float64()))
-    row = {**pq.read_table(next((tmp_path / "leaderboard").rglob("*.parquet"))).to_pylist()[0],
-           "trial_id": "t2", "ua": 0.7, "energy_joules": 12.5}
+    row = {
+        **pq.read_table(next((tmp_path / "leaderboard").rglob("*.parquet"))).to_pylist()[0],
+        "trial_id": "t2",
+        "ua": 0.7,
+        "energy_joules": 12.5,
+    }
     path = tmp_path / "leaderboard" / "exp" / "t2" / "fold=1-attempt=0.parquet"
     path.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([row], schema=newer), path)
@@ -394,8 +458,10 @@ def test_object_store_storage_is_written_in_one_put_and_read_back() -> None:
     write_fold_row(storage, make_row(fold=2, ua=0.7))
     write_trial_status(storage, experiment="exp", trial_id="t1", status="completed", step=2)
     with connect(storage) as board:
-        assert board.scan.parts == ("mock://bucket/lb/leaderboard/exp/t1/fold=1-attempt=0.parquet",
-                                    "mock://bucket/lb/leaderboard/exp/t1/fold=2-attempt=0.parquet")
+        assert board.scan.parts == (
+            "mock://bucket/lb/leaderboard/exp/t1/fold=1-attempt=0.parquet",
+            "mock://bucket/lb/leaderboard/exp/t1/fold=2-attempt=0.parquet",
+        )
         assert board.top_genotypes().loc[0, "mean_ua"] == pytest.approx(0.6)
         assert board.sql("SELECT status FROM trials")["status"].tolist() == ["completed"]
     assert scan_parts(storage).footers_cached == 3

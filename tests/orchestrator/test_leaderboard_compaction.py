@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
+from conftest import make_leaderboard_row
 from orchestrator.leaderboard import (
     SNAPSHOT_DIR,
     StorageLocation,
@@ -19,7 +20,6 @@ from orchestrator.leaderboard import (
     write_fold_row,
     write_trial_status,
 )
-from conftest import make_leaderboard_row
 
 ROWS_SQL = "SELECT trial_id, fold, attempt, ua FROM fold_rows ORDER BY ALL"
 
@@ -27,8 +27,10 @@ ROWS_SQL = "SELECT trial_id, fold, attempt, ua FROM fold_rows ORDER BY ALL"
 def _fill(storage, trials: int = 3, folds: int = 2) -> None:
     for t in range(trials):
         for fold in range(1, folds + 1):
-            write_fold_row(storage, make_leaderboard_row(trial_id=f"t{t}", fold=fold, n_folds=folds,
-                                                         ua=0.4 + 0.05 * t + 0.01 * fold))
+            write_fold_row(
+                storage,
+                make_leaderboard_row(trial_id=f"t{t}", fold=fold, n_folds=folds, ua=0.4 + 0.05 * t + 0.01 * fold),
+            )
         write_trial_status(storage, experiment="exp", trial_id=f"t{t}", status="completed", step=folds)
 
 

@@ -25,8 +25,10 @@ def test_wilcoxon_stops_a_trial_clearly_worse_than_the_best_across_folds():
         assert scheduler.on_trial_result(None, good, fold_result(fold, ua, ua)) == TrialScheduler.CONTINUE
     scheduler.on_trial_complete(None, good, {"mean_ua": 0.612})
     scheduler.on_trial_add(None, bad)
-    decisions = [scheduler.on_trial_result(None, bad, fold_result(fold, ua, ua))
-                 for fold, ua in enumerate([0.30, 0.31, 0.29, 0.33], start=1)]
+    decisions = [
+        scheduler.on_trial_result(None, bad, fold_result(fold, ua, ua))
+        for fold, ua in enumerate([0.30, 0.31, 0.29, 0.33], start=1)
+    ]
     assert decisions[:3] == [TrialScheduler.CONTINUE] * 3  # 4 paired folds are needed for p < 0.1
     assert decisions[3] == TrialScheduler.STOP
     assert scheduler.pruned["bad"].step == 4 and "WilcoxonPruner" in scheduler.pruned["bad"].reason

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from orchestrator.leaderboard import write_fold_row, write_trial_status
 from orchestrator.report import SECTIONS, pareto_front, write_report
 from search_space.genotype import Genotype
 
-START = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CLASSES = ["ang", "hap", "neu", "sad"]
 
 
@@ -23,23 +23,56 @@ def make_row(**overrides) -> dict:
 
 
 def genotype(op: str) -> Genotype:
-    return Genotype(normal=[(op, 0), ("skip_connect", 1), ("sep_conv_3x3", 1), (op, 2)], normal_concat=[2, 3],
-                    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("avg_pool_3x3", 0)],
-                    reduce_concat=[2, 3])
+    return Genotype(
+        normal=[(op, 0), ("skip_connect", 1), ("sep_conv_3x3", 1), (op, 2)],
+        normal_concat=[2, 3],
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+        reduce_concat=[2, 3],
+    )
 
 
-def write_trial(storage: Path, trial_id: str, uas: list[float], *, seed: int, layers: int, params: int,
-                op: str = "sep_conv_3x3", minutes: int = 0, hash_: str | None = None, status: str = "completed",
-                experiment: str = "exp") -> None:
+def write_trial(
+    storage: Path,
+    trial_id: str,
+    uas: list[float],
+    *,
+    seed: int,
+    layers: int,
+    params: int,
+    op: str = "sep_conv_3x3",
+    minutes: int = 0,
+    hash_: str | None = None,
+    status: str = "completed",
+    experiment: str = "exp",
+) -> None:
     found = genotype(op)
     for fold, ua in enumerate(uas, start=1):
-        write_fold_row(storage, make_row(
-            experiment=experiment, trial_id=trial_id, fold=fold, n_folds=3, seed=seed, layers=layers, params=params,
-            params_json={"layers": layers, "seed": seed}, genotype=None if hash_ else found.to_json(),
-            genotype_hash=hash_ or found.hash, ua=ua, classes=CLASSES,
-            written_at=START + timedelta(minutes=minutes + fold)))
-    write_trial_status(storage, experiment=experiment, trial_id=trial_id, status=status, step=len(uas),
-                       reason="Wilcoxon: worse than the best trial" if status == "pruned" else None)
+        write_fold_row(
+            storage,
+            make_row(
+                experiment=experiment,
+                trial_id=trial_id,
+                fold=fold,
+                n_folds=3,
+                seed=seed,
+                layers=layers,
+                params=params,
+                params_json={"layers": layers, "seed": seed},
+                genotype=None if hash_ else found.to_json(),
+                genotype_hash=hash_ or found.hash,
+                ua=ua,
+                classes=CLASSES,
+                written_at=START + timedelta(minutes=minutes + fold),
+            ),
+        )
+    write_trial_status(
+        storage,
+        experiment=experiment,
+        trial_id=trial_id,
+        status=status,
+        step=len(uas),
+        reason="Wilcoxon: worse than the best trial" if status == "pruned" else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +81,25 @@ def board_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_trial(storage, "t1", [0.61, 0.64, 0.66], seed=0, layers=4, params=50_000, minutes=0)
     write_trial(storage, "t2", [0.55, 0.58, 0.57], seed=1, layers=4, params=20_000, op="dil_conv_3x3", minutes=5)
     write_trial(storage, "t3", [0.52, 0.50, 0.53], seed=0, layers=6, params=90_000, op="sep_conv_5x5", minutes=10)
-    write_trial(storage, "t4", [0.30], seed=1, layers=6, params=80_000, op="dil_conv_5x5", minutes=15,
-                status="pruned")
-    write_trial(storage, "t5", [0.45, 0.47, 0.44], seed=2, layers=8, params=5_000, minutes=20,
-                hash_="<baseline>")
+    write_trial(storage, "t4", [0.30], seed=1, layers=6, params=80_000, op="dil_conv_5x5", minutes=15, status="pruned")
+    write_trial(storage, "t5", [0.45, 0.47, 0.44], seed=2, layers=8, params=5_000, minutes=20, hash_="<baseline>")
     # a failed rerun-less fold, and a damaged part file: both stay out of the rankings
-    write_fold_row(storage, make_row(trial_id="t6", fold=1, n_folds=3, status="failed", error="CUDA out of memory",
-                                     ua=None, wa=None, macro_f1=None, genotype=None, genotype_hash=None,
-                                     confusion=None))
+    write_fold_row(
+        storage,
+        make_row(
+            trial_id="t6",
+            fold=1,
+            n_folds=3,
+            status="failed",
+            error="CUDA out of memory",
+            ua=None,
+            wa=None,
+            macro_f1=None,
+            genotype=None,
+            genotype_hash=None,
+            confusion=None,
+        ),
+    )
     bad = storage / "leaderboard" / "exp" / "t7" / "fold=1-attempt=0.parquet"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not parquet at all")

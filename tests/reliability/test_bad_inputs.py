@@ -42,8 +42,16 @@ def manifest_args(corpus: FakeCorpus, out: Path, *extra: str) -> list[str]:
     return ["manifest", "--dataset", "iemocap", "--root", str(corpus.root), "--out", str(out), *extra]
 
 
-def assert_refused_then_skipped(capsys, corpus: FakeCorpus, tmp_path: Path, *, reported: str,
-                                lost: set[str], rejected: Path, line: int | None = None) -> pd.DataFrame:
+def assert_refused_then_skipped(
+    capsys,
+    corpus: FakeCorpus,
+    tmp_path: Path,
+    *,
+    reported: str,
+    lost: set[str],
+    rejected: Path,
+    line: int | None = None,
+) -> pd.DataFrame:
     """``sernas manifest`` refuses the corpus with ``reported`` in its message and writes nothing;
     with ``--skip-bad`` it writes every utterance except ``lost`` and lists ``rejected`` (at
     ``line``) in the rejects file. Returns the rejects."""
@@ -61,7 +69,7 @@ def assert_refused_then_skipped(capsys, corpus: FakeCorpus, tmp_path: Path, *, r
     assert len(frame) == len(corpus.expected) - len(lost)
     rejects = pd.read_csv(rejects_path(out))
     assert rejects["path"].tolist() == [str(rejected)]
-    assert (rejects["line"].isna().all() if line is None else rejects["line"].tolist() == [line])
+    assert rejects["line"].isna().all() if line is None else rejects["line"].tolist() == [line]
     return rejects
 
 
@@ -83,18 +91,23 @@ def _short_clip(path: Path) -> None:
     write_wav(path, (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000)
 
 
-@pytest.mark.parametrize(("damage", "reason"), [
-    (_empty, "empty file (0 bytes)"),
-    (_truncated_header, "truncated WAV: no 'data' chunk before the end of the file"),
-    (_text, "not a readable audio file"),
-    (_short_clip, "clip too short: 0.100 s of audio, expected at least 0.25 s"),
-], ids=["empty-wav", "truncated-wav-header", "text-file-named-wav", "0.1s-clip"])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_empty, "empty file (0 bytes)"),
+        (_truncated_header, "truncated WAV: no 'data' chunk before the end of the file"),
+        (_text, "not a readable audio file"),
+        (_short_clip, "clip too short: 0.100 s of audio, expected at least 0.25 s"),
+    ],
+    ids=["empty-wav", "truncated-wav-header", "text-file-named-wav", "0.1s-clip"],
+)
 def test_bad_audio_file_is_named_and_the_rest_is_kept(fake_iemocap, tmp_path, capsys, damage, reason):
     utt_id = "Ses02M_script01_1b_M000"
     wav = fake_iemocap.wavs[utt_id]
     damage(wav)
-    rejects = assert_refused_then_skipped(capsys, fake_iemocap, tmp_path, reported=f"{wav}: {reason}",
-                                          lost={utt_id}, rejected=wav)
+    rejects = assert_refused_then_skipped(
+        capsys, fake_iemocap, tmp_path, reported=f"{wav}: {reason}", lost={utt_id}, rejected=wav
+    )
     assert rejects["reason"].str.startswith(reason).all()
 
 
@@ -116,7 +129,14 @@ def test_minimum_duration_is_an_option_and_documented_in_the_manifest(fake_iemoc
 def test_short_clip_in_an_experiment_names_the_clip_and_the_config_key(fake_iemocap, tmp_path, capsys):
     _short_clip(fake_iemocap.wavs["Ses01F_impro01_M000"])
     config = write_experiment_config(tmp_path / "x.yaml", name="short")
-    corpus = ["--set", "data.dataset=iemocap", "--set", f"data.root={fake_iemocap.root}", "--set", "data.synthetic=null"]
+    corpus = [
+        "--set",
+        "data.dataset=iemocap",
+        "--set",
+        f"data.root={fake_iemocap.root}",
+        "--set",
+        "data.synthetic=null",
+    ]
     code, _, err = sernas(capsys, "search", "--config", str(config), *corpus)
     assert code == 2 and f"{fake_iemocap.wavs['Ses01F_impro01_M000']}: clip too short: 0.100 s" in err, err
     assert "the experiment did not start" in err and "data.min_duration_s" in err
@@ -124,8 +144,16 @@ def test_short_clip_in_an_experiment_names_the_clip_and_the_config_key(fake_iemo
     assert not (tmp_path / "runs" / "short" / "data" / "manifest.parquet").exists()
     code, _, err = sernas(capsys, "search", "--config", str(config), *corpus, "--set", "data.min_duration_s=-1")
     assert code == 2 and "data.min_duration_s: Input should be greater than or equal to 0" in err, err
-    code, _, err = sernas(capsys, "search", "--config", str(config), "--set", "data.min_duration_s=0.1",
-                          "--set", f"data.manifest={tmp_path / 'm.parquet'}")
+    code, _, err = sernas(
+        capsys,
+        "search",
+        "--config",
+        str(config),
+        "--set",
+        "data.min_duration_s=0.1",
+        "--set",
+        f"data.manifest={tmp_path / 'm.parquet'}",
+    )
     assert code == 2 and "data.min_duration_s: applies when root is scanned, but manifest is given" in err, err
 
 
@@ -136,8 +164,9 @@ def test_garbage_line_in_emo_evaluation_is_named_with_its_line(fake_iemocap, tmp
     lines.insert(6, "Ses01M_script01_1b_F000 neu ???")  # becomes line 7
     label_file.write_text("\n".join(lines) + "\n")
     reported = f"{label_file}:7: cannot parse line 'Ses01M_script01_1b_F000 neu ???'; expected "
-    rejects = assert_refused_then_skipped(capsys, fake_iemocap, tmp_path, reported=reported, lost=set(),
-                                          rejected=label_file, line=7)
+    rejects = assert_refused_then_skipped(
+        capsys, fake_iemocap, tmp_path, reported=reported, lost=set(), rejected=label_file, line=7
+    )
     assert "[START - END]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]" in rejects["reason"][0]
 
 
@@ -150,12 +179,16 @@ def test_missing_session_folder_is_named_and_other_sessions_are_kept(fake_iemoca
 
 
 # ------------------------------------------------------------------------------------ the config
-@pytest.mark.parametrize(("where", "reason"), [
-    ({"set": "search.weights.lr=.nan"}, "search.weights.lr: Input should be a finite number"),
-    ({"set": "eval.weights.lr=-0.01"}, "eval.weights.lr: Input should be greater than 0"),
-    ({"space_lr": "{choice: [0.1, .nan]}"}, "x.yaml: space.weights_lr: "),
-    ({"space_lr": "{loguniform: [-0.01, 0.1]}"}, "x.yaml: space.weights_lr: loguniform needs lower > 0"),
-], ids=["nan-override", "negative-override", "nan-in-space", "negative-in-space"])
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ({"set": "search.weights.lr=.nan"}, "search.weights.lr: Input should be a finite number"),
+        ({"set": "eval.weights.lr=-0.01"}, "eval.weights.lr: Input should be greater than 0"),
+        ({"space_lr": "{choice: [0.1, .nan]}"}, "x.yaml: space.weights_lr: "),
+        ({"space_lr": "{loguniform: [-0.01, 0.1]}"}, "x.yaml: space.weights_lr: loguniform needs lower > 0"),
+    ],
+    ids=["nan-override", "negative-override", "nan-in-space", "negative-in-space"],
+)
 def test_nan_or_negative_learning_rate_is_refused_before_anything_runs(tmp_path, capsys, where, reason):
     config = write_experiment_config(tmp_path / "x.yaml", name="lr", space_lr=where.get("space_lr", "0.05"))
     earlier = Path(write_fold_row(tmp_path / "runs", make_leaderboard_row(experiment="lr")))  # a previous run's row
@@ -185,8 +218,19 @@ def test_unknown_primitive_in_a_genotype_names_the_op_and_the_source(tmp_path, c
     out = tmp_path / "fold2"
     out.mkdir()
     (out / "result.json").write_text('{"ua": 0.61}\n')  # an earlier run's result
-    args = ["run-fold", "--manifest", str(tmp_path / "m.parquet"), "--folds", str(tmp_path / "f.parquet"),
-            "--fold", "2", "--out", str(out), "--genotype", str(genotype_file) if as_file else text]
+    args = [
+        "run-fold",
+        "--manifest",
+        str(tmp_path / "m.parquet"),
+        "--folds",
+        str(tmp_path / "f.parquet"),
+        "--fold",
+        "2",
+        "--out",
+        str(out),
+        "--genotype",
+        str(genotype_file) if as_file else text,
+    ]
     code, _, err = sernas(capsys, *args)
     assert code == 2, err
     assert (f"--genotype file {genotype_file}: " if as_file else "--genotype: ") in err
@@ -235,8 +279,16 @@ def test_corrupt_parquet_part_is_named_and_skipped_and_every_good_row_answers(tm
     truncated = Path(write_fold_row(storage, make_leaderboard_row(trial_id="t4")))
     truncated.write_bytes(truncated.read_bytes()[:-64])
 
-    code, stdout, err = sernas(capsys, "leaderboard", "--storage", str(storage), "--format", "json", "--sql",
-                               "SELECT trial_id, fold FROM fold_rows ORDER BY trial_id, fold")
+    code, stdout, err = sernas(
+        capsys,
+        "leaderboard",
+        "--storage",
+        str(storage),
+        "--format",
+        "json",
+        "--sql",
+        "SELECT trial_id, fold FROM fold_rows ORDER BY trial_id, fold",
+    )
     assert code == 0, err
     assert [(row["trial_id"], row["fold"]) for row in json.loads(stdout)] == good
     for damaged in (garbage, truncated):
@@ -297,15 +349,22 @@ def disk(request, tmp_path):
     small-tmpfs is a real 1 MiB tmpfs, where mounting is allowed (root); skipped elsewhere."""
     if request.param == "failing-writer":
         patch = pytest.MonkeyPatch()
-        yield (tmp_path / "runs",
-               lambda: patch.setattr(trainers.atomic_io, "open", FullDisk(free=512).open, raising=False),
-               patch.undo)
+        yield (
+            tmp_path / "runs",
+            lambda: patch.setattr(trainers.atomic_io, "open", FullDisk(free=512).open, raising=False),
+            patch.undo,
+        )
         patch.undo()
         return
     mount = tmp_path / "small"
     mount.mkdir()
-    if shutil.which("mount") is None or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("mounting a small tmpfs is not allowed here")
     filler = mount / "filler"
 
@@ -331,8 +390,15 @@ def test_full_disk_while_writing_a_row_names_the_file_and_keeps_the_others(disk,
     for trial, fold in earlier:
         write_fold_row(storage, make_leaderboard_row(trial_id=trial, fold=fold))
     destination = storage / "leaderboard" / "exp" / "t2" / "fold=2-attempt=0.parquet"
-    query = ["leaderboard", "--storage", str(storage), "--format", "json", "--sql",
-             "SELECT trial_id, fold FROM fold_rows ORDER BY trial_id, fold"]
+    query = [
+        "leaderboard",
+        "--storage",
+        str(storage),
+        "--format",
+        "json",
+        "--sql",
+        "SELECT trial_id, fold FROM fold_rows ORDER BY trial_id, fold",
+    ]
 
     fill()
     with pytest.raises(LeaderboardWriteError) as caught:

@@ -18,9 +18,16 @@ WORKERS, ROWS = 8, 20
 
 def _write_many(storage: str, worker: int, rows: int) -> None:
     for index in range(rows):
-        write_fold_row(storage, make_leaderboard_row(trial_id=f"w{worker}-{index}", fold=1 + index % 3,
-                                                     ua=0.5 + worker / 100, seed=worker,
-                                                     genotype_hash=f"{worker:012d}"))
+        write_fold_row(
+            storage,
+            make_leaderboard_row(
+                trial_id=f"w{worker}-{index}",
+                fold=1 + index % 3,
+                ua=0.5 + worker / 100,
+                seed=worker,
+                genotype_hash=f"{worker:012d}",
+            ),
+        )
 
 
 def test_concurrent_writers_and_a_reader(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.leaderboard import connect
 from conftest import write_experiment_config as write_config
+from orchestrator.leaderboard import connect
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +34,13 @@ def _kill_ray_processes_of(temp_dir: str) -> None:
 
 
 def _sernas(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):

@@ -33,13 +33,25 @@ class KillingProgress(orchestrator.progress.ExperimentProgress):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         super().on_trial_result(iteration, trials, trial, result, **info)
-        EVENTS.append({"trial_id": trial.trial_id, "pid": result["pid"], "report": result.get("report"),
-                       "fold": result.get("fold"), "phase": result.get("phase"), "epoch": result.get("epoch")})
+        EVENTS.append(
+            {
+                "trial_id": trial.trial_id,
+                "pid": result["pid"],
+                "report": result.get("report"),
+                "fold": result.get("fold"),
+                "phase": result.get("phase"),
+                "epoch": result.get("epoch"),
+            }
+        )
 
     def on_trial_save(self, iteration, trials, trial, **info):
         result = trial.last_result
         if (result.get("report"), result.get("fold"), result.get("phase"), result.get("epoch")) == (
-                "epoch", KILL_FOLD, "eval", KILL_EPOCH) and not any(e["report"] == "killed" for e in EVENTS):
+            "epoch",
+            KILL_FOLD,
+            "eval",
+            KILL_EPOCH,
+        ) and not any(e["report"] == "killed" for e in EVENTS):
             os.kill(result["pid"], signal.SIGKILL)
             EVENTS.append({"trial_id": trial.trial_id, "pid": result["pid"], "report": "killed"})
 
@@ -57,8 +69,15 @@ def _pid_alive(pid: int) -> bool:
 def test_a_killed_worker_resumes_its_fold_from_the_checkpoint(local_ray, tmp_path, capsys, monkeypatch):
     EVENTS.clear()
     monkeypatch.setattr(orchestrator.progress, "ExperimentProgress", KillingProgress)
-    config = write_experiment_config(tmp_path / "killed.yaml", name="killed", samples=1, concurrent=1,
-                                     searcher="random", eval_epochs=EVAL_EPOCHS, extra="  max_failures: 2")
+    config = write_experiment_config(
+        tmp_path / "killed.yaml",
+        name="killed",
+        samples=1,
+        concurrent=1,
+        searcher="random",
+        eval_epochs=EVAL_EPOCHS,
+        extra="  max_failures: 2",
+    )
     assert main(["search", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "1 trials (1 completed, 0 pruned, 0 failed)" in out, out
@@ -71,13 +90,13 @@ def test_a_killed_worker_resumes_its_fold_from_the_checkpoint(local_ray, tmp_pat
 
     # The restarted worker (a new process) continued the fold at the epoch after its checkpoint:
     # no search epoch and no evaluation epoch of that fold again, and fold 1 was not redone.
-    after = EVENTS[EVENTS.index(kills[0]) + 1:]
+    after = EVENTS[EVENTS.index(kills[0]) + 1 :]
     resumed = [e for e in after if e.get("pid") not in (None, killed_pid)]
     assert resumed and all(e["trial_id"] == trial_id for e in resumed)
     epochs = [(e["phase"], e["epoch"]) for e in resumed if e["report"] == "epoch"]
     assert epochs == [("eval", epoch) for epoch in range(KILL_EPOCH + 1, EVAL_EPOCHS + 1)], EVENTS
     assert [e["fold"] for e in resumed if e["report"] == "fold"] == [KILL_FOLD]
-    before = EVENTS[:EVENTS.index(kills[0])]
+    before = EVENTS[: EVENTS.index(kills[0])]
     assert {e["pid"] for e in before} == {killed_pid}
     assert [e["fold"] for e in before if e["report"] == "fold"] == [1]
 

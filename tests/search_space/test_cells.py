@@ -18,9 +18,7 @@ GENOTYPE = Genotype(
 def test_search_cell_shapes(reduction, reduction_prev):
     torch.manual_seed(0)
     nodes, C = 3, 4
-    cell = SearchCell(
-        nodes=nodes, C_pp=6, C_p=5, C=C, reduction=reduction, reduction_prev=reduction_prev
-    )
+    cell = SearchCell(nodes=nodes, C_pp=6, C_p=5, C=C, reduction=reduction, reduction_prev=reduction_prev)
     assert len(cell.edges) == num_edges(nodes) == 9
     s1 = torch.randn(2, 5, 9, 5)
     s0 = torch.randn(2, 6, 17, 10) if reduction_prev else torch.randn(2, 6, 9, 5)

@@ -136,9 +136,7 @@ SKIPPY = alphas(
 
 def derive(normal, reduce=None, **kwargs):
     kwargs.setdefault("max_skip_normal", None)
-    return derive_genotype(
-        normal, normal if reduce is None else reduce, primitives=P, nodes=2, **kwargs
-    )
+    return derive_genotype(normal, normal if reduce is None else reduce, primitives=P, nodes=2, **kwargs)
 
 
 def test_derive_keeps_top_two_edges_by_strongest_op():

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from search_space.cells import reduction_layers
 from search_space.genotype import Genotype, num_edges
 from search_space.primitives import PARAMETER_FREE_OPS, PRIMITIVES
-from search_space.cells import reduction_layers
 from search_space.supernet import SuperNet
 
 TINY = dict(layers=3, nodes=2, init_channels=4, n_classes=3, lstm_hidden=6, dropout=0.1)

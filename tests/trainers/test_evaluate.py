@@ -11,10 +11,12 @@ from trainers.settings import EvalSettings, ModelShape
 
 CPU = torch.device("cpu")
 SHAPE = ModelShape(layers=2, nodes=2, init_channels=4, lstm_hidden=8, dropout=0.0)
-TINY_GENOTYPE = Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2)],
-                         normal_concat=[2, 3],
-                         reduce=[("max_pool_3x3", 0), ("avg_pool_3x3", 1), ("skip_connect", 2), ("sep_conv_3x3", 0)],
-                         reduce_concat=[2, 3])
+TINY_GENOTYPE = Genotype(
+    normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2)],
+    normal_concat=[2, 3],
+    reduce=[("max_pool_3x3", 0), ("avg_pool_3x3", 1), ("skip_connect", 2), ("sep_conv_3x3", 0)],
+    reduce_concat=[2, 3],
+)
 
 
 def settings(**changes) -> EvalSettings:
@@ -22,8 +24,12 @@ def settings(**changes) -> EvalSettings:
 
 
 def test_baseline_learns_a_learnable_problem():
-    result = run_evaluation(make_fold_data(n_train=96), architecture="baseline",
-                            settings=settings(epochs=12, weights={"lr": 0.1}), device=CPU)
+    result = run_evaluation(
+        make_fold_data(n_train=96),
+        architecture="baseline",
+        settings=settings(epochs=12, weights={"lr": 0.1}),
+        device=CPU,
+    )
     assert result.test["ua"] >= 0.75 and result.test["n"] == 24
     assert sum(map(sum, result.test["confusion"])) == 24  # every test sample counted once
     assert 1 <= result.best_epoch <= 12 and result.params > 0
@@ -31,10 +37,12 @@ def test_baseline_learns_a_learnable_problem():
 
 def test_test_speakers_never_influence_training_or_selection():
     data = make_fold_data()
-    scrambled = dataclasses.replace(data, test=dataclasses.replace(
-        data.test, x=torch.full_like(data.test.x, float("nan")), y=data.test.y.flip(0)))
+    scrambled = dataclasses.replace(
+        data, test=dataclasses.replace(data.test, x=torch.full_like(data.test.x, float("nan")), y=data.test.y.flip(0))
+    )
     first = run_evaluation(data, architecture="baseline", settings=settings(), device=CPU)
     second = run_evaluation(scrambled, architecture="baseline", settings=settings(), device=CPU)
+
     def without_timings(history):
         return [{k: v for k, v in h.items() if "seconds" not in k} for h in history]
 
@@ -51,8 +59,13 @@ def test_epoch_is_chosen_on_validation_ua():
 
 def test_genotype_network_trains_and_reports_every_epoch():
     calls = []
-    result = run_evaluation(make_fold_data(), architecture=TINY_GENOTYPE, settings=settings(epochs=2), device=CPU,
-                            reporter=lambda step, metrics: calls.append((step, metrics)))
+    result = run_evaluation(
+        make_fold_data(),
+        architecture=TINY_GENOTYPE,
+        settings=settings(epochs=2),
+        device=CPU,
+        reporter=lambda step, metrics: calls.append((step, metrics)),
+    )
     assert [step for step, _ in calls] == [1, 2]
     assert {"phase", "train_loss", "valid_ua", "valid_wa", "best_epoch"} <= set(calls[0][1])
     assert result.architecture == TINY_GENOTYPE.to_json()
@@ -71,32 +84,47 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        run_evaluation(data, architecture="baseline", settings=settings(), device=CPU,
-                       reporter=stop_after_first, checkpoint_path=tmp_path / "eval.pt")
+        run_evaluation(
+            data,
+            architecture="baseline",
+            settings=settings(),
+            device=CPU,
+            reporter=stop_after_first,
+            checkpoint_path=tmp_path / "eval.pt",
+        )
     assert (tmp_path / "eval.pt").exists()  # written before the reporter could stop the run
-    resumed = run_evaluation(data, architecture="baseline", settings=settings(), device=CPU,
-                             checkpoint_path=tmp_path / "eval.pt")
+    resumed = run_evaluation(
+        data, architecture="baseline", settings=settings(), device=CPU, checkpoint_path=tmp_path / "eval.pt"
+    )
     assert resumed.test == uninterrupted.test and resumed.best_epoch == uninterrupted.best_epoch
     assert [h["valid_ua"] for h in resumed.history] == [h["valid_ua"] for h in uninterrupted.history]
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     data = make_fold_data()
-    run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU,
-                   checkpoint_path=tmp_path / "eval.pt")
+    run_evaluation(
+        data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=tmp_path / "eval.pt"
+    )
     with pytest.raises(ValueError, match="its 'settings' is"):
-        run_evaluation(data, architecture="baseline", settings=settings(epochs=2, seed=5), device=CPU,
-                       checkpoint_path=tmp_path / "eval.pt")
+        run_evaluation(
+            data,
+            architecture="baseline",
+            settings=settings(epochs=2, seed=5),
+            device=CPU,
+            checkpoint_path=tmp_path / "eval.pt",
+        )
     (tmp_path / "eval.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="eval.pt is unreadable"):
-        run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU,
-                       checkpoint_path=tmp_path / "eval.pt")
+        run_evaluation(
+            data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=tmp_path / "eval.pt"
+        )
 
 
 def test_mixed_precision_trains_and_measures():
     """bf16 autocast (meant for GPUs) also runs on CPU: same pipeline, finite metrics."""
-    result = run_evaluation(make_fold_data(), architecture=TINY_GENOTYPE,
-                            settings=settings(epochs=2, mixed_precision=True), device=CPU)
+    result = run_evaluation(
+        make_fold_data(), architecture=TINY_GENOTYPE, settings=settings(epochs=2, mixed_precision=True), device=CPU
+    )
     assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # no NaN
     assert 0.0 <= result.test["ua"] <= 1.0 and sum(map(sum, result.test["confusion"])) == 24
 
@@ -121,6 +149,11 @@ settings = EvalSettings(shape=ModelShape(layers=3, nodes=2, init_channels=4, lst
 train_final_model(split, architecture=genotype, settings=settings, n_classes=4, epochs=2, device=torch.device("cpu"))
 print("trained")
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]

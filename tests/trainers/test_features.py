@@ -27,9 +27,7 @@ from trainers.features import extraction as feature_extraction
 SR = 16_000
 
 
-def _tone(
-    frequency: float, seconds: float, sample_rate: int = SR, noise: float = 0.0, seed: int = 0
-) -> np.ndarray:
+def _tone(frequency: float, seconds: float, sample_rate: int = SR, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     wave = 0.3 * np.sin(2 * np.pi * frequency * t)
     if noise:
@@ -199,8 +197,12 @@ def _torchaudio_reference(preset: FeaturePreset, samples: np.ndarray) -> torch.T
     )
     if preset.kind == "mfcc":
         transform = transforms.MFCC(
-            sample_rate=preset.sample_rate, n_mfcc=preset.n_mfcc, dct_type=2, norm="ortho",
-            log_mels=False, melkwargs=mel_kwargs,
+            sample_rate=preset.sample_rate,
+            n_mfcc=preset.n_mfcc,
+            dct_type=2,
+            norm="ortho",
+            log_mels=False,
+            melkwargs=mel_kwargs,
         )
         spec = transform(wave[: preset.num_samples].unsqueeze(0))
     else:
@@ -217,8 +219,18 @@ def test_skipping_padding_frames_matches_full_transform_bit_for_bit(preset_name:
     preset = PRESETS[preset_name]
     extractor = FeatureExtractor(preset)
     total, n_fft, hop = preset.num_samples, preset.n_fft, preset.hop_length
-    lengths = [1, n_fft // 2, n_fft // 2 + 1, hop * 7 + 3, total - n_fft - hop, total - n_fft,
-               total - n_fft + 1, total - n_fft // 2, total - 1, total]
+    lengths = [
+        1,
+        n_fft // 2,
+        n_fft // 2 + 1,
+        hop * 7 + 3,
+        total - n_fft - hop,
+        total - n_fft,
+        total - n_fft + 1,
+        total - n_fft // 2,
+        total - 1,
+        total,
+    ]
     rng = np.random.default_rng(4)
     for length in lengths:
         samples = (0.1 * rng.standard_normal(length)).astype(np.float32)
@@ -311,9 +323,7 @@ def test_manifest_without_path_column_is_rejected(cache_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------- failures
 
 
-def test_bad_files_are_reported_and_others_computed(
-    corpus: pd.DataFrame, cache_dir: Path, tmp_path: Path
-) -> None:
+def test_bad_files_are_reported_and_others_computed(corpus: pd.DataFrame, cache_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     text = tmp_path / "text.wav"

@@ -14,15 +14,22 @@ def prepared(tmp_path_factory):
     corpus = build_fake_iemocap(root / "iemocap", sessions=(1, 2, 3), per_dialog=4)
     manifest = build_manifest(dataset="iemocap", root=corpus.root).frame
     extract_features(manifest, preset="logmel-64", cache_dir=root / "cache")
-    folds = make_folds(manifest, protocol=FoldProtocol(scheme="loso", classes=("neu", "hap", "sad", "ang"),
-                                                       merges={"exc": "hap"}))
+    folds = make_folds(
+        manifest, protocol=FoldProtocol(scheme="loso", classes=("neu", "hap", "sad", "ang"), merges={"exc": "hap"})
+    )
     return manifest, folds, root / "cache"
 
 
 def test_splits_hold_the_fold_table_rows_with_fixed_class_order(prepared):
     manifest, folds, cache = prepared
-    data = load_fold_data(manifest=manifest, folds=folds, fold=2, preset="logmel-64", cache_dir=cache,
-                          classes=("neu", "hap", "sad", "ang"))
+    data = load_fold_data(
+        manifest=manifest,
+        folds=folds,
+        fold=2,
+        preset="logmel-64",
+        cache_dir=cache,
+        classes=("neu", "hap", "sad", "ang"),
+    )
     table = folds[folds.fold == 2]
     for name in ("train", "valid", "test"):
         split = getattr(data, name)
@@ -33,8 +40,9 @@ def test_splits_hold_the_fold_table_rows_with_fixed_class_order(prepared):
     assert {u[:5] for u in data.test.utt_ids} == {"Ses02"}
     weights = data.class_weights()
     counts = torch.bincount(data.train.y, minlength=4)
-    assert torch.allclose(weights[counts > 0] * counts[counts > 0], torch.full((int((counts > 0).sum()),),
-                                                                             len(data.train) / 4.0))
+    assert torch.allclose(
+        weights[counts > 0] * counts[counts > 0], torch.full((int((counts > 0).sum()),), len(data.train) / 4.0)
+    )
 
 
 def test_errors_name_the_problem(prepared):
@@ -48,12 +56,25 @@ def test_errors_name_the_problem(prepared):
 
 
 def test_batches_cover_every_sample_once_and_balanced_sampling_balances():
-    split = Split(x=torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1), y=torch.tensor([0] * 8 + [1] * 2),
-                  utt_ids=tuple(map(str, range(10))))
-    seen = torch.cat([x.flatten() for x, _ in iterate_batches(split, batch_size=3, shuffle=True,
-                                                               generator=torch.Generator().manual_seed(0))])
+    split = Split(
+        x=torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1),
+        y=torch.tensor([0] * 8 + [1] * 2),
+        utt_ids=tuple(map(str, range(10))),
+    )
+    seen = torch.cat(
+        [
+            x.flatten()
+            for x, _ in iterate_batches(split, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+        ]
+    )
     assert sorted(seen.tolist()) == list(range(10))  # the short last batch is kept
     big = Split(x=torch.zeros(1000, 1, 1, 1), y=torch.tensor([0] * 900 + [1] * 100), utt_ids=("u",) * 1000)
-    drawn = torch.cat([y for _, y in iterate_batches(big, batch_size=100, shuffle=True, balanced=True,
-                                                     generator=torch.Generator().manual_seed(0))])
+    drawn = torch.cat(
+        [
+            y
+            for _, y in iterate_batches(
+                big, batch_size=100, shuffle=True, balanced=True, generator=torch.Generator().manual_seed(0)
+            )
+        ]
+    )
     assert len(drawn) == 1000 and 0.4 < drawn.float().mean() < 0.6

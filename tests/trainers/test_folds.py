@@ -23,8 +23,13 @@ def _assert_speaker_independent(table):
 def test_speaker_pairs_are_the_papers_five_folds(manifest):
     table = make_folds(manifest, protocol=FoldProtocol(scheme="speaker-pairs"))
     tests = {fold: sorted(set(rows.loc[rows.split == "test", "speaker"])) for fold, rows in table.groupby("fold")}
-    assert tests == {1: ["Ses01M", "Ses02F"], 2: ["Ses02M", "Ses03F"], 3: ["Ses03M", "Ses04F"],
-                     4: ["Ses04M", "Ses05F"], 5: ["Ses01F", "Ses05M"]}
+    assert tests == {
+        1: ["Ses01M", "Ses02F"],
+        2: ["Ses02M", "Ses03F"],
+        3: ["Ses03M", "Ses04F"],
+        4: ["Ses04M", "Ses05F"],
+        5: ["Ses01F", "Ses05M"],
+    }
     _assert_speaker_independent(table)
     # Every utterance of the protocol appears exactly once per fold.
     assert (table.groupby("fold").size() == len(manifest)).all()
@@ -40,8 +45,9 @@ def test_loso_tests_on_whole_sessions(manifest):
 
 
 def test_classes_merges_and_improvised_only(manifest):
-    protocol = FoldProtocol(scheme="loso", classes=("neu", "hap", "sad", "ang"), merges=parse_merges(["exc=hap"]),
-                            improvised_only=True)
+    protocol = FoldProtocol(
+        scheme="loso", classes=("neu", "hap", "sad", "ang"), merges=parse_merges(["exc=hap"]), improvised_only=True
+    )
     table = make_folds(manifest, protocol=protocol)
     kept = manifest[manifest.improvised & manifest.label.isin(["neu", "hap", "sad", "ang", "exc"])]
     assert set(table.loc[table.fold == 1, "utt_id"]) == set(kept.utt_id)
@@ -85,14 +91,24 @@ def test_bad_requests_against_the_data(manifest):
         make_folds(manifest, protocol=FoldProtocol(scheme="loso", valid_speakers=8))
     with pytest.raises(ValueError, match="must look like SOURCE=TARGET"):
         parse_merges(["exc:hap"])
-    two_speakers_in_one_session = manifest.assign(speaker=manifest.speaker.where(manifest.session != 1, "Ses01F"),
-                                                  gender=manifest.gender.where(manifest.session != 1, "F"))
+    two_speakers_in_one_session = manifest.assign(
+        speaker=manifest.speaker.where(manifest.session != 1, "Ses01F"),
+        gender=manifest.gender.where(manifest.session != 1, "F"),
+    )
     with pytest.raises(ValueError, match="one F and one M speaker in each session"):
         make_folds(two_speakers_in_one_session, protocol=FoldProtocol(scheme="speaker-pairs"))
 
 
 def test_check_folds_catches_leakage():
-    leaky = pd.DataFrame({"utt_id": ["a", "b", "c"], "fold": 1, "split": ["train", "valid", "test"],
-                          "speaker": ["s1", "s2", "s1"], "label": "neu", "session": 1})
+    leaky = pd.DataFrame(
+        {
+            "utt_id": ["a", "b", "c"],
+            "fold": 1,
+            "split": ["train", "valid", "test"],
+            "speaker": ["s1", "s2", "s1"],
+            "label": "neu",
+            "session": 1,
+        }
+    )
     with pytest.raises(RuntimeError, match="test speaker\\(s\\) \\['s1'\\] also in train/valid"):
         check_folds(leaky)

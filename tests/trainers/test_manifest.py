@@ -13,7 +13,12 @@ def test_iemocap_manifest_rows_match_the_tree(fake_iemocap, tmp_path):
     for row in frame.itertuples():
         expected = fake_iemocap.expected[row.utt_id]
         assert (row.label, row.session, row.speaker, row.gender, bool(row.improvised)) == (
-            expected["label"], expected["session"], expected["speaker"], expected["gender"], expected["improvised"])
+            expected["label"],
+            expected["session"],
+            expected["speaker"],
+            expected["gender"],
+            expected["improvised"],
+        )
         assert row.duration_s == pytest.approx(expected["duration_s"], abs=1e-4)
         assert row.sample_rate == 16000 and row.dataset == "iemocap"
     assert manifest_info(out)["dataset"] == "iemocap"
@@ -30,8 +35,9 @@ def test_msp_improv_manifest(fake_msp_improv, tmp_path):
 
 def _break_files(corpus):
     """An empty WAV, a truncated WAV, a text file named .wav; returns their paths."""
-    empty, truncated, text = (corpus.wavs[u] for u in ("Ses01F_impro01_F000", "Ses01F_impro01_M000",
-                                                        "Ses02F_impro01_F000"))
+    empty, truncated, text = (
+        corpus.wavs[u] for u in ("Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses02F_impro01_F000")
+    )
     empty.write_bytes(b"")
     truncated.write_bytes(truncated.read_bytes()[:2000])
     text.write_text("this is not audio\n")
@@ -83,7 +89,9 @@ def test_clips_under_the_minimum_duration_are_problems(fake_iemocap, tmp_path):
     short = {utt for utt, expected in fake_iemocap.expected.items() if expected["duration_s"] < 0.6}  # the 0.5 s ones
     result = build_manifest(dataset="iemocap", root=fake_iemocap.root, min_duration_s=0.6)
     assert sorted(p.path for p in result.problems) == sorted(fake_iemocap.wavs[utt] for utt in short)
-    assert all(p.reason.startswith("clip too short: 0.500 s of audio, expected at least 0.6 s") for p in result.problems)
+    assert all(
+        p.reason.startswith("clip too short: 0.500 s of audio, expected at least 0.6 s") for p in result.problems
+    )
     assert set(result.frame["utt_id"]) == set(fake_iemocap.expected) - short
     write_manifest(result, tmp_path / "m.parquet", skip_bad=True)
     assert manifest_info(tmp_path / "m.parquet")["min_duration_s"] == 0.6

@@ -3,11 +3,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import make_fold_data
 from torch import nn
 from torch.func import functional_call
 
 import trainers.search as search_module
+from conftest import make_fold_data
 from search_space import PARAMETER_FREE_OPS, PRIMITIVES, Genotype, SuperNet
 from trainers.checkpoint import CheckpointError, load_checkpoint
 from trainers.fold_data import Split
@@ -25,8 +25,20 @@ from trainers.training import weight_step
 
 CPU = torch.device("cpu")
 TINY_NET = dict(layers=3, nodes=2, init_channels=4, n_classes=3, lstm_hidden=8)
-REQUIRED_KEYS = {"phase", "epoch", "train_loss", "valid_ua", "valid_wa", "valid_macro_f1", "valid_loss",
-                 "genotype_hash", "genotype", "alpha_entropy", "lr", "seconds"}
+REQUIRED_KEYS = {
+    "phase",
+    "epoch",
+    "train_loss",
+    "valid_ua",
+    "valid_wa",
+    "valid_macro_f1",
+    "valid_loss",
+    "genotype_hash",
+    "genotype",
+    "alpha_entropy",
+    "lr",
+    "seconds",
+}
 TIMING_KEYS = {"seconds", "elapsed_seconds"}
 
 
@@ -101,11 +113,14 @@ def exact_unrolled_gradient(net, optimizer, train, arch, loss_fn, seed):
     return [g.detach() for g in torch.autograd.grad(val_loss, list(net.arch_parameters()))]
 
 
-@pytest.mark.parametrize(("smooth", "dropout", "fd_scale"), [
-    (True, 0.0, DARTS_FD_SCALE),  # DARTS' eps on a smooth net
-    (True, 0.5, DARTS_FD_SCALE),  # dropout: the finite-difference passes must share their masks
-    (False, 0.3, 1e-6),  # the real operations (ReLU, max-pool kinks): exact as eps -> 0
-])
+@pytest.mark.parametrize(
+    ("smooth", "dropout", "fd_scale"),
+    [
+        (True, 0.0, DARTS_FD_SCALE),  # DARTS' eps on a smooth net
+        (True, 0.5, DARTS_FD_SCALE),  # dropout: the finite-difference passes must share their masks
+        (False, 0.3, 1e-6),  # the real operations (ReLU, max-pool kinks): exact as eps -> 0
+    ],
+)
 def test_second_order_gradient_matches_exact_unrolled_gradient(smooth, dropout, fd_scale):
     net, loss_fn = tiny_double_net(dropout, smooth=smooth), nn.CrossEntropyLoss()
     warm, train, arch = batches()
@@ -114,10 +129,19 @@ def test_second_order_gradient_matches_exact_unrolled_gradient(smooth, dropout, 
     weight_step(net, *warm, loss_fn=loss_fn, optimizer=optimizer, parameters=weights, grad_clip=5.0)  # momentum
 
     exact = exact_unrolled_gradient(net, optimizer, train, arch, loss_fn, seed=123)
-    second, _ = architecture_gradients(net, train_batch=train, arch_batch=arch, loss_fn=loss_fn,
-                                       weight_optimizer=optimizer, order="second", seed=123, fd_scale=fd_scale)
-    first, _ = architecture_gradients(net, train_batch=train, arch_batch=arch, loss_fn=loss_fn,
-                                      weight_optimizer=optimizer, order="first", seed=123)
+    second, _ = architecture_gradients(
+        net,
+        train_batch=train,
+        arch_batch=arch,
+        loss_fn=loss_fn,
+        weight_optimizer=optimizer,
+        order="second",
+        seed=123,
+        fd_scale=fd_scale,
+    )
+    first, _ = architecture_gradients(
+        net, train_batch=train, arch_batch=arch, loss_fn=loss_fn, weight_optimizer=optimizer, order="first", seed=123
+    )
     exact, second, first = (torch.cat([g.flatten() for g in grads]) for grads in (exact, second, first))
     tolerance = 1e-3 * float(exact.abs().max())
     torch.testing.assert_close(second, exact, rtol=1e-3, atol=tolerance)
@@ -138,8 +162,9 @@ def test_architecture_step_changes_neither_weights_nor_batchnorm_stats():
     before = {k: v.clone() for k, v in net.state_dict().items()}
     rng = torch.get_rng_state()
     for order in ("second", "first"):
-        grads, loss = architecture_gradients(net, train_batch=train, arch_batch=arch, loss_fn=loss_fn,
-                                             weight_optimizer=optimizer, order=order, seed=7)
+        grads, loss = architecture_gradients(
+            net, train_batch=train, arch_batch=arch, loss_fn=loss_fn, weight_optimizer=optimizer, order=order, seed=7
+        )
         assert math.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
         assert [g.shape for g in grads] == [p.shape for p in net.arch_parameters()]
         for key, value in net.state_dict().items():
@@ -147,8 +172,9 @@ def test_architecture_step_changes_neither_weights_nor_batchnorm_stats():
     assert any("running_mean" in key for key in before)
     assert all(p.grad is None for p in net.parameters())
     assert torch.equal(torch.get_rng_state(), rng)  # the passes ran on a forked RNG
-    again, _ = architecture_gradients(net, train_batch=train, arch_batch=arch, loss_fn=loss_fn,
-                                      weight_optimizer=optimizer, order="first", seed=7)
+    again, _ = architecture_gradients(
+        net, train_batch=train, arch_batch=arch, loss_fn=loss_fn, weight_optimizer=optimizer, order="first", seed=7
+    )
     assert all(torch.equal(a, b) for a, b in zip(grads, again))
 
 
@@ -214,8 +240,13 @@ def test_raising_reporter_stops_the_run_after_writing_the_checkpoint(tmp_path):
     path = tmp_path / "search.pt"
     recorder = Recorder(stop_at=1)
     with pytest.raises(StopSearch, match="stop at 1"):
-        run_search(tiny_data(), settings=settings(epochs=3, checkpoint_every=5), device=CPU,
-                   reporter=recorder, checkpoint_path=path)
+        run_search(
+            tiny_data(),
+            settings=settings(epochs=3, checkpoint_every=5),
+            device=CPU,
+            reporter=recorder,
+            checkpoint_path=path,
+        )
     assert len(recorder.calls) == 1
     state = load_checkpoint(path)
     assert state["kind"] == "search" and state["epoch"] == 1 and len(state["history"]) == 1
@@ -261,8 +292,11 @@ def test_collapse_to_parameter_free_ops_stops_the_search(monkeypatch):
     assert "parameter-free" in result.stopped_early and "skip_connect" in result.stopped_early
     assert result.history[0]["collapsed"] is True and result.history[0]["parameter_free_share"] == 1.0
 
-    kept_going = run_search(tiny_data(), settings=settings(epochs=2, alphas=frozen_alphas, max_skip_normal=1,
-                                                           stop_on_parameter_free=False), device=CPU)
+    kept_going = run_search(
+        tiny_data(),
+        settings=settings(epochs=2, alphas=frozen_alphas, max_skip_normal=1, stop_on_parameter_free=False),
+        device=CPU,
+    )
     assert kept_going.epochs_run == 2 and kept_going.stopped_early is None
     assert [op for op, _ in kept_going.genotype.normal].count("skip_connect") <= 1  # the P-DARTS cap
     assert all(op in PARAMETER_FREE_OPS for op, _ in kept_going.genotype.reduce)
@@ -271,8 +305,9 @@ def test_collapse_to_parameter_free_ops_stops_the_search(monkeypatch):
 @pytest.mark.parametrize("arch_data", ["valid", "train-split"])
 def test_test_speakers_are_never_used(arch_data):
     data = tiny_data()
-    poisoned = replace(data, test=Split(x=torch.full_like(data.test.x, float("nan")), y=data.test.y,
-                                        utt_ids=data.test.utt_ids))
+    poisoned = replace(
+        data, test=Split(x=torch.full_like(data.test.x, float("nan")), y=data.test.y, utt_ids=data.test.utt_ids)
+    )
     recorder = Recorder()
     result = run_search(poisoned, settings=settings(epochs=1, arch_data=arch_data), device=CPU, reporter=recorder)
     for _, metrics in recorder.calls:
@@ -291,8 +326,10 @@ def test_train_split_is_disjoint_stratified_and_reproducible():
     assert set(weights.utt_ids) | set(arch.utt_ids) == set(data.train.utt_ids)
     assert torch.bincount(weights.y).tolist() == [6, 6, 6]
     assert split_for_arch_data(data, config)[0].utt_ids == weights.utt_ids
-    assert split_for_arch_data(data, settings(arch_data="train-split", train_portion=0.6, seed=3))[0].utt_ids \
+    assert (
+        split_for_arch_data(data, settings(arch_data="train-split", train_portion=0.6, seed=3))[0].utt_ids
         != weights.utt_ids
+    )
     assert split_for_arch_data(data, settings()) == (data.train, data.valid)
 
 
@@ -312,8 +349,9 @@ def test_corrupt_checkpoint_and_mismatched_resume_are_refused(tmp_path):
     with pytest.raises(ValueError, match="fold 1, but this is fold 2"):
         run_search(replace(data, fold=2), settings=settings(epochs=1), device=CPU, checkpoint_path=path)
     with pytest.raises(ValueError, match="classes"):
-        run_search(replace(data, classes=("a", "b", "c")), settings=settings(epochs=1), device=CPU,
-                   checkpoint_path=path)
+        run_search(
+            replace(data, classes=("a", "b", "c")), settings=settings(epochs=1), device=CPU, checkpoint_path=path
+        )
 
 
 def test_empty_arch_data_is_refused():

@@ -30,13 +30,17 @@ def scan_csv(csv_path: str | Path) -> CorpusScan:
         columns = [column.strip() for column in (reader.fieldnames or [])]
         missing = [column for column in REQUIRED_COLUMNS if column not in columns]
         if missing:
-            raise CorpusError(f"{csv_path}:1: missing column(s) {', '.join(missing)}; found {columns or 'no header'}, "
-                              f"expected at least {','.join(REQUIRED_COLUMNS)} (optional: {','.join(OPTIONAL_COLUMNS)}).")
+            raise CorpusError(
+                f"{csv_path}:1: missing column(s) {', '.join(missing)}; found {columns or 'no header'}, "
+                f"expected at least {','.join(REQUIRED_COLUMNS)} (optional: {','.join(OPTIONAL_COLUMNS)})."
+            )
         reader.fieldnames = columns
         rows = [(reader.line_num, row) for row in reader]
     has_session = "session" in columns
-    speaker_sessions = {speaker: index for index, speaker in
-                        enumerate(sorted({(row.get("speaker") or "").strip() for _, row in rows}), start=1)}
+    speaker_sessions = {
+        speaker: index
+        for index, speaker in enumerate(sorted({(row.get("speaker") or "").strip() for _, row in rows}), start=1)
+    }
     seen: dict[str, int] = {}
     for line, row in rows:
         values = {key: (value or "").strip() for key, value in row.items() if key is not None}
@@ -71,15 +75,17 @@ def scan_csv(csv_path: str | Path) -> CorpusScan:
             scan.problem(csv_path, f"label for {utt_id} but no audio at {audio}", line=line)
             continue
         seen[utt_id] = line
-        scan.records.append({
-            "utt_id": utt_id,
-            "path": str(audio),
-            "dataset": DATASET,
-            "session": session,
-            "speaker": values["speaker"],
-            "gender": gender,
-            "label": values["label"],
-            "improvised": BOOLEANS.get(improvised_text),
-            "_label_line": line,
-        })
+        scan.records.append(
+            {
+                "utt_id": utt_id,
+                "path": str(audio),
+                "dataset": DATASET,
+                "session": session,
+                "speaker": values["speaker"],
+                "gender": gender,
+                "label": values["label"],
+                "improvised": BOOLEANS.get(improvised_text),
+                "_label_line": line,
+            }
+        )
     return scan

@@ -58,9 +58,13 @@ def _parse_label_file(path: Path, session: int, scan: CorpusScan) -> dict[str, d
             continue
         match = UTTERANCE_LINE.match(line)
         if match is None:
-            expected = "'[START - END]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]'" if line.startswith("[") else (
-                "a header '%', an utterance line '[START - END]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]' "
-                "or a rater line like 'C-E2:'"
+            expected = (
+                "'[START - END]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]'"
+                if line.startswith("[")
+                else (
+                    "a header '%', an utterance line '[START - END]<TAB>UTT_ID<TAB>LABEL<TAB>[V, A, D]' "
+                    "or a rater line like 'C-E2:'"
+                )
             )
             scan.problem(path, f"cannot parse line {line[:60]!r}; expected {expected}", line=number)
             continue
@@ -74,12 +78,17 @@ def _parse_label_file(path: Path, session: int, scan: CorpusScan) -> dict[str, d
             )
             continue
         if int(id_match["session"]) != session:
-            scan.problem(path, f"utterance {utt_id} belongs to session {int(id_match['session'])}, "
-                         f"but its label file is under Session{session}", line=number)
+            scan.problem(
+                path,
+                f"utterance {utt_id} belongs to session {int(id_match['session'])}, "
+                f"but its label file is under Session{session}",
+                line=number,
+            )
             continue
         if label not in LABELS:
-            scan.problem(path, f"unknown label {label!r} for {utt_id}; expected one of {', '.join(LABELS)}",
-                         line=number)
+            scan.problem(
+                path, f"unknown label {label!r} for {utt_id}; expected one of {', '.join(LABELS)}", line=number
+            )
             continue
         if utt_id in records:
             scan.problem(path, f"utterance {utt_id} is labelled twice", line=number)
@@ -128,19 +137,20 @@ def scan_iemocap(root: str | Path) -> CorpusScan:
                 continue
             for utt_id, record in _parse_label_file(label_file, session, scan).items():
                 if utt_id in labelled:
-                    scan.problem(label_file, f"utterance {utt_id} is also labelled in {labelled[utt_id]['_label_file']}")
+                    scan.problem(
+                        label_file, f"utterance {utt_id} is also labelled in {labelled[utt_id]['_label_file']}"
+                    )
                     continue
                 labelled[utt_id] = record
-        audio = {
-            wav.stem: wav
-            for wav in sorted(wav_dir.glob("*/*.wav"))
-            if not is_macos_litter(wav) and wav.is_file()
-        }
+        audio = {wav.stem: wav for wav in sorted(wav_dir.glob("*/*.wav")) if not is_macos_litter(wav) and wav.is_file()}
         for utt_id, record in labelled.items():
             wav = audio.get(utt_id)
             if wav is None:
-                scan.problem(Path(record["_label_file"]), f"label for {utt_id} but no audio at "
-                             f"{wav_dir / record['dialog'] / (utt_id + '.wav')}", line=record["_label_line"])
+                scan.problem(
+                    Path(record["_label_file"]),
+                    f"label for {utt_id} but no audio at {wav_dir / record['dialog'] / (utt_id + '.wav')}",
+                    line=record["_label_line"],
+                )
                 continue
             if wav.parent.name != record["dialog"]:
                 scan.problem(wav, f"audio of {utt_id} is in folder {wav.parent.name}, expected {record['dialog']}")

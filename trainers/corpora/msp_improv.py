@@ -65,13 +65,20 @@ def _parse_labels(path: Path, scan: CorpusScan) -> dict[str, dict]:
         stem = name[: -len(".avi")] if name.endswith(".avi") else name
         match = RECORDING.match(stem)
         if match is None or len(fields) < 2:
-            scan.problem(path, f"cannot parse consensus line {line[:70]!r}; expected "
-                         "'UTD-IMPROV-S01A-F01-R-FM01.avi; A; A:4.0000; V:2.2000; D:3.4000 ; N:5.0000;'", line=number)
+            scan.problem(
+                path,
+                f"cannot parse consensus line {line[:70]!r}; expected "
+                "'UTD-IMPROV-S01A-F01-R-FM01.avi; A; A:4.0000; V:2.2000; D:3.4000 ; N:5.0000;'",
+                line=number,
+            )
             continue
         letter = fields[1]
         if letter not in CONSENSUS_LABELS:
-            scan.problem(path, f"unknown consensus label {letter!r} for {stem}; expected one of "
-                         f"{'/'.join(CONSENSUS_LABELS)}", line=number)
+            scan.problem(
+                path,
+                f"unknown consensus label {letter!r} for {stem}; expected one of {'/'.join(CONSENSUS_LABELS)}",
+                line=number,
+            )
             continue
         scores = {column: math.nan for column in SCORE_KEYS.values()}
         bad_fields = []
@@ -84,8 +91,12 @@ def _parse_labels(path: Path, scan: CorpusScan) -> dict[str, dict]:
             else:
                 scores[parsed[0]] = parsed[1]
         if bad_fields:
-            scan.problem(path, f"cannot parse {bad_fields[0]!r} for {stem}; expected KEY:number with KEY in "
-                         f"{'/'.join(SCORE_KEYS)} (NaN allowed)", line=number)
+            scan.problem(
+                path,
+                f"cannot parse {bad_fields[0]!r} for {stem}; expected KEY:number with KEY in "
+                f"{'/'.join(SCORE_KEYS)} (NaN allowed)",
+                line=number,
+            )
             continue
         utt_id = "MSP-IMPROV-" + stem.split("-IMPROV-", 1)[1]
         if utt_id in records:
@@ -116,8 +127,10 @@ def scan_msp_improv(root: str | Path) -> CorpusScan:
     labelled = _parse_labels(label_file, scan)
     sessions = sorted(child for child in root.iterdir() if child.is_dir() and SESSION_DIR.match(child.name))
     if not sessions:
-        raise CorpusError(f"MSP-IMPROV root {root} has no session1..session6 folders; expected "
-                          "sessionN/<scenario>/<part>/MSP-IMPROV-S01A-F01-R-FM01.wav.")
+        raise CorpusError(
+            f"MSP-IMPROV root {root} has no session1..session6 folders; expected "
+            "sessionN/<scenario>/<part>/MSP-IMPROV-S01A-F01-R-FM01.wav."
+        )
     seen: set[str] = set()
     for session_dir in sessions:
         session = int(SESSION_DIR.match(session_dir.name).group(1))
@@ -130,17 +143,27 @@ def scan_msp_improv(root: str | Path) -> CorpusScan:
                 continue
             scenario_dir, part_dir = wav.parent.parent.name, wav.parent.name
             if (scenario_dir, part_dir) != (record["scenario"], record["part"]):
-                scan.problem(wav, f"{wav.stem} should be under {record['scenario']}/{record['part']}/, "
-                             f"found under {scenario_dir}/{part_dir}/")
+                scan.problem(
+                    wav,
+                    f"{wav.stem} should be under {record['scenario']}/{record['part']}/, "
+                    f"found under {scenario_dir}/{part_dir}/",
+                )
                 continue
             if record["_speaker_session"] != session:
-                scan.problem(wav, f"speaker {record['speaker']} belongs to session{record['_speaker_session']}, "
-                             f"but the file is under {session_dir.name}")
+                scan.problem(
+                    wav,
+                    f"speaker {record['speaker']} belongs to session{record['_speaker_session']}, "
+                    f"but the file is under {session_dir.name}",
+                )
                 continue
             seen.add(wav.stem)
             scan.records.append({**record, "session": session, "path": str(wav)})
     for utt_id, record in labelled.items():
         if utt_id not in seen and not any(p.path.stem == utt_id for p in scan.problems):
-            scan.problem(label_file, f"label for {utt_id} but no audio at session{record['_speaker_session']}/"
-                         f"{record['scenario']}/{record['part']}/{utt_id}.wav", line=record["_label_line"])
+            scan.problem(
+                label_file,
+                f"label for {utt_id} but no audio at session{record['_speaker_session']}/"
+                f"{record['scenario']}/{record['part']}/{utt_id}.wav",
+                line=record["_label_line"],
+            )
     return scan

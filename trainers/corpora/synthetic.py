@@ -45,20 +45,37 @@ MAIN_LABELS = ("neu", "hap", "sad", "ang")
 DECOY_LABELS = ("exc", "fru", "xxx")
 # IEMOCAP is imbalanced; ~8 % of utterances carry labels outside the four main classes.
 _LABEL_WEIGHTS = {
-    "neu": 0.30 * 0.92, "hap": 0.25 * 0.92, "sad": 0.20 * 0.92, "ang": 0.25 * 0.92,
-    "exc": 0.03, "fru": 0.03, "xxx": 0.02,
+    "neu": 0.30 * 0.92,
+    "hap": 0.25 * 0.92,
+    "sad": 0.20 * 0.92,
+    "ang": 0.25 * 0.92,
+    "exc": 0.03,
+    "fru": 0.03,
+    "xxx": 0.02,
 }
 _HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
 # The names IEMOCAP's categorical raters use.
 _RATER_NAMES = {
-    "neu": "Neutral state", "hap": "Happiness", "sad": "Sadness", "ang": "Anger",
-    "exc": "Excited", "fru": "Frustration",
+    "neu": "Neutral state",
+    "hap": "Happiness",
+    "sad": "Sadness",
+    "ang": "Anger",
+    "exc": "Excited",
+    "fru": "Frustration",
 }
 # Dialog name suffixes after "SesNN"; the first two give one improvised and one scripted
 # dialog, so even the smallest corpus has both kinds.
 _DIALOG_TEMPLATES = (
-    "F_impro01", "M_script01_1", "M_impro05a", "F_script02_2", "F_impro03",
-    "M_script01_1b", "M_impro08b", "F_script03_1", "F_impro06", "M_script02_1",
+    "F_impro01",
+    "M_script01_1",
+    "M_impro05a",
+    "F_script02_2",
+    "F_impro03",
+    "M_script01_1b",
+    "M_impro08b",
+    "F_script03_1",
+    "F_impro06",
+    "M_script02_1",
 )
 
 # Seed-stream tags: one independent stream per kind of thing drawn.
@@ -90,15 +107,18 @@ _CUE_LOW = np.array([-12.0, 0.3, -0.8, -20.0, 0.50, 0.00, 0.001, 0.005])
 _CUE_HIGH = np.array([12.0, 8.0, 0.8, 15.0, 0.98, 0.50, 0.050, 0.300])
 
 # (F1, F2, F3, F4) in Hz for an adult male vocal tract; speakers scale them.
-_VOWELS = np.array([
-    [730, 1090, 2440, 3400],  # a
-    [530, 1840, 2480, 3500],  # e
-    [270, 2290, 3010, 3700],  # i
-    [570, 840, 2410, 3300],   # o
-    [300, 870, 2240, 3300],   # u
-    [660, 1720, 2410, 3400],  # ae
-    [520, 1190, 2390, 3400],  # schwa
-], dtype=np.float64)
+_VOWELS = np.array(
+    [
+        [730, 1090, 2440, 3400],  # a
+        [530, 1840, 2480, 3500],  # e
+        [270, 2290, 3010, 3700],  # i
+        [570, 840, 2410, 3300],  # o
+        [300, 870, 2240, 3300],  # u
+        [660, 1720, 2410, 3400],  # ae
+        [520, 1190, 2390, 3400],  # schwa
+    ],
+    dtype=np.float64,
+)
 _FORMANT_BANDWIDTHS = np.array([80.0, 100.0, 140.0, 200.0])
 _REFERENCE_RMS = 0.05  # level of a 0 dB utterance before speaker/emotion gains
 
@@ -162,7 +182,10 @@ def generate_synthetic_corpus(
     _validate(speakers=speakers, per_speaker=per_speaker, seed=seed, sample_rate=sample_rate)
     root = Path(out_dir)
     params = {
-        "speakers": int(speakers), "per_speaker": int(per_speaker), "seed": int(seed), "sample_rate": int(sample_rate)
+        "speakers": int(speakers),
+        "per_speaker": int(per_speaker),
+        "seed": int(seed),
+        "sample_rate": int(sample_rate),
     }  # plain ints: numpy integers are accepted but would not serialise to the JSON marker
 
     existing = _existing_summary(root, params)
@@ -217,9 +240,7 @@ def _existing_summary(root: Path, params: dict[str, int]) -> SyntheticCorpusSumm
     if not root.exists():
         return None
     if not root.is_dir():
-        raise FileExistsError(
-            f"{root} exists and is not a directory; expected a directory for the synthetic corpus."
-        )
+        raise FileExistsError(f"{root} exists and is not a directory; expected a directory for the synthetic corpus.")
     if not any(root.iterdir()):
         return None
     marker_path = root / MARKER_NAME
@@ -304,9 +325,7 @@ def _make_speaker(seed: int, session: int, gender: str) -> _Speaker:
     )
 
 
-def _make_utterance(
-    seed: int, speaker_index: int, index: int, speaker: _Speaker, sample_rate: int
-) -> _Utterance:
+def _make_utterance(seed: int, speaker_index: int, index: int, speaker: _Speaker, sample_rate: int) -> _Utterance:
     rng = _rng(seed, _TAG_UTTERANCE, speaker_index, index)
     labels = list(_LABEL_WEIGHTS)
     weights = np.array([_LABEL_WEIGHTS[k] for k in labels])
@@ -315,9 +334,8 @@ def _make_utterance(
         first, second = rng.choice(len(MAIN_LABELS), size=2, replace=False)
         mix = rng.uniform(0.3, 0.7)
         a, b = MAIN_LABELS[first], MAIN_LABELS[second]
-        mean = (
-            mix * (_EMOTION_CUES[a] + speaker.emotion_offsets[a])
-            + (1 - mix) * (_EMOTION_CUES[b] + speaker.emotion_offsets[b])
+        mean = mix * (_EMOTION_CUES[a] + speaker.emotion_offsets[a]) + (1 - mix) * (
+            _EMOTION_CUES[b] + speaker.emotion_offsets[b]
         )
     else:
         voice_of = {"exc": "hap", "fru": "ang"}.get(label, label)
@@ -329,8 +347,13 @@ def _make_utterance(
 
 
 _VAD_MEANS = {
-    "neu": (2.5, 2.5, 2.5), "hap": (4.0, 3.0, 3.0), "sad": (2.0, 2.0, 2.0), "ang": (1.5, 4.0, 4.0),
-    "exc": (4.0, 3.5, 3.0), "fru": (2.0, 3.5, 3.5), "xxx": (3.0, 3.0, 3.0),
+    "neu": (2.5, 2.5, 2.5),
+    "hap": (4.0, 3.0, 3.0),
+    "sad": (2.0, 2.0, 2.0),
+    "ang": (1.5, 4.0, 4.0),
+    "exc": (4.0, 3.5, 3.0),
+    "fru": (2.0, 3.5, 3.5),
+    "xxx": (3.0, 3.0, 3.0),
 }
 
 
@@ -368,7 +391,7 @@ def _synthesize(
 
     # f0 contour in semitones: declination plus interpolated per-syllable accents.
     t = np.arange(n) / sr
-    centres = np.array([s + l / 2 for s, l, _, _ in syllables]) / sr
+    centres = np.array([s + length / 2 for s, length, _, _ in syllables]) / sr
     accents = np.array([a for _, _, _, a in syllables])
     contour = f0_st + np.interp(t, centres, accents) - 2.0 * t / max(duration_s, 1e-3)
     f0 = speaker.f0_hz * 2.0 ** (contour / 12.0)
@@ -387,7 +410,7 @@ def _synthesize(
     out = np.zeros(n)
     nyquist_guard = 0.45 * sr
     for start, length, vowel, _ in syllables:
-        segment = source[start:start + length]
+        segment = source[start : start + length]
         formants = _VOWELS[vowel] * speaker.formant_scale * rng.uniform(0.93, 1.07, size=4)
         for freq, bandwidth in zip(formants, _FORMANT_BANDWIDTHS):
             if freq < nyquist_guard:
@@ -396,13 +419,13 @@ def _synthesize(
         envelope = np.ones(length)
         envelope[:attack] = np.linspace(0.0, 1.0, attack, endpoint=False)
         envelope *= np.hanning(length) ** 0.3
-        out[start:start + length] += segment * envelope
+        out[start : start + length] += segment * envelope
         # A consonant: a short burst of high-passed noise right after the vowel.
         burst = int(sr * rng.uniform(0.02, 0.07))
         b0 = start + length
         if rng.random() < 0.6 and b0 + burst < n - tail:
             noise = np.diff(rng.standard_normal(burst + 1)) * np.hanning(burst)
-            out[b0:b0 + burst] += 0.15 * noise * np.std(segment)
+            out[b0 : b0 + burst] += 0.15 * noise * np.std(segment)
 
     voiced_rms = np.sqrt(np.mean(out[out != 0.0] ** 2)) if np.any(out) else 1.0
     out *= _REFERENCE_RMS * 10 ** (energy_db / 20) / voiced_rms
@@ -447,9 +470,7 @@ def _write_dialog(
     (label_dir / f"{dialog}.txt").write_text("\n".join(blocks) + "\n", encoding="utf-8")
 
 
-def _label_block(
-    start: float, end: float, utt_id: str, utterance: _Utterance, rng: np.random.Generator
-) -> list[str]:
+def _label_block(start: float, end: float, utt_id: str, utterance: _Utterance, rng: np.random.Generator) -> list[str]:
     v, a, d = utterance.vad
     if utterance.label == "xxx":  # no majority among the raters
         first, second = rng.choice(len(_RATER_NAMES), size=2, replace=False)

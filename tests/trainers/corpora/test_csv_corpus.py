@@ -16,8 +16,9 @@ def csv_corpus(tmp_path):
 
 
 def test_paths_are_relative_to_the_csv_and_sessions_default_to_speakers(csv_corpus):
-    (csv_corpus / "labels.csv").write_text("path,label,speaker,gender\naudio/a.wav,happy,s1,female\n"
-                                           "audio/b.wav,sad,s2,M\naudio/c.wav,sad,s1,f\n")
+    (csv_corpus / "labels.csv").write_text(
+        "path,label,speaker,gender\naudio/a.wav,happy,s1,female\naudio/b.wav,sad,s2,M\naudio/c.wav,sad,s1,f\n"
+    )
     scan = scan_csv(csv_corpus / "labels.csv")
     assert scan.problems == []
     rows = {r["utt_id"]: r for r in scan.records}

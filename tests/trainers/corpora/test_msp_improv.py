@@ -2,9 +2,9 @@ import math
 
 import pytest
 
+from conftest import build_fake_msp_improv
 from trainers.corpora.msp_improv import scan_msp_improv
 from trainers.corpora.scan import CorpusError
-from conftest import build_fake_msp_improv
 
 
 def test_reads_consensus_labels_and_ignores_rater_lines(fake_msp_improv):

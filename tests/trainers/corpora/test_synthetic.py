@@ -97,7 +97,7 @@ def test_label_files_parse_like_real_iemocap(small):
             assert match, f"{path.name}: {body[i]!r}"
             assert match["utt"].startswith(path.stem + "_")
             assert all(1.0 <= float(match[k]) <= 5.0 for k in "vad")
-            raters = body[i + 1:i + 4]
+            raters = body[i + 1 : i + 4]
             assert len(raters) == 3 and all(RATER_LINE.match(r) for r in raters), raters
             assert not any(LABEL_LINE.match(r) for r in raters)
             assert body[i + 4] == ""
@@ -159,7 +159,7 @@ def _median_f0(samples: np.ndarray, sr: int) -> float:
     estimates = []
     for f in frames[energy >= np.percentile(energy, 70)]:
         f = f - f.mean()
-        ac = np.correlate(f, f, "full")[frame - 1:]
+        ac = np.correlate(f, f, "full")[frame - 1 :]
         estimates.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
     return float(np.median(estimates))
 
@@ -327,9 +327,7 @@ def test_default_corpus_is_learnable_but_not_trivial(default_corpus):
     from trainers.torchaudio_compat import transforms
 
     root, _ = default_corpus
-    mfcc = transforms.MFCC(
-        sample_rate=16000, n_mfcc=40, melkwargs={"n_fft": 512, "hop_length": 160, "n_mels": 64}
-    )
+    mfcc = transforms.MFCC(sample_rate=16000, n_mfcc=40, melkwargs={"n_fft": 512, "hop_length": 160, "n_mels": 64})
     features, labels, sessions = [], [], []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny ops: extra threads only spin (10x slower on a busy 2-core box)
