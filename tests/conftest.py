@@ -153,7 +153,8 @@ def make_fold_data(
     fold: int = 1,
 ):
     """A FoldData of random features in which class k adds ``signal`` to frequency band k, so a
-    model can learn it; each split is drawn independently (like different speakers)."""
+    model can learn it; each split is drawn independently (like different speakers). The first
+    half of train plays the weight speakers of the search, the second half the alpha speakers."""
     import torch
 
     from trainers.fold_data import FoldData, Split
@@ -174,6 +175,7 @@ def make_fold_data(
         train=split(n_train, "train"),
         valid=split(n_valid, "valid"),
         test=split(n_test, "test"),
+        train_roles=tuple("weights" if i < n_train // 2 else "alphas" for i in range(n_train)),
     )
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from trainers.features import FeaturePreset, load_features
-from trainers.folds import SPLITS
+from trainers.folds import SEARCH_ROLES, SPLITS
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.utt_ids)
 
+    def subset(self, index: torch.Tensor) -> Split:
+        """The samples at ``index`` (a 1-D int64 tensor), in that order."""
+        return Split(x=self.x[index], y=self.y[index], utt_ids=tuple(self.utt_ids[i] for i in index.tolist()))
+
 
 @dataclass(frozen=True)
 class FoldData:
@@ -36,6 +40,30 @@ class FoldData:
     train: Split
     valid: Split
     test: Split
+    train_roles: tuple[str | None, ...] = ()  # search role of each train utterance (weights/alphas)
+
+    def search_splits(self) -> tuple[Split, Split]:
+        """``(weight_data, alpha_data)``: the training speakers split by speaker for the search.
+
+        Raises ValueError naming the fold when it has no alpha (or no weight) speakers.
+        """
+        if len(self.train_roles) != len(self.train):
+            raise ValueError(
+                f"fold {self.fold} carries no search roles for its training speakers; its fold table predates "
+                "them: make it again with `sernas folds`."
+            )
+        roles = list(self.train_roles)
+        parts = []
+        for role in SEARCH_ROLES:
+            index = torch.tensor([i for i, r in enumerate(roles) if r == role], dtype=torch.int64)
+            if len(index) == 0:
+                raise ValueError(
+                    f"fold {self.fold} has no speaker in the search role {role!r} among its {len(self.train)} training utterances: the "
+                    "search splits the training speakers into weight and alpha speakers and needs at least two "
+                    "training speakers (fewer validation speakers, or search.arch_data: valid)."
+                )
+            parts.append(self.train.subset(index))
+        return parts[0], parts[1]
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -87,7 +115,11 @@ def load_fold_data(
         splits[split] = Split(
             x=features[mask], y=labels[mask], utt_ids=tuple(table.loc[(table["split"] == split).to_numpy(), "utt_id"])
         )
-    return FoldData(fold=fold, classes=classes, **splits)
+    roles = ()
+    if "search_role" in table.columns:
+        train_rows = table.loc[(table["split"] == "train").to_numpy(), "search_role"]
+        roles = tuple(None if pd.isna(role) else str(role) for role in train_rows)
+    return FoldData(fold=fold, classes=classes, **splits, train_roles=roles)
 
 
 def iterate_batches(

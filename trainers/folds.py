@@ -11,8 +11,20 @@ Schemes:
   the female speaker of session k+1 (cyclic), i.e. {Ses01M, Ses02F}, {Ses02M, Ses03F}, ...,
   {Ses05M, Ses01F} on IEMOCAP. Needs one F and one M speaker per session.
 
-Validation speakers are drawn, per fold, from that fold's training speakers with a generator
-seeded by (seed, fold), alternating genders when more than one is asked for.
+Every speaker of a fold has exactly one role (``docs/folds.md``):
+
+- ``test``: evaluated once at the end, reported, never used to choose anything;
+- ``valid``: chooses the evaluation epoch and every choice between trials;
+- ``train``: trains the network. The DARTS search splits these speakers *by speaker* into
+  weight speakers and architecture (alpha) speakers (column ``search_role``: ``weights`` or
+  ``alphas``); the from-scratch evaluation trains on all of them.
+
+Validation speakers are drawn, per fold, from that fold's non-test speakers with a generator
+seeded by (seed, fold), alternating genders when more than one is asked for; the alpha speakers
+then from the remaining training speakers, seeded by (seed, fold, 1), again alternating genders,
+``arch_share`` of them (rounded, at least one, leaving at least one for the weights). A fold with
+a single training speaker gives it to the weights and has no alpha speakers (a search that needs
+them then says so).
 """
 
 from __future__ import annotations
@@ -29,8 +41,9 @@ from trainers.atomic_io import read_parquet_metadata, write_parquet_atomically
 
 SCHEMES = ("loso", "speaker-pairs")
 SPLITS = ("train", "valid", "test")
+SEARCH_ROLES = ("weights", "alphas")  # of training speakers in the DARTS search (null on valid/test rows)
 METADATA_KEY = "sernas.folds"
-FOLD_COLUMNS = ("utt_id", "fold", "split", "label", "speaker", "session")
+FOLD_COLUMNS = ("utt_id", "fold", "split", "label", "speaker", "session", "search_role")
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,8 @@ class FoldProtocol:
     classes: tuple[str, ...] | None = None
     merges: Mapping[str, str] = field(default_factory=dict)
     improvised_only: bool = False
-    valid_speakers: int = 1
+    valid_speakers: int = 2
+    arch_share: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -49,6 +63,8 @@ class FoldProtocol:
             raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, but got {self.scheme!r}.")
         if self.valid_speakers < 1:
             raise ValueError(f"valid_speakers must be >= 1, but got {self.valid_speakers}.")
+        if not 0.0 < self.arch_share < 1.0:
+            raise ValueError(f"arch_share must be between 0 and 1 (exclusive), but got {self.arch_share}.")
         for source, target in self.merges.items():
             if self.classes is not None and target not in self.classes:
                 raise ValueError(
@@ -112,21 +128,26 @@ def _test_speaker_sets(frame: pd.DataFrame, scheme: str) -> list[set[str]]:
     return [{by_gender[s]["M"], by_gender[sessions[(i + 1) % len(sessions)]]["F"]} for i, s in enumerate(sessions)]
 
 
-def _pick_valid_speakers(train_speakers: pd.DataFrame, *, count: int, rng: np.random.Generator) -> set[str]:
-    if count >= len(train_speakers):
-        raise ValueError(
-            f"valid_speakers={count} leaves no training speaker (only {len(train_speakers)} "
-            "speakers remain outside the test set)."
-        )
-    order = train_speakers.iloc[rng.permutation(len(train_speakers))]
+def _pick_speakers(candidates: pd.DataFrame, *, count: int, rng: np.random.Generator) -> set[str]:
+    """``count`` speakers of ``candidates`` (columns speaker, gender) in a seeded order, taking
+    the genders in turn, so that two picks are one F and one M where the corpus allows."""
+    order = candidates.iloc[rng.permutation(len(candidates))]
     picked: list[str] = []
     genders = list(dict.fromkeys(order["gender"]))
-    while len(picked) < count:  # round-robin over genders so two valid speakers are one F, one M
+    while len(picked) < count:
         for gender in genders:
-            candidates = [s for s in order.loc[order["gender"] == gender, "speaker"] if s not in picked]
-            if candidates and len(picked) < count:
-                picked.append(candidates[0])
+            left = [s for s in order.loc[order["gender"] == gender, "speaker"] if s not in picked]
+            if left and len(picked) < count:
+                picked.append(left[0])
     return set(picked)
+
+
+def _alpha_speaker_count(n_train: int, share: float) -> int:
+    """Alpha speakers among ``n_train`` training speakers: ``share`` of them, rounded, at least
+    one and leaving at least one for the weights (none when there is a single speaker)."""
+    if n_train < 2:
+        return 0
+    return min(max(round(share * n_train), 1), n_train - 1)
 
 
 def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequence[int] | None = None) -> pd.DataFrame:
@@ -144,9 +165,23 @@ def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequenc
         missing = test - set(frame["speaker"])
         if missing:
             raise ValueError(f"fold {fold}: test speaker(s) {sorted(missing)} have no utterances.")
-        rng = np.random.default_rng([protocol.seed, fold])
-        valid = _pick_valid_speakers(speakers[~speakers["speaker"].isin(test)], count=protocol.valid_speakers, rng=rng)
+        outside_test = speakers[~speakers["speaker"].isin(test)]
+        if protocol.valid_speakers >= len(outside_test):
+            raise ValueError(
+                f"valid_speakers={protocol.valid_speakers} leaves no training speaker in fold {fold} (only "
+                f"{len(outside_test)} speakers remain outside the test set)."
+            )
+        valid = _pick_speakers(
+            outside_test, count=protocol.valid_speakers, rng=np.random.default_rng([protocol.seed, fold])
+        )
+        training = outside_test[~outside_test["speaker"].isin(valid)]
+        alphas = _pick_speakers(
+            training,
+            count=_alpha_speaker_count(len(training), protocol.arch_share),
+            rng=np.random.default_rng([protocol.seed, fold, 1]),
+        )
         split = np.where(frame["speaker"].isin(test), "test", np.where(frame["speaker"].isin(valid), "valid", "train"))
+        role = np.where(split != "train", None, np.where(frame["speaker"].isin(alphas), "alphas", "weights"))
         tables.append(
             pd.DataFrame(
                 {
@@ -156,6 +191,7 @@ def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequenc
                     "label": frame["label"].to_numpy(),
                     "speaker": frame["speaker"].to_numpy(),
                     "session": frame["session"].to_numpy(),
+                    "search_role": role,
                 }
             )
         )
@@ -168,19 +204,46 @@ def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequenc
             "speaker": "string",
             "fold": "int64",
             "session": "int64",
+            "search_role": "string",
         }
     )
     check_folds(table)
     return table
 
 
+def speaker_roles(rows: pd.DataFrame) -> pd.Series:
+    """Each row's role: ``test``, ``valid``, or its search role (``weights``/``alphas``) on train."""
+    role = rows["split"].astype("string")
+    if "search_role" in rows.columns:
+        role = role.mask(role == "train", "train:" + rows["search_role"].astype("string").fillna("weights"))
+    return role
+
+
 def check_folds(table: pd.DataFrame) -> None:
-    """Raise if any fold lets a test speaker into train or valid, or lacks a split."""
+    """Raise if a speaker has two roles in a fold (a test speaker in train or valid, a validation
+    speaker among the training speakers, a weight speaker among the alpha speakers), if a role is
+    given to a row outside training, or if a fold lacks a split."""
     for fold, rows in table.groupby("fold"):
         test_speakers = set(rows.loc[rows["split"] == "test", "speaker"])
         leaked = test_speakers & set(rows.loc[rows["split"] != "test", "speaker"])
         if leaked:
             raise RuntimeError(f"fold {fold}: test speaker(s) {sorted(leaked)} also in train/valid.")
+        if "search_role" in rows.columns:
+            stray = rows["search_role"].notna() & (rows["split"] != "train")
+            if stray.any():
+                raise RuntimeError(
+                    f"fold {fold}: utterance {rows.loc[stray, 'utt_id'].iloc[0]} has a search role "
+                    "but is not a training utterance."
+                )
+            unknown = set(rows["search_role"].dropna()) - set(SEARCH_ROLES)
+            if unknown:
+                raise ValueError(f"fold {fold}: search_role must be one of {SEARCH_ROLES}, but got {sorted(unknown)}.")
+        roles_per_speaker = speaker_roles(rows).groupby(rows["speaker"]).nunique()
+        shared = sorted(roles_per_speaker[roles_per_speaker > 1].index)
+        if shared:
+            raise RuntimeError(
+                f"fold {fold}: speaker(s) {shared} have more than one role (test, valid, weights, alphas)."
+            )
         absent = [split for split in SPLITS if not (rows["split"] == split).any()]
         if absent:
             raise ValueError(f"fold {fold} has no {', '.join(absent)} utterances.")
@@ -203,6 +266,11 @@ def read_folds(path: str | Path) -> tuple[pd.DataFrame, dict]:
         raise FileNotFoundError(f"fold table {path} does not exist; create it with `sernas folds`.")
     table = pd.read_parquet(path)
     missing = [column for column in FOLD_COLUMNS if column not in table.columns]
+    if missing == ["search_role"]:
+        raise ValueError(
+            f"fold table {path} predates speaker roles (no search_role column: which training speakers train the "
+            "weights and which the alphas); make it again with `sernas folds` (`sernas search` remakes its own)."
+        )
     if missing:
         raise ValueError(f"fold table {path} lacks column(s) {', '.join(missing)}; is it a sernas fold table?")
     raw = read_parquet_metadata(path).get(METADATA_KEY)
@@ -216,4 +284,6 @@ def fold_counts(table: pd.DataFrame) -> pd.DataFrame:
     speakers = grouped["speaker"].apply(lambda s: ",".join(sorted(set(s)))).unstack("split")
     counts["valid speakers"] = speakers.get("valid")
     counts["test speakers"] = speakers.get("test")
+    alphas = table[table["search_role"] == "alphas"].groupby("fold")["speaker"]
+    counts["alpha speakers"] = alphas.apply(lambda s: ",".join(sorted(set(s)))).reindex(counts.index)
     return counts

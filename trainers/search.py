@@ -9,8 +9,13 @@ weights learn.
 
 Where the data comes from (``settings.arch_data``):
 
-* ``"valid"`` (DARTS, the paper): weights on the fold's train split, alphas on its valid split
-  (validation speakers, disjoint from the training speakers).
+* ``"train-speakers"`` (default): the fold's training speakers, split by speaker into weight
+  speakers and alpha speakers (the fold table's ``search_role``). The validation speakers are
+  then used only for the per-epoch report, so they stay unbiased judges of searched cells and
+  of the hand-made baseline alike.
+* ``"valid"`` (DARTS, the paper): weights on the fold's train split, alphas on its valid split.
+  The validation speakers then both train the alphas and choose the evaluation epoch and the
+  trials, which favours searched cells over the baseline: kept as an option, not the default.
 * ``"train-split"``: the train utterances are split once, at random but reproducibly (seeded by
   ``settings.seed``, stratified by class), into a ``train_portion`` share for the weights and
   the rest for the alphas. The valid speakers are then used only for the per-epoch report.
@@ -119,9 +124,12 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
 def split_for_arch_data(data: FoldData, settings: SearchSettings) -> tuple[Split, Split]:
     """``(weight_data, arch_data)`` for ``settings.arch_data`` (see the module docstring).
 
-    ``train-split`` is stratified by class and seeded by ``settings.seed`` alone, so a resumed
-    search gets the same split.
+    ``train-speakers`` follows the fold table's search roles (split by speaker, seeded, recorded
+    with the fold). ``train-split`` is stratified by class and seeded by ``settings.seed`` alone,
+    so a resumed search gets the same split.
     """
+    if settings.arch_data == "train-speakers":
+        return data.search_splits()
     if settings.arch_data == "valid":
         return data.train, data.valid
     generator = torch.Generator().manual_seed(settings.seed)
@@ -139,13 +147,7 @@ def split_for_arch_data(data: FoldData, settings: SearchSettings) -> tuple[Split
             f"{len(keep_index)} utterance(s) for the weights and {len(held_index)} for the alphas "
             f"out of {len(data.train)}; both need at least one."
         )
-
-    def subset(index: torch.Tensor) -> Split:
-        return Split(
-            x=data.train.x[index], y=data.train.y[index], utt_ids=tuple(data.train.utt_ids[i] for i in index.tolist())
-        )
-
-    return subset(keep_index), subset(held_index)
+    return data.train.subset(keep_index), data.train.subset(held_index)
 
 
 @contextlib.contextmanager

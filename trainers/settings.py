@@ -66,8 +66,10 @@ class SearchSettings(_Settings):
     batch_size: int = Field(32, ge=1)
     weights: WeightOptimizer = WeightOptimizer()
     alphas: ArchOptimizer = ArchOptimizer()
-    arch_data: Literal["valid", "train-split"] = Field(
-        "valid", description="alphas learn on the fold's validation speakers, or on a share of train"
+    arch_data: Literal["train-speakers", "valid", "train-split"] = Field(
+        "train-speakers",
+        description="alphas learn on the fold's alpha speakers (training speakers split by speaker), on its "
+        "validation speakers (DARTS; biases validation towards searched cells), or on a random share of train",
     )
     train_portion: float = Field(0.5, gt=0, lt=1, description="with arch_data=train-split: share kept for weights")
     warmup_epochs: int = Field(0, ge=0, description="epochs of weight training before alphas start moving")

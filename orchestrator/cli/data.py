@@ -118,6 +118,7 @@ def cmd_folds(args: argparse.Namespace) -> int:
             merges=parse_merges(args.merge),
             improvised_only=args.improvised_only,
             valid_speakers=args.valid_speakers,
+            arch_share=args.arch_share,
             seed=args.seed,
         )
         table = make_folds(manifest, protocol=protocol)
@@ -137,6 +138,8 @@ def cmd_folds(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------- commands
 def register(commands: Subcommands) -> None:
     """Add ``synth``, ``manifest``, ``features`` and ``folds``."""
+    from trainers.folds import FoldProtocol  # its defaults are the flags' defaults
+
     synth = commands.add_parser("synth", help="write the built-in synthetic corpus (IEMOCAP layout)")
     synth.add_argument("--out", required=True, type=Path, help="corpus folder to create")
     synth.add_argument("--speakers", type=int, default=10, help="even number 2..10 (two per session)")
@@ -188,8 +191,17 @@ def register(commands: Subcommands) -> None:
     )
     folds.add_argument("--improvised-only", action="store_true")
     folds.add_argument(
-        "--valid-speakers", type=int, default=1, help="validation speakers per fold (from training side)"
+        "--valid-speakers",
+        type=int,
+        default=FoldProtocol.valid_speakers,
+        help="validation speakers per fold, from its non-test speakers (default %(default)s)",
     )
-    folds.add_argument("--seed", type=int, default=0, help="seed of the validation speaker choice")
+    folds.add_argument(
+        "--arch-share",
+        type=float,
+        default=FoldProtocol.arch_share,
+        help="share of the training speakers whose utterances train the alphas in the search (default %(default)s)",
+    )
+    folds.add_argument("--seed", type=int, default=FoldProtocol.seed, help="seed of the speaker roles")
     folds.add_argument("--out", required=True, type=Path)
     folds.set_defaults(handler=cmd_folds)

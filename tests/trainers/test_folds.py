@@ -112,3 +112,67 @@ def test_check_folds_catches_leakage():
     )
     with pytest.raises(RuntimeError, match="test speaker\\(s\\) \\['s1'\\] also in train/valid"):
         check_folds(leaky)
+
+
+def _layout_manifest(sessions: int, *, per_speaker: int = 8) -> pd.DataFrame:
+    """A manifest of ``sessions`` sessions with one F and one M speaker each (IEMOCAP: 5, MSP-IMPROV: 6)."""
+    rows = [
+        {
+            "utt_id": f"S{s}{g}_{i}",
+            "speaker": f"S{s}{g}",
+            "gender": g,
+            "session": s,
+            "label": ("neu", "hap", "sad", "ang")[i % 4],
+            "improvised": True,
+        }
+        for s in range(1, sessions + 1)
+        for g in ("F", "M")
+        for i in range(per_speaker)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("layout, sessions", [("iemocap", 5), ("synthetic", 5), ("msp-improv", 6)])
+@pytest.mark.parametrize("scheme", ["loso", "speaker-pairs"])
+def test_every_speaker_has_exactly_one_role_and_default_roles_are_non_empty(layout, sessions, scheme):
+    manifest = _layout_manifest(sessions)
+    table = make_folds(manifest, protocol=FoldProtocol(scheme=scheme))
+    assert (table.groupby("fold").size() == len(manifest)).all()
+    for fold, rows in table.groupby("fold"):
+        roles = {
+            "test": set(rows.loc[rows.split == "test", "speaker"]),
+            "valid": set(rows.loc[rows.split == "valid", "speaker"]),
+            "weights": set(rows.loc[rows.search_role == "weights", "speaker"]),
+            "alphas": set(rows.loc[rows.search_role == "alphas", "speaker"]),
+        }
+        assert all(roles.values()), (fold, roles)  # every role non-empty
+        assert len(roles["valid"]) == 2 and {s[-1] for s in roles["valid"]} == {"F", "M"}
+        everyone = [speaker for group in roles.values() for speaker in group]
+        assert sorted(everyone) == sorted(set(manifest.speaker)), fold  # each speaker in exactly one role
+        # No utterance serves two roles: train rows and only they carry a search role.
+        assert rows.loc[rows.split == "train", "search_role"].notna().all()
+        assert rows.loc[rows.split != "train", "search_role"].isna().all()
+        # Two halves, balanced by gender where the corpus allows.
+        assert abs(len(roles["weights"]) - len(roles["alphas"])) <= 1
+        if len(roles["alphas"]) >= 2:
+            assert {s[-1] for s in roles["alphas"]} == {"F", "M"}
+
+
+def test_roles_are_seeded_and_checked(tmp_path):
+    manifest = _layout_manifest(5)
+    first = make_folds(manifest, protocol=FoldProtocol(scheme="speaker-pairs", seed=0))
+    assert first.equals(make_folds(manifest, protocol=FoldProtocol(scheme="speaker-pairs", seed=0)))
+    other = make_folds(manifest, protocol=FoldProtocol(scheme="speaker-pairs", seed=1))
+    assert not first["search_role"].equals(other["search_role"])
+    # A weight speaker who also trains alphas is caught.
+    broken = first.copy()
+    speaker = broken.loc[(broken.fold == 1) & (broken.search_role == "weights"), "speaker"].iloc[0]
+    one = broken.index[(broken.fold == 1) & (broken.speaker == speaker)][0]
+    broken.loc[one, "search_role"] = "alphas"
+    with pytest.raises(RuntimeError, match=f"fold 1: speaker.*{speaker}.*more than one role"):
+        check_folds(broken)
+    # A fold table written before speaker roles existed is refused with advice.
+    old = tmp_path / "old.parquet"
+    first.drop(columns=["search_role"]).to_parquet(old)
+    with pytest.raises(ValueError, match="predates speaker roles"):
+        read_folds(old)

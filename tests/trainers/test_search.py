@@ -302,7 +302,7 @@ def test_collapse_to_parameter_free_ops_stops_the_search(monkeypatch):
     assert all(op in PARAMETER_FREE_OPS for op, _ in kept_going.genotype.reduce)
 
 
-@pytest.mark.parametrize("arch_data", ["valid", "train-split"])
+@pytest.mark.parametrize("arch_data", ["train-speakers", "valid", "train-split"])
 def test_test_speakers_are_never_used(arch_data):
     data = tiny_data()
     poisoned = replace(
@@ -330,7 +330,28 @@ def test_train_split_is_disjoint_stratified_and_reproducible():
         split_for_arch_data(data, settings(arch_data="train-split", train_portion=0.6, seed=3))[0].utt_ids
         != weights.utt_ids
     )
-    assert split_for_arch_data(data, settings()) == (data.train, data.valid)
+    assert split_for_arch_data(data, settings(arch_data="valid")) == (data.train, data.valid)
+
+
+def test_by_default_alphas_learn_on_alpha_speakers_and_validation_trains_nothing():
+    data = tiny_data()
+    weights, alphas = split_for_arch_data(data, settings())
+    assert weights.utt_ids == data.train.utt_ids[:12] and alphas.utt_ids == data.train.utt_ids[12:]
+    # Other validation speakers change the reports, never the weights or the alphas.
+    noise = torch.randn(data.valid.x.shape, generator=torch.Generator().manual_seed(9))
+    other_valid = replace(data, valid=Split(x=noise, y=data.valid.y.flip(0), utt_ids=data.valid.utt_ids))
+    first = run_search(data, settings=settings(epochs=2), device=CPU)
+    second = run_search(other_valid, settings=settings(epochs=2), device=CPU)
+    assert first.genotype == second.genotype
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
+    assert [h["arch_loss"] for h in first.history] == [h["arch_loss"] for h in second.history]
+    assert [h["valid_loss"] for h in first.history] != [h["valid_loss"] for h in second.history]
+
+
+def test_a_fold_without_alpha_speakers_is_refused_by_name():
+    data = replace(tiny_data(), train_roles=("weights",) * 24)
+    with pytest.raises(ValueError, match="fold 1 has no speaker in the search role .alphas."):
+        run_search(data, settings=settings(), device=CPU)
 
 
 def test_corrupt_checkpoint_and_mismatched_resume_are_refused(tmp_path):
@@ -358,7 +379,7 @@ def test_empty_arch_data_is_refused():
     data = tiny_data()
     empty = Split(x=data.valid.x[:0], y=data.valid.y[:0], utt_ids=())
     with pytest.raises(ValueError, match="no utterances for the alphas"):
-        run_search(replace(data, valid=empty), settings=settings(), device=CPU)
+        run_search(replace(data, valid=empty), settings=settings(arch_data="valid"), device=CPU)
 
 
 def test_mixed_precision_search_runs():
