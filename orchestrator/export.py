@@ -1,10 +1,14 @@
 """Export a genotype from the leaderboard as a deployable model bundle.
 
-The chosen genotype's best fold (highest test UA among its finished folds) is retrained from
-scratch on all non-test speakers of that fold (its train and validation speakers) for the
-number of epochs that the fold's evaluation chose on its validation speakers. Weights are not
-taken from the search runs: trials keep no final weights, and retraining on the validation
-speakers too uses all the data the protocol allows without selecting on it.
+Validation chooses everything here: the genotype is the one ranked first by mean validation UA
+(or the one named), and its settings come from the run (trial, fold) with the best validation
+UA among its finished runs. By default the model is trained from scratch on every utterance of
+the protocol (train, validation and test speakers of the folds alike: the folds already gave
+the estimate, so nothing needs to be held out) for the median of the epoch counts that its
+folds chose on their validation speakers. ``fold=K`` keeps the per-fold export: fold K's
+training and validation speakers, for the epoch that fold chose. The bundle's provenance
+carries the nested estimate of the experiment and how the model was trained, never a maximum
+over test UAs. Weights are never taken from the search runs: trials keep no final weights.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import torch
 
 from orchestrator.config import load_config, settings_for_trial
 from orchestrator.leaderboard import connect
+from orchestrator.selection import NestedEstimate, nested_estimates
 from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_FILE, folder_to_read, resolve_storage
+from search_space.architecture import architecture_text, parse_architecture
 from trainers.evaluate import train_final_model
 from trainers.features import extract_features, get_preset
 from trainers.fold_data import Split, load_fold_data
@@ -31,16 +37,20 @@ from trainers.model_bundle import save_bundle
 class ExportResult:
     out: Path
     experiment: str
-    trial_id: str
-    fold: int
+    trial_id: str  # the run whose settings were used (best validation UA of the genotype)
+    fold: int | None  # None: trained on every speaker of the protocol
     genotype_hash: str
-    fold_test_ua: float
     epochs: int
     train_utterances: int
+    trained_on: str
+    nested_estimate: NestedEstimate | None
 
 
-def choose_run(storage: str, *, experiment: str | None, rank: int | None, genotype: str | None) -> pd.Series:
-    """The leaderboard row to export: the best fold of the genotype at ``rank`` (or of ``genotype``)."""
+def choose_runs(
+    storage: str, *, experiment: str | None, rank: int | None, genotype: str | None
+) -> tuple[pd.DataFrame, NestedEstimate | None]:
+    """The finished runs of the genotype at ``rank`` by validation (or of ``genotype``), best
+    validation UA first; with them the nested estimate of their experiment."""
     with connect(storage, experiment=experiment) as board:
         if genotype is None:
             ranked = board.summary("genotype")
@@ -59,12 +69,19 @@ def choose_run(storage: str, *, experiment: str | None, rank: int | None, genoty
             genotype = ranked["genotype_hash"].iloc[0]
         runs = board.sql(
             "SELECT * FROM runs WHERE genotype_hash = ? AND status IN ('completed', 'pruned') "
-            "ORDER BY ua DESC, fold, trial_id",
-            [genotype],
+            + ("AND experiment = ? " if experiment else "")
+            + "ORDER BY valid_ua DESC NULLS LAST, fold, trial_id",
+            [genotype, experiment] if experiment else [genotype],
         )
+        estimates = nested_estimates(board)
     if runs.empty:
         raise ValueError(f"genotype {genotype!r} has no finished fold in {storage}.")
-    return runs.iloc[0]
+    if runs["experiment"].nunique() > 1:
+        raise ValueError(
+            f"genotype {genotype!r} was found in several experiments; choose one with --experiment "
+            f"({', '.join(sorted(runs['experiment'].unique()))})."
+        )
+    return runs, estimates.get(str(runs["experiment"].iloc[0]))
 
 
 def export_model(
@@ -75,41 +92,64 @@ def export_model(
     experiment: str | None = None,
     rank: int | None = None,
     genotype: str | None = None,
+    fold: int | None = None,
 ) -> ExportResult:
-    run = choose_run(storage, experiment=experiment, rank=rank, genotype=genotype)
-    data = resolve_storage(storage).experiment_data(run["experiment"])
-    with folder_to_read(data, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
+    runs, estimate = choose_runs(storage, experiment=experiment, rank=rank, genotype=genotype)
+    if fold is not None:
+        on_fold = runs[runs["fold"] == fold]
+        if on_fold.empty:
+            raise ValueError(
+                f"genotype {runs['genotype_hash'].iloc[0]!r} has no finished run on fold {fold}; it has folds "
+                f"{sorted(int(f) for f in runs['fold'].unique())}."
+            )
+        run, epochs = on_fold.iloc[0], int(on_fold["best_epoch"].iloc[0])
+    else:
+        run = runs.iloc[0]
+        epochs = max(1, round(float(runs.groupby("fold")["best_epoch"].median().median())))
+    name = str(run["experiment"])
+    location = resolve_storage(storage).experiment_data(name)
+    with folder_to_read(location, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
         if not (data_dir / CONFIG_FILE).is_file():
-            shown = data.shown(data.root)
             raise FileNotFoundError(
-                f"{data.shown(data.path(CONFIG_FILE))} is missing: export needs the prepared data "
-                f"of the experiment {run['experiment']!r} (written by sernas search in {shown})."
+                f"{location.shown(location.path(CONFIG_FILE))} is missing: export needs the prepared data "
+                f"of the experiment {name!r} (written by sernas search in {location.shown(location.root)})."
             )
         config = load_config(data_dir / CONFIG_FILE)
         manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
         folds, _ = read_folds(data_dir / FOLDS_FILE)
     _, evaluation = settings_for_trial(config, json.loads(run["params_json"]))
-    fold = int(run["fold"])
-    rows = manifest[manifest["utt_id"].isin(folds.loc[folds["fold"] == fold, "utt_id"])]
+    data_fold = int(fold if fold is not None else folds["fold"].min())
+    rows = manifest[manifest["utt_id"].isin(folds.loc[folds["fold"] == data_fold, "utt_id"])]
     extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)
     classes = tuple(json.loads(run["classes"]))
     data = load_fold_data(
         manifest=rows,
         folds=folds,
-        fold=fold,
+        fold=data_fold,
         preset=config.data.preset,
         cache_dir=config.data.cache_dir,
         classes=classes,
     )
-    everything_but_test = Split(
-        x=torch.cat([data.train.x, data.valid.x]),
-        y=torch.cat([data.train.y, data.valid.y]),
-        utt_ids=data.train.utt_ids + data.valid.utt_ids,
+    parts = (data.train, data.valid) if fold is not None else (data.train, data.valid, data.test)
+    training = Split(
+        x=torch.cat([part.x for part in parts]),
+        y=torch.cat([part.y for part in parts]),
+        utt_ids=tuple(utt for part in parts for utt in part.utt_ids),
     )
-    architecture = run["genotype"] if isinstance(run["genotype"], str) else run["genotype_hash"]  # baseline
-    epochs = int(run["best_epoch"])
+    if fold is not None:
+        trained_on = (
+            f"the training and validation speakers of fold {fold} ({len(training)} utterances) for {epochs} "
+            "epochs, the epoch that fold chose on its validation speakers"
+        )
+    else:
+        chosen = {int(f): int(e) for f, e in runs.groupby("fold")["best_epoch"].median().items()}
+        trained_on = (
+            f"every speaker of the protocol ({len(training)} utterances) for {epochs} epochs, the median of the "
+            f"epochs chosen on validation per fold {chosen}"
+        )
+    architecture = parse_architecture(run["genotype"] if isinstance(run["genotype"], str) else run["genotype_hash"])
     model = train_final_model(
-        everything_but_test,
+        training,
         architecture=architecture,
         settings=evaluation,
         n_classes=len(classes),
@@ -117,18 +157,20 @@ def export_model(
         device=device,
     )
     source = {
-        "experiment": run["experiment"],
-        "trial_id": run["trial_id"],
+        "experiment": name,
+        "trial_id": str(run["trial_id"]),
         "fold": fold,
-        "genotype_hash": run["genotype_hash"],
-        "fold_test_ua": float(run["ua"]),
+        "genotype_hash": str(run["genotype_hash"]),
+        "chosen_by": "mean validation UA over folds (genotype); best validation UA among its runs (settings)",
+        "genotype_mean_valid_ua": float(runs.groupby("fold")["valid_ua"].mean().mean()),
         "epochs": epochs,
-        "trained_on": f"train and validation speakers of fold {fold} ({len(everything_but_test)} utterances)",
+        "trained_on": trained_on,
+        "nested_estimate": None if estimate is None else estimate.to_dict(),
     }
     save_bundle(
         out,
         model=model,
-        architecture=architecture,
+        architecture=architecture_text(architecture),
         settings=evaluation,
         classes=classes,
         preset=get_preset(config.data.preset),
@@ -136,11 +178,12 @@ def export_model(
     )
     return ExportResult(
         out=Path(out),
-        experiment=run["experiment"],
-        trial_id=run["trial_id"],
+        experiment=name,
+        trial_id=str(run["trial_id"]),
         fold=fold,
-        genotype_hash=run["genotype_hash"],
-        fold_test_ua=float(run["ua"]),
+        genotype_hash=str(run["genotype_hash"]),
         epochs=epochs,
-        train_utterances=len(everything_but_test),
+        train_utterances=len(training),
+        trained_on=trained_on,
+        nested_estimate=estimate,
     )

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator.pruning import FOLD_REPORT
+from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 
 StatusWriter = Callable[..., Any]
 
@@ -59,8 +60,9 @@ class ExperimentProgress(Callback):
         if result.get("report") == FOLD_REPORT:
             self.folds += 1
             self.console.print(
-                f"[bold]{trial.trial_id}[/] fold {result['fold']}: UA {result['fold_ua']:.3f} "
-                f"(mean {result['mean_ua']:.3f} over {result['folds_done']}) genotype {escape(str(result['genotype_hash']))} "
+                f"[bold]{trial.trial_id}[/] fold {result['fold']}: valid UA {result[FOLD_OBJECTIVE]:.3f} "
+                f"(mean {result[OBJECTIVE]:.3f} over {result['folds_done']}), test UA {result[FOLD_TEST_UA]:.3f}, "
+                f"genotype {escape(str(result['genotype_hash']))} "
                 f"[dim]{escape(self._params(trial))}[/]"
             )
         else:
@@ -85,8 +87,8 @@ class ExperimentProgress(Callback):
         else:
             status, reason = "completed", None
             self.console.print(
-                f"[green]{trial.trial_id} completed[/]: mean UA {last.get('mean_ua', float('nan')):.3f} "
-                f"over {last.get('folds_done', 0)} folds"
+                f"[green]{trial.trial_id} completed[/]: mean valid UA {last.get(OBJECTIVE, float('nan')):.3f}, "
+                f"mean test UA {last.get(MEAN_TEST_UA, float('nan')):.3f} over {last.get('folds_done', 0)} folds"
             )
         self.ended[trial.trial_id] = status
         self.write_status(

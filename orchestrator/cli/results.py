@@ -111,6 +111,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError("give --rank or --genotype, not both.")
     if args.rank is not None and args.rank < 1:
         raise UserError(f"--rank must be >= 1, but got {args.rank}.")
+    if args.fold is not None and args.fold < 1:
+        raise UserError(f"--fold must be >= 1, but got {args.fold}.")
     try:
         result = export_model(
             args.storage,
@@ -119,15 +121,17 @@ def cmd_export(args: argparse.Namespace) -> int:
             experiment=args.experiment,
             rank=args.rank,
             genotype=args.genotype,
+            fold=args.fold,
         )
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     console.print(
-        f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment}/{result.trial_id}: "
-        f"retrained from scratch on the {result.train_utterances} train+validation utterances of fold "
-        f"{result.fold} for {result.epochs} epochs (the epoch chosen on validation; that fold's test UA "
-        f"was {result.fold_test_ua:.3f}) -> {result.out}"
+        f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment} (chosen by validation "
+        f"UA; settings of trial {result.trial_id}): retrained from scratch on {escape(result.trained_on)} -> "
+        f"{result.out}"
     )
+    if result.nested_estimate is not None:
+        console.print(f"What to expect on new speakers: {escape(result.nested_estimate.headline())}")
     return 0
 
 
@@ -192,8 +196,14 @@ def register(commands: Subcommands) -> None:
 
     export = commands.add_parser("export", help="retrain a leaderboard genotype and save a model bundle")
     add_results_options(export, local_only=True)
-    export.add_argument("--rank", type=int, default=None, help="genotype rank (default 1)")
+    export.add_argument("--rank", type=int, default=None, help="genotype rank by validation UA (default 1)")
     export.add_argument("--genotype", default=None, help="genotype hash instead of a rank")
+    export.add_argument(
+        "--fold",
+        type=int,
+        default=None,
+        help="train on fold K's training and validation speakers only (default: every speaker of the protocol)",
+    )
     add_device_option(export)
     export.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
     export.set_defaults(handler=cmd_export)

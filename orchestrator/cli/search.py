@@ -52,32 +52,35 @@ def start_ray(address: str | None, *, num_cpus: int | None = None) -> tuple[str 
 
 
 def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None:
-    """The best trials of the experiment: mean test UA over their folds, complete ones first."""
+    """The nested estimate, then the best trials ranked by mean validation UA (test UA beside)."""
     import json
 
     from orchestrator.leaderboard import connect
+    from orchestrator.selection import nested_estimates
 
     with connect(storage, experiment=experiment) as board:
         top = board.summary("trial", top=n)
+        estimate = nested_estimates(board).get(experiment)
         damaged = board.scan.damage_report()
     for line in damaged:
         error_console.print(f"[yellow]{escape(line)}[/]")
-    if top.empty:
+    if top.empty or estimate is None:
         console.print("The leaderboard has no finished folds yet.")
         return
+    console.print(f"[bold]{experiment}[/]: {escape(estimate.headline())}")
     table = Table(
-        title=f"Best trials of {experiment} (mean over folds; test speakers unseen in training and selection)",
+        title=f"Best trials of {experiment}, ranked by mean validation UA over folds (test UA: reported, never used)",
         title_justify="left",
     )
-    for column in ("rank", "trial", "UA", "WA", "F1", "folds", "status", "params"):
-        table.add_column(column, justify="right" if column in ("UA", "WA", "F1", "params") else "left")
+    for column in ("rank", "trial", "valid UA", "test UA", "WA", "F1", "folds", "status", "params"):
+        table.add_column(column, justify="left" if column in ("rank", "trial", "status") else "right")
     configs = []
     for row in top.itertuples():
-        spread = "" if pd.isna(row.std_ua) else f" ± {row.std_ua:.3f}"
         table.add_row(
             str(row.rank),
             row.trial_id,
-            f"{row.mean_ua:.3f}{spread}",
+            _mean_and_spread(row.mean_valid_ua, row.std_valid_ua),
+            _mean_and_spread(row.mean_ua, row.std_ua),
             f"{row.mean_wa:.3f}",
             f"{row.mean_macro_f1:.3f}",
             f"{row.folds_covered}/{row.n_folds}",
@@ -93,6 +96,10 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
         )
     console.print(table)
     console.print("Configurations:\n" + escape("\n".join(configs)))
+
+
+def _mean_and_spread(mean: float, std: float) -> str:
+    return f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
 
 
 def run_search_command(
