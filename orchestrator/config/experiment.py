@@ -6,7 +6,6 @@ a Wilcoxon pruner must be able to prune with the chosen folds); each section che
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,8 @@ from orchestrator.config.space import (
     targets,
 )
 from orchestrator.config.tune import TuneConfig
+from orchestrator.names import NAME_RULE, check_name
+from trainers.device import DEVICE_SPEC_HELP, check_device_spec
 from trainers.settings import EvalSettings, SearchSettings
 
 if TYPE_CHECKING:
@@ -32,17 +33,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ExperimentConfig"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also a folder name in the leaderboard
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _FOLDS_PER_SCHEME = {"speaker-pairs": 5}  # loso: as many as the corpus has sessions
 
 
 class ExperimentConfig(StrictModel):
     """One experiment: see docs/config.md for every key."""
 
-    name: str = Field(description="experiment name, used in file names: letters, digits, _ . -")
+    name: str = Field(description=f"experiment name, used in file names: {NAME_RULE}")
     description: str = ""
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    device: str = Field("auto", description=DEVICE_SPEC_HELP)
     data: DataConfig
     folds: FoldsConfig
     search: SearchSettings = SearchSettings()
@@ -62,16 +61,12 @@ class ExperimentConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _NAME.match(value) or value in (".", ".."):
-            raise ValueError(f"name must be letters, digits, '_', '.' or '-' (it names files), but got {value!r}")
-        return value
+        return check_name("name", value)  # the name is also a folder in the storage and leaderboard
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, but got {value!r}")
-        return value
+        return check_device_spec(value)
 
     @field_validator("space")
     @classmethod

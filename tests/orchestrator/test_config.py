@@ -205,8 +205,8 @@ def test_data_pruner_and_resources_checks(write):
     assert "tune.pruner.p_threshold: not an option of pruner 'median'" in error_of(path, "tune.pruner.p_threshold=0.2")
     assert "tune.resources.gpu: gpu above 1 must be a whole number" in error_of(path, "tune.resources.gpu=1.5")
     assert "tune.resources.cpu: Input should be greater than 0" in error_of(path, "tune.resources.cpu=0")
-    assert "name: name must be letters" in error_of(path, "name=../escape")
-    assert "device: device must be auto, cpu, cuda or cuda:N" in error_of(path, "device=gpu")
+    assert "name: name must be a non-empty name of letters" in error_of(path, "name=../escape")
+    assert "device: device must be one of auto, cpu, cuda or cuda:N" in error_of(path, "device=gpu")
     assert load_config(path, overrides=["device=cuda:1", "tune.resources.gpu=0.5"]).tune.resources.gpu == 0.5
     config = load_config(path)
     assert config.data.synthetic.speakers == 10  # filled in for dataset synthetic
