@@ -159,8 +159,7 @@ def run_experiment(
     started = time.perf_counter()
 
     write_status = functools.partial(write_trial_status, storage, experiment=config.name)  # picklable
-    pruner_options = config.tune.pruner.model_dump(exclude={"kind"}, exclude_none=True)
-    pruner, over = make_pruner(config.tune.pruner.kind, **pruner_options)
+    pruner, over = make_pruner(config.tune.pruner.kind, **config.tune.pruner.options)
     scheduler = None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over)
     progress = ExperimentProgress(
         console=console,

@@ -24,10 +24,11 @@ from orchestrator.config.experiment import ExperimentConfig
 from orchestrator.config.loading import RESUME_SAFE_FIELDS, config_fingerprint, dump_config, load_config
 from orchestrator.config.models import DataConfig, FoldsConfig, SyntheticOptions
 from orchestrator.config.space import DOMAIN_KINDS, SHORTHANDS, Domain, settings_for_trial, tune_param_space
-from orchestrator.config.tune import PRUNER_OPTIONS, PrunerConfig, ResourcesConfig, TuneConfig
+from orchestrator.config.tune import PRUNER_KINDS, PRUNER_OPTIONS, PrunerConfig, ResourcesConfig, TuneConfig
 
 __all__ = [
     "DOMAIN_KINDS",
+    "PRUNER_KINDS",
     "PRUNER_OPTIONS",
     "RESUME_SAFE_FIELDS",
     "SHORTHANDS",

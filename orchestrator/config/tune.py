@@ -12,7 +12,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, field_validator, mode
 from orchestrator.config.errors import raise_at
 from orchestrator.config.models import StrictModel, absolute_path
 
-__all__ = ["PRUNER_OPTIONS", "PrunerConfig", "ResourcesConfig", "TuneConfig"]
+__all__ = ["PRUNER_KINDS", "PRUNER_OPTIONS", "PrunerConfig", "ResourcesConfig", "TuneConfig"]
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -22,7 +22,12 @@ PRUNER_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "hyperband": {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3},
     "none": {},
 }
-"""Options of each pruner kind with their defaults (Optuna's), passed to the Optuna pruner."""
+"""Options of each pruner kind with their defaults (Optuna's), passed to the Optuna pruner.
+
+This table owns the pruner kinds: ``PrunerConfig`` and ``orchestrator.pruning.make_pruner``
+take the list of kinds from it."""
+
+PRUNER_KINDS: tuple[str, ...] = tuple(PRUNER_OPTIONS)
 
 
 class PrunerConfig(StrictModel):
@@ -31,7 +36,7 @@ class PrunerConfig(StrictModel):
     Only the options of the chosen ``kind`` may be given; the others stay None.
     """
 
-    kind: Literal["wilcoxon", "median", "hyperband", "none"] = "wilcoxon"
+    kind: Literal[PRUNER_KINDS] = "wilcoxon"  # (a tuple subscript is the same Literal as listed kinds)
     p_threshold: float | None = Field(None, gt=0, le=1, description="wilcoxon")
     n_startup_steps: int | None = Field(None, ge=0, description="wilcoxon: folds before any pruning")
     n_startup_trials: int | None = Field(None, ge=0, description="median")
@@ -46,7 +51,7 @@ class PrunerConfig(StrictModel):
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
-        kind = data.get("kind", "wilcoxon")
+        kind = data.get("kind", cls.model_fields["kind"].default)
         if kind not in PRUNER_OPTIONS:
             return data  # the Literal reports it
         own = PRUNER_OPTIONS[kind]
