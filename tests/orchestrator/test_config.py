@@ -120,6 +120,17 @@ def test_relative_paths_are_taken_from_the_working_directory(write, tmp_path, mo
     assert uri.tune.storage == "s3://bucket/runs"
 
 
+def test_fold_protocol_is_the_data_and_folds_sections(write):
+    config = load_config(write(), overrides=["folds.seed=7", "folds.valid_speakers=2", "data.improvised_only=true"])
+    protocol = config.fold_protocol()
+    assert (protocol.scheme, protocol.classes, dict(protocol.merges)) == (
+        "speaker-pairs",
+        ("neu", "hap", "sad", "ang"),
+        {"exc": "hap"},
+    )
+    assert (protocol.improvised_only, protocol.valid_speakers, protocol.seed) == (True, 2, 7)
+
+
 # ------------------------------------------------------------------------------ bad configs
 def test_unknown_key_names_its_path_and_the_known_ones(write):
     message = error_of(write(MINIMAL.replace("num_samples: 4", "num_sampels: 4")))
