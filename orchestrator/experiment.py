@@ -28,7 +28,7 @@ from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
 from trainers.features import extract_features
-from trainers.folds import FoldProtocol, make_folds
+from trainers.folds import make_folds
 from trainers.manifest import build_manifest, read_manifest, write_manifest
 
 
@@ -70,15 +70,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
                 result.problems,
             )
         scanned, manifest = result, result.frame
-    protocol = FoldProtocol(
-        scheme=config.folds.scheme,
-        classes=tuple(data.classes) if data.classes else None,
-        merges=dict(data.merges),
-        improvised_only=data.improvised_only,
-        valid_speakers=config.folds.valid_speakers,
-        seed=config.folds.seed,
-    )
-    folds = make_folds(manifest, protocol=protocol, folds=config.folds.use)
+    folds = make_folds(manifest, protocol=config.fold_protocol(), folds=config.folds.use)
     with folder_to_write(data_location) as folder:
         if scanned is not None:
             write_manifest(scanned, folder / MANIFEST_FILE)
@@ -159,8 +151,7 @@ def run_experiment(
     started = time.perf_counter()
 
     write_status = functools.partial(write_trial_status, storage, experiment=config.name)  # picklable
-    pruner_options = config.tune.pruner.model_dump(exclude={"kind"}, exclude_none=True)
-    pruner, over = make_pruner(config.tune.pruner.kind, **pruner_options)
+    pruner, over = make_pruner(config.tune.pruner.kind, **config.tune.pruner.options)
     scheduler = None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over)
     progress = ExperimentProgress(
         console=console,

@@ -18,12 +18,15 @@ A pruned trial ends like a stopped one; the driver recognises it by its unfinish
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from orchestrator.config.tune import PRUNER_KINDS
 
 PruneOver = Literal["folds", "epochs"]
 FOLD_REPORT = "fold"  # value of result["report"] for the per-fold summary a trial reports
@@ -127,16 +130,24 @@ class OptunaPruningScheduler(FIFOScheduler):
         return f"Optuna {type(self.pruner).__name__} over {self.over}: {len(self.pruned)} trial(s) pruned."
 
 
+def _wilcoxon(**options: Any) -> optuna.pruners.BasePruner:
+    with warnings.catch_warnings():  # "experimental since 3.6": stable enough, and documented
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.WilcoxonPruner(**options)
+
+
+_PRUNERS: Mapping[str, tuple[Callable[..., optuna.pruners.BasePruner] | None, PruneOver]] = {
+    "wilcoxon": (_wilcoxon, "folds"),
+    "median": (optuna.pruners.MedianPruner, "epochs"),
+    "hyperband": (optuna.pruners.HyperbandPruner, "epochs"),
+    "none": (None, "folds"),
+}
+"""The Optuna pruner of each of the config's ``PRUNER_KINDS`` and what it steps over."""
+
+
 def make_pruner(kind: str, **options: Any) -> tuple[optuna.pruners.BasePruner | None, PruneOver]:
     """The Optuna pruner for a config's ``tune.pruner.kind`` and what it steps over."""
-    if kind == "wilcoxon":
-        with warnings.catch_warnings():  # "experimental since 3.6": stable enough, and documented
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.pruners.WilcoxonPruner(**options), "folds"
-    if kind == "median":
-        return optuna.pruners.MedianPruner(**options), "epochs"
-    if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(**options), "epochs"
-    if kind == "none":
-        return None, "folds"
-    raise ValueError(f"pruner kind must be one of wilcoxon, median, hyperband, none, but got {kind!r}.")
+    if kind not in PRUNER_KINDS:
+        raise ValueError(f"pruner kind must be one of {', '.join(PRUNER_KINDS)}, but got {kind!r}.")
+    factory, over = _PRUNERS[kind]
+    return (None if factory is None else factory(**options)), over

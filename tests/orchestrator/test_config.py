@@ -120,6 +120,17 @@ def test_relative_paths_are_taken_from_the_working_directory(write, tmp_path, mo
     assert uri.tune.storage == "s3://bucket/runs"
 
 
+def test_fold_protocol_is_the_data_and_folds_sections(write):
+    config = load_config(write(), overrides=["folds.seed=7", "folds.valid_speakers=2", "data.improvised_only=true"])
+    protocol = config.fold_protocol()
+    assert (protocol.scheme, protocol.classes, dict(protocol.merges)) == (
+        "speaker-pairs",
+        ("neu", "hap", "sad", "ang"),
+        {"exc": "hap"},
+    )
+    assert (protocol.improvised_only, protocol.valid_speakers, protocol.seed) == (True, 2, 7)
+
+
 # ------------------------------------------------------------------------------ bad configs
 def test_unknown_key_names_its_path_and_the_known_ones(write):
     message = error_of(write(MINIMAL.replace("num_samples: 4", "num_sampels: 4")))
@@ -205,8 +216,8 @@ def test_data_pruner_and_resources_checks(write):
     assert "tune.pruner.p_threshold: not an option of pruner 'median'" in error_of(path, "tune.pruner.p_threshold=0.2")
     assert "tune.resources.gpu: gpu above 1 must be a whole number" in error_of(path, "tune.resources.gpu=1.5")
     assert "tune.resources.cpu: Input should be greater than 0" in error_of(path, "tune.resources.cpu=0")
-    assert "name: name must be letters" in error_of(path, "name=../escape")
-    assert "device: device must be auto, cpu, cuda or cuda:N" in error_of(path, "device=gpu")
+    assert "name: name must be a non-empty name of letters" in error_of(path, "name=../escape")
+    assert "device: device must be one of auto, cpu, cuda or cuda:N" in error_of(path, "device=gpu")
     assert load_config(path, overrides=["device=cuda:1", "tune.resources.gpu=0.5"]).tune.resources.gpu == 0.5
     config = load_config(path)
     assert config.data.synthetic.speakers == 10  # filled in for dataset synthetic

@@ -6,6 +6,7 @@ import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
+from orchestrator.config import PRUNER_KINDS, PrunerConfig
 from orchestrator.pruning import FOLD_REPORT, OptunaPruningScheduler, make_pruner
 
 
@@ -58,3 +59,8 @@ def test_make_pruner_names_the_kinds():
     assert make_pruner("wilcoxon")[1] == "folds" and make_pruner("median")[1] == "epochs"
     with pytest.raises(ValueError, match="wilcoxon, median, hyperband, none"):
         make_pruner("asha")
+
+
+def test_make_pruner_knows_every_kind_the_config_accepts():
+    for kind in PRUNER_KINDS:
+        make_pruner(kind, **PrunerConfig(kind=kind).options)

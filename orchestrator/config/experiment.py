@@ -1,0 +1,205 @@
+"""The experiment: one validated, frozen ``ExperimentConfig`` and the checks across its sections.
+
+Cross-section rules live here (a space value must make valid settings for the chosen searcher;
+a Wilcoxon pruner must be able to prune with the chosen folds); each section checks itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from orchestrator.config.errors import Issue, raise_at, short_repr, validation_message
+from orchestrator.config.models import DataConfig, FoldsConfig, StrictModel
+from orchestrator.config.space import (
+    SHORTHANDS,
+    Domain,
+    SpaceEntry,
+    build_settings,
+    dump_space_entry,
+    plain_value,
+    settings_path_error,
+    targets,
+)
+from orchestrator.config.tune import TuneConfig
+from orchestrator.names import NAME_RULE, check_name
+from trainers.device import DEVICE_SPEC_HELP, check_device_spec
+from trainers.settings import EvalSettings, SearchSettings
+
+if TYPE_CHECKING:
+    from trainers.folds import FoldProtocol  # imported when used: it pulls in pandas
+
+__all__ = ["ExperimentConfig"]
+
+_FOLDS_PER_SCHEME = {"speaker-pairs": 5}  # loso: as many as the corpus has sessions
+
+
+class ExperimentConfig(StrictModel):
+    """One experiment: see docs/config.md for every key."""
+
+    name: str = Field(description=f"experiment name, used in file names: {NAME_RULE}")
+    description: str = ""
+    device: str = Field("auto", description=DEVICE_SPEC_HELP)
+    data: DataConfig
+    folds: FoldsConfig
+    search: SearchSettings = SearchSettings()
+    eval: EvalSettings = EvalSettings()
+    space: dict[str, SpaceEntry] = Field(default_factory=dict)
+    tune: TuneConfig = TuneConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_storage(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("name"), str):
+            tune = data.get("tune", {})
+            if isinstance(tune, Mapping) and tune.get("storage") is None:
+                data = {**data, "tune": {**tune, "storage": "runs"}}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name("name", value)  # the name is also a folder in the storage and leaderboard
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device_spec(value)
+
+    @field_validator("space")
+    @classmethod
+    def _known_names(cls, space: dict[str, Any]) -> dict[str, Any]:
+        errors: list[Issue] = []
+        claimed: dict[str, str] = {}
+        for name, entry in space.items():
+            if name not in SHORTHANDS:
+                if not name.startswith(("search.", "eval.")):
+                    errors.append(
+                        (
+                            (name,),
+                            f"unknown parameter; expected one of: {', '.join(SHORTHANDS)}, "
+                            "or a dotted setting path starting with search. or eval.",
+                            dump_space_entry(entry),
+                        )
+                    )
+                    continue
+                reason = settings_path_error(name)
+                if reason:
+                    errors.append(((name,), reason, dump_space_entry(entry)))
+                    continue
+            for path in targets(name):
+                if path in claimed:
+                    errors.append(
+                        ((name,), f"sets {path}, which {claimed[path]} already sets", dump_space_entry(entry))
+                    )
+                claimed.setdefault(path, name)
+        raise_at(errors, "space")
+        return space
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ExperimentConfig:
+        errors: list[Issue] = []
+        base = {"search": self.search, "eval": self.eval}
+        fixed = {name: entry for name, entry in self.space.items() if not isinstance(entry, Domain)}
+        for name, value in fixed.items():
+            try:
+                build_settings(base, {name: value})
+            except ValidationError as error:
+                errors.append(
+                    (("space", name), f"makes invalid settings: {validation_message(error)}", plain_value(value))
+                )
+        if not errors:
+            try:
+                build_settings(base, fixed)
+            except ValidationError as error:
+                errors.append(
+                    (
+                        ("space",),
+                        f"the fixed values together make invalid settings: {validation_message(error)}",
+                        {n: plain_value(v) for n, v in fixed.items()},
+                    )
+                )
+        raise_at(errors, "ExperimentConfig")  # domains are probed on top of valid fixed values
+        for name, entry in self.space.items():
+            if not isinstance(entry, Domain):
+                continue
+            for value in entry.probe_values():
+                try:
+                    build_settings(base, {**fixed, name: value})
+                except ValidationError as error:
+                    errors.append(
+                        (
+                            ("space", name),
+                            f"{entry.kind} value {short_repr(plain_value(value))} makes "
+                            f"invalid settings: {validation_message(error)}",
+                            entry.to_yaml(),
+                        )
+                    )
+                    break
+            if entry.kind == "grid" and self.tune.searcher == "optuna-tpe":
+                errors.append(
+                    (
+                        ("space", name),
+                        "grid domains are not supported by searcher optuna-tpe; use "
+                        "searcher grid or random, or a choice domain",
+                        entry.to_yaml(),
+                    )
+                )
+            if entry.kind != "grid" and self.tune.searcher == "grid":
+                errors.append(
+                    (
+                        ("space", name),
+                        f"searcher grid needs every domain to be a grid (or a fixed value), but this is {entry.kind}",
+                        entry.to_yaml(),
+                    )
+                )
+        if self.tune.multi_objective and self.tune.searcher != "optuna-tpe":
+            errors.append(
+                (
+                    ("tune", "multi_objective"),
+                    f"multi_objective needs searcher optuna-tpe, but searcher is {self.tune.searcher!r}",
+                    True,
+                )
+            )
+        errors.extend(self._wilcoxon_reachable())
+        raise_at(errors, "ExperimentConfig")
+        return self
+
+    def _wilcoxon_reachable(self) -> list[Issue]:
+        """A Wilcoxon pruner over too few folds can never reach its p threshold: say so now."""
+        pruner = self.tune.pruner
+        n_folds = len(self.folds.use) if self.folds.use else _FOLDS_PER_SCHEME.get(self.folds.scheme)
+        if pruner.kind != "wilcoxon" or n_folds is None:
+            return []
+        # Before the last fold, at most n_folds - 1 paired differences exist, and the one-sided
+        # exact Wilcoxon test on n differences cannot go below 0.5 ** n.
+        steps = n_folds - 1
+        p_threshold, n_startup_steps = pruner.options["p_threshold"], pruner.options["n_startup_steps"]
+        if steps < max(2, n_startup_steps) or 0.5**steps >= p_threshold:
+            return [
+                (
+                    ("tune", "pruner"),
+                    f"wilcoxon cannot prune any trial before its last fold: with "
+                    f"{n_folds} folds it compares at most {steps} fold UA(s), but it needs at least "
+                    f"{max(2, n_startup_steps)} (2 and n_startup_steps) and the smallest possible p-value, "
+                    f"{0.5 ** max(steps, 0):g}, must be below p_threshold {p_threshold}; use more folds "
+                    "(folds.use), a higher p_threshold, or another pruner",
+                    pruner.model_dump(),
+                )
+            ]
+        return []
+
+    def fold_protocol(self) -> FoldProtocol:
+        """The ``FoldProtocol`` of this experiment (classes, merges, improvised-only, folds)."""
+        from trainers.folds import FoldProtocol
+
+        return FoldProtocol(
+            scheme=self.folds.scheme,
+            classes=self.data.classes,
+            merges=self.data.merges,
+            improvised_only=self.data.improvised_only,
+            valid_speakers=self.folds.valid_speakers,
+            seed=self.folds.seed,
+        )
