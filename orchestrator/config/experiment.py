@@ -201,5 +201,6 @@ class ExperimentConfig(StrictModel):
             merges=self.data.merges,
             improvised_only=self.data.improvised_only,
             valid_speakers=self.folds.valid_speakers,
+            arch_share=self.folds.arch_share,
             seed=self.folds.seed,
         )

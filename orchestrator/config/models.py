@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from orchestrator.config.errors import Issue, raise_at
 from trainers.corpora.scan import DEFAULT_MIN_DURATION_S
+from trainers.folds import FoldProtocol
 
 __all__ = ["DataConfig", "Dataset", "FoldsConfig", "StrictModel", "SyntheticOptions", "absolute_path"]
 
@@ -137,8 +138,16 @@ class FoldsConfig(StrictModel):
     use: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
         None, min_length=1, description="fold numbers; None: all"
     )
-    valid_speakers: int = Field(1, ge=1, description="validation speakers per fold, from its training side")
-    seed: int = Field(0, description="seed of the validation speaker choice")
+    valid_speakers: int = Field(
+        FoldProtocol.valid_speakers, ge=1, description="validation speakers per fold, from its non-test speakers"
+    )
+    arch_share: float = Field(
+        FoldProtocol.arch_share,
+        gt=0,
+        lt=1,
+        description="share of the training speakers whose utterances train the alphas in the search (by speaker)",
+    )
+    seed: int = Field(FoldProtocol.seed, description="seed of the speaker roles (validation, weights, alphas)")
 
     @field_validator("use")
     @classmethod
