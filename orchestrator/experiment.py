@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.config import ExperimentConfig, dump_config
+from orchestrator.selection import OBJECTIVE
 from orchestrator.storage import (
     CONFIG_FILE,
     FOLDS_FILE,
@@ -115,8 +116,8 @@ def _searcher(config: ExperimentConfig):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if config.tune.searcher == "optuna-tpe":
         if config.tune.multi_objective:
-            return OptunaSearch(metric=["mean_ua", "params"], mode=["max", "min"], seed=config.tune.seed)
-        return OptunaSearch(metric="mean_ua", mode="max", seed=config.tune.seed)
+            return OptunaSearch(metric=[OBJECTIVE, "params"], mode=["max", "min"], seed=config.tune.seed)
+        return OptunaSearch(metric=OBJECTIVE, mode="max", seed=config.tune.seed)
     # (Tune ignores max_concurrent_trials for variant generators: they take it themselves.)
     return BasicVariantGenerator(random_state=config.tune.seed, max_concurrent=config.tune.max_concurrent)
 
@@ -181,7 +182,7 @@ def run_experiment(
             trainable,
             param_space=tune_param_space(config),
             tune_config=tune.TuneConfig(
-                metric=None if multi else "mean_ua",
+                metric=None if multi else OBJECTIVE,
                 mode=None if multi else "max",
                 num_samples=config.tune.num_samples,
                 max_concurrent_trials=config.tune.max_concurrent if config.tune.searcher == "optuna-tpe" else None,

@@ -6,7 +6,7 @@ trial, reports the chosen intermediate value at the chosen step, and returns ``S
 pruner says so. Two ways to step:
 
 - ``over="folds"`` (default for k-fold runs, with ``WilcoxonPruner``): one value per finished
-  fold (its test UA), the step being the fold number, so trials are compared fold by fold,
+  fold (its *validation* UA; test UA never reaches a pruner), the step being the fold number, so trials are compared fold by fold,
   as the Wilcoxon signed-rank test over paired folds expects.
 - ``over="epochs"`` (``MedianPruner``, ``HyperbandPruner``): the validation UA after every
   epoch, the step being the trial's epoch counter across its folds.
@@ -27,6 +27,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator.config.tune import PRUNER_KINDS
+from orchestrator.selection import EPOCH_OBJECTIVE, FOLD_OBJECTIVE, OBJECTIVE
 
 PruneOver = Literal["folds", "epochs"]
 FOLD_REPORT = "fold"  # value of result["report"] for the per-fold summary a trial reports
@@ -48,9 +49,9 @@ class OptunaPruningScheduler(FIFOScheduler):
         *,
         pruner: optuna.pruners.BasePruner,
         over: PruneOver,
-        fold_metric: str = "fold_ua",
-        epoch_metric: str = "valid_ua",
-        final_metric: str = "mean_ua",
+        fold_metric: str = FOLD_OBJECTIVE,
+        epoch_metric: str = EPOCH_OBJECTIVE,
+        final_metric: str = OBJECTIVE,
     ) -> None:
         super().__init__()
         if over not in ("folds", "epochs"):

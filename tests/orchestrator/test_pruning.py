@@ -8,14 +8,24 @@ from ray.tune.schedulers import TrialScheduler
 
 from orchestrator.config import PRUNER_KINDS, PrunerConfig
 from orchestrator.pruning import FOLD_REPORT, OptunaPruningScheduler, make_pruner
+from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 
 
 def trial(trial_id: str):
     return SimpleNamespace(trial_id=trial_id)
 
 
-def fold_result(fold: int, ua: float, mean: float) -> dict:
-    return {"report": FOLD_REPORT, "fold": fold, "fold_ua": ua, "mean_ua": mean}
+def fold_result(fold: int, ua: float, mean: float, *, test_ua: float | None = None) -> dict:
+    """A trial's fold summary: validation UA ``ua`` (what selects), test UA beside it."""
+    test = ua if test_ua is None else test_ua
+    return {
+        "report": FOLD_REPORT,
+        "fold": fold,
+        FOLD_OBJECTIVE: ua,
+        OBJECTIVE: mean,
+        FOLD_TEST_UA: test,
+        MEAN_TEST_UA: test,
+    }
 
 
 def test_wilcoxon_stops_a_trial_clearly_worse_than_the_best_across_folds():
@@ -24,7 +34,7 @@ def test_wilcoxon_stops_a_trial_clearly_worse_than_the_best_across_folds():
     scheduler.on_trial_add(None, good)
     for fold, ua in enumerate([0.60, 0.62, 0.58, 0.65, 0.61], start=1):
         assert scheduler.on_trial_result(None, good, fold_result(fold, ua, ua)) == TrialScheduler.CONTINUE
-    scheduler.on_trial_complete(None, good, {"mean_ua": 0.612})
+    scheduler.on_trial_complete(None, good, {OBJECTIVE: 0.612})
     scheduler.on_trial_add(None, bad)
     decisions = [
         scheduler.on_trial_result(None, bad, fold_result(fold, ua, ua))
@@ -49,7 +59,7 @@ def test_median_pruner_stops_the_worse_trial_at_the_same_epoch():
     scheduler.on_trial_add(None, trial("a"))
     for ua in (0.4, 0.5, 0.6):
         scheduler.on_trial_result(None, trial("a"), {"report": "epoch", "valid_ua": ua})
-    scheduler.on_trial_complete(None, trial("a"), {"mean_ua": 0.6})
+    scheduler.on_trial_complete(None, trial("a"), {OBJECTIVE: 0.6})
     scheduler.on_trial_add(None, trial("b"))
     assert scheduler.on_trial_result(None, trial("b"), {"report": "epoch", "valid_ua": 0.25}) == TrialScheduler.STOP
 
@@ -64,3 +74,32 @@ def test_make_pruner_names_the_kinds():
 def test_make_pruner_knows_every_kind_the_config_accepts():
     for kind in PRUNER_KINDS:
         make_pruner(kind, **PrunerConfig(kind=kind).options)
+
+
+@pytest.mark.parametrize("over", ["folds", "epochs"])
+def test_test_ua_never_changes_a_pruning_decision(over):
+    """Validation says 'bad' is worse on every fold; test says the reverse. The decisions are the
+    same as with honest test values, and follow validation."""
+
+    def decisions(test_of) -> list[str]:
+        pruner = optuna.pruners.WilcoxonPruner(p_threshold=0.1) if over == "folds" else None
+        pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+        scheduler = OptunaPruningScheduler(pruner=pruner, over=over)
+        out = []
+        for name, uas in (("good", [0.60, 0.62, 0.58, 0.65, 0.61]), ("bad", [0.30, 0.31, 0.29, 0.33, 0.32])):
+            scheduler.on_trial_add(None, trial(name))
+            for fold, ua in enumerate(uas, start=1):
+                epoch = {"report": "epoch", "fold": fold, "valid_ua": ua, "test_ua": test_of(ua)}
+                fold_summary = fold_result(fold, ua, ua, test_ua=test_of(ua))
+                for result in (epoch, fold_summary):
+                    decision = scheduler.on_trial_result(None, trial(name), result)
+                    out.append(decision)
+                    if decision == TrialScheduler.STOP:
+                        return out
+            scheduler.on_trial_complete(None, trial(name), {OBJECTIVE: sum(uas) / 5, MEAN_TEST_UA: test_of(0.5)})
+        return out
+
+    honest = decisions(lambda ua: ua)
+    reversed_ = decisions(lambda ua: 1.0 - ua)  # test order is the reverse of validation order
+    assert honest == reversed_
+    assert honest[-1] == TrialScheduler.STOP  # and validation pruned the trial that test would have favoured
