@@ -217,26 +217,20 @@ def connect(
     con = duckdb.connect(str(database))
     try:
         con.execute("SET TimeZone = 'UTC'")
-        _create_source(
-            con,
-            "fold_rows",
-            scan.parts,
-            SCHEMA,
-            location=location,
-            uniform=scan.parts_uniform,
-            materialize=materialize,
-            snapshots=scan.snapshots,
-        )
-        _create_source(
-            con,
-            "trials",
-            scan.trial_files,
-            TRIAL_SCHEMA,
-            location=location,
-            uniform=scan.trials_uniform,
-            materialize=materialize,
-            snapshots=scan.trial_snapshots,
-        )
+        for name, files, schema, uniform, snapshots in (
+            ("fold_rows", scan.parts, SCHEMA, scan.parts_uniform, scan.snapshots),
+            ("trials", scan.trial_files, TRIAL_SCHEMA, scan.trials_uniform, scan.trial_snapshots),
+        ):
+            _create_source(
+                con,
+                name,
+                files,
+                schema,
+                location=location,
+                uniform=uniform,
+                materialize=materialize,
+                snapshots=snapshots,
+            )
         con.execute(_RUNS_SQL)
         for by, view in SUMMARY_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
