@@ -17,7 +17,10 @@ rankings). This package re-exports their public names.
 from __future__ import annotations
 
 from orchestrator.leaderboard.parts import (
+    CACHE_DIR,
+    LEADERBOARD_DIR,
     SNAPSHOT_DIR,
+    TRIALS_DIR,
     LeaderboardWriteError,
     list_experiments,
     part_path,
@@ -35,11 +38,13 @@ from orchestrator.leaderboard.schema import (
     TRIAL_STATUSES,
     FoldRow,
 )
-from orchestrator.leaderboard.snapshots import Compaction, compact
+from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, Compaction, compact
+from orchestrator.leaderboard.sources import SOURCE_COLUMN
 from orchestrator.leaderboard.views import (
     AUTO_COMPACT_FILES,
     SUMMARY_VIEWS,
     Leaderboard,
+    Summary,
     connect,
     summary_sql,
     top_genotypes,
@@ -54,6 +59,11 @@ __all__ = [
     "FOLD_STATUSES",
     "TRIAL_STATUSES",
     "AUTO_COMPACT_FILES",
+    "CACHE_DIR",
+    "LEADERBOARD_DIR",
+    "SNAPSHOT_GRACE_SECONDS",
+    "SOURCE_COLUMN",
+    "TRIALS_DIR",
     "Compaction",
     "DamagedFile",
     "FoldRow",
@@ -64,6 +74,7 @@ __all__ = [
     "Snapshot",
     "StorageLocation",
     "SUMMARY_VIEWS",
+    "Summary",
     "compact",
     "connect",
     "list_experiments",
