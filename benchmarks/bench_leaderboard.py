@@ -38,11 +38,33 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.leaderboard import SCHEMA, compact, connect
+from orchestrator.leaderboard import SCHEMA, FoldRow, compact, connect
+from orchestrator.leaderboard.validation import validate_fold_row
 
 TOP = 20
 EXPERIMENT = "bench"
 N_FOLDS = 5
+CONSTANT = {  # the columns every generated row shares
+    "experiment": EXPERIMENT,
+    "n_folds": N_FOLDS,
+    "attempt": 0,
+    "nodes": 4,
+    "init_channels": 8,
+    "lstm_hidden": 128,
+    "darts_order": "first",
+    "pc_k": 1,
+    "weights_lr": 0.025,
+    "search_epochs": 50,
+    "eval_epochs": 50,
+    "dataset": "iemocap",
+    "feature_preset": "paper-mfcc",
+    "fold_scheme": "speaker-pairs",
+    "classes": ["ang", "hap", "neu", "sad"],
+    "confusion": [[40, 3, 5, 2], [4, 30, 6, 1], [2, 3, 60, 5], [1, 2, 4, 20]],
+    "test_utterances": 188,
+    "search_epochs_run": 50,
+    "device": "cuda:0",
+}
 PANDAS_COLUMNS = [
     "experiment",
     "trial_id",
@@ -107,48 +129,33 @@ def generate(root: Path, *, rows: int, files: int, genotypes: int, seed: int = 0
         ]
     )
     ua = np.clip(0.45 + 0.2 * rng.random(rows) + 0.05 * (genotype_index % 7) / 7, 0, 1)
-    now = pd.Timestamp.now(tz="UTC")
-    columns = {
-        "schema_version": pa.array(np.ones(rows, "int32")),
-        "experiment": pa.array([EXPERIMENT] * rows),
+    varying = {  # drawn per row; every other column is CONSTANT
         "trial_id": trial_ids.take(pa.array(trial)),
         "fold": pa.array(fold),
-        "n_folds": pa.array(np.full(rows, N_FOLDS, "int32")),
-        "attempt": pa.array(np.zeros(rows, "int32")),
         "status": pa.array(np.where(rng.random(rows) < 0.02, "failed", "completed").tolist()),
-        "written_at": pa.array(np.full(rows, now.value // 1000), pa.timestamp("us", tz="UTC")),
         "node_id": pa.array(["node-" + str(i % 4) for i in range(rows)]),
         "hostname": pa.array(["worker-" + str(i % 4) for i in range(rows)]),
         "seed": pa.array(seeds[trial]),
         "params_json": params_json.take(pa.array(trial)),
         "layers": pa.array(layers[trial]),
-        "nodes": pa.array(np.full(rows, 4, "int32")),
-        "init_channels": pa.array(np.full(rows, 8, "int32")),
-        "lstm_hidden": pa.array(np.full(rows, 128, "int32")),
-        "darts_order": pa.array(["first"] * rows),
-        "pc_k": pa.array(np.ones(rows, "int32")),
-        "weights_lr": pa.array(np.full(rows, 0.025)),
-        "search_epochs": pa.array(np.full(rows, 50, "int32")),
-        "eval_epochs": pa.array(np.full(rows, 50, "int32")),
-        "dataset": pa.array(["iemocap"] * rows),
-        "feature_preset": pa.array(["paper-mfcc"] * rows),
-        "fold_scheme": pa.array(["speaker-pairs"] * rows),
-        "classes": pa.array(['["ang","hap","neu","sad"]'] * rows),
         "genotype": pa.array(pool).take(pa.array(genotype_index)),
         "genotype_hash": hashes.take(pa.array(genotype_index)),
         "ua": pa.array(ua),
         "wa": pa.array(np.clip(ua + 0.03, 0, 1)),
         "macro_f1": pa.array(np.clip(ua - 0.02, 0, 1)),
-        "confusion": pa.array(["[[40,3,5,2],[4,30,6,1],[2,3,60,5],[1,2,4,20]]"] * rows),
-        "test_utterances": pa.array(np.full(rows, 188, "int32")),
         "valid_ua": pa.array(np.clip(ua + 0.01, 0, 1)),
         "best_epoch": pa.array(rng.integers(1, 51, rows).astype("int32")),
         "params": pa.array(rng.integers(50_000, 3_000_000, rows)),
         "search_seconds": pa.array(rng.random(rows) * 600),
         "eval_seconds": pa.array(rng.random(rows) * 300),
-        "search_epochs_run": pa.array(np.full(rows, 50, "int32")),
-        "device": pa.array(["cuda:0"] * rows),
-        "error": pa.nulls(rows, pa.string()),
+    }
+    first = {name: values[0].as_py() for name, values in varying.items() if name != "status"}
+    template = validate_fold_row(FoldRow.finished(**CONSTANT, **first))  # as stored, written_at stamped now
+    columns = {
+        column.name: varying[column.name]
+        if column.name in varying
+        else pa.repeat(pa.scalar(template[column.name], column.type), rows)
+        for column in SCHEMA
     }
     table = pa.table(columns, schema=SCHEMA)
     per_file = -(-rows // files)

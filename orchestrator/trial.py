@@ -24,8 +24,10 @@ import pandas as pd
 import torch
 
 from orchestrator.config import ExperimentConfig, settings_for_trial
-from orchestrator.leaderboard import write_fold_row
+from orchestrator.leaderboard import FoldRow, write_fold_row
 from orchestrator.pruning import FOLD_REPORT
+from search_space.architecture import architecture_key, parse_architecture
+from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
 from trainers.device import resolve_device
 from trainers.features import extract_features
@@ -51,6 +53,11 @@ def _canonical_params(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+def _genotype_hash(result: FoldResult) -> str:
+    """The leaderboard's ``genotype_hash`` of a finished fold: its genotype's hash or model name."""
+    return result.genotype_hash or architecture_key(parse_architecture(result.architecture))
+
+
 def _fold_row(
     inputs: TrialInputs,
     *,
@@ -63,16 +70,15 @@ def _fold_row(
     result: FoldResult | None,
     error: str | None,
     node_id: str,
-) -> dict[str, Any]:
+) -> FoldRow:
     experiment = inputs.experiment
     shape = evaluation.shape
-    row = {
+    facts = {
         "experiment": experiment.name,
         "trial_id": trial_id,
         "fold": fold,
         "n_folds": int(inputs.folds["fold"].nunique()),
         "attempt": attempt,
-        "status": "completed" if error is None else "failed",
         "node_id": node_id,
         "hostname": socket.gethostname(),
         "seed": evaluation.seed,
@@ -90,44 +96,29 @@ def _fold_row(
         "feature_preset": experiment.data.preset,
         "fold_scheme": experiment.folds.scheme,
         "classes": json.dumps(list(inputs.classes)),
-        "error": error,
     }
+    if error is not None:
+        return FoldRow.failed(error=error, **facts)
     if result is None:
-        return {
-            **row,
-            "genotype": None,
-            "genotype_hash": None,
-            "ua": None,
-            "wa": None,
-            "macro_f1": None,
-            "confusion": None,
-            "test_utterances": None,
-            "valid_ua": None,
-            "best_epoch": None,
-            "params": None,
-            "search_seconds": None,
-            "eval_seconds": None,
-            "search_epochs_run": None,
-            "device": None,
-        }
-    is_genotype = result.architecture.startswith("{")
-    return {
-        **row,
-        "genotype": result.architecture if is_genotype else None,
-        "genotype_hash": result.genotype_hash or result.architecture,
-        "ua": result.ua,
-        "wa": result.wa,
-        "macro_f1": result.macro_f1,
-        "confusion": json.dumps(result.confusion),
-        "test_utterances": result.test_utterances,
-        "valid_ua": result.valid_ua,
-        "best_epoch": result.best_epoch,
-        "params": result.params,
-        "search_seconds": result.search_seconds,
-        "eval_seconds": result.eval_seconds,
-        "search_epochs_run": result.search_epochs_run,
-        "device": result.device,
-    }
+        raise ValueError(f"fold {fold} of trial {trial_id} has neither a result nor an error.")
+    architecture = parse_architecture(result.architecture)
+    return FoldRow.finished(
+        **facts,
+        genotype=result.architecture if isinstance(architecture, Genotype) else None,
+        genotype_hash=_genotype_hash(result),
+        ua=result.ua,
+        wa=result.wa,
+        macro_f1=result.macro_f1,
+        confusion=json.dumps(result.confusion),
+        test_utterances=result.test_utterances,
+        valid_ua=result.valid_ua,
+        best_epoch=result.best_epoch,
+        params=result.params,
+        search_seconds=result.search_seconds,
+        eval_seconds=result.eval_seconds,
+        search_epochs_run=result.search_epochs_run,
+        device=result.device,
+    )
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +232,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     "fold_ua": result.ua,
                     "fold_wa": result.wa,
                     "fold_macro_f1": result.macro_f1,
-                    "genotype_hash": result.genotype_hash or result.architecture,
+                    "genotype_hash": _genotype_hash(result),
                     "params": result.params,
                     "folds_done": len(state["done"]),
                     "mean_ua": mean_done(),

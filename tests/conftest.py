@@ -180,49 +180,51 @@ def make_fold_data(
 
 
 def make_leaderboard_row(**overrides) -> dict:
-    """A valid completed leaderboard fold row (every column of the schema); ``overrides`` replace columns."""
-    row = {
-        "experiment": "exp",
-        "trial_id": "t1",
-        "fold": 1,
-        "n_folds": 3,
-        "attempt": 0,
-        "status": "completed",
-        "node_id": "node-a",
-        "hostname": "host-a",
-        "seed": 0,
-        "params_json": {"layers": 4, "seed": 0},
-        "layers": 4,
-        "nodes": 4,
-        "init_channels": 8,
-        "lstm_hidden": 64,
-        "darts_order": "first",
-        "pc_k": 1,
-        "weights_lr": 0.025,
-        "search_epochs": 10,
-        "eval_epochs": 20,
-        "dataset": "synthetic",
-        "feature_preset": "paper-mfcc",
-        "fold_scheme": "loso",
-        "classes": ["ang", "hap", "neu", "sad"],
-        "genotype": None,
-        "genotype_hash": "baseline",
-        "ua": 0.5,
-        "wa": 0.55,
-        "macro_f1": 0.45,
-        "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [1, 0, 6, 0], [0, 0, 1, 5]],
-        "test_utterances": 25,
-        "valid_ua": 0.52,
-        "best_epoch": 7,
-        "params": 12345,
-        "search_seconds": 10.0,
-        "eval_seconds": 5.0,
-        "search_epochs_run": 10,
-        "device": "cpu",
-        "error": None,
-    }
-    row.update(overrides)
-    return row
+    """A valid completed leaderboard fold row (every column of the schema) as a mapping.
+
+    ``overrides`` replace columns, or add unknown ones, so that tests can also write bad rows.
+    """
+    from orchestrator.leaderboard import FoldRow  # here, so that tests of the lower layers never import it
+
+    row = FoldRow.finished(
+        experiment="exp",
+        trial_id="t1",
+        fold=1,
+        n_folds=3,
+        attempt=0,
+        node_id="node-a",
+        hostname="host-a",
+        seed=0,
+        params_json={"layers": 4, "seed": 0},
+        layers=4,
+        nodes=4,
+        init_channels=8,
+        lstm_hidden=64,
+        darts_order="first",
+        pc_k=1,
+        weights_lr=0.025,
+        search_epochs=10,
+        eval_epochs=20,
+        dataset="synthetic",
+        feature_preset="paper-mfcc",
+        fold_scheme="loso",
+        classes=["ang", "hap", "neu", "sad"],
+        genotype=None,
+        genotype_hash="baseline",
+        ua=0.5,
+        wa=0.55,
+        macro_f1=0.45,
+        confusion=[[5, 1, 0, 0], [0, 4, 1, 1], [1, 0, 6, 0], [0, 0, 1, 5]],
+        test_utterances=25,
+        valid_ua=0.52,
+        best_epoch=7,
+        params=12345,
+        search_seconds=10.0,
+        eval_seconds=5.0,
+        search_epochs_run=10,
+        device="cpu",
+    )
+    return {**row.to_dict(), **overrides}
 
 
 def write_experiment_config(

@@ -100,7 +100,7 @@ def test_read_only_storage_warns_and_still_answers(tmp_path: Path, monkeypatch) 
     def refuse(*args, **kwargs):
         raise leaderboard.LeaderboardWriteError(30, "read-only file system")
 
-    monkeypatch.setattr(leaderboard, "_put", refuse)
+    monkeypatch.setattr(leaderboard.snapshots, "write_parquet", refuse)
     with pytest.warns(RuntimeWarning, match="could not compact"):
         with connect(tmp_path, compact_at=1) as board:
             assert len(board.sql(ROWS_SQL)) == 6

@@ -1,0 +1,89 @@
+"""The leaderboard: one immutable Parquet part file per (trial, fold, attempt), read with DuckDB.
+
+Layout under a storage root (a local path or a URI that ``pyarrow.fs`` understands)::
+
+    <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>-attempt=<a>.parquet   one fold row
+    <storage>/trials/<experiment>/<trial_id>.parquet                             trial status
+    <storage>/.leaderboard-cache/footers.parquet                                 footer-check cache
+    <storage>/.leaderboard-cache/snapshots/<kind>/<experiment>/<seq>-<id>.parquet compacted rows (a cache)
+
+One module per concept: ``schema`` (the typed ``FoldRow``, columns, version), ``validation``
+(checking rows), ``parts`` (file locations, atomic writes), ``footers`` (the footer-check
+cache), ``scan`` (listing good and damaged files), ``sources`` (rows of files as a DuckDB
+query, local or object store), ``snapshots`` (compaction) and ``views`` (``connect``, the
+rankings). This package re-exports their public names.
+"""
+
+from __future__ import annotations
+
+from orchestrator.leaderboard.parts import (
+    CACHE_DIR,
+    LEADERBOARD_DIR,
+    SNAPSHOT_DIR,
+    TRIALS_DIR,
+    LeaderboardWriteError,
+    list_experiments,
+    part_path,
+    trial_status_path,
+    write_fold_row,
+    write_trial_status,
+)
+from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_parts
+from orchestrator.leaderboard.schema import (
+    COLUMN_DOCS,
+    FOLD_STATUSES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    TRIAL_SCHEMA,
+    TRIAL_STATUSES,
+    FoldRow,
+)
+from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, Compaction, compact
+from orchestrator.leaderboard.sources import SOURCE_COLUMN
+from orchestrator.leaderboard.views import (
+    AUTO_COMPACT_FILES,
+    SUMMARY_VIEWS,
+    Leaderboard,
+    Summary,
+    connect,
+    summary_sql,
+    top_genotypes,
+)
+from orchestrator.storage import StorageLocation, resolve_storage
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TRIAL_SCHEMA",
+    "COLUMN_DOCS",
+    "FOLD_STATUSES",
+    "TRIAL_STATUSES",
+    "AUTO_COMPACT_FILES",
+    "CACHE_DIR",
+    "LEADERBOARD_DIR",
+    "SNAPSHOT_GRACE_SECONDS",
+    "SOURCE_COLUMN",
+    "TRIALS_DIR",
+    "Compaction",
+    "DamagedFile",
+    "FoldRow",
+    "Leaderboard",
+    "LeaderboardWriteError",
+    "PartScan",
+    "SNAPSHOT_DIR",
+    "Snapshot",
+    "StorageLocation",
+    "SUMMARY_VIEWS",
+    "Summary",
+    "compact",
+    "connect",
+    "list_experiments",
+    "part_path",
+    "resolve_storage",
+    "scan_parts",
+    "summary_sql",
+    "top_genotypes",
+    "trial_status_path",
+    "write_fold_row",
+    "write_trial_status",
+]

@@ -1,0 +1,179 @@
+"""The leaderboard's columns: the typed fold row, the trial status columns, the schema version.
+
+``FoldRow`` is the one statement of the fold-row schema: each field is a column, in file
+order, and carries its Arrow type, whether it may be null and what it means. ``SCHEMA``,
+``COLUMN_DOCS`` and the table in docs/leaderboard.md (checked by a test) all follow from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+
+__all__ = [
+    "COLUMN_DOCS",
+    "FOLD_COLUMNS",
+    "FOLD_STATUSES",
+    "RESULT_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TRIAL_COLUMNS",
+    "TRIAL_SCHEMA",
+    "TRIAL_STATUSES",
+    "Column",
+    "FoldRow",
+]
+
+SCHEMA_VERSION = 1
+FOLD_STATUSES = ("completed", "failed")
+TRIAL_STATUSES = ("running", "completed", "pruned", "failed", "terminated")
+METADATA_KEY = b"sernas.leaderboard.schema_version"
+
+
+class Column(NamedTuple):
+    name: str
+    type: pa.DataType
+    required: bool  # never null
+    doc: str
+
+
+def _column(kind: pa.DataType, doc: str, *, required: bool = False, result: bool = False, **options: Any) -> Any:
+    """A ``FoldRow`` field that is also a column; ``result`` marks what only a finished fold has."""
+    return field(metadata={"type": kind, "required": required, "result": result, "doc": doc}, **options)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoldRow:
+    """One leaderboard row per (trial, fold, attempt): the fields are the columns, in file order.
+
+    Build one with ``finished`` or ``failed``. Values are checked when the row is written
+    (``write_fold_row``), which names the column of a bad value. JSON columns take JSON text
+    or the Python value; ``written_at`` left None is the time of writing.
+    """
+
+    schema_version: int = _column(
+        pa.int32(), "version of this schema the row was written with (1)", required=True, default=SCHEMA_VERSION
+    )
+    experiment: str = _column(pa.string(), "experiment name", required=True)
+    trial_id: str = _column(pa.string(), "Ray Tune trial id: one point of the search space", required=True)
+    fold: int = _column(pa.int32(), "speaker-independent fold, numbered from 1", required=True)
+    n_folds: int = _column(
+        pa.int32(), "number of folds the experiment runs (a genotype covering that many is complete)", required=True
+    )
+    attempt: int = _column(
+        pa.int32(), "attempt of this (trial, fold), from 0; a rerun writes a new attempt", required=True
+    )
+    status: str = _column(
+        pa.string(), "`completed` or `failed` as written; `runs` reports `pruned` from the trial status", required=True
+    )
+    written_at: datetime | None = _column(
+        pa.timestamp("us", tz="UTC"), "when the row was written (UTC, microseconds)", required=True, default=None
+    )
+    node_id: str = _column(pa.string(), "Ray node id (`local` outside Ray)", required=True)
+    hostname: str = _column(pa.string(), "host that ran the fold", required=True)
+    seed: int = _column(pa.int64(), "the trial's random seed", required=True)
+    params_json: str | Mapping[str, Any] = _column(
+        pa.string(), "the trial's sampled parameters, canonical JSON object (seed under the key `seed`)", required=True
+    )
+    layers: int | None = _column(pa.int32(), "cells in the network")
+    nodes: int | None = _column(pa.int32(), "intermediate nodes per cell")
+    init_channels: int | None = _column(pa.int32(), "channels of the first cell")
+    lstm_hidden: int | None = _column(pa.int32(), "LSTM hidden units")
+    darts_order: str | None = _column(pa.string(), "DARTS approximation: `first` or `second` order")
+    pc_k: int | None = _column(pa.int32(), "PC-DARTS partial-channel factor K (1 = all channels)")
+    weights_lr: float | None = _column(pa.float64(), "learning rate of the network weights")
+    search_epochs: int | None = _column(pa.int32(), "configured search epochs")
+    eval_epochs: int | None = _column(pa.int32(), "configured evaluation epochs")
+    dataset: str = _column(pa.string(), "corpus: `iemocap`, `msp-improv`, `synthetic`, ...", required=True)
+    feature_preset: str = _column(pa.string(), "feature preset, e.g. `paper-mfcc`", required=True)
+    fold_scheme: str = _column(pa.string(), "`loso` or `speaker-pairs`", required=True)
+    classes: str | Sequence[str] = _column(pa.string(), "JSON list of class names in label-index order", required=True)
+    genotype: str | Mapping[str, Any] | None = _column(
+        pa.string(), "canonical Genotype JSON; null for baseline models and failed rows", result=True
+    )
+    genotype_hash: str | None = _column(
+        pa.string(),
+        "12-hex hash of the genotype JSON, or a model name (`baseline`); required when completed",
+        result=True,
+    )
+    ua: float | None = _column(
+        pa.float64(), "test unweighted accuracy (mean per-class recall), fraction; required when completed", result=True
+    )
+    wa: float | None = _column(
+        pa.float64(), "test weighted accuracy (plain accuracy), fraction; required when completed", result=True
+    )
+    macro_f1: float | None = _column(
+        pa.float64(), "test macro-averaged F1, fraction; required when completed", result=True
+    )
+    confusion: str | Sequence[Sequence[int]] | None = _column(
+        pa.string(), "JSON test confusion matrix, rows = true class, columns = predicted, counts", result=True
+    )
+    test_utterances: int | None = _column(pa.int32(), "test utterances evaluated (each exactly once)", result=True)
+    valid_ua: float | None = _column(
+        pa.float64(), "UA on the validation speakers at the selected epoch, fraction", result=True
+    )
+    best_epoch: int | None = _column(pa.int32(), "evaluation epoch selected on the validation speakers", result=True)
+    params: int | None = _column(pa.int64(), "trainable parameters of the evaluated network (count)", result=True)
+    search_seconds: float | None = _column(
+        pa.float64(), "wall-clock seconds of the DARTS search (0 without one)", result=True
+    )
+    eval_seconds: float | None = _column(pa.float64(), "wall-clock seconds of the evaluation training", result=True)
+    search_epochs_run: int | None = _column(
+        pa.int32(), "search epochs actually run (fewer if stopped early)", result=True
+    )
+    device: str | None = _column(pa.string(), "torch device the fold ran on: `cpu`, `cuda:0`, ...", result=True)
+    error: str | None = _column(pa.string(), "error message; null unless `status = failed`")
+
+    @classmethod
+    def finished(cls, **columns: Any) -> FoldRow:
+        """A completed fold: every column but ``status`` and ``error`` (which is None)."""
+        return cls(status="completed", error=None, **columns)
+
+    @classmethod
+    def failed(cls, *, error: str, **columns: Any) -> FoldRow:
+        """A failed fold: the result columns are None, so only the trial's facts are given."""
+        return cls(status="failed", error=error, **dict.fromkeys(RESULT_COLUMNS), **columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Column -> value, without ``written_at`` while it is None (the writer stamps it)."""
+        row = {name: getattr(self, name) for name in SCHEMA.names}
+        if row["written_at"] is None:
+            del row["written_at"]
+        return row
+
+
+FOLD_COLUMNS = tuple(
+    Column(f.name, f.metadata["type"], f.metadata["required"], f.metadata["doc"]) for f in dataclasses.fields(FoldRow)
+)
+RESULT_COLUMNS = tuple(f.name for f in dataclasses.fields(FoldRow) if f.metadata["result"])
+"""What only a finished fold has: None in a failed row."""
+TRIAL_COLUMNS = (
+    Column("schema_version", pa.int32(), True, "version of this schema (1)"),
+    Column("experiment", pa.string(), True, "experiment name"),
+    Column("trial_id", pa.string(), True, "Ray Tune trial id"),
+    Column("status", pa.string(), True, "`running`, `completed`, `pruned`, `failed` or `terminated`"),
+    Column("step", pa.int64(), True, "last step the trial reported (the pruner's step when pruned)"),
+    Column("reason", pa.string(), False, "why the trial was pruned, failed or terminated"),
+    Column("params_json", pa.string(), False, "the trial's sampled parameters, canonical JSON object"),
+    Column("updated_at", pa.timestamp("us", tz="UTC"), True, "when this status was written (UTC)"),
+)
+
+
+def _schema(columns: Sequence[Column]) -> pa.Schema:
+    return pa.schema(
+        [pa.field(c.name, c.type, nullable=not c.required) for c in columns],
+        metadata={METADATA_KEY: str(SCHEMA_VERSION).encode()},
+    )
+
+
+SCHEMA = _schema(FOLD_COLUMNS)
+"""One leaderboard row per (trial, fold, attempt)."""
+TRIAL_SCHEMA = _schema(TRIAL_COLUMNS)
+"""One status row per trial."""
+COLUMN_DOCS = {"fold_rows": {c.name: c.doc for c in FOLD_COLUMNS}, "trials": {c.name: c.doc for c in TRIAL_COLUMNS}}
+"""View -> column -> meaning, as docs/leaderboard.md states it (a test holds the two together)."""

@@ -1,0 +1,250 @@
+"""Querying the leaderboard: DuckDB views over the scanned files, and the rankings.
+
+``connect`` scans the storage and builds the views ``fold_rows``, ``trials``, ``runs``,
+``genotypes``, ``trial_scores`` and ``config_scores`` (see docs/leaderboard.md) on one DuckDB
+connection, compacting first when too many files lie outside a snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_parts
+from orchestrator.leaderboard.schema import SCHEMA, TRIAL_SCHEMA
+from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, compact_scanned
+from orchestrator.leaderboard.sources import rows_query
+from orchestrator.storage import StorageLocation, resolve_storage
+
+__all__ = ["AUTO_COMPACT_FILES", "SUMMARY_VIEWS", "Leaderboard", "Summary", "connect", "summary_sql", "top_genotypes"]
+
+AUTO_COMPACT_FILES = 1000  # connect() compacts an experiment with at least this many files outside a snapshot
+_CONFIG_COLUMNS = (
+    "layers",
+    "nodes",
+    "init_channels",
+    "lstm_hidden",
+    "darts_order",
+    "pc_k",
+    "weights_lr",
+    "search_epochs",
+    "eval_epochs",
+)
+Summary = Literal["genotype", "trial", "config"]
+_SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "genotype": ("experiment", "genotype_hash"),
+    "trial": ("experiment", "trial_id"),
+    "config": ("experiment", "config_json"),
+}
+_SUMMARY_EXTRA: dict[str, str] = {
+    "genotype": "",
+    "trial": ", any_value(seed) AS seed, any_value(trial_status) AS trial_status, "
+    "count(DISTINCT genotype_hash) AS genotypes, any_value(params_json) AS params_json",
+    "config": "".join(f', any_value("{name}") AS "{name}"' for name in _CONFIG_COLUMNS)
+    + ", count(DISTINCT genotype_hash) AS genotypes",
+}
+SUMMARY_VIEWS = {"genotype": "genotypes", "trial": "trial_scores", "config": "config_scores"}
+
+
+def summary_sql(by: Summary = "genotype", *, where: str | None = None) -> str:
+    """The SELECT behind the ``genotypes`` / ``trial_scores`` / ``config_scores`` views.
+
+    Aggregates the rows of ``runs`` whose status is completed or pruned (optionally only those
+    matching the SQL condition ``where``, e.g. ``"layers = 4"``), first per fold, then across
+    folds, and ranks within each experiment: complete entries (every fold covered) by mean UA
+    first, then incomplete ones, also by mean UA.
+    """
+    if by not in _SUMMARY_KEYS:
+        raise ValueError(f"by must be one of {tuple(_SUMMARY_KEYS)}, but got {by!r}.")
+    keys = _SUMMARY_KEYS[by]
+    key_list = ", ".join(keys)
+    config_key = "json_merge_patch(params_json, '{\"seed\": null}') AS config_json, " if by == "config" else ""
+    condition = f" AND ({where})" if where else ""
+    join = " AND ".join(f"f.{key} IS NOT DISTINCT FROM r.{key}" for key in keys)
+    return f"""
+WITH scored AS (
+    SELECT {config_key}* FROM runs
+    WHERE status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
+),
+per_fold AS (  -- each fold weighs the same, however many trials found the entry on it
+    SELECT {key_list}, fold, avg(ua) AS ua, avg(wa) AS wa, avg(macro_f1) AS macro_f1
+    FROM scored GROUP BY ALL
+),
+across_folds AS (
+    SELECT {key_list}, avg(ua) AS mean_ua, stddev_samp(ua) AS std_ua, avg(wa) AS mean_wa,
+           avg(macro_f1) AS mean_macro_f1, count(*) AS folds_covered
+    FROM per_fold GROUP BY ALL
+),
+per_entry AS (
+    SELECT {key_list}, max(n_folds) AS n_folds, count(DISTINCT trial_id) AS trials, count(DISTINCT seed) AS seeds,
+           count(*) AS runs, count(*) FILTER (WHERE status = 'pruned') AS pruned_runs, avg(params) AS mean_params,
+           sum(coalesce(search_seconds, 0) + coalesce(eval_seconds, 0)) AS total_seconds{_SUMMARY_EXTRA[by]}
+    FROM scored GROUP BY ALL
+)
+SELECT CAST(row_number() OVER (PARTITION BY f.experiment
+                               ORDER BY f.folds_covered >= r.n_folds DESC, f.mean_ua DESC,
+                                        f.folds_covered DESC, f.{keys[-1]}) AS INTEGER) AS rank,
+       f.*, r.n_folds, f.folds_covered >= r.n_folds AS complete, r.* EXCLUDE ({key_list}, n_folds)
+FROM across_folds AS f JOIN per_entry AS r ON {join}
+"""
+
+
+_RUNS_SQL = """
+CREATE OR REPLACE VIEW runs AS
+SELECT f.* REPLACE (CASE WHEN f.status = 'completed' AND t.status = 'pruned' THEN 'pruned' ELSE f.status END AS status),
+       t.status AS trial_status, t.reason AS trial_reason
+FROM fold_rows AS f
+LEFT JOIN trials AS t ON t.experiment = f.experiment AND t.trial_id = f.trial_id
+QUALIFY row_number() OVER (PARTITION BY f.experiment, f.trial_id, f.fold
+                           ORDER BY f.attempt DESC, f.written_at DESC, t.updated_at DESC) = 1
+"""
+
+
+def _create_source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    files: Sequence[str],
+    schema: pa.Schema,
+    *,
+    location: StorageLocation,
+    uniform: bool,
+    materialize: bool,
+    snapshots: Sequence[Snapshot] = (),
+) -> None:
+    """``name`` as a view (or table) over ``files``; typed and empty when there are none.
+
+    Files covered by one of ``snapshots`` are read from the snapshot instead (minus its stale
+    sources), so the view holds exactly the rows of ``files``, whichever way they are read.
+    Object-store rows are read into memory, so there ``name`` is always a table.
+    """
+    covered = set().union(*(snapshot.covers for snapshot in snapshots))
+    direct = [path for path in files if path not in covered]
+    if not direct and not snapshots:
+        con.register(f"_{name}_arrow", schema.empty_table())
+        con.execute(f"CREATE OR REPLACE TABLE _{name}_empty AS SELECT * FROM _{name}_arrow")
+        con.unregister(f"_{name}_arrow")
+        query = f"SELECT * FROM _{name}_empty"
+        con.execute(f"CREATE OR REPLACE {'TABLE' if materialize else 'VIEW'} {name} AS {query}")
+        return
+    kind = "TABLE" if materialize or not location.is_local else "VIEW"
+    with rows_query(con, location, files=direct, snapshots=snapshots, uniform=uniform, sources=False) as query:
+        con.execute(f"CREATE OR REPLACE {kind} {name} AS {query}")
+
+
+@dataclass
+class Leaderboard:
+    """A DuckDB connection with the leaderboard views, and the scan it was built from.
+
+    Views: ``fold_rows`` (every row of every good part file), ``trials`` (trial status files),
+    ``runs`` (latest attempt per (experiment, trial_id, fold), pruned trials' rows marked
+    ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (see ``summary_sql``).
+    The file list is fixed at ``connect``: connect again to see rows written since.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    scan: PartScan
+    storage: StorageLocation = field(repr=False)
+
+    @property
+    def damaged(self) -> tuple[DamagedFile, ...]:
+        return self.scan.damaged
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run any SQL over the views and return a DataFrame."""
+        return self.con.execute(query, params or []).df()
+
+    def summary(self, by: Summary = "genotype", *, where: str | None = None, top: int | None = None) -> pd.DataFrame:
+        """Ranked entries per experiment (``top`` best of each), complete entries first."""
+        if top is not None and top < 1:
+            raise ValueError(f"top must be >= 1, but got {top}.")
+        limit = f" WHERE rank <= {int(top)}" if top is not None else ""
+        return self.sql(f"SELECT * FROM ({summary_sql(by, where=where)}){limit} ORDER BY experiment, rank")
+
+    def top_genotypes(self, n: int = 10) -> pd.DataFrame:
+        return self.summary("genotype", top=n)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Leaderboard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def connect(
+    storage: str | os.PathLike[str] | StorageLocation,
+    *,
+    experiment: str | None = None,
+    materialize: bool = False,
+    database: str | os.PathLike[str] = ":memory:",
+    use_cache: bool = True,
+    compact_at: int | None = AUTO_COMPACT_FILES,
+) -> Leaderboard:
+    """Scan ``storage`` and return a ``Leaderboard`` whose DuckDB connection has the views.
+
+    Damaged files are listed in ``Leaderboard.damaged`` and skipped. With ``materialize`` the
+    rows are copied into DuckDB once (faster repeated queries, more memory); otherwise every
+    query reads the part files (only the columns it needs). ``database`` may name a DuckDB
+    file, so that the ``duckdb`` CLI can open the same views later. Object-store leaderboards
+    are read through ``pyarrow.fs`` and always materialized.
+
+    When at least ``compact_at`` good files are outside a snapshot, ``compact`` runs first
+    (``None``: never), so that large leaderboards are read from a few files; on storage this
+    process cannot write, that only costs a warning.
+    """
+    location = resolve_storage(storage)
+    scan = scan_parts(location, experiment=experiment, use_cache=use_cache)
+    if compact_at is not None and scan.unsnapshotted >= max(compact_at, 1):
+        try:
+            compact_scanned(location, scan, grace_seconds=SNAPSHOT_GRACE_SECONDS)
+        except (OSError, duckdb.Error, pa.ArrowException) as error:  # e.g. read-only storage, a file deleted meanwhile
+            warnings.warn(
+                f"could not compact the leaderboard ({error}); reading its files one by one.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            scan = scan_parts(location, experiment=experiment, use_cache=use_cache)
+    con = duckdb.connect(str(database))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for name, files, schema, uniform, snapshots in (
+            ("fold_rows", scan.parts, SCHEMA, scan.parts_uniform, scan.snapshots),
+            ("trials", scan.trial_files, TRIAL_SCHEMA, scan.trials_uniform, scan.trial_snapshots),
+        ):
+            _create_source(
+                con,
+                name,
+                files,
+                schema,
+                location=location,
+                uniform=uniform,
+                materialize=materialize,
+                snapshots=snapshots,
+            )
+        con.execute(_RUNS_SQL)
+        for by, view in SUMMARY_VIEWS.items():
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
+    except BaseException:
+        con.close()
+        raise
+    return Leaderboard(con=con, scan=scan, storage=location)
+
+
+def top_genotypes(
+    storage: str | os.PathLike[str] | StorageLocation, *, experiment: str | None = None, n: int = 10
+) -> pd.DataFrame:
+    """The ``n`` best genotypes of each experiment; ``frame.attrs['damaged']`` lists skipped files."""
+    with connect(storage, experiment=experiment) as board:
+        frame = board.top_genotypes(n)
+        frame.attrs["damaged"] = [tuple(item) for item in board.damaged]
+    return frame

@@ -1,0 +1,99 @@
+"""The trial's leaderboard rows: one FoldRow per fold, finished or failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator.leaderboard import write_fold_row
+from orchestrator.leaderboard.schema import RESULT_COLUMNS
+from orchestrator.trial import _fold_row
+from search_space.genotype import Genotype
+from trainers.run_fold import FoldResult
+
+GENOTYPE = Genotype(
+    normal=[("sep_conv_3x3", 0), ("skip_connect", 1)],
+    normal_concat=[2],
+    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)],
+    reduce_concat=[2],
+)
+INPUTS = SimpleNamespace(
+    experiment=SimpleNamespace(
+        name="exp", data=SimpleNamespace(dataset="synthetic", preset="logmel-32"), folds=SimpleNamespace(scheme="loso")
+    ),
+    folds=pd.DataFrame({"fold": [1, 1, 2, 3]}),
+    classes=("ang", "hap"),
+)
+SEARCH = SimpleNamespace(order="first", pc_k=1, weights=SimpleNamespace(lr=0.025), epochs=3)
+EVALUATION = SimpleNamespace(
+    shape=SimpleNamespace(layers=3, nodes=2, init_channels=8, lstm_hidden=16), seed=7, epochs=2
+)
+
+
+def _result(architecture: str, genotype_hash: str | None) -> FoldResult:
+    return FoldResult(
+        fold=2,
+        classes=["ang", "hap"],
+        architecture=architecture,
+        genotype_hash=genotype_hash,
+        ua=0.6,
+        wa=0.7,
+        macro_f1=0.5,
+        confusion=[[3, 1], [1, 3]],
+        test_utterances=8,
+        best_epoch=1,
+        valid_ua=0.55,
+        params=1000,
+        search_seconds=1.5,
+        eval_seconds=2.5,
+        search_epochs_run=3,
+        search_stopped_early=None,
+        device="cpu",
+        search_settings=None,
+        eval_settings={},
+    )
+
+
+def _row(result: FoldResult | None, error: str | None):
+    return _fold_row(
+        INPUTS,
+        trial_id="t1",
+        attempt=1,
+        params={"seed": 7, "layers": 3},
+        search=SEARCH,
+        evaluation=EVALUATION,
+        fold=2,
+        result=result,
+        error=error,
+        node_id="local",
+    )
+
+
+@pytest.mark.parametrize(
+    ("architecture", "genotype_hash", "stored_genotype", "stored_hash"),
+    [
+        (GENOTYPE.to_json(), GENOTYPE.hash, GENOTYPE.to_json(), GENOTYPE.hash),
+        ("baseline", None, None, "baseline"),
+    ],
+)
+def test_a_finished_fold(tmp_path: Path, architecture, genotype_hash, stored_genotype, stored_hash) -> None:
+    row = _row(_result(architecture, genotype_hash), None)
+    stored = pq.read_table(write_fold_row(tmp_path, row)).to_pylist()[0]
+    assert stored["status"] == "completed" and stored["error"] is None
+    assert stored["genotype"] == stored_genotype and stored["genotype_hash"] == stored_hash
+    assert stored["n_folds"] == 3 and stored["attempt"] == 1 and stored["seed"] == 7 and stored["node_id"] == "local"
+    assert json.loads(stored["confusion"]) == [[3, 1], [1, 3]] and stored["classes"] == '["ang","hap"]'
+    assert stored["params_json"] == '{"layers":3,"seed":7}' and stored["weights_lr"] == 0.025
+
+
+def test_a_failed_fold(tmp_path: Path) -> None:
+    row = _row(None, "RuntimeError: boom")
+    stored = pq.read_table(write_fold_row(tmp_path, row)).to_pylist()[0]
+    assert stored["status"] == "failed" and stored["error"] == "RuntimeError: boom"
+    assert all(stored[name] is None for name in RESULT_COLUMNS)
+    assert stored["layers"] == 3 and stored["fold_scheme"] == "loso"
