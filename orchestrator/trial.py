@@ -3,8 +3,9 @@
 For each fold still to do, the trial runs the Ray-free ``trainers.run_fold`` (search, then
 evaluation), forwarding every epoch to ``tune.report`` together with a checkpoint of its work
 folder (the trainers' own resumable checkpoints plus ``state.json``), and after the fold
-appends one leaderboard row and reports a per-fold summary (``report="fold"``, ``fold_ua``,
-``mean_ua``) that the fold-level pruner and the searcher read. A restarted trial (a crash with
+appends one leaderboard row and reports a per-fold summary (``report="fold"``): the fold's
+validation UA and the mean over finished folds (``orchestrator.selection``: what the fold-level
+pruner and the searcher read), with the test UAs beside them (read by nobody that chooses). A restarted trial (a crash with
 ``max_failures``, or ``sernas search --resume``) copies its last checkpoint back, skips the folds
 it finished and continues the current one from its last epoch.
 """
@@ -26,6 +27,7 @@ import torch
 from orchestrator.config import ExperimentConfig, settings_for_trial
 from orchestrator.leaderboard import FoldRow, write_fold_row
 from orchestrator.pruning import FOLD_REPORT
+from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 from search_space.architecture import architecture_key, parse_architecture
 from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
@@ -149,8 +151,9 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
         state["attempt"] += 1
         write_text_atomically(state_path, json.dumps(state))
 
-        def mean_done() -> float:
-            uas = [done["ua"] for done in state["done"].values()]
+        def mean_done(key: str) -> float:
+            """Mean over the finished folds of their validation (``valid_ua``) or test (``ua``) UA."""
+            uas = [done.get(key, math.nan) for done in state["done"].values()]
             return sum(uas) / len(uas) if uas else math.nan
 
         epochs_reported = 0
@@ -180,7 +183,8 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                         "report": EPOCH_REPORT,
                         "fold": fold,
                         "folds_done": len(state["done"]),
-                        "mean_ua": mean_done(),
+                        OBJECTIVE: mean_done("valid_ua"),
+                        MEAN_TEST_UA: mean_done("ua"),
                     },
                     checkpoint=tune.Checkpoint.from_directory(str(work)) if keep else None,
                 )
@@ -222,20 +226,27 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     node_id=node_id,
                 ),
             )
-            state["done"][str(fold)] = {"ua": result.ua, "genotype_hash": result.genotype_hash, "params": result.params}
+            state["done"][str(fold)] = {
+                "valid_ua": result.valid_ua,
+                "ua": result.ua,
+                "genotype_hash": result.genotype_hash,
+                "params": result.params,
+            }
             write_text_atomically(state_path, json.dumps(state))
             shutil.rmtree(fold_dir, ignore_errors=True)  # finished: its resumable checkpoints are dead weight
             tune.report(
                 {
                     "report": FOLD_REPORT,
                     "fold": fold,
-                    "fold_ua": result.ua,
-                    "fold_wa": result.wa,
-                    "fold_macro_f1": result.macro_f1,
+                    FOLD_OBJECTIVE: result.valid_ua,
+                    FOLD_TEST_UA: result.ua,
+                    "fold_test_wa": result.wa,
+                    "fold_test_macro_f1": result.macro_f1,
                     "genotype_hash": _genotype_hash(result),
                     "params": result.params,
                     "folds_done": len(state["done"]),
-                    "mean_ua": mean_done(),
+                    OBJECTIVE: mean_done("valid_ua"),
+                    MEAN_TEST_UA: mean_done("ua"),
                     "search_seconds": result.search_seconds,
                     "eval_seconds": result.eval_seconds,
                 },

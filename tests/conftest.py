@@ -237,11 +237,14 @@ def write_experiment_config(
     searcher: str = "optuna-tpe",
     concurrent: int = 2,
     eval_epochs: int = 2,
-    per_speaker: int = 16,
+    per_speaker: int = 12,
+    folds: str = "{scheme: loso, use: [1, 2]}",
     extra: str = "",
 ) -> Path:
-    """A tiny experiment YAML (4-speaker synthetic corpus, logmel-32, LOSO, 3-cell supernet) for
-    end-to-end tests; its corpus, cache and storage sit beside ``path``."""
+    """A tiny experiment YAML (6-speaker synthetic corpus, logmel-32, LOSO folds 1-2 of 3, 3-cell
+    supernet) for end-to-end tests; its corpus, cache and storage sit beside ``path``. Six
+    speakers, because every fold needs a speaker in each role: 2 test, 2 validation, 1 weight and
+    1 alpha speaker."""
     import textwrap
 
     path.write_text(
@@ -251,12 +254,12 @@ def write_experiment_config(
         data:
           dataset: synthetic
           root: {path.parent / "corpus"}
-          synthetic: {{speakers: 4, per_speaker: {per_speaker}, seed: 0}}
+          synthetic: {{speakers: 6, per_speaker: {per_speaker}, seed: 0}}
           preset: logmel-32
           cache_dir: {path.parent / "cache"}
           classes: [neu, hap, sad, ang]
           merges: {{exc: hap}}
-        folds: {{scheme: loso}}
+        folds: {folds}
         search: {{epochs: 1, batch_size: 16, weights: {{lr_min: 0.0}}}}
         eval: {{epochs: {eval_epochs}, batch_size: 16, weights: {{lr_min: 0.0}}}}
         space:
@@ -294,13 +297,14 @@ def local_ray():
 
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory) -> dict[str, Path]:
-    """A 4-speaker synthetic corpus with logmel-32 features and LOSO folds, made through the CLI
-    (paths under keys corpus, m.parquet, features, f.parquet); shared by the session: read only."""
+    """A 6-speaker synthetic corpus with logmel-32 features and LOSO folds (2 test, 2 validation,
+    1 weight and 1 alpha speaker each), made through the CLI (paths under keys corpus, m.parquet,
+    features, f.parquet); shared by the session: read only."""
     from orchestrator.cli import main
 
     root = tmp_path_factory.mktemp("tiny")
     paths = {name: root / name for name in ("corpus", "m.parquet", "features", "f.parquet")}
-    assert main(["synth", "--out", str(paths["corpus"]), "--speakers", "4", "--per-speaker", "16"]) == 0
+    assert main(["synth", "--out", str(paths["corpus"]), "--speakers", "6", "--per-speaker", "12"]) == 0
     assert (
         main(["manifest", "--dataset", "iemocap", "--root", str(paths["corpus"]), "--out", str(paths["m.parquet"])])
         == 0

@@ -34,6 +34,8 @@ SUMMARY_TABLE_COLUMNS = (
     "genotype_hash",
     "trial_id",
     "config_json",
+    "mean_valid_ua",
+    "std_valid_ua",
     "mean_ua",
     "std_ua",
     "mean_wa",
@@ -47,9 +49,12 @@ SUMMARY_TABLE_COLUMNS = (
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    import json
+
     import duckdb
 
     from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect
+    from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
     if args.top is not None and args.top < 1:
         raise UserError(f"--top must be >= 1, but got {args.top}.")
@@ -62,10 +67,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         for line in board.scan.damage_report():
             error_console.print(f"[yellow]{escape(line)}[/]")
         try:
-            frame = board.sql(args.sql) if args.sql else board.summary(args.by, where=args.where, top=args.top)
+            if args.sql:
+                frame = board.sql(args.sql)
+            else:
+                frame = board.summary(args.by, where=args.where, top=args.top, rank_by=args.rank_by)
         except duckdb.Error as error:
             raise UserError(f"query failed: {str(error).splitlines()[0]}") from None
+        estimates = {} if args.sql else nested_estimates(board)
+    optimistic = not args.sql and args.rank_by == "test"
+    if optimistic:
+        error_console.print(f"[yellow]{OPTIMISTIC_NOTE}.[/]")
     if args.format == "table":
+        for estimate in estimates.values():
+            console.print(f"[bold]{escape(estimate.experiment)}[/]: {escape(estimate.headline())}")
         if frame.empty:
             console.print("No rows.")
         else:
@@ -74,7 +88,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             for column in shown.select_dtypes("float").columns:
                 pattern = "{:,.0f}" if column == "mean_params" else "{:.4g}"
                 shown[column] = shown[column].map(lambda v, p=pattern: "" if pd.isna(v) else p.format(v))
-            title = "query" if args.sql else f"leaderboard by {args.by}"
+            ranked_by = "test UA (optimistic)" if optimistic else "validation UA; mean_ua is test, never used to rank"
+            title = "query" if args.sql else f"leaderboard by {args.by}, ranked by {ranked_by}"
             first = shown.columns[0]
             console.print(frame_table(shown.set_index(first), title=title, index_name=str(first)))
     elif args.format == "csv":
@@ -82,6 +97,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
     elif args.format == "json":
         text = frame.to_json(orient="records", date_format="iso", indent=2) + "\n"
+        if not args.sql:  # a summary: its rows with the nested estimate of each experiment beside them
+            document = {
+                "by": args.by,
+                "rank_by": args.rank_by,
+                "optimistic": optimistic,
+                "nested_estimate": {name: estimate.to_dict() for name, estimate in estimates.items()},
+                "rows": json.loads(text),
+            }
+            text = json.dumps(document, indent=2) + "\n"
         Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
     else:
         from trainers.atomic_io import write_parquet_atomically
@@ -169,10 +193,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def register(commands: Subcommands) -> None:
     """Add ``leaderboard``, ``report``, ``export`` and ``predict``."""
+    from orchestrator.selection import RANK_BY
+
     board = commands.add_parser("leaderboard", help="rank genotypes, trials or configs over folds (DuckDB)")
     add_results_options(board)
     board.add_argument("--by", choices=["genotype", "trial", "config"], default="genotype")
     board.add_argument("--top", type=int, default=None, help="best N per experiment")
+    board.add_argument(
+        "--rank-by",
+        choices=RANK_BY,
+        default="valid",
+        help="valid (default): mean validation UA; test: mean test UA, optimistic (the output says so)",
+    )
     board.add_argument("--where", default=None, help='SQL condition on runs, e.g. "layers = 4"')
     board.add_argument(
         "--sql",

@@ -21,6 +21,7 @@ from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_
 from orchestrator.leaderboard.schema import SCHEMA, TRIAL_SCHEMA
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, compact_scanned
 from orchestrator.leaderboard.sources import rows_query
+from orchestrator.selection import RANK_BY, RankBy
 from orchestrator.storage import StorageLocation, resolve_storage
 
 __all__ = ["AUTO_COMPACT_FILES", "SUMMARY_VIEWS", "Leaderboard", "Summary", "connect", "summary_sql", "top_genotypes"]
@@ -53,16 +54,21 @@ _SUMMARY_EXTRA: dict[str, str] = {
 SUMMARY_VIEWS = {"genotype": "genotypes", "trial": "trial_scores", "config": "config_scores"}
 
 
-def summary_sql(by: Summary = "genotype", *, where: str | None = None) -> str:
+def summary_sql(by: Summary = "genotype", *, where: str | None = None, rank_by: RankBy = "valid") -> str:
     """The SELECT behind the ``genotypes`` / ``trial_scores`` / ``config_scores`` views.
 
     Aggregates the rows of ``runs`` whose status is completed or pruned (optionally only those
     matching the SQL condition ``where``, e.g. ``"layers = 4"``), first per fold, then across
-    folds, and ranks within each experiment: complete entries (every fold covered) by mean UA
-    first, then incomplete ones, also by mean UA.
+    folds, and ranks within each experiment: complete entries (every fold covered) by mean
+    validation UA first, then incomplete ones, also by mean validation UA. Test UA (``mean_ua``)
+    sits beside it; ``rank_by="test"`` orders by it instead, which is optimistic (the test
+    speakers then choose the order: see ``orchestrator.selection``).
     """
     if by not in _SUMMARY_KEYS:
         raise ValueError(f"by must be one of {tuple(_SUMMARY_KEYS)}, but got {by!r}.")
+    if rank_by not in RANK_BY:
+        raise ValueError(f"rank_by must be one of {RANK_BY}, but got {rank_by!r}.")
+    order = "f.mean_valid_ua DESC NULLS LAST, " if rank_by == "valid" else "f.mean_ua DESC, "
     keys = _SUMMARY_KEYS[by]
     key_list = ", ".join(keys)
     config_key = "json_merge_patch(params_json, '{\"seed\": null}') AS config_json, " if by == "config" else ""
@@ -74,11 +80,12 @@ WITH scored AS (
     WHERE status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
 ),
 per_fold AS (  -- each fold weighs the same, however many trials found the entry on it
-    SELECT {key_list}, fold, avg(ua) AS ua, avg(wa) AS wa, avg(macro_f1) AS macro_f1
+    SELECT {key_list}, fold, avg(valid_ua) AS valid_ua, avg(ua) AS ua, avg(wa) AS wa, avg(macro_f1) AS macro_f1
     FROM scored GROUP BY ALL
 ),
 across_folds AS (
-    SELECT {key_list}, avg(ua) AS mean_ua, stddev_samp(ua) AS std_ua, avg(wa) AS mean_wa,
+    SELECT {key_list}, avg(valid_ua) AS mean_valid_ua, stddev_samp(valid_ua) AS std_valid_ua,
+           avg(ua) AS mean_ua, stddev_samp(ua) AS std_ua, avg(wa) AS mean_wa,
            avg(macro_f1) AS mean_macro_f1, count(*) AS folds_covered
     FROM per_fold GROUP BY ALL
 ),
@@ -89,7 +96,7 @@ per_entry AS (
     FROM scored GROUP BY ALL
 )
 SELECT CAST(row_number() OVER (PARTITION BY f.experiment
-                               ORDER BY f.folds_covered >= r.n_folds DESC, f.mean_ua DESC,
+                               ORDER BY f.folds_covered >= r.n_folds DESC, {order}
                                         f.folds_covered DESC, f.{keys[-1]}) AS INTEGER) AS rank,
        f.*, r.n_folds, f.folds_covered >= r.n_folds AS complete, r.* EXCLUDE ({key_list}, n_folds)
 FROM across_folds AS f JOIN per_entry AS r ON {join}
@@ -160,12 +167,16 @@ class Leaderboard:
         """Run any SQL over the views and return a DataFrame."""
         return self.con.execute(query, params or []).df()
 
-    def summary(self, by: Summary = "genotype", *, where: str | None = None, top: int | None = None) -> pd.DataFrame:
-        """Ranked entries per experiment (``top`` best of each), complete entries first."""
+    def summary(
+        self, by: Summary = "genotype", *, where: str | None = None, top: int | None = None, rank_by: RankBy = "valid"
+    ) -> pd.DataFrame:
+        """Ranked entries per experiment (``top`` best of each), complete entries first, by mean
+        validation UA (``rank_by="test"``: by test UA, optimistic)."""
         if top is not None and top < 1:
             raise ValueError(f"top must be >= 1, but got {top}.")
         limit = f" WHERE rank <= {int(top)}" if top is not None else ""
-        return self.sql(f"SELECT * FROM ({summary_sql(by, where=where)}){limit} ORDER BY experiment, rank")
+        query = summary_sql(by, where=where, rank_by=rank_by)
+        return self.sql(f"SELECT * FROM ({query}){limit} ORDER BY experiment, rank")
 
     def top_genotypes(self, n: int = 10) -> pd.DataFrame:
         return self.summary("genotype", top=n)

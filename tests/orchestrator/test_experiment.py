@@ -46,11 +46,20 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     # The same rows through `sernas leaderboard`.
     capsys.readouterr()
     assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--by", "trial", "--format", "json"]) == 0
-    ranked = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)
+    ranked = document["rows"]
     assert [entry["rank"] for entry in ranked] == [1, 2] and all(entry["complete"] for entry in ranked)
-    by_trial = runs.groupby("trial_id")["ua"].mean()
+    by_trial = runs.groupby("trial_id")[["ua", "valid_ua"]].mean()
     for entry in ranked:
-        assert entry["mean_ua"] == pytest.approx(by_trial[entry["trial_id"]])
+        assert entry["mean_ua"] == pytest.approx(by_trial.loc[entry["trial_id"], "ua"])
+        assert entry["mean_valid_ua"] == pytest.approx(by_trial.loc[entry["trial_id"], "valid_ua"])
+    assert ranked[0]["mean_valid_ua"] >= ranked[1]["mean_valid_ua"]
+    # The nested estimate: per fold the trial best on validation, scored on test.
+    estimate = document["nested_estimate"][runs["experiment"].iloc[0]]
+    picks = runs.sort_values(["valid_ua", "trial_id"], ascending=[False, True]).groupby("fold").head(1)
+    assert [pick["trial_id"] for pick in estimate["picks"]] == picks.sort_values("fold")["trial_id"].tolist()
+    assert estimate["mean_test_ua"] == pytest.approx(picks["ua"].mean())
+    assert estimate["best_mean_test_ua"] == pytest.approx(by_trial["ua"].max())
     assert (
         main(
             [
@@ -118,7 +127,7 @@ def test_a_clearly_bad_configuration_is_pruned_early(ray_cluster, tmp_path, caps
         searcher="grid",
         concurrent=1,
         eval_epochs=6,
-        per_speaker=48,
+        per_speaker=32,
         space_lr="{grid: [0.1, 0.0000001]}",
         pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}",
     )

@@ -19,6 +19,8 @@ CLASSES = ["ang", "hap", "neu", "sad"]
 
 def make_row(**overrides) -> dict:
     """A valid completed fold row of a baseline on node "local"; ``overrides`` replace columns."""
+    if "ua" in overrides and "valid_ua" not in overrides:  # validation agrees with test unless a test says otherwise
+        overrides["valid_ua"] = overrides["ua"]
     return make_leaderboard_row(**{"node_id": "local", "nodes": 2, "classes": CLASSES, **overrides})
 
 
