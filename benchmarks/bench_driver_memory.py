@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
+
 FOLDS = 3
 
 
@@ -52,7 +54,8 @@ def stand_in_trial(params: dict[str, Any], *, inputs: Any) -> None:
                     "epoch": 1,
                     "valid_ua": ua,
                     "folds_done": len(uas),
-                    "mean_ua": sum(uas) / len(uas) if uas else float("nan"),
+                    OBJECTIVE: sum(uas) / len(uas) if uas else float("nan"),
+                    MEAN_TEST_UA: sum(uas) / len(uas) if uas else float("nan"),
                 },
                 checkpoint=tune.Checkpoint.from_directory(work),
             )
@@ -61,13 +64,15 @@ def stand_in_trial(params: dict[str, Any], *, inputs: Any) -> None:
                 {
                     "report": "fold",
                     "fold": fold,
-                    "fold_ua": ua,
-                    "fold_wa": ua,
-                    "fold_macro_f1": ua,
+                    FOLD_OBJECTIVE: ua,
+                    FOLD_TEST_UA: ua,
+                    "fold_test_wa": ua,
+                    "fold_test_macro_f1": ua,
                     "genotype_hash": f"{rng.getrandbits(48):012x}",
                     "params": 50_000,
                     "folds_done": len(uas),
-                    "mean_ua": sum(uas) / len(uas),
+                    OBJECTIVE: sum(uas) / len(uas),
+                    MEAN_TEST_UA: sum(uas) / len(uas),
                     "search_seconds": 0.0,
                     "eval_seconds": 0.0,
                 },

@@ -120,8 +120,9 @@ def _pruning(r: dict) -> list[str]:
         arm = arms.get(name, {})
         rows.append(
             f"| pruning, {name} vs none ({r.get('trials')} trials): trial-epochs {arm.get('trial_epochs')} vs "
-            f"{base.get('trial_epochs')}, best mean UA {_fmt(arm.get('best_mean_ua'))} vs "
-            f"{_fmt(base.get('best_mean_ua'))} | {arm.get('trial_epochs_saved', 0):.1%} fewer trial-epochs | >= 40 % "
+            f"{base.get('trial_epochs')}, mean test UA of the validation-chosen trial "
+            f"{_fmt(arm.get('chosen_mean_test_ua', arm.get('best_mean_ua')))} vs "
+            f"{_fmt(base.get('chosen_mean_test_ua', base.get('best_mean_ua')))} | {arm.get('trial_epochs_saved', 0):.1%} fewer trial-epochs | >= 40 % "
             f"fewer, UA within 0.01 | {_met(arm.get('goal_met'))} |"
         )
     return rows
