@@ -9,13 +9,12 @@ from torch.func import functional_call
 import trainers.search as search_module
 from conftest import make_fold_data
 from search_space import PARAMETER_FREE_OPS, PRIMITIVES, Genotype, SuperNet
+from trainers.architect import DARTS_FD_SCALE, architecture_gradients
 from trainers.checkpoint import CheckpointError, load_checkpoint
 from trainers.fold_data import Split
 from trainers.reproducibility import seed_everything
 from trainers.search import (
-    DARTS_FD_SCALE,
     SearchResult,
-    architecture_gradients,
     build_supernet,
     run_search,
     split_for_arch_data,
