@@ -34,16 +34,14 @@ operation is parameter-free: the supernet has collapsed, and more epochs would n
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet
 from trainers.architect import architecture_gradients
-from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
@@ -141,39 +139,6 @@ class _Cycle:
             return next(self._it)
 
 
-# ---------------------------------------------------------------------------- checkpoints
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, (list, tuple)):
-        return {prefix: [_flatten(v) if isinstance(v, Mapping) else v for v in value]}
-    return {prefix: value}
-
-
-def _check_resumable(state: dict, *, settings: SearchSettings, data: FoldData, path: Path) -> None:
-    if state.get("kind") != "search":
-        raise CheckpointError(f"checkpoint {path} is a {state.get('kind')!r} checkpoint, expected a 'search' one.")
-    stored, current = _flatten(state.get("settings", {})), _flatten(settings.model_dump())
-    for key in sorted(set(stored) | set(current)):
-        if stored.get(key, "<missing>") != current.get(key, "<missing>"):
-            raise CheckpointError(
-                f"checkpoint {path} was written with different settings: {key} is "
-                f"{stored.get(key, '<missing>')!r} there but {current.get(key, '<missing>')!r} now; "
-                "use another checkpoint path or the same settings."
-            )
-    if state.get("fold") != data.fold:
-        raise CheckpointError(f"checkpoint {path} belongs to fold {state.get('fold')!r}, but this is fold {data.fold}.")
-    if tuple(state.get("classes", ())) != tuple(data.classes):
-        raise CheckpointError(
-            f"checkpoint {path} has classes {list(state.get('classes', ()))}, but this fold has {list(data.classes)}."
-        )
-
-
 # ---------------------------------------------------------------------------- the search loop
 
 
@@ -207,7 +172,7 @@ def run_search(
     arch_optimizer = torch.optim.Adam(
         arch, lr=a_settings.lr, betas=(a_settings.beta1, a_settings.beta2), weight_decay=a_settings.weight_decay
     )
-    loss_fn = make_loss(data, imbalance=settings.imbalance, device=device)
+    loss_fn = make_loss(data.train.y, n_classes=len(data.classes), imbalance=settings.imbalance, device=device)
     weight_data, arch_data = split_for_arch_data(data, settings)
     for name, split in (("weights", weight_data), ("alphas", arch_data)):
         if len(split) == 0:
@@ -220,9 +185,15 @@ def run_search(
 
     start_epoch, history, elapsed, stopped_early = 0, [], 0.0, None
     last_valid: dict | None = None
+    identity = {
+        "kind": "search",
+        "settings": settings.model_dump(),
+        "fold": data.fold,
+        "classes": list(data.classes),
+    }
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
-        _check_resumable(state, settings=settings, data=data, path=checkpoint_path)
+        check_resumable(state, identity=identity, path=checkpoint_path)
         model.load_state_dict(state["model"])
         weight_optimizer.load_state_dict(state["weight_optimizer"])
         arch_optimizer.load_state_dict(state["arch_optimizer"])
@@ -232,13 +203,10 @@ def run_search(
         elapsed, stopped_early = float(state["seconds"]), state["stopped_early"]
         last_valid = state["last_valid"]
 
-    def save(epoch: int) -> None:
+    def save() -> None:
         save_checkpoint(
             {
-                "kind": "search",
-                "settings": settings.model_dump(),
-                "fold": data.fold,
-                "classes": list(data.classes),
+                **identity,
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "weight_optimizer": weight_optimizer.state_dict(),
@@ -347,17 +315,8 @@ def run_search(
             "elapsed_seconds": elapsed,
         }
         history.append(metrics)
-        due = checkpoint_path is not None and (
-            epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None
-        )
-        if due:
-            save(epoch)
-        try:
-            reporter(epoch, dict(metrics))
-        except BaseException:
-            if checkpoint_path is not None and not due:
-                save(epoch)
-            raise
+        due = epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None
+        save_then_report(epoch, metrics, reporter=reporter, save=save if checkpoint_path is not None else None, due=due)
 
     return SearchResult(
         genotype=model.genotype(max_skip_normal=settings.max_skip_normal),

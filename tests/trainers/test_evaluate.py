@@ -5,7 +5,7 @@ import torch
 
 from conftest import make_fold_data
 from search_space import Genotype
-from trainers.checkpoint import CheckpointError
+from trainers.checkpoint import CheckpointError, load_checkpoint
 from trainers.evaluate import run_evaluation
 from trainers.settings import EvalSettings, ModelShape
 
@@ -96,6 +96,39 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
     resumed = run_evaluation(
         data, architecture="baseline", settings=settings(), device=CPU, checkpoint_path=tmp_path / "eval.pt"
     )
+    assert resumed.test == uninterrupted.test and resumed.best_epoch == uninterrupted.best_epoch
+    assert [h["valid_ua"] for h in resumed.history] == [h["valid_ua"] for h in uninterrupted.history]
+
+
+def test_a_raising_reporter_leaves_the_epochs_checkpoint_on_disk_even_when_not_due(tmp_path):
+    """reporting.py's promise: a reporter may raise, and the epoch just finished is then on disk
+    (here epoch 1, with checkpoint_every=5 not due until the last epoch); a rerun resumes from it."""
+    data, path = make_fold_data(), tmp_path / "eval.pt"
+    config = settings(checkpoint_every=5)
+    uninterrupted = run_evaluation(data, architecture="baseline", settings=config, device=CPU)
+    reported = []
+
+    def stop_at_first(step, metrics):
+        reported.append(step)
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_evaluation(
+            data, architecture="baseline", settings=config, device=CPU, reporter=stop_at_first, checkpoint_path=path
+        )
+    state = load_checkpoint(path)
+    assert reported == [1] and state["kind"] == "evaluate" and state["epoch"] == 1 and len(state["history"]) == 1
+
+    resumed_steps = []
+    resumed = run_evaluation(
+        data,
+        architecture="baseline",
+        settings=config,
+        device=CPU,
+        reporter=lambda step, metrics: resumed_steps.append(step),
+        checkpoint_path=path,
+    )
+    assert resumed_steps == [2, 3]  # epoch 1 is not trained again
     assert resumed.test == uninterrupted.test and resumed.best_epoch == uninterrupted.best_epoch
     assert [h["valid_ua"] for h in resumed.history] == [h["valid_ua"] for h in uninterrupted.history]
 
