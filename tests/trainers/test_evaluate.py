@@ -2,7 +2,9 @@ import dataclasses
 
 import pytest
 import torch
+from autocast_probe import expected_dtypes, probe_conv_dtypes
 
+import trainers.evaluate as evaluate_module
 from conftest import make_fold_data
 from search_space import Genotype
 from trainers.checkpoint import CheckpointError, load_checkpoint
@@ -153,11 +155,18 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
         )
 
 
-def test_mixed_precision_trains_and_measures():
-    """bf16 autocast (meant for GPUs) also runs on CPU: same pipeline, finite metrics."""
+@pytest.mark.parametrize("mixed_precision", [True, False])
+def test_mixed_precision_trains_and_measures_in_bf16_only_when_enabled(monkeypatch, mixed_precision):
+    """bf16 autocast (meant for GPUs) also runs on CPU: the weight steps and the measurements
+    compute in bf16 when enabled, in fp32 when not; metrics stay finite."""
+    seen = probe_conv_dtypes(monkeypatch, evaluate_module, builder="build_network")
     result = run_evaluation(
-        make_fold_data(), architecture=TINY_GENOTYPE, settings=settings(epochs=2, mixed_precision=True), device=CPU
+        make_fold_data(),
+        architecture=TINY_GENOTYPE,
+        settings=settings(epochs=2, mixed_precision=mixed_precision),
+        device=CPU,
     )
+    assert seen == expected_dtypes(mixed_precision)
     assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # no NaN
     assert 0.0 <= result.test["ua"] <= 1.0 and sum(map(sum, result.test["confusion"])) == 24
 
