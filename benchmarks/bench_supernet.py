@@ -63,8 +63,8 @@ sys.path.insert(0, str(_HERE))
 from reference_darts import ReferenceArchitect, ReferenceNetwork, reference_weight_step  # noqa: E402
 
 from search_space import SuperNet  # noqa: E402
+from trainers.architect import architecture_gradients  # noqa: E402
 from trainers.atomic_io import write_text_atomically  # noqa: E402
-from trainers.search import architecture_gradients  # noqa: E402
 from trainers.settings import ArchOptimizer, WeightOptimizer  # noqa: E402
 from trainers.training import weight_step  # noqa: E402
 
@@ -529,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "supernet",
         "what": "one search step = architecture step (alpha gradient + Adam) + weight step (SGD); "
-        "ours: trainers.search.architecture_gradients + trainers.training.weight_step on a "
+        "ours: trainers.architect.architecture_gradients + trainers.training.weight_step on a "
         "SuperNet(checkpoint=True), as run_search builds it; reference: benchmarks/reference_darts.py",
         **base,
         "goal": {"samples_per_s_ratio_at_least": 2.0, "peak_rss_ratio_at_most": 0.7},

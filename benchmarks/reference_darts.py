@@ -36,9 +36,9 @@ supplies the parameterised building blocks, unchanged: the stem, each cell's two
 ``ReLUConvBN``/``FactorizedReduce``, the candidate operations' modules (``SepConv``, ``DilConv``,
 the pools with their affine-free BatchNorm, ``Identity``, ``FactorizedReduce``), the recurrent
 head, and the alpha tensors (copied into this network's own parameters). Nothing of
-``MixedOp``, ``SearchCell.forward``, ``SuperNet.forward`` or ``trainers.search`` is used.
+``MixedOp``, ``SearchCell.forward``, ``SuperNet.forward`` or ``trainers.search``/``trainers.architect`` is used.
 
-To be comparable with ``trainers.search.architecture_gradients``, the reference uses the same
+To be comparable with ``trainers.architect.architecture_gradients``, the reference uses the same
 conventions (each one costs nothing measurable): ``xi``, momentum ``mu`` (the momentum buffer
 ``m``, zeros where the optimiser has none yet) and weight decay ``wd`` are read from the weight
 optimiser's single param group; every pass over the train batch runs with the CPU RNG (and the

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from search_space import Architecture, architecture_text, parse_architecture
 from trainers.audio import AudioError, read_audio
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.evaluate import build_network
@@ -46,7 +47,7 @@ def save_bundle(
     path: str | os.PathLike[str],
     *,
     model: torch.nn.Module,
-    architecture: str,
+    architecture: Architecture | str,
     settings: EvalSettings,
     classes: tuple[str, ...],
     preset: FeaturePreset,
@@ -56,7 +57,7 @@ def save_bundle(
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
         "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
-        "architecture": architecture,
+        "architecture": architecture_text(parse_architecture(architecture)),
         "eval_settings": settings.model_dump(mode="json"),
         "classes": list(classes),
         "preset": preset.model_dump(mode="json"),
@@ -82,7 +83,10 @@ def load_bundle(path: str | os.PathLike[str], *, device: torch.device) -> Loaded
     preset = FeaturePreset.model_validate(bundle["preset"])
     classes = tuple(bundle["classes"])
     model = build_network(
-        bundle["architecture"], settings=settings, n_classes=len(classes), in_channels=preset.output_shape[0]
+        parse_architecture(bundle["architecture"]),
+        settings=settings,
+        n_classes=len(classes),
+        in_channels=preset.output_shape[0],
     )
     model.load_state_dict(bundle["state_dict"])
     return LoadedModel(

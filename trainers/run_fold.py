@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from search_space import Genotype
+from search_space import Architecture, architecture_key, architecture_text, parse_architecture
 from trainers.atomic_io import write_text_atomically
 from trainers.evaluate import run_evaluation
 from trainers.fold_data import FoldData
@@ -29,8 +29,8 @@ RESULT_NAME = "result.json"
 class FoldResult:
     fold: int
     classes: list[str]
-    architecture: str  # genotype JSON or a model name ("baseline")
-    genotype_hash: str | None
+    architecture: str  # architecture_text: genotype JSON or a model name ("baseline")
+    genotype_hash: str  # architecture_key: the genotype's hash, or the model name
     ua: float
     wa: float
     macro_f1: float
@@ -56,19 +56,24 @@ def run_fold(
     *,
     evaluation: EvalSettings,
     search: SearchSettings | None = None,
-    architecture: Genotype | str | None = None,
+    architecture: Architecture | str | None = None,
     device: torch.device,
     work_dir: str | Path,
     reporter: Reporter = ignore_reports,
 ) -> FoldResult:
-    """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``."""
+    """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``.
+
+    ``architecture`` may be its text (genotype JSON or a model name), parsed here.
+    """
     if (architecture is None) == (search is None):
         raise ValueError("give either search settings (to search an architecture) or an architecture, not both.")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
 
     search_seconds, epochs_run, stopped_early = 0.0, 0, None
-    if architecture is None:
+    if architecture is not None:
+        architecture = parse_architecture(architecture)
+    else:
         found = run_search(
             data, settings=search, device=device, reporter=reporter, checkpoint_path=work_dir / "search.pt"
         )
@@ -87,12 +92,11 @@ def run_fold(
         reporter=report_eval,
         checkpoint_path=work_dir / "eval.pt",
     )
-    text = evaluated.architecture
     result = FoldResult(
         fold=data.fold,
         classes=list(data.classes),
-        architecture=text,
-        genotype_hash=Genotype.from_json(text).hash if text.startswith("{") else None,
+        architecture=architecture_text(architecture),
+        genotype_hash=architecture_key(architecture),
         ua=evaluated.test["ua"],
         wa=evaluated.test["wa"],
         macro_f1=evaluated.test["macro_f1"],

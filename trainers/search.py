@@ -22,30 +22,8 @@ Where the data comes from (``settings.arch_data``):
 
 The fold's test split is never touched here.
 
-Architecture gradient (``settings.order``):
-
-* ``"first"``: ``grad_alpha L_val(w, alpha)``.
-* ``"second"``: the gradient of ``L_val(w', alpha)`` at the unrolled weights
-  ``w' = w - xi * (mu * m + grad_w L_train(w, alpha) + wd * w)``, which is exactly the next SGD
-  step of the weight optimiser (``xi`` its current lr, ``mu`` its momentum, ``m`` its momentum
-  buffer, ``wd`` its weight decay; as in DARTS, without gradient clipping). The chain rule term
-  ``-xi * grad2_{alpha,w} L_train(w, alpha) . v`` with ``v = grad_w' L_val(w', alpha)`` is a
-  central finite difference::
-
-      grad_alpha L_val(w', alpha) - xi * (grad_alpha L_train(w+, alpha)
-                                          - grad_alpha L_train(w-, alpha)) / (2 * eps)
-
-  with ``w+- = w +- eps * v`` and ``eps = 0.01 / ||v||`` (divided by ``2 eps``; the released
-  code multiplied by ``eps / 2``, which made the term vanish).
-
-Every forward pass of an architecture step runs with a forked torch RNG seeded from one number
-drawn per step: all passes over the train batch (the unrolling one and both finite-difference
-ones) with the same seed, so they see the same dropout masks and the finite difference measures
-the Hessian of one function, not mask noise; the arch batch with that seed + 1. The global RNG
-advances by exactly that one draw per step. An architecture step changes nothing but the
-alphas: the weights are restored bit for bit (from a copy, not by adding ``eps * v`` back) and
-BatchNorm running statistics are restored, so they only follow the weight steps' batches (in
-both orders; DARTS let the first-order arch pass update them).
+The architecture gradient (first order, or DARTS' second order with a finite-difference
+Hessian-vector term) is :func:`trainers.architect.architecture_gradients`.
 
 Class imbalance (``settings.imbalance``) applies to both levels: the class-weighted loss of
 :func:`trainers.training.make_loss` for ``weighted-loss``, class-balanced batches (drawn with
@@ -60,18 +38,15 @@ operation is parameter-free: the supernet has collapsed, and more epochs would n
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
-from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet, frozen_batchnorm_stats
-from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet
+from trainers.architect import architecture_gradients
+from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
@@ -79,15 +54,11 @@ from trainers.settings import SearchSettings
 from trainers.training import evaluate_split, make_loss, sgd_with_cosine, weight_step
 
 __all__ = [
-    "DARTS_FD_SCALE",
     "SearchResult",
-    "architecture_gradients",
     "build_supernet",
     "run_search",
     "split_for_arch_data",
 ]
-
-DARTS_FD_SCALE = 0.01  # eps = fd_scale / ||v|| (DARTS)
 
 
 @dataclass(frozen=True)
@@ -150,126 +121,6 @@ def split_for_arch_data(data: FoldData, settings: SearchSettings) -> tuple[Split
     return data.train.subset(keep_index), data.train.subset(held_index)
 
 
-@contextlib.contextmanager
-def _seeded_randomness(seed: int, device: torch.device) -> Iterator[None]:
-    """Run the block with the torch RNG of the CPU (and of ``device``) seeded to ``seed``; the
-    previous states are put back afterwards, so the global streams do not notice."""
-    cuda = device.type == "cuda"
-    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
-    with torch.random.fork_rng(devices=[index] if cuda else []):
-        torch.random.default_generator.manual_seed(seed)
-        if cuda:
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
-        yield
-
-
-def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """``d loss / d params`` (zeros for parameters the loss does not reach); frees the graph."""
-    grads = torch.autograd.grad(loss, list(params), allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-
-
-def _arch_loss_and_grads(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: nn.Module, arch: list[nn.Parameter]
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """``L(model(x), y)`` and its gradient w.r.t. ``arch`` alone.
-
-    The input's gradient is requested too (and dropped): a backward pass that only needs the
-    alphas skips the edges of the first cell whose inputs need no gradient, and the activations
-    that the supernet's recomputing edges rebuilt for them then stay alive until the pass ends,
-    doubling its peak memory (measured: 2.2 GB instead of 1.1 GB at batch 8 of the paper's
-    setting). Walking back to the input frees them edge by edge, for ~10 % more time.
-    """
-    x = x.detach().requires_grad_(True)  # (B, C_in, F, T)
-    loss = loss_fn(model(x), y)
-    grads = _grads(loss, [*arch, x])
-    return loss.detach(), grads[: len(arch)]
-
-
-def architecture_gradients(
-    model: SuperNet,
-    *,
-    train_batch: tuple[torch.Tensor, torch.Tensor],
-    arch_batch: tuple[torch.Tensor, torch.Tensor],
-    loss_fn: nn.Module,
-    weight_optimizer: torch.optim.SGD,
-    order: str,
-    seed: int,
-    fd_scale: float = DARTS_FD_SCALE,
-) -> tuple[list[torch.Tensor], float]:
-    """The alphas' gradient (aligned with ``list(model.arch_parameters())``) and ``L_val``.
-
-    ``order="first"``: ``grad_alpha L_val(w, alpha)`` on ``arch_batch``. ``order="second"``: the
-    unrolled DARTS gradient of the module docstring; ``xi``, momentum, momentum buffers and
-    weight decay come from ``weight_optimizer`` (one param group over the weights), and
-    ``train_batch`` is the batch of the weight step that follows. Passes over ``train_batch``
-    run with the torch RNG seeded to ``seed``, the pass over ``arch_batch`` with ``seed + 1``.
-    Touches no ``.grad``; on return the weights and BatchNorm statistics are as on entry.
-
-    ``fd_scale`` sets ``eps = fd_scale / ||v||`` (DARTS: 0.01). The supernet is only piecewise
-    smooth (ReLU, max-pooling), so at DARTS' scale the difference quotient is a smoothed
-    Hessian-vector product: it matches the exact one closely on smooth operations, and tends to
-    it as ``fd_scale -> 0`` on all of them (both are tested).
-    """
-    if order not in ("first", "second"):
-        raise ValueError(f"order must be 'first' or 'second', but got {order!r}.")
-    arch = list(model.arch_parameters())
-    device = arch[0].device
-    x_arch, y_arch = arch_batch
-    with frozen_batchnorm_stats(model):
-        if order == "first":
-            with _seeded_randomness(seed + 1, device):
-                loss, d_alpha = _arch_loss_and_grads(model, x_arch, y_arch, loss_fn=loss_fn, arch=arch)
-            return d_alpha, float(loss)
-
-        weights = list(model.weight_parameters())
-        if len(weight_optimizer.param_groups) != 1:
-            raise ValueError(
-                "the second-order step needs a weight optimiser with exactly one param group, "
-                f"but got {len(weight_optimizer.param_groups)}."
-            )
-        group = weight_optimizer.param_groups[0]
-        xi, mu, wd = float(group["lr"]), float(group.get("momentum", 0.0)), float(group.get("weight_decay", 0.0))
-        x_train, y_train = train_batch
-        saved = [p.detach().clone() for p in weights]
-        try:
-            # w' = w - xi * (mu * m + grad_w L_train(w) + wd * w): the coming SGD step, unclipped.
-            with _seeded_randomness(seed, device):
-                train_loss = loss_fn(model(x_train), y_train)
-            with torch.no_grad():
-                for p, g in zip(weights, _grads(train_loss, weights)):
-                    step = g.add(p, alpha=wd) if wd else g
-                    buffer = weight_optimizer.state.get(p, {}).get("momentum_buffer") if mu else None
-                    if buffer is not None:
-                        step = step.add(buffer, alpha=mu)
-                    p.sub_(step, alpha=xi)
-            del train_loss
-            with _seeded_randomness(seed + 1, device):
-                val_loss = loss_fn(model(x_arch), y_arch)
-            grads = _grads(val_loss, arch + weights)
-            d_alpha, v = grads[: len(arch)], grads[len(arch) :]  # v = grad_w' L_val(w', alpha)
-            del grads
-            v_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in v])))
-            if v_norm > 0.0 and xi > 0.0:
-                eps = fd_scale / v_norm
-                hessian_terms = []
-                for sign in (1.0, -1.0):  # w+ = w + eps v, then w- = w - eps v
-                    with torch.no_grad():
-                        for p, w, g in zip(weights, saved, v):
-                            p.copy_(w).add_(g, alpha=sign * eps)
-                    with _seeded_randomness(seed, device):
-                        hessian_terms.append(
-                            _arch_loss_and_grads(model, x_train, y_train, loss_fn=loss_fn, arch=arch)[1]
-                        )
-                d_alpha = [d - (xi / (2.0 * eps)) * (gp - gn) for d, gp, gn in zip(d_alpha, *hessian_terms)]
-        finally:
-            with torch.no_grad():
-                for p, w in zip(weights, saved):
-                    p.copy_(w)
-        return d_alpha, float(val_loss.detach())
-
-
 class _Cycle:
     """Endless batches over ``split``: a new (shuffled or balanced) pass whenever one ends."""
 
@@ -288,39 +139,6 @@ class _Cycle:
         except StopIteration:
             self._it = self._make()
             return next(self._it)
-
-
-# ---------------------------------------------------------------------------- checkpoints
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, (list, tuple)):
-        return {prefix: [_flatten(v) if isinstance(v, Mapping) else v for v in value]}
-    return {prefix: value}
-
-
-def _check_resumable(state: dict, *, settings: SearchSettings, data: FoldData, path: Path) -> None:
-    if state.get("kind") != "search":
-        raise CheckpointError(f"checkpoint {path} is a {state.get('kind')!r} checkpoint, expected a 'search' one.")
-    stored, current = _flatten(state.get("settings", {})), _flatten(settings.model_dump())
-    for key in sorted(set(stored) | set(current)):
-        if stored.get(key, "<missing>") != current.get(key, "<missing>"):
-            raise CheckpointError(
-                f"checkpoint {path} was written with different settings: {key} is "
-                f"{stored.get(key, '<missing>')!r} there but {current.get(key, '<missing>')!r} now; "
-                "use another checkpoint path or the same settings."
-            )
-    if state.get("fold") != data.fold:
-        raise CheckpointError(f"checkpoint {path} belongs to fold {state.get('fold')!r}, but this is fold {data.fold}.")
-    if tuple(state.get("classes", ())) != tuple(data.classes):
-        raise CheckpointError(
-            f"checkpoint {path} has classes {list(state.get('classes', ()))}, but this fold has {list(data.classes)}."
-        )
 
 
 # ---------------------------------------------------------------------------- the search loop
@@ -356,7 +174,7 @@ def run_search(
     arch_optimizer = torch.optim.Adam(
         arch, lr=a_settings.lr, betas=(a_settings.beta1, a_settings.beta2), weight_decay=a_settings.weight_decay
     )
-    loss_fn = make_loss(data, imbalance=settings.imbalance, device=device)
+    loss_fn = make_loss(data.train.y, n_classes=len(data.classes), imbalance=settings.imbalance, device=device)
     weight_data, arch_data = split_for_arch_data(data, settings)
     for name, split in (("weights", weight_data), ("alphas", arch_data)):
         if len(split) == 0:
@@ -369,9 +187,15 @@ def run_search(
 
     start_epoch, history, elapsed, stopped_early = 0, [], 0.0, None
     last_valid: dict | None = None
+    identity = {
+        "kind": "search",
+        "settings": settings.model_dump(),
+        "fold": data.fold,
+        "classes": list(data.classes),
+    }
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
-        _check_resumable(state, settings=settings, data=data, path=checkpoint_path)
+        check_resumable(state, identity=identity, path=checkpoint_path)
         model.load_state_dict(state["model"])
         weight_optimizer.load_state_dict(state["weight_optimizer"])
         arch_optimizer.load_state_dict(state["arch_optimizer"])
@@ -381,13 +205,10 @@ def run_search(
         elapsed, stopped_early = float(state["seconds"]), state["stopped_early"]
         last_valid = state["last_valid"]
 
-    def save(epoch: int) -> None:
+    def save() -> None:
         save_checkpoint(
             {
-                "kind": "search",
-                "settings": settings.model_dump(),
-                "fold": data.fold,
-                "classes": list(data.classes),
+                **identity,
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "weight_optimizer": weight_optimizer.state_dict(),
@@ -496,17 +317,8 @@ def run_search(
             "elapsed_seconds": elapsed,
         }
         history.append(metrics)
-        due = checkpoint_path is not None and (
-            epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None
-        )
-        if due:
-            save(epoch)
-        try:
-            reporter(epoch, dict(metrics))
-        except BaseException:
-            if checkpoint_path is not None and not due:
-                save(epoch)
-            raise
+        due = epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None
+        save_then_report(epoch, metrics, reporter=reporter, save=save if checkpoint_path is not None else None, due=due)
 
     return SearchResult(
         genotype=model.genotype(max_skip_normal=settings.max_skip_normal),

@@ -8,15 +8,17 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from trainers.fold_data import FoldData, Split, iterate_batches
+from trainers.fold_data import Split, inverse_frequency_weights, iterate_batches
 from trainers.metrics import classification_metrics
 from trainers.settings import Imbalance, WeightOptimizer
 
 
-def make_loss(data: FoldData, *, imbalance: Imbalance, device: torch.device) -> nn.CrossEntropyLoss:
-    """Class-weighted cross-entropy for ``weighted-loss``; plain otherwise (``balanced-sampling``
-    balances the batches instead)."""
-    weight = data.class_weights().to(device) if imbalance == "weighted-loss" else None
+def make_loss(
+    labels: torch.Tensor, *, n_classes: int, imbalance: Imbalance, device: torch.device
+) -> nn.CrossEntropyLoss:
+    """Cross-entropy weighted by the inverse class frequencies of the training ``labels`` (B,)
+    for ``weighted-loss``; plain otherwise (``balanced-sampling`` balances the batches instead)."""
+    weight = inverse_frequency_weights(labels, n_classes=n_classes).to(device) if imbalance == "weighted-loss" else None
     return nn.CrossEntropyLoss(weight=weight)
 
 

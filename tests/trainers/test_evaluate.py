@@ -2,10 +2,12 @@ import dataclasses
 
 import pytest
 import torch
+from autocast_probe import expected_dtypes, probe_conv_dtypes
 
+import trainers.evaluate as evaluate_module
 from conftest import make_fold_data
 from search_space import Genotype
-from trainers.checkpoint import CheckpointError
+from trainers.checkpoint import CheckpointError, load_checkpoint
 from trainers.evaluate import run_evaluation
 from trainers.settings import EvalSettings, ModelShape
 
@@ -100,6 +102,39 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
     assert [h["valid_ua"] for h in resumed.history] == [h["valid_ua"] for h in uninterrupted.history]
 
 
+def test_a_raising_reporter_leaves_the_epochs_checkpoint_on_disk_even_when_not_due(tmp_path):
+    """reporting.py's promise: a reporter may raise, and the epoch just finished is then on disk
+    (here epoch 1, with checkpoint_every=5 not due until the last epoch); a rerun resumes from it."""
+    data, path = make_fold_data(), tmp_path / "eval.pt"
+    config = settings(checkpoint_every=5)
+    uninterrupted = run_evaluation(data, architecture="baseline", settings=config, device=CPU)
+    reported = []
+
+    def stop_at_first(step, metrics):
+        reported.append(step)
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_evaluation(
+            data, architecture="baseline", settings=config, device=CPU, reporter=stop_at_first, checkpoint_path=path
+        )
+    state = load_checkpoint(path)
+    assert reported == [1] and state["kind"] == "evaluate" and state["epoch"] == 1 and len(state["history"]) == 1
+
+    resumed_steps = []
+    resumed = run_evaluation(
+        data,
+        architecture="baseline",
+        settings=config,
+        device=CPU,
+        reporter=lambda step, metrics: resumed_steps.append(step),
+        checkpoint_path=path,
+    )
+    assert resumed_steps == [2, 3]  # epoch 1 is not trained again
+    assert resumed.test == uninterrupted.test and resumed.best_epoch == uninterrupted.best_epoch
+    assert [h["valid_ua"] for h in resumed.history] == [h["valid_ua"] for h in uninterrupted.history]
+
+
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     data = make_fold_data()
     run_evaluation(
@@ -120,11 +155,18 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
         )
 
 
-def test_mixed_precision_trains_and_measures():
-    """bf16 autocast (meant for GPUs) also runs on CPU: same pipeline, finite metrics."""
+@pytest.mark.parametrize("mixed_precision", [True, False])
+def test_mixed_precision_trains_and_measures_in_bf16_only_when_enabled(monkeypatch, mixed_precision):
+    """bf16 autocast (meant for GPUs) also runs on CPU: the weight steps and the measurements
+    compute in bf16 when enabled, in fp32 when not; metrics stay finite."""
+    seen = probe_conv_dtypes(monkeypatch, evaluate_module, builder="build_network")
     result = run_evaluation(
-        make_fold_data(), architecture=TINY_GENOTYPE, settings=settings(epochs=2, mixed_precision=True), device=CPU
+        make_fold_data(),
+        architecture=TINY_GENOTYPE,
+        settings=settings(epochs=2, mixed_precision=mixed_precision),
+        device=CPU,
     )
+    assert seen == expected_dtypes(mixed_precision)
     assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # no NaN
     assert 0.0 <= result.test["ua"] <= 1.0 and sum(map(sum, result.test["confusion"])) == 24
 

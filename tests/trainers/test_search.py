@@ -3,19 +3,19 @@ from dataclasses import replace
 
 import pytest
 import torch
+from autocast_probe import expected_dtypes, probe_conv_dtypes
 from torch import nn
 from torch.func import functional_call
 
 import trainers.search as search_module
 from conftest import make_fold_data
 from search_space import PARAMETER_FREE_OPS, PRIMITIVES, Genotype, SuperNet
+from trainers.architect import DARTS_FD_SCALE, architecture_gradients
 from trainers.checkpoint import CheckpointError, load_checkpoint
 from trainers.fold_data import Split
 from trainers.reproducibility import seed_everything
 from trainers.search import (
-    DARTS_FD_SCALE,
     SearchResult,
-    architecture_gradients,
     build_supernet,
     run_search,
     split_for_arch_data,
@@ -382,8 +382,14 @@ def test_empty_arch_data_is_refused():
         run_search(replace(data, valid=empty), settings=settings(arch_data="valid"), device=CPU)
 
 
-def test_mixed_precision_search_runs():
-    """bf16 autocast on weight steps and evaluation (for GPUs) runs on CPU with finite losses."""
-    result = run_search(tiny_data(), settings=settings(mixed_precision=True), device=CPU)
+@pytest.mark.parametrize("mixed_precision", [True, False])
+def test_mixed_precision_search_runs_weight_steps_and_measurements_in_bf16_only_when_enabled(
+    monkeypatch, mixed_precision
+):
+    """bf16 autocast on weight steps and evaluation (for GPUs) runs on CPU with finite losses, and
+    is in effect exactly when enabled (the architecture step stays in fp32 either way)."""
+    seen = probe_conv_dtypes(monkeypatch, search_module, builder="build_supernet")
+    result = run_search(tiny_data(), settings=settings(mixed_precision=mixed_precision), device=CPU)
+    assert seen == expected_dtypes(mixed_precision)
     assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["valid_loss"]) for h in result.history)
     assert result.epochs_run == 2
