@@ -30,6 +30,8 @@ def test_manifest_then_folds_through_the_cli(fake_iemocap, tmp_path, capsys):
                 "neu,hap,sad,ang",
                 "--merge",
                 "exc=hap",
+                "--valid-speakers",
+                "1",  # two sessions of two speakers: 2 test, 1 validation, 1 training speaker per fold
                 "--out",
                 str(folds),
             ]
