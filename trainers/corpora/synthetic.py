@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter
 
 from trainers.atomic_io import write_text_atomically
 from trainers.audio import write_wav
+from trainers.corpora.synthetic_voice import SyntheticSpeaker, synthesize
 
 __all__ = ["SyntheticCorpusSummary", "generate_synthetic_corpus", "MARKER_NAME"]
 
@@ -106,22 +106,6 @@ _UTTERANCE_SPREAD = np.array([1.5, 0.7, 0.08, 2.5, 0.025, 0.04, 0.003, 0.02])
 _CUE_LOW = np.array([-12.0, 0.3, -0.8, -20.0, 0.50, 0.00, 0.001, 0.005])
 _CUE_HIGH = np.array([12.0, 8.0, 0.8, 15.0, 0.98, 0.50, 0.050, 0.300])
 
-# (F1, F2, F3, F4) in Hz for an adult male vocal tract; speakers scale them.
-_VOWELS = np.array(
-    [
-        [730, 1090, 2440, 3400],  # a
-        [530, 1840, 2480, 3500],  # e
-        [270, 2290, 3010, 3700],  # i
-        [570, 840, 2410, 3300],  # o
-        [300, 870, 2240, 3300],  # u
-        [660, 1720, 2410, 3400],  # ae
-        [520, 1190, 2390, 3400],  # schwa
-    ],
-    dtype=np.float64,
-)
-_FORMANT_BANDWIDTHS = np.array([80.0, 100.0, 140.0, 200.0])
-_REFERENCE_RMS = 0.05  # level of a 0 dB utterance before speaker/emotion gains
-
 
 @dataclass(frozen=True)
 class SyntheticCorpusSummary:
@@ -136,25 +120,8 @@ class SyntheticCorpusSummary:
 
 
 @dataclass(frozen=True, eq=False)
-class _Speaker:
-    session: int
-    gender: str  # "F" or "M"
-    f0_hz: float
-    syllables_per_s: float
-    formant_scale: float
-    cue_offset: np.ndarray  # (8,) added to every emotion's cue means
-    emotion_offsets: dict[str, np.ndarray]  # label -> (8,) speaker-specific extra shift
-    noise_floor: float
-    channel_tilt: float  # first-order "microphone" colouring, per speaker
-
-    @property
-    def code(self) -> str:
-        return f"Ses{self.session:02d}{self.gender}"
-
-
-@dataclass(frozen=True, eq=False)
 class _Utterance:
-    speaker: _Speaker
+    speaker: SyntheticSpeaker
     index: int  # 0 .. per_speaker-1, within the speaker
     label: str
     samples: np.ndarray  # (N,) float32
@@ -308,11 +275,11 @@ def _write_corpus(root: Path, *, speakers: int, per_speaker: int, seed: int, sam
     }
 
 
-def _make_speaker(seed: int, session: int, gender: str) -> _Speaker:
+def _make_speaker(seed: int, session: int, gender: str) -> SyntheticSpeaker:
     speaker_index = 2 * (session - 1) + (0 if gender == "F" else 1)
     rng = _rng(seed, _TAG_SPEAKER, speaker_index)
     female = gender == "F"
-    return _Speaker(
+    return SyntheticSpeaker(
         session=session,
         gender=gender,
         f0_hz=float(rng.uniform(190.0, 230.0) if female else rng.uniform(100.0, 130.0)),
@@ -325,7 +292,9 @@ def _make_speaker(seed: int, session: int, gender: str) -> _Speaker:
     )
 
 
-def _make_utterance(seed: int, speaker_index: int, index: int, speaker: _Speaker, sample_rate: int) -> _Utterance:
+def _make_utterance(
+    seed: int, speaker_index: int, index: int, speaker: SyntheticSpeaker, sample_rate: int
+) -> _Utterance:
     rng = _rng(seed, _TAG_UTTERANCE, speaker_index, index)
     labels = list(_LABEL_WEIGHTS)
     weights = np.array([_LABEL_WEIGHTS[k] for k in labels])
@@ -342,7 +311,7 @@ def _make_utterance(seed: int, speaker_index: int, index: int, speaker: _Speaker
         mean = _EMOTION_CUES[label] + speaker.emotion_offsets[voice_of]
     cues = np.clip(mean + speaker.cue_offset + rng.normal(0.0, _UTTERANCE_SPREAD), _CUE_LOW, _CUE_HIGH)
     duration_s = float(np.clip(rng.lognormal(np.log(2.4), 0.4), 1.0, 4.5))
-    samples = _synthesize(rng, speaker, cues, duration_s, sample_rate)
+    samples = synthesize(rng, speaker, cues, duration_s, sample_rate)
     return _Utterance(speaker=speaker, index=index, label=label, samples=samples, vad=_vad(rng, label))
 
 
@@ -362,83 +331,6 @@ def _vad(rng: np.random.Generator, label: str) -> tuple[float, float, float]:
     spread = 0.9 if label == "xxx" else 0.5
     values = np.clip(np.array(_VAD_MEANS[label]) + rng.normal(0.0, spread, size=3), 1.0, 5.0)
     return tuple(float(v) for v in np.round(values * 2) / 2)  # type: ignore[return-value]
-
-
-def _synthesize(
-    rng: np.random.Generator, speaker: _Speaker, cues: np.ndarray, duration_s: float, sr: int
-) -> np.ndarray:
-    """Render one utterance: (N,) float32, N = round(duration_s * sr)."""
-    f0_st, f0var_st, tempo, energy_db, tilt, breath, jitter, shimmer = cues
-    n = int(round(duration_s * sr))
-    lead = int(rng.uniform(0.05, 0.25) * sr)
-    tail = int(rng.uniform(0.05, 0.25) * sr)
-    rate = speaker.syllables_per_s * np.exp(tempo)
-
-    # Syllable plan: (start, length, vowel, accent) filling [lead, n - tail).
-    syllables: list[tuple[int, int, int, float]] = []
-    cursor = lead
-    while True:
-        length = int(sr * np.clip(rng.lognormal(np.log(0.75 / rate), 0.25), 0.06, 0.6))
-        if cursor + length > n - tail:
-            break
-        syllables.append((cursor, length, int(rng.integers(len(_VOWELS))), float(rng.normal(0.0, f0var_st))))
-        gap = 1.0 / rate - length / sr
-        if rng.random() < 0.08:  # a phrase break
-            gap += rng.uniform(0.15, 0.4)
-        cursor += length + int(sr * max(0.02, gap + rng.normal(0.0, 0.02)))
-    if not syllables:  # very short utterance at a slow rate: one syllable that fills it
-        syllables.append((lead, n - lead - tail, int(rng.integers(len(_VOWELS))), 0.0))
-
-    # f0 contour in semitones: declination plus interpolated per-syllable accents.
-    t = np.arange(n) / sr
-    centres = np.array([s + length / 2 for s, length, _, _ in syllables]) / sr
-    accents = np.array([a for _, _, _, a in syllables])
-    contour = f0_st + np.interp(t, centres, accents) - 2.0 * t / max(duration_s, 1e-3)
-    f0 = speaker.f0_hz * 2.0 ** (contour / 12.0)
-    # Jitter and shimmer: perturbations that change about once per nominal period.
-    period = max(1, int(sr / speaker.f0_hz))
-    n_periods = n // period + 2
-    f0 *= 1.0 + jitter * np.repeat(rng.standard_normal(n_periods), period)[:n]
-    phase = np.cumsum(f0 / sr)
-    cycle = phase.astype(np.int64)
-    amplitude = 1.0 + shimmer * rng.standard_normal(int(cycle[-1]) + 1)[cycle]
-    voice = (1.0 - 2.0 * (phase - cycle)) * amplitude  # sawtooth glottal source
-    aspiration = rng.standard_normal(n) * (0.5 + 0.5 * (phase - cycle))  # noise during opening
-    source = (1.0 - breath) * voice + breath * 2.0 * aspiration
-    source = lfilter([1.0 - tilt], [1.0, -tilt], source)
-
-    out = np.zeros(n)
-    nyquist_guard = 0.45 * sr
-    for start, length, vowel, _ in syllables:
-        segment = source[start : start + length]
-        formants = _VOWELS[vowel] * speaker.formant_scale * rng.uniform(0.93, 1.07, size=4)
-        for freq, bandwidth in zip(formants, _FORMANT_BANDWIDTHS):
-            if freq < nyquist_guard:
-                segment = _resonate(segment, freq, bandwidth, sr)
-        attack = min(length // 3, int(0.03 * sr))
-        envelope = np.ones(length)
-        envelope[:attack] = np.linspace(0.0, 1.0, attack, endpoint=False)
-        envelope *= np.hanning(length) ** 0.3
-        out[start : start + length] += segment * envelope
-        # A consonant: a short burst of high-passed noise right after the vowel.
-        burst = int(sr * rng.uniform(0.02, 0.07))
-        b0 = start + length
-        if rng.random() < 0.6 and b0 + burst < n - tail:
-            noise = np.diff(rng.standard_normal(burst + 1)) * np.hanning(burst)
-            out[b0 : b0 + burst] += 0.15 * noise * np.std(segment)
-
-    voiced_rms = np.sqrt(np.mean(out[out != 0.0] ** 2)) if np.any(out) else 1.0
-    out *= _REFERENCE_RMS * 10 ** (energy_db / 20) / voiced_rms
-    out = lfilter([1.0, -speaker.channel_tilt], [1.0], out)  # per-speaker channel colouring
-    out += speaker.noise_floor * rng.standard_normal(n)
-    return np.tanh(out).astype(np.float32)  # soft limiter: loud anger saturates, never wraps
-
-
-def _resonate(x: np.ndarray, freq: float, bandwidth: float, sr: int) -> np.ndarray:
-    """A 2nd-order resonator (one formant) with unit gain at DC."""
-    r = np.exp(-np.pi * bandwidth / sr)
-    c = 2.0 * r * np.cos(2.0 * np.pi * freq / sr)
-    return lfilter([1.0 - c + r * r], [1.0, -c, r * r], x)
 
 
 def _write_dialog(
