@@ -190,30 +190,10 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                 )
 
             fold_dir = work / f"fold{fold}"
-            try:
-                result = run_fold(
-                    data, evaluation=evaluation, search=search, device=device, work_dir=fold_dir, reporter=report
-                )
-            except Exception as error:
-                write_fold_row(
-                    inputs.storage,
-                    _fold_row(
-                        inputs,
-                        trial_id=trial_id,
-                        attempt=state["attempt"],
-                        params=params,
-                        search=search,
-                        evaluation=evaluation,
-                        fold=fold,
-                        result=None,
-                        error=f"{type(error).__name__}: {error}",
-                        node_id=node_id,
-                    ),
-                )
-                raise
-            write_fold_row(
-                inputs.storage,
-                _fold_row(
+
+            def record(result: FoldResult | None, error: str | None, fold: int = fold) -> None:
+                """Append this fold's leaderboard row, finished or failed."""
+                row = _fold_row(
                     inputs,
                     trial_id=trial_id,
                     attempt=state["attempt"],
@@ -222,10 +202,19 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     evaluation=evaluation,
                     fold=fold,
                     result=result,
-                    error=None,
+                    error=error,
                     node_id=node_id,
-                ),
-            )
+                )
+                write_fold_row(inputs.storage, row)
+
+            try:
+                result = run_fold(
+                    data, evaluation=evaluation, search=search, device=device, work_dir=fold_dir, reporter=report
+                )
+            except Exception as error:
+                record(None, f"{type(error).__name__}: {error}")
+                raise
+            record(result, None)
             state["done"][str(fold)] = {
                 "valid_ua": result.valid_ua,
                 "ua": result.ua,

@@ -66,10 +66,7 @@ def estimate_section(estimates: Mapping[str, NestedEstimate]) -> str:
 def ranked_section(trials: pd.DataFrame, genotypes: pd.DataFrame) -> str:
     if trials.empty:
         return empty("The leaderboard has no completed folds yet.")
-    trial_columns = [
-        "experiment",
-        "rank",
-        "trial_id",
+    metrics = [
         "mean_valid_ua",
         "std_valid_ua",
         "mean_test_ua",
@@ -79,32 +76,11 @@ def ranked_section(trials: pd.DataFrame, genotypes: pd.DataFrame) -> str:
         "folds_covered",
         "n_folds",
         "complete",
-        "trial_status",
-        "seed",
-        "mean_params",
-        "total_seconds",
-        "params_json",
     ]
-    genotype_columns = [
-        "experiment",
-        "rank",
-        "genotype_hash",
-        "mean_valid_ua",
-        "std_valid_ua",
-        "mean_test_ua",
-        "std_test_ua",
-        "mean_test_wa",
-        "mean_test_macro_f1",
-        "folds_covered",
-        "n_folds",
-        "complete",
-        "trials",
-        "seeds",
-        "runs",
-        "pruned_runs",
-        "mean_params",
-        "total_seconds",
-    ]
+    trial_columns = ["experiment", "rank", "trial_id", *metrics, "trial_status", "seed"]
+    trial_columns += ["mean_params", "total_seconds", "params_json"]
+    genotype_columns = ["experiment", "rank", "genotype_hash", *metrics, "trials", "seeds", "runs", "pruned_runs"]
+    genotype_columns += ["mean_params", "total_seconds"]
     if trials["experiment"].nunique() == 1:
         trial_columns.remove("experiment")
         genotype_columns.remove("experiment")
