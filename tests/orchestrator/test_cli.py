@@ -127,6 +127,8 @@ def test_readme_main_job_on_a_small_synthetic_corpus(tmp_path, capsys):
                 "exc=hap",
                 "--classes",
                 "neu,hap,sad,ang",
+                "--valid-speakers",
+                "1",
                 "--out",
                 str(folds),
             ]

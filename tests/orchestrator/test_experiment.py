@@ -94,11 +94,18 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
         main(["export", "--storage", str(tmp_path / "runs"), "--rank", "1", "--device", "cpu", "--out", str(model)])
         == 0
     )
-    assert "retrained from scratch on the" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "retrained from scratch on every speaker of the protocol" in out and "nested estimate UA" in out
     bundle = torch.load(model, weights_only=True)
     assert bundle["classes"] == ["neu", "hap", "sad", "ang"] and bundle["preset"]["name"] == "logmel-32"
-    best = runs.sort_values(["ua", "fold"], ascending=[False, True]).iloc[0]
-    assert bundle["source"]["fold"] == best["fold"] and bundle["architecture"] == best["genotype"]
+    with connect(tmp_path / "runs", experiment="small") as board:
+        chosen = board.summary("genotype").iloc[0]  # rank 1 by validation
+    source = bundle["source"]
+    assert source["fold"] is None and source["genotype_hash"] == chosen["genotype_hash"]
+    chosen_runs = runs[runs["genotype_hash"] == chosen["genotype_hash"]]
+    assert bundle["architecture"] == chosen_runs["genotype"].iloc[0]
+    assert source["epochs"] == max(1, round(float(chosen_runs.groupby("fold")["best_epoch"].median().median())))
+    assert source["nested_estimate"]["n_folds"] == 2 and "maximum" not in json.dumps(source)
     wavs = sorted((tmp_path / "corpus").rglob("Ses01F_impro01_F00*.wav"))[:2]
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
