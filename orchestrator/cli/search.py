@@ -69,11 +69,12 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
         return
     console.print(f"[bold]{experiment}[/]: {escape(estimate.headline())}")
     table = Table(
-        title=f"Best trials of {experiment}, ranked by mean validation UA over folds (test UA: reported, never used)",
+        title=f"Best trials of {experiment}, ranked by mean validation UA over folds (test UA: reported, never "
+        "used; WA and F1: sernas leaderboard)",
         title_justify="left",
     )
-    for column in ("rank", "trial", "valid UA", "test UA", "WA", "F1", "folds", "status", "params"):
-        table.add_column(column, justify="left" if column in ("rank", "trial", "status") else "right")
+    for column in ("rank", "trial", "valid UA", "test UA", "folds", "status", "params"):
+        table.add_column(column, justify="left" if column in ("rank", "trial", "status") else "right", no_wrap=True)
     configs = []
     for row in top.itertuples():
         table.add_row(
@@ -81,8 +82,6 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
             row.trial_id,
             _mean_and_spread(row.mean_valid_ua, row.std_valid_ua),
             _mean_and_spread(row.mean_ua, row.std_ua),
-            f"{row.mean_wa:.3f}",
-            f"{row.mean_macro_f1:.3f}",
             f"{row.folds_covered}/{row.n_folds}",
             str(row.trial_status),
             f"{row.mean_params:,.0f}",
@@ -99,7 +98,7 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
 
 
 def _mean_and_spread(mean: float, std: float) -> str:
-    return f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
+    return f"{mean:.3f}" + ("" if pd.isna(std) else f"±{std:.3f}")
 
 
 def run_search_command(
