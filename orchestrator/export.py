@@ -27,10 +27,11 @@ from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_F
 from search_space.architecture import architecture_text, parse_architecture
 from trainers.evaluate import train_final_model
 from trainers.features import extract_features, get_preset
-from trainers.fold_data import Split, load_fold_data
+from trainers.fold_data import concat_splits, load_fold_data
 from trainers.folds import read_folds
 from trainers.manifest import read_manifest
 from trainers.model_bundle import save_bundle
+from trainers.normalization import Normalizer
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,9 @@ def export_model(
         classes=classes,
     )
     parts = (data.train, data.valid) if fold is not None else (data.train, data.valid, data.test)
-    training = Split(
-        x=torch.cat([part.x for part in parts]),
-        y=torch.cat([part.y for part in parts]),
-        utt_ids=tuple(utt for part in parts for utt in part.utt_ids),
-    )
+    raw = concat_splits(*parts)
+    normalizer = Normalizer(evaluation.normalization).fit(raw.x, raw.valid_lengths)  # stats of what it trains on
+    training = raw.normalized(normalizer)
     if fold is not None:
         trained_on = (
             f"the training and validation speakers of fold {fold} ({len(training)} utterances) for {epochs} "
@@ -175,6 +174,7 @@ def export_model(
         classes=classes,
         preset=get_preset(config.data.preset),
         source=source,
+        normalizer=normalizer,
     )
     return ExportResult(
         out=Path(out),

@@ -9,14 +9,15 @@ so class indices mean the same thing on every fold.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from trainers.features import FeaturePreset, load_features
+from trainers.features import FeaturePreset, get_preset, load_features
 from trainers.folds import SEARCH_ROLES, SPLITS
+from trainers.normalization import Normalizer
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,46 @@ class Split:
     x: torch.Tensor  # (N, 1, F, T) float32
     y: torch.Tensor  # (N,) int64 class indices
     utt_ids: tuple[str, ...]
+    lengths: torch.Tensor | None = None  # (N,) int64 frames carrying signal (None: all T)
+    speakers: tuple[str, ...] = ()  # speaker of each utterance, when known
 
     def __len__(self) -> int:
         return len(self.utt_ids)
 
+    @property
+    def valid_lengths(self) -> torch.Tensor:
+        """``(N,)`` frames carrying each clip's own signal (every frame when unknown)."""
+        if self.lengths is not None:
+            return self.lengths
+        return torch.full((len(self),), self.x.shape[-1], dtype=torch.int64)
+
     def subset(self, index: torch.Tensor) -> Split:
         """The samples at ``index`` (a 1-D int64 tensor), in that order."""
-        return Split(x=self.x[index], y=self.y[index], utt_ids=tuple(self.utt_ids[i] for i in index.tolist()))
+        rows = index.tolist()
+        return Split(
+            x=self.x[index],
+            y=self.y[index],
+            utt_ids=tuple(self.utt_ids[i] for i in rows),
+            lengths=None if self.lengths is None else self.lengths[index],
+            speakers=tuple(self.speakers[i] for i in rows) if self.speakers else (),
+        )
+
+    def normalized(self, normalizer: Normalizer) -> Split:
+        """The same samples with ``normalizer`` applied (see ``trainers.normalization``)."""
+        x = normalizer(self.x, self.valid_lengths, self.speakers or None)  # (N, 1, F, T)
+        return replace(self, x=x)
+
+
+def concat_splits(*parts: Split) -> Split:
+    """One split holding ``parts`` in order (lengths and speakers kept when every part has them)."""
+    lengths = [part.lengths for part in parts]
+    return Split(
+        x=torch.cat([part.x for part in parts]),
+        y=torch.cat([part.y for part in parts]),
+        utt_ids=tuple(utt for part in parts for utt in part.utt_ids),
+        lengths=None if any(length is None for length in lengths) else torch.cat(lengths),
+        speakers=tuple(s for part in parts for s in part.speakers) if all(part.speakers for part in parts) else (),
+    )
 
 
 @dataclass(frozen=True)
@@ -41,6 +75,19 @@ class FoldData:
     valid: Split
     test: Split
     train_roles: tuple[str | None, ...] = ()  # search role of each train utterance (weights/alphas)
+
+    def normalized(self, normalizer: Normalizer) -> tuple[FoldData, Normalizer]:
+        """Every split normalised; ``train`` statistics come from the training split only.
+
+        Returns the data and the fitted normaliser (what an exported model must apply)."""
+        fitted = normalizer.fit(self.train.x, self.train.valid_lengths)
+        data = replace(
+            self,
+            train=self.train.normalized(fitted),
+            valid=self.valid.normalized(fitted),
+            test=self.test.normalized(fitted),
+        )
+        return data, fitted
 
     def search_splits(self) -> tuple[Split, Split]:
         """``(weight_data, alpha_data)``: the training speakers split by speaker for the search.
@@ -109,11 +156,18 @@ def load_fold_data(
     features = load_features(subset, preset=preset, cache_dir=cache_dir, manifest_path=manifest_path)
     class_index = {name: index for index, name in enumerate(classes)}
     labels = torch.tensor([class_index[label] for label in table["label"]], dtype=torch.int64)
+    frames = get_preset(preset)
+    lengths = torch.tensor([frames.valid_frames(float(d)) for d in subset["duration_s"]], dtype=torch.int64)
     splits = {}
     for split in SPLITS:
-        mask = torch.from_numpy((table["split"] == split).to_numpy())
+        in_split = (table["split"] == split).to_numpy()
+        mask = torch.from_numpy(in_split)
         splits[split] = Split(
-            x=features[mask], y=labels[mask], utt_ids=tuple(table.loc[(table["split"] == split).to_numpy(), "utt_id"])
+            x=features[mask],
+            y=labels[mask],
+            utt_ids=tuple(table.loc[in_split, "utt_id"]),
+            lengths=lengths[mask],
+            speakers=tuple(str(s) for s in table.loc[in_split, "speaker"]),
         )
     roles = ()
     if "search_role" in table.columns:

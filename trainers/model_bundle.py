@@ -3,7 +3,8 @@
 The bundle is a plain dict of tensors, strings and numbers (``torch.load(weights_only=True)``
 loads it, so opening a model never runs code): the network's ``state_dict``, its architecture
 (genotype JSON or ``baseline``), the evaluation settings that size it, the class names in
-output order, the feature preset it was trained on, and where it came from.
+output order, the feature preset it was trained on, the input normalisation (mode and, for
+``train``, its statistics), and where it came from.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from trainers.audio import AudioError, read_audio
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.evaluate import build_network
 from trainers.features import FeatureExtractor, FeaturePreset
+from trainers.normalization import Normalizer
 from trainers.settings import EvalSettings
 
 BUNDLE_FORMAT = "sernas-model"
@@ -33,6 +35,7 @@ class LoadedModel:
     preset: FeaturePreset
     architecture: str
     source: dict[str, Any]
+    normalizer: Normalizer
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,9 @@ def save_bundle(
     classes: tuple[str, ...],
     preset: FeaturePreset,
     source: dict[str, Any],
+    normalizer: Normalizer,
 ) -> Path:
+    """Write the bundle; ``normalizer`` is the fitted input normalisation the model was trained with."""
     bundle = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
@@ -62,6 +67,7 @@ def save_bundle(
         "classes": list(classes),
         "preset": preset.model_dump(mode="json"),
         "source": source,
+        "normalization": normalizer.state(),
     }
     return save_checkpoint(bundle, path)
 
@@ -95,6 +101,7 @@ def load_bundle(path: str | os.PathLike[str], *, device: torch.device) -> Loaded
         preset=preset,
         architecture=bundle["architecture"],
         source=dict(bundle["source"]),
+        normalizer=Normalizer.from_state(bundle.get("normalization")),
     )
 
 
@@ -102,21 +109,35 @@ def load_bundle(path: str | os.PathLike[str], *, device: torch.device) -> Loaded
 def predict_files(loaded: LoadedModel, paths: list[str], *, device: torch.device) -> list[Prediction]:
     """Class probabilities per file; an unreadable file gets its error and the rest still run."""
     extractor = FeatureExtractor(loaded.preset)
-    predictions = []
+    errors: dict[str, str] = {}
+    features, lengths, readable = [], [], []
     for path in paths:
         try:
             samples, sample_rate = read_audio(path)
         except (AudioError, OSError) as error:
-            predictions.append(Prediction(path=path, label=None, probabilities=None, error=str(error)))
+            errors[path] = str(error)
             continue
-        features = extractor(samples, sample_rate).unsqueeze(0).to(device)  # (1, 1, F, T)
-        probabilities = torch.softmax(loaded.model(features), dim=1)[0].cpu()  # (n_classes,)
-        best = int(probabilities.argmax())
+        features.append(extractor(samples, sample_rate))  # (1, F, T)
+        lengths.append(loaded.preset.valid_frames(len(samples) / sample_rate))
+        readable.append(path)
+    probabilities: dict[str, torch.Tensor] = {}
+    if readable:
+        x = loaded.normalizer(  # the files of one call count as one speaker for speaker normalisation
+            torch.stack(features), torch.tensor(lengths), ("predict",) * len(readable)
+        ).to(device)  # (N, 1, F, T)
+        for path, row in zip(readable, x):
+            probabilities[path] = torch.softmax(loaded.model(row[None]), dim=1)[0].cpu()  # (n_classes,)
+    predictions = []
+    for path in paths:
+        if path in errors:
+            predictions.append(Prediction(path=path, label=None, probabilities=None, error=errors[path]))
+            continue
+        p = probabilities[path]
         predictions.append(
             Prediction(
                 path=path,
-                label=loaded.classes[best],
-                probabilities={c: float(p) for c, p in zip(loaded.classes, probabilities)},
+                label=loaded.classes[int(p.argmax())],
+                probabilities={c: float(v) for c, v in zip(loaded.classes, p)},
             )
         )
     return predictions

@@ -18,6 +18,7 @@ from search_space import Architecture, architecture_key, architecture_text, pars
 from trainers.atomic_io import write_text_atomically
 from trainers.evaluate import run_evaluation
 from trainers.fold_data import FoldData
+from trainers.normalization import Normalizer
 from trainers.reporting import Reporter, ignore_reports
 from trainers.search import run_search
 from trainers.settings import EvalSettings, SearchSettings
@@ -63,12 +64,16 @@ def run_fold(
 ) -> FoldResult:
     """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``.
 
+    The fold's features are first normalised as ``evaluation.normalization`` says (statistics
+    from the training speakers, or per utterance / per speaker; never from labels).
+
     ``architecture`` may be its text (genotype JSON or a model name), parsed here.
     """
     if (architecture is None) == (search is None):
         raise ValueError("give either search settings (to search an architecture) or an architecture, not both.")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    data, _ = data.normalized(Normalizer(evaluation.normalization))
 
     search_seconds, epochs_run, stopped_early = 0.0, 0, None
     if architecture is not None:

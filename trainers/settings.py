@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search_space import PRIMITIVES, validate_primitives
+from trainers.normalization import Normalization
 
 
 class _Settings(BaseModel):
@@ -95,6 +96,11 @@ class SearchSettings(_Settings):
 class EvalSettings(_Settings):
     """Training the derived network from scratch, epoch chosen on validation speakers."""
 
+    normalization: Normalization = Field(
+        "utterance",
+        description="input normalisation of the fold's features, for its search and evaluation alike "
+        "(trainers.normalization): utterance, train, speaker or none",
+    )
     shape: ModelShape = ModelShape()
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(32, ge=1)

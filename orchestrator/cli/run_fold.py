@@ -98,7 +98,7 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
             if architecture is not None
             else SearchSettings(**common, **_given(args, epochs="search_epochs", order="order", pc_k="pc_k"))
         )
-        evaluation = EvalSettings(**common, **_given(args, epochs="eval_epochs"))
+        evaluation = EvalSettings(**common, **_given(args, epochs="eval_epochs", normalization="normalization"))
         device = resolve_device(args.device)
         manifest = read_manifest(args.manifest)
         folds, protocol = read_folds(args.folds)
@@ -156,6 +156,8 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
 
 def register(commands: Subcommands) -> None:
     """Add ``run-fold``."""
+    from trainers.normalization import NORMALIZATIONS
+
     fold = commands.add_parser("run-fold", help="search and evaluate one fold without Ray")
     fold.add_argument("--manifest", required=True, type=Path)
     fold.add_argument("--folds", required=True, type=Path)
@@ -167,6 +169,12 @@ def register(commands: Subcommands) -> None:
     )
     fold.add_argument("--search-epochs", type=int, **FROM_SETTINGS, help="default: SearchSettings.epochs")
     fold.add_argument("--eval-epochs", type=int, **FROM_SETTINGS, help="default: EvalSettings.epochs")
+    fold.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        **FROM_SETTINGS,
+        help="input normalisation for search and evaluation (default: EvalSettings.normalization)",
+    )
     fold.add_argument("--layers", type=int, **FROM_SETTINGS, help="default: ModelShape.layers")
     fold.add_argument("--nodes", type=int, **FROM_SETTINGS, help="default: ModelShape.nodes")
     fold.add_argument("--init-channels", type=int, **FROM_SETTINGS, help="default: ModelShape.init_channels")

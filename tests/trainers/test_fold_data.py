@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conftest import build_fake_iemocap
-from trainers.features import extract_features
+from trainers.features import extract_features, get_preset
 from trainers.fold_data import Split, iterate_batches, load_fold_data
 from trainers.folds import FoldProtocol, make_folds
 from trainers.manifest import build_manifest
@@ -37,6 +37,10 @@ def test_splits_hold_the_fold_table_rows_with_fixed_class_order(prepared):
         assert split.utt_ids == tuple(rows.utt_id)
         assert [data.classes[i] for i in split.y] == list(rows.label)
         assert split.x.shape == (len(rows), 1, 64, 200)
+        assert split.speakers == tuple(rows.speaker)
+        durations = manifest.set_index("utt_id").loc[list(rows.utt_id), "duration_s"]
+        expected = [get_preset("logmel-64").valid_frames(d) for d in durations]
+        assert split.lengths.tolist() == expected and 0 < min(expected) <= max(expected) <= 200
     assert {u[:5] for u in data.test.utt_ids} == {"Ses02"}
     weights = data.class_weights()
     counts = torch.bincount(data.train.y, minlength=4)

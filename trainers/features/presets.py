@@ -99,6 +99,14 @@ class FeaturePreset(BaseModel):
         assert n_bins is not None  # guaranteed by _check_consistent
         return (1, n_bins, self.n_frames // self.time_pool)
 
+    def valid_frames(self, duration_s: float) -> int:
+        """Output frames that carry the clip's own signal, not only padding: the frames whose
+        centre lies inside the first ``min(duration, max_seconds)`` seconds, after time pooling
+        (at least one). Normalisation and masking skip the rest."""
+        samples = min(round(duration_s * self.sample_rate), self.num_samples)
+        frames = min(self.n_frames, -(-samples // self.hop_length))
+        return max(1, -(-frames // self.time_pool))
+
     def canonical_json(self) -> str:
         """The computation's parameters (name excluded) as sorted, compact JSON."""
         params = self.model_dump(mode="json", exclude={"name"})

@@ -1,0 +1,64 @@
+"""Input normalisation over each clip's real frames, with statistics that never see labels or
+(for ``train``) anything but the training speakers."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import make_fold_data
+from trainers.features import get_preset
+from trainers.fold_data import Split
+from trainers.normalization import Normalizer, valid_mask
+
+
+def clips(pad_value: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two clips (2, 1, 3, 6): the first 4 and 2 frames carry signal, the rest is ``pad_value``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 3, 6, generator=g) * 3 + 5
+    lengths = torch.tensor([4, 2])
+    return torch.where(valid_mask(lengths, 6).bool(), x, torch.full_like(x, pad_value)), lengths
+
+
+def test_valid_frames_follow_the_clip_duration():
+    preset = get_preset("logmel-32")  # 512-sample hop at 16 kHz, 128 frames pooled by 4 -> 32
+    assert preset.valid_frames(4.096) == 32 and preset.valid_frames(30.0) == 32
+    assert preset.valid_frames(1.0) == 8  # ceil(16000 / 512) = 32 frames -> 8 pooled
+    assert preset.valid_frames(0.001) == 1
+
+
+def test_utterance_normalisation_ignores_padding_and_zeroes_it():
+    padded_low, lengths = clips(-13.8)
+    padded_high, _ = clips(0.0)
+    a, b = Normalizer("utterance")(padded_low, lengths), Normalizer("utterance")(padded_high, lengths)
+    assert torch.equal(a, b)  # what the padding holds does not matter
+    assert (a[0, :, :, 4:] == 0).all() and (a[1, :, :, 2:] == 0).all()
+    real = a[0, 0, :, :4]  # (F, T) of the first clip
+    assert torch.allclose(real.mean(dim=1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(real.std(dim=1, unbiased=False), torch.ones(3), atol=1e-3)
+
+
+def test_train_statistics_come_from_the_training_split_only():
+    data = make_fold_data(n_train=12, n_valid=6, n_test=6)
+    poisoned = replace(data, test=Split(x=torch.full_like(data.test.x, 1e6), y=data.test.y, utt_ids=data.test.utt_ids))
+    clean, fitted = data.normalized(Normalizer("train"))
+    dirty, fitted_dirty = poisoned.normalized(Normalizer("train"))
+    assert torch.equal(fitted.mean, fitted_dirty.mean) and torch.equal(clean.train.x, dirty.train.x)
+    flat = clean.train.x.transpose(0, 2).reshape(data.train.x.shape[2], -1)  # (F, N * T)
+    assert torch.allclose(flat.mean(dim=1), torch.zeros(flat.shape[0]), atol=1e-4)
+    # Round trip through what a model bundle stores.
+    again = Normalizer.from_state(fitted.state())
+    assert torch.allclose(again(data.valid.x, data.valid.valid_lengths), clean.valid.x)
+    assert Normalizer.from_state(None).mode == "none"
+
+
+def test_speaker_normalisation_uses_each_speakers_own_frames():
+    x, lengths = clips(0.0)
+    x = torch.cat([x, x * 10 + 100])  # speaker b: the same clips, scaled and shifted
+    lengths = torch.cat([lengths, lengths])
+    out = Normalizer("speaker")(x, lengths, ("a", "a", "b", "b"))
+    assert torch.allclose(out[:2], out[2:], atol=1e-4)  # per-speaker statistics remove the speaker's offset
+    with pytest.raises(ValueError, match="speaker of every utterance"):
+        Normalizer("speaker")(x, lengths)
+    with pytest.raises(ValueError, match="normalization must be one of utterance, train, speaker, none"):
+        Normalizer("global")

@@ -1,0 +1,100 @@
+"""Input normalisation without label or test leakage, over the real frames of each clip.
+
+Features of a short clip end in padding (zeros of the signal, a constant ``log(1e-6)`` after a
+log-mel), so statistics are taken over each clip's *valid* frames only (``Split.lengths``) and
+padded frames are set to 0 after normalising. Modes (``Normalization``):
+
+- ``utterance`` (default): each clip by its own per-frequency-bin mean and std; uses nothing but
+  the clip, so a deployed model needs nothing else.
+- ``train``: per-bin mean and std over the valid frames of the fold's *training* utterances,
+  applied to every split (the bundle of an exported model stores them).
+- ``speaker``: each speaker's clips by that speaker's per-bin mean and std, over all of that
+  speaker's utterances in the fold, test speakers included. That uses each speaker's
+  *unlabelled* audio (common in SER, e.g. per-speaker z-normalisation on IEMOCAP); labels never.
+  ``sernas predict`` treats the files of one call as one speaker.
+- ``none``: features as computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+
+__all__ = ["NORMALIZATIONS", "Normalization", "Normalizer", "valid_mask"]
+
+Normalization = Literal["utterance", "train", "speaker", "none"]
+NORMALIZATIONS: tuple[str, ...] = ("utterance", "train", "speaker", "none")
+_EPS = 1e-5
+
+
+def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(N, 1, 1, T)`` float mask, 1 on the first ``lengths[i]`` frames of sample ``i``."""
+    return (torch.arange(frames)[None, :] < lengths[:, None]).to(torch.float32)[:, None, None, :]
+
+
+def _stats(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of ``x`` (N, C, F, T) over ``dims`` where ``mask`` is 1."""
+    count = mask.expand_as(x).sum(dim=dims, keepdim=True).clamp(min=1.0)
+    mean = (x * mask).sum(dim=dims, keepdim=True) / count
+    var = (((x - mean) * mask) ** 2).sum(dim=dims, keepdim=True) / count
+    return mean, var.sqrt()
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """A normalisation mode and, for ``train``, its fitted statistics ``(1, C, F, 1)``."""
+
+    mode: Normalization = "utterance"
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, but got {self.mode!r}.")
+
+    def fit(self, x: torch.Tensor, lengths: torch.Tensor) -> Normalizer:
+        """For ``train``: the statistics of the training features ``x`` (N, C, F, T); else itself."""
+        if self.mode != "train":
+            return self
+        mean, std = _stats(x, valid_mask(lengths, x.shape[-1]), (0, 3))
+        return replace(self, mean=mean, std=std)
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor, speakers: tuple[str, ...] | None = None) -> torch.Tensor:
+        """``x`` (N, C, F, T) normalised; padded frames set to 0 (``none`` returns ``x``)."""
+        if self.mode == "none":
+            return x
+        mask = valid_mask(lengths, x.shape[-1])
+        if self.mode == "utterance":
+            mean, std = _stats(x, mask, (3,))
+        elif self.mode == "train":
+            if self.mean is None or self.std is None:
+                raise ValueError("train normalisation needs fitted statistics: call fit() on the training split.")
+            mean, std = self.mean, self.std
+        else:  # speaker
+            if speakers is None or len(speakers) != len(x):
+                raise ValueError("speaker normalisation needs the speaker of every utterance.")
+            mean, std = torch.empty_like(x[:, :, :, :1]), torch.empty_like(x[:, :, :, :1])
+            for speaker in dict.fromkeys(speakers):
+                rows = torch.tensor([i for i, s in enumerate(speakers) if s == speaker])
+                mean[rows], std[rows] = (
+                    part.expand(len(rows), -1, -1, -1) for part in _stats(x[rows], mask[rows], (0, 3))
+                )
+        return (x - mean) / (std + _EPS) * mask
+
+    def state(self) -> dict:
+        """What a model bundle stores to normalise as in training."""
+        return {
+            "mode": self.mode,
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> Normalizer:
+        """A bundle's normaliser; bundles written before normalisation existed used none."""
+        if state is None:
+            return cls("none")
+        tensor = lambda value: None if value is None else torch.tensor(value, dtype=torch.float32)  # noqa: E731
+        return cls(state["mode"], mean=tensor(state.get("mean")), std=tensor(state.get("std")))
