@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from search_space import Architecture, architecture_text, build_model, count_parameters, parse_architecture
+from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
@@ -109,7 +110,7 @@ def _train_epochs(
         losses = [
             weight_step(
                 run.model,
-                x.to(device),  # (B, C_in, F, T)
+                spec_augment(x, settings.spec_augment, generator=run.generator).to(device),  # (B, C_in, F, T)
                 y.to(device),  # (B,)
                 loss_fn=run.loss_fn,
                 optimizer=run.optimizer,

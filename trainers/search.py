@@ -46,6 +46,7 @@ import torch
 
 from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet
 from trainers.architect import architecture_gradients
+from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.reporting import Reporter, ignore_reports
@@ -237,7 +238,8 @@ def run_search(
         train_loss = arch_loss = 0.0
         n_train = n_arch = 0
         for x, y in train_batches:
-            x, y = x.to(device), y.to(device)  # (B, 1, F, T), (B,)
+            # Weight batches are masked (SpecAugment), before the unrolled step that anticipates them.
+            x, y = spec_augment(x, settings.spec_augment, generator=generator).to(device), y.to(device)  # (B, 1, F, T)
             if search_alphas:
                 xa, ya = next(arch_batches)
                 xa, ya = xa.to(device), ya.to(device)  # (B', 1, F, T), (B',)

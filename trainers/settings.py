@@ -53,6 +53,20 @@ class ArchOptimizer(_Settings):
     weight_decay: float = Field(1e-3, ge=0)
 
 
+class SpecAugment(_Settings):
+    """Time and frequency masking (SpecAugment) of the batches that train weights; never applied
+    to alpha steps, validation or test. Masked cells are set to 0, the mean after normalisation."""
+
+    freq_masks: int = Field(0, ge=0, description="frequency masks per sample (0: off)")
+    freq_width: float = Field(0.15, ge=0, le=1, description="largest frequency mask, as a share of the bins")
+    time_masks: int = Field(0, ge=0, description="time masks per sample (0: off)")
+    time_width: float = Field(0.1, ge=0, le=1, description="largest time mask, as a share of the frames")
+
+    @property
+    def enabled(self) -> bool:
+        return self.freq_masks > 0 or self.time_masks > 0
+
+
 Imbalance = Literal["weighted-loss", "balanced-sampling", "none"]
 
 
@@ -79,6 +93,7 @@ class SearchSettings(_Settings):
         True, description="stop early when the dominant op is parameter-free on every edge"
     )
     imbalance: Imbalance = "weighted-loss"
+    spec_augment: SpecAugment = SpecAugment()
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     mixed_precision: bool = Field(
@@ -107,6 +122,7 @@ class EvalSettings(_Settings):
     weights: WeightOptimizer = WeightOptimizer()
     drop_path_prob: float = Field(0.0, ge=0, lt=1)
     imbalance: Imbalance = "weighted-loss"
+    spec_augment: SpecAugment = SpecAugment()
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1)
     mixed_precision: bool = Field(False, description="bf16 autocast for training and evaluation (GPU)")
