@@ -112,7 +112,7 @@ class EvalSettings(_Settings):
     """Training the derived network from scratch, epoch chosen on validation speakers."""
 
     normalization: Normalization = Field(
-        "utterance",
+        "train",
         description="input normalisation of the fold's features, for its search and evaluation alike "
         "(trainers.normalization): utterance, train, speaker or none",
     )
