@@ -76,8 +76,8 @@ def summary_sql(by: Summary = "genotype", *, where: str | None = None, rank_by: 
     join = " AND ".join(f"f.{key} IS NOT DISTINCT FROM r.{key}" for key in keys)
     return f"""
 WITH scored AS (
-    SELECT {config_key}* FROM runs
-    WHERE status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
+    SELECT {config_key}* FROM runs  -- search rows only: cross-eval rows have their own view
+    WHERE stage = 'search' AND status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
 ),
 per_fold AS (  -- each fold weighs the same, however many trials found the entry on it
     SELECT {key_list}, fold, avg(valid_ua) AS valid_ua, avg(ua) AS ua, avg(wa) AS wa, avg(macro_f1) AS macro_f1
@@ -105,11 +105,12 @@ FROM across_folds AS f JOIN per_entry AS r ON {join}
 
 _RUNS_SQL = """
 CREATE OR REPLACE VIEW runs AS
-SELECT f.* REPLACE (CASE WHEN f.status = 'completed' AND t.status = 'pruned' THEN 'pruned' ELSE f.status END AS status),
+SELECT f.* REPLACE (CASE WHEN f.status = 'completed' AND t.status = 'pruned' THEN 'pruned' ELSE f.status END AS status,
+                    coalesce(f.stage, 'search') AS stage),  -- version-1 rows have no stage: they are search rows
        t.status AS trial_status, t.reason AS trial_reason
 FROM fold_rows AS f
 LEFT JOIN trials AS t ON t.experiment = f.experiment AND t.trial_id = f.trial_id
-QUALIFY row_number() OVER (PARTITION BY f.experiment, f.trial_id, f.fold
+QUALIFY row_number() OVER (PARTITION BY f.experiment, coalesce(f.stage, 'search'), f.trial_id, f.fold
                            ORDER BY f.attempt DESC, f.written_at DESC, t.updated_at DESC) = 1
 """
 
@@ -133,16 +134,16 @@ def _create_source(
     """
     covered = set().union(*(snapshot.covers for snapshot in snapshots))
     direct = [path for path in files if path not in covered]
+    con.register(f"_{name}_arrow", schema.empty_table())
+    con.execute(f"CREATE OR REPLACE TABLE _{name}_empty AS SELECT * FROM _{name}_arrow")
+    con.unregister(f"_{name}_arrow")
+    typed = f"SELECT * FROM _{name}_empty"  # every column of this schema, typed: older files lack the newer ones
     if not direct and not snapshots:
-        con.register(f"_{name}_arrow", schema.empty_table())
-        con.execute(f"CREATE OR REPLACE TABLE _{name}_empty AS SELECT * FROM _{name}_arrow")
-        con.unregister(f"_{name}_arrow")
-        query = f"SELECT * FROM _{name}_empty"
-        con.execute(f"CREATE OR REPLACE {'TABLE' if materialize else 'VIEW'} {name} AS {query}")
+        con.execute(f"CREATE OR REPLACE {'TABLE' if materialize else 'VIEW'} {name} AS {typed}")
         return
     kind = "TABLE" if materialize or not location.is_local else "VIEW"
     with rows_query(con, location, files=direct, snapshots=snapshots, uniform=uniform, sources=False) as query:
-        con.execute(f"CREATE OR REPLACE {kind} {name} AS {query}")
+        con.execute(f"CREATE OR REPLACE {kind} {name} AS {typed} UNION ALL BY NAME {query}")
 
 
 @dataclass

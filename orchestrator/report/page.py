@@ -30,7 +30,7 @@ import pandas as pd
 
 from orchestrator.leaderboard import Leaderboard, StorageLocation, connect
 from orchestrator.report.cells import cells_section
-from orchestrator.report.html import CSS, SCORED
+from orchestrator.report.html import CSS, SCORED, SEARCH
 from orchestrator.report.sections import (
     confusion_section,
     depth_seed_section,
@@ -103,9 +103,12 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     )
     runs = board.sql(
         "SELECT experiment, trial_id, status, written_at, coalesce(search_epochs_run, 0) + "
-        "coalesce(eval_epochs, best_epoch, 0) AS epochs FROM runs"
+        f"coalesce(eval_epochs, best_epoch, 0) AS epochs FROM runs WHERE {SEARCH}"
     )
-    statuses = board.sql("SELECT experiment, trial_id, status, updated_at FROM trials")
+    statuses = board.sql(
+        "SELECT experiment, trial_id, status, updated_at FROM trials AS t WHERE NOT EXISTS (SELECT 1 FROM runs AS r "
+        "WHERE r.stage = 'cross-eval' AND r.experiment = t.experiment AND r.trial_id = t.trial_id)"
+    )
     best = _best_trial(trials)
     best_rows = (
         board.sql(
@@ -131,7 +134,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     )
     title = f"sernas report: {experiment}" if experiment else "sernas report"
     toc = "".join(f'<li><a href="#{key}">{html.escape(heading)}</a></li>' for key, heading in SECTIONS)
-    failed = int(board.sql("SELECT count(*) AS n FROM runs WHERE status = 'failed'")["n"][0])
+    failed = int(board.sql(f"SELECT count(*) AS n FROM runs WHERE {SEARCH} AND status = 'failed'")["n"][0])
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
