@@ -51,9 +51,7 @@ def _column(
 ) -> Any:
     """A ``FoldRow`` field that is also a column; ``result`` marks what only a finished fold has,
     ``since`` the schema version that added it (files written before lack it)."""
-    return field(
-        metadata={"type": kind, "required": required, "result": result, "since": since, "doc": doc}, **options
-    )
+    return field(metadata={"type": kind, "required": required, "result": result, "since": since, "doc": doc}, **options)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,12 +117,16 @@ class FoldRow:
         result=True,
     )
     source_trial_id: str | None = _column(
-        pa.string(), "cross-eval rows: the search trial whose run (best validation UA) found the genotype",
+        pa.string(),
+        "cross-eval rows: the search trial whose run (best validation UA) found the genotype",
         since=2,
         default=None,
     )
     source_fold: int | None = _column(
-        pa.int32(), "cross-eval rows: the fold of that run; null for search rows and the baseline", since=2, default=None
+        pa.int32(),
+        "cross-eval rows: the fold of that run; null for search rows and the baseline",
+        since=2,
+        default=None,
     )
     test_seen_in_search: bool | None = _column(
         pa.bool_(),

@@ -1,7 +1,8 @@
 """Querying the leaderboard: DuckDB views over the scanned files, and the rankings.
 
 ``connect`` scans the storage and builds the views ``fold_rows``, ``trials``, ``runs``,
-``genotypes``, ``trial_scores`` and ``config_scores`` (see docs/leaderboard.md) on one DuckDB
+``genotypes``, ``trial_scores`` and ``config_scores`` (search rows only) and ``cross_eval``
+(cross-eval rows only; see docs/leaderboard.md) on one DuckDB
 connection, compacting first when too many files lie outside a snapshot.
 """
 
@@ -17,6 +18,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from orchestrator.leaderboard.cross_eval import CROSS_EVAL_SQL
 from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_parts
 from orchestrator.leaderboard.schema import SCHEMA, TRIAL_SCHEMA
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, compact_scanned
@@ -152,7 +154,8 @@ class Leaderboard:
 
     Views: ``fold_rows`` (every row of every good part file), ``trials`` (trial status files),
     ``runs`` (latest attempt per (experiment, trial_id, fold), pruned trials' rows marked
-    ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (see ``summary_sql``).
+    ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (search rows, see
+    ``summary_sql``) and ``cross_eval`` (cross-eval rows, see ``leaderboard.cross_eval``).
     The file list is fixed at ``connect``: connect again to see rows written since.
     """
 
@@ -246,6 +249,7 @@ def connect(
         con.execute(_RUNS_SQL)
         for by, view in SUMMARY_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
+        con.execute(f"CREATE OR REPLACE VIEW cross_eval AS {CROSS_EVAL_SQL}")
     except BaseException:
         con.close()
         raise
