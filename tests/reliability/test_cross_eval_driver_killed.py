@@ -7,10 +7,10 @@ import tempfile
 import time
 
 import pytest
+from test_driver_killed import _kill_ray_processes_of, _sernas
 
 from conftest import write_experiment_config as write_config
 from orchestrator.leaderboard import connect, cross_eval_summary
-from test_driver_killed import _kill_ray_processes_of, _sernas
 
 pytestmark = pytest.mark.slow
 
