@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -22,6 +23,10 @@ __all__ = ["cmd_cross_eval", "print_cross_eval", "register"]
 
 def _number(value: float, pattern: str = "{:.3f}") -> str:
     return "" if pd.isna(value) else pattern.format(value)
+
+
+def _short_note(note: str) -> str:
+    return "" if note == "the baseline" else note.removeprefix("n/a: ")
 
 
 def print_cross_eval(storage: str, experiment: str) -> None:
@@ -37,27 +42,26 @@ def print_cross_eval(storage: str, experiment: str) -> None:
         console.print("No cross-eval fold has finished yet.")
         return
     table = Table(
-        title=f"Cross-evaluated genotypes of {experiment}, ranked by mean validation UA over folds x seeds (test UA: "
-        "reported; seen: folds whose test speakers the genotype's search trained or validated on)",
+        title=f"Cross-eval of {experiment}, ranked by mean validation UA over folds x seeds (test UA reported; "
+        "seen: folds whose test speakers its search saw; vs baseline: mean test UA difference / pairs, Wilcoxon p)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
     )
-    for column in ("rank", "genotype", "valid UA", "test UA", "folds", "seeds", "seen", "params", "vs baseline", "p"):
-        table.add_column(column, justify="left" if column in ("rank", "genotype") else "right", no_wrap=True)
+    for column in ("#", "genotype", "valid", "test", "folds", "seen", "params", "vs base", "p"):
+        table.add_column(column, justify="left" if column in ("#", "genotype") else "right", no_wrap=True)
     for row in frame.itertuples():
-        spread = "" if pd.isna(row.std_ua) else f"±{row.std_ua:.3f}"
         table.add_row(
             str(row.rank),
             str(row.genotype_hash),
-            _number(row.mean_valid_ua) + ("" if pd.isna(row.std_valid_ua) else f"±{row.std_valid_ua:.3f}"),
-            _number(row.mean_ua) + spread,
-            f"{row.folds_covered}/{row.n_folds}",
-            str(row.seeds),
+            _number(row.mean_valid_ua),
+            _number(row.mean_ua) + ("" if pd.isna(row.std_ua) else f"±{row.std_ua:.3f}"),
+            f"{row.folds_covered}/{row.n_folds}" + ("" if row.seeds == 1 else f"x{row.seeds}"),
             str(row.seen_folds),
-            _number(row.mean_params, "{:,.0f}"),
-            ""
-            if pd.isna(row.mean_diff_vs_baseline)
-            else f"{row.mean_diff_vs_baseline:+.3f} ({row.baseline_pairs} pairs)",
-            _number(row.wilcoxon_p) if not pd.isna(row.wilcoxon_p) else str(row.wilcoxon_note),
+            _number(row.mean_params / 1000, "{:,.0f}k"),
+            "" if pd.isna(row.mean_diff_vs_baseline) else f"{row.mean_diff_vs_baseline:+.3f}/{row.baseline_pairs}",
+            _number(row.wilcoxon_p, "{:.2f}") if not pd.isna(row.wilcoxon_p) else _short_note(row.wilcoxon_note),
         )
     console.print(table)
 

@@ -106,7 +106,7 @@ def test_cross_eval_end_to_end(local_ray, tmp_path: Path, capsys) -> None:
     arguments = ["--storage", storage, "--experiment", "xe", "--top", "1", "--genotype", "baseline", "--seeds", "1"]
     assert main(["cross-eval", *arguments]) == 0
     out = capsys.readouterr().out
-    assert "2 trials (2 completed, 0 failed)" in out and "Cross-evaluated genotypes of xe" in out
+    assert "2 trials (2 completed, 0 failed)" in out and "Cross-eval of xe, ranked by mean validation UA" in out
     assert (tmp_path / "runs" / "xe-cross-eval").is_dir()  # its own Tune folder; rows under the experiment
     with connect(storage, experiment="xe") as board:
         assert board.summary("genotype").equals(genotypes_before)  # search views: unchanged
