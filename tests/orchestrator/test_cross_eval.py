@@ -109,7 +109,7 @@ def test_cross_eval_end_to_end(local_ray, tmp_path: Path, capsys) -> None:
     assert "2 trials (2 completed, 0 failed)" in out and "Cross-eval of xe, ranked by mean validation UA" in out
     assert (tmp_path / "runs" / "xe-cross-eval").is_dir()  # its own Tune folder; rows under the experiment
     with connect(storage, experiment="xe") as board:
-        assert board.summary("genotype").equals(genotypes_before)  # search views: unchanged
+        pd.testing.assert_frame_equal(board.summary("genotype"), genotypes_before)  # search views: unchanged
         rows = board.sql("SELECT * FROM runs WHERE stage = 'cross-eval' ORDER BY genotype_hash, fold")
         table = cross_eval_summary(board, experiment="xe").set_index("genotype_hash")
     assert len(rows) == 4 and set(rows["status"]) == {"completed"} and (rows["search_seconds"] == 0).all()
