@@ -50,13 +50,13 @@ def _job_client_error(error: Exception, address: str) -> UserError:
 # ----------------------------------------------------------------------------------------- submit
 def cmd_submit(args: argparse.Namespace) -> int:
     from cluster.auth import redact
-    from cluster.submit import follow_job, make_client, resolve_address, submit_search
+    from cluster.submit import follow_job, make_client, resolve_address, submit_cross_eval, submit_search
 
     address = resolve_address(args.address, state_path=args.state)
     token = _token(required=False)
     if args.stop:
-        if args.config or args.wait:
-            raise UserError("--stop JOB_ID takes no --config or --wait.")
+        if args.config or args.wait or args.cross_eval:
+            raise UserError("--stop JOB_ID takes no --config, --cross-eval or --wait.")
         try:
             client = make_client(address, token)
             stopped = client.stop_job(args.stop)
@@ -64,24 +64,49 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise _job_client_error(error, address) from None
         console.print(f"Job {escape(args.stop)}: " + ("stop requested." if stopped else "already finished."))
         return 0
-    if args.config is None:
-        raise UserError("give --config CONFIG.yaml (or --stop JOB_ID).")
-    if not args.config.is_file():
+    cross_options = args.top is not None or args.genotype or args.seeds is not None or args.resume
+    if args.cross_eval is not None:
+        if args.config is not None or args.set:
+            raise UserError("--cross-eval EXPERIMENT takes no --config or --set (it reads the experiment's own).")
+        if not args.storage:
+            raise UserError("--cross-eval needs --storage: the search's storage, reachable from every node.")
+        if not args.resume and args.top is None and not args.genotype:
+            raise UserError("--cross-eval needs --top N and/or --genotype HASH|JSON|baseline (or --resume).")
+    elif cross_options:
+        raise UserError("--top, --genotype, --seeds and --resume go with --cross-eval EXPERIMENT.")
+    elif args.config is None:
+        raise UserError("give --config CONFIG.yaml, --cross-eval EXPERIMENT or --stop JOB_ID.")
+    elif not args.config.is_file():
         raise UserError(f"config {args.config} does not exist.")
     if args.working_dir is not None and not args.working_dir.is_dir():
         raise UserError(f"--working-dir {args.working_dir} is not a folder.")
     try:
         client = make_client(address, token)
-        submission = submit_search(
-            address=address,
-            token=token,
-            config=args.config,
-            overrides=args.set,
-            storage=args.storage,
-            working_dir=args.working_dir,
-            pip_install_project=args.pip_install,
-            client=client,
-        )
+        if args.cross_eval is not None:
+            submission = submit_cross_eval(
+                address=address,
+                token=token,
+                storage=args.storage,
+                experiment=args.cross_eval,
+                top=args.top,
+                genotypes=args.genotype,
+                seeds=1 if args.seeds is None else args.seeds,
+                resume=args.resume,
+                working_dir=args.working_dir,
+                pip_install_project=args.pip_install,
+                client=client,
+            )
+        else:
+            submission = submit_search(
+                address=address,
+                token=token,
+                config=args.config,
+                overrides=args.set,
+                storage=args.storage,
+                working_dir=args.working_dir,
+                pip_install_project=args.pip_install,
+                client=client,
+            )
     except UserError:
         raise
     except Exception as error:
@@ -164,7 +189,7 @@ def register(commands: Subcommands) -> None:
     """Add ``submit`` and ``cluster local/stop``."""
     state_help = "state file of `sernas cluster local` (default runs/cluster/local.json)"
 
-    submit = commands.add_parser("submit", help="submit `sernas search` to a Ray cluster as a job")
+    submit = commands.add_parser("submit", help="submit `sernas search` (or `sernas cross-eval`) to a Ray cluster")
     submit.add_argument(
         "--address",
         default=None,
@@ -175,6 +200,15 @@ def register(commands: Subcommands) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
     )
     submit.add_argument("--storage", default=None, help="results path or URI reachable from every node")
+    submit.add_argument(
+        "--cross-eval", default=None, metavar="EXPERIMENT", help="submit `sernas cross-eval` of this experiment instead"
+    )
+    submit.add_argument("--top", type=int, default=None, help="with --cross-eval: the N best genotypes by validation")
+    submit.add_argument(
+        "--genotype", action="append", default=[], help="with --cross-eval: also this genotype (repeatable)"
+    )
+    submit.add_argument("--seeds", type=int, default=None, help="with --cross-eval: seeds per genotype and fold")
+    submit.add_argument("--resume", action="store_true", help="with --cross-eval: finish an interrupted cross-eval")
     submit.add_argument("--wait", action="store_true", help="follow the logs; exit 0 if the job succeeded, else 1")
     submit.add_argument("--stop", default=None, metavar="JOB_ID", help="stop a submitted job")
     submit.add_argument(

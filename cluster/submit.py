@@ -1,9 +1,11 @@
-"""Submit ``sernas search`` to a Ray cluster through the job API (what ``ray job submit`` does).
+"""Submit ``sernas search`` (or ``sernas cross-eval``) to a Ray cluster through the job API
+(what ``ray job submit`` does).
 
 The job's working directory is uploaded (small: data, caches, run outputs, virtual envs and
 VCS metadata are excluded); the cluster's Python environment is expected to have sernas
 installed (or add ``pip``/``py_modules`` to the runtime env, see docs/cluster.md). The job's
-driver runs ``sernas search ... --address auto`` on the head node and joins the cluster.
+driver runs ``sernas search ... --address auto`` (or ``sernas cross-eval ... --address auto``) on
+the head node and joins the cluster.
 """
 
 from __future__ import annotations
@@ -88,6 +90,25 @@ def build_entrypoint(*, config: str, overrides: Sequence[str] = (), storage: str
     return shlex.join(parts)
 
 
+def build_cross_eval_entrypoint(
+    *,
+    storage: str,
+    experiment: str,
+    top: int | None = None,
+    genotypes: Sequence[str] = (),
+    seeds: int = 1,
+    resume: bool = False,
+) -> str:
+    parts = ["sernas", "cross-eval", "--storage", storage, "--experiment", experiment]
+    if top is not None:
+        parts += ["--top", str(top)]
+    for genotype in genotypes:
+        parts += ["--genotype", genotype]
+    parts += ["--seeds", str(seeds)] + (["--resume"] if resume else [])
+    parts += ["--address", "auto"]
+    return shlex.join(parts)
+
+
 def build_runtime_env(working_dir: Path, *, pip_install_project: bool = False) -> dict:
     env: dict = {"working_dir": str(working_dir), "excludes": list(RUNTIME_ENV_EXCLUDES)}
     if pip_install_project:
@@ -119,12 +140,68 @@ def submit_search(
     entrypoint = build_entrypoint(
         config=job_path(config, working_dir), overrides=overrides, storage=storage_for_job(storage) if storage else None
     )
+    return submit_entrypoint(
+        entrypoint,
+        address=address,
+        token=token,
+        metadata={"sernas_config": Path(config).name},
+        working_dir=working_dir,
+        pip_install_project=pip_install_project,
+        client=client,
+    )
+
+
+def submit_cross_eval(
+    *,
+    address: str,
+    token: Token | None,
+    storage: str,
+    experiment: str,
+    top: int | None = None,
+    genotypes: Sequence[str] = (),
+    seeds: int = 1,
+    resume: bool = False,
+    working_dir: Path | None = None,
+    pip_install_project: bool = False,
+    client=None,
+) -> Submission:
+    """``sernas cross-eval`` of ``experiment`` in ``storage`` (a path or URI every node reaches) as a job."""
+    entrypoint = build_cross_eval_entrypoint(
+        storage=storage_for_job(storage),
+        experiment=experiment,
+        top=top,
+        genotypes=genotypes,
+        seeds=seeds,
+        resume=resume,
+    )
+    return submit_entrypoint(
+        entrypoint,
+        address=address,
+        token=token,
+        metadata={"sernas_cross_eval": experiment},
+        working_dir=(working_dir or find_project_root(Path.cwd())).resolve(),
+        pip_install_project=pip_install_project,
+        client=client,
+    )
+
+
+def submit_entrypoint(
+    entrypoint: str,
+    *,
+    address: str,
+    token: Token | None,
+    metadata: dict[str, str],
+    working_dir: Path,
+    pip_install_project: bool = False,
+    client=None,
+) -> Submission:
+    """Submit one ``sernas`` command line as a job whose working dir is ``working_dir``."""
     client = client or make_client(address, token)
     submitted_at = time.time()
     job_id = client.submit_job(
         entrypoint=entrypoint,
         runtime_env=build_runtime_env(working_dir, pip_install_project=pip_install_project),
-        metadata={"sernas_config": Path(config).name},
+        metadata=metadata,
     )
     return Submission(job_id=job_id, address=address, entrypoint=entrypoint, submitted_at=submitted_at)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -135,16 +136,61 @@ def run_experiment(
     ``trial_function`` replaces ``orchestrator.trial.run_trial`` (same signature), for
     benchmarks that measure the driver without paying for training.
     """
+    from ray import tune
+
+    from orchestrator.config import tune_param_space
+    from orchestrator.pruning import OptunaPruningScheduler, make_pruner
+
+    pruner, over = make_pruner(config.tune.pruner.kind, **config.tune.pruner.options)
+    multi = config.tune.searcher == "optuna-tpe" and config.tune.multi_objective
+    tune_config = tune.TuneConfig(
+        metric=None if multi else OBJECTIVE,
+        mode=None if multi else "max",
+        num_samples=config.tune.num_samples,
+        max_concurrent_trials=config.tune.max_concurrent if config.tune.searcher == "optuna-tpe" else None,
+        search_alg=_searcher(config),
+        scheduler=None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over),
+        reuse_actors=config.tune.reuse_actors,
+    )
+    return run_tune(
+        config,
+        prepared=prepared,
+        tune_name=config.name,
+        param_space=tune_param_space(config),
+        tune_config=tune_config,
+        pruner_name=config.tune.pruner.kind,
+        resume=resume,
+        console=console,
+        trial_function=trial_function,
+    )
+
+
+def run_tune(
+    config: ExperimentConfig,
+    *,
+    prepared: PreparedData,
+    tune_name: str,
+    param_space: dict[str, Any] | None,
+    tune_config: Any,
+    pruner_name: str,
+    resume: bool = False,
+    console=None,
+    trial_function: Callable[..., None] | None = None,
+) -> ExperimentSummary:
+    """What ``sernas search`` and ``sernas cross-eval`` share: run ``orchestrator.trial.run_trial``
+    over ``param_space`` as the Tune experiment ``<storage>/<tune_name>`` with the experiment's
+    resources, failure handling, checkpoints, progress lines and trial status files (under the
+    experiment's name), or with ``resume`` finish it (``Tuner.restore``); count what happened.
+    ``tune_config`` (a ``tune.TuneConfig``) and ``param_space`` are only needed when starting.
+    """
     import functools
     import time
 
     from ray import tune
     from rich.console import Console
 
-    from orchestrator.config import tune_param_space
     from orchestrator.leaderboard import write_trial_status
     from orchestrator.progress import ExperimentProgress
-    from orchestrator.pruning import OptunaPruningScheduler, make_pruner
     from orchestrator.trial import TrialInputs, run_trial
 
     console = console or Console(highlight=False, soft_wrap=True)
@@ -152,46 +198,31 @@ def run_experiment(
     started = time.perf_counter()
 
     write_status = functools.partial(write_trial_status, storage, experiment=config.name)  # picklable
-    pruner, over = make_pruner(config.tune.pruner.kind, **config.tune.pruner.options)
-    scheduler = None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over)
-    progress = ExperimentProgress(
-        console=console,
-        write_status=write_status,
-        n_folds=int(prepared.folds["fold"].nunique()),
-        pruner_name=config.tune.pruner.kind,
-    )
+    n_folds = int(prepared.folds["fold"].nunique())
+    progress = ExperimentProgress(console=console, write_status=write_status, n_folds=n_folds, pruner_name=pruner_name)
     inputs = TrialInputs(
         experiment=config, manifest=prepared.manifest, folds=prepared.folds, classes=prepared.classes, storage=storage
     )
     resources = {"cpu": config.tune.resources.cpu, "gpu": config.tune.resources.gpu}
     trainable = tune.with_resources(tune.with_parameters(trial_function or run_trial, inputs=inputs), resources)
-    experiment_path = storage_root(config).child(config.name).uri
+    experiment_path = storage_root(config).child(tune_name).uri
     if resume:
         if not tune.Tuner.can_restore(experiment_path):
             raise ValueError(f"nothing to resume at {experiment_path}: no Tune experiment state there.")
         tuner = tune.Tuner.restore(
             experiment_path,
             trainable=trainable,
-            param_space=tune_param_space(config),
+            param_space=param_space,
             resume_unfinished=True,
             resume_errored=True,
         )
     else:
-        multi = config.tune.searcher == "optuna-tpe" and config.tune.multi_objective
         tuner = tune.Tuner(
             trainable,
-            param_space=tune_param_space(config),
-            tune_config=tune.TuneConfig(
-                metric=None if multi else OBJECTIVE,
-                mode=None if multi else "max",
-                num_samples=config.tune.num_samples,
-                max_concurrent_trials=config.tune.max_concurrent if config.tune.searcher == "optuna-tpe" else None,
-                search_alg=_searcher(config),
-                scheduler=scheduler,
-                reuse_actors=config.tune.reuse_actors,
-            ),
+            param_space=param_space,
+            tune_config=tune_config,
             run_config=tune.RunConfig(
-                name=config.name,
+                name=tune_name,
                 storage_path=storage,
                 verbose=0,
                 callbacks=[progress],
@@ -202,12 +233,11 @@ def run_experiment(
     results = tuner.fit()
     # Counted from Tune's results, not from the progress callback: on --resume Tune restores the
     # callback it pickled, so this process's instance never sees the trials.
-    n_folds = int(prepared.folds["fold"].nunique())
     finished = [r for r in results if r.error is None]
     last = [r.metrics or {} for r in results]
     folds = sum(int(m.get("folds_done", 0)) for m in last)
     return ExperimentSummary(
-        name=config.name,
+        name=tune_name,
         storage=storage,
         trials=len(results),
         completed=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) == n_folds),

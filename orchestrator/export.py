@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from orchestrator.config import load_config, settings_for_trial
+from orchestrator.candidates import settings_from
+from orchestrator.config import load_config
 from orchestrator.leaderboard import connect
 from orchestrator.selection import NestedEstimate, nested_estimates
 from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_FILE, folder_to_read, resolve_storage
@@ -51,7 +52,11 @@ def choose_runs(
     storage: str, *, experiment: str | None, rank: int | None, genotype: str | None
 ) -> tuple[pd.DataFrame, NestedEstimate | None]:
     """The finished runs of the genotype at ``rank`` by validation (or of ``genotype``), best
-    validation UA first; with them the nested estimate of their experiment."""
+    validation UA first; with them the nested estimate of their experiment.
+
+    The rank reads search rows only (the ``genotypes`` view); the runs are every finished row of
+    the genotype, search or cross-eval, so a genotype that only ``sernas cross-eval`` ran (the
+    baseline, one given as JSON) exports too."""
     with connect(storage, experiment=experiment) as board:
         if genotype is None:
             ranked = board.summary("genotype")
@@ -118,7 +123,7 @@ def export_model(
         config = load_config(data_dir / CONFIG_FILE)
         manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
         folds, _ = read_folds(data_dir / FOLDS_FILE)
-    _, evaluation = settings_for_trial(config, json.loads(run["params_json"]))
+    _, evaluation = settings_from(config, json.loads(run["params_json"]))
     data_fold = int(fold if fold is not None else folds["fold"].min())
     rows = manifest[manifest["utt_id"].isin(folds.loc[folds["fold"] == data_fold, "utt_id"])]
     extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)

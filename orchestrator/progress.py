@@ -15,6 +15,7 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.markup import escape
 
+from orchestrator.candidates import CANDIDATE_KEY, candidate_of
 from orchestrator.pruning import FOLD_REPORT
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 
@@ -54,6 +55,11 @@ class ExperimentProgress(Callback):
     @staticmethod
     def _params(trial) -> str:
         config = {k: v for k, v in (trial.config or {}).items()}
+        candidate = candidate_of(config)
+        if candidate is not None:  # a cross-eval trial: its genotype (shown already) and where it came from
+            del config[CANDIDATE_KEY]
+            if candidate.source_trial_id is not None:
+                config["from"] = f"{candidate.source_trial_id}/fold{candidate.source_fold}"
         return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config.items()))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:

@@ -102,7 +102,7 @@ _PICKS_SQL = """
 SELECT experiment, fold, max(n_folds) OVER (PARTITION BY experiment) AS n_folds, trial_id, genotype_hash,
        valid_ua, ua AS test_ua
 FROM runs
-WHERE status IN ('completed', 'pruned') AND ua IS NOT NULL AND valid_ua IS NOT NULL
+WHERE stage = 'search' AND status IN ('completed', 'pruned') AND ua IS NOT NULL AND valid_ua IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY experiment, fold ORDER BY valid_ua DESC, trial_id) = 1
 ORDER BY experiment, fold
 """
@@ -110,7 +110,7 @@ ORDER BY experiment, fold
 _BEST_BY_TEST_SQL = """
 SELECT experiment, trial_id, avg(ua) AS mean_test_ua, count(DISTINCT fold) AS folds, max(n_folds) AS n_folds
 FROM runs
-WHERE status IN ('completed', 'pruned') AND ua IS NOT NULL
+WHERE stage = 'search' AND status IN ('completed', 'pruned') AND ua IS NOT NULL
 GROUP BY experiment, trial_id
 HAVING count(DISTINCT fold) >= max(n_folds)
 """

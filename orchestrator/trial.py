@@ -1,5 +1,9 @@
 """The Ray Tune trainable: one trial = one point of the search space, run over the folds.
 
+A cross-eval trial (``sernas cross-eval``; its parameters hold an ``orchestrator.candidates``
+``Candidate`` and a seed) runs the same loop without a search: it evaluates the candidate's
+architecture on every fold and tags its rows ``stage = cross-eval``.
+
 For each fold still to do, the trial runs the Ray-free ``trainers.run_fold`` (search, then
 evaluation), forwarding every epoch to ``tune.report`` together with a checkpoint of its work
 folder (the trainers' own resumable checkpoints plus ``state.json``), and after the fold
@@ -24,6 +28,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from orchestrator.candidates import SEED_KEY, Candidate, candidate_of, seen_in_search
 from orchestrator.config import ExperimentConfig, settings_for_trial
 from orchestrator.leaderboard import FoldRow, write_fold_row
 from orchestrator.pruning import FOLD_REPORT
@@ -72,6 +77,7 @@ def _fold_row(
     result: FoldResult | None,
     error: str | None,
     node_id: str,
+    candidate: Candidate | None = None,
 ) -> FoldRow:
     experiment = inputs.experiment
     shape = evaluation.shape
@@ -98,6 +104,7 @@ def _fold_row(
         "feature_preset": experiment.data.preset,
         "fold_scheme": experiment.folds.scheme,
         "classes": json.dumps(list(inputs.classes)),
+        **_stage_facts(inputs, candidate, fold),
     }
     if error is not None:
         return FoldRow.failed(error=error, **facts)
@@ -123,6 +130,17 @@ def _fold_row(
     )
 
 
+def _stage_facts(inputs: TrialInputs, candidate: Candidate | None, fold: int) -> dict[str, Any]:
+    if candidate is None:
+        return {"stage": "search"}
+    return {
+        "stage": "cross-eval",
+        "source_trial_id": candidate.source_trial_id,
+        "source_fold": candidate.source_fold,
+        "test_seen_in_search": seen_in_search(inputs.folds, found_on=candidate.found_on, fold=fold),
+    }
+
+
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Keep what Tune can log as a result column (numbers and short strings)."""
     return {key: value for key, value in metrics.items() if isinstance(value, (int, float, str, bool))}
@@ -135,7 +153,13 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
 
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    search, evaluation = settings_for_trial(inputs.experiment, params)
+    candidate = candidate_of(params)
+    if candidate is None:
+        search, evaluation = settings_for_trial(inputs.experiment, params)
+        row_params = dict(params)
+    else:  # cross-eval: the source trial's settings (or the base ones), no search
+        search, evaluation = candidate.settings(inputs.experiment, seed=params[SEED_KEY])
+        row_params = dict(candidate.params or {})
     cpus = inputs.experiment.tune.resources.cpu
     torch.set_num_threads(max(1, int(cpus)))
     device = resolve_device(inputs.experiment.device)
@@ -197,19 +221,26 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     inputs,
                     trial_id=trial_id,
                     attempt=state["attempt"],
-                    params=params,
+                    params=row_params,
                     search=search,
                     evaluation=evaluation,
                     fold=fold,
                     result=result,
                     error=error,
                     node_id=node_id,
+                    candidate=candidate,
                 )
                 write_fold_row(inputs.storage, row)
 
             try:
                 result = run_fold(
-                    data, evaluation=evaluation, search=search, device=device, work_dir=fold_dir, reporter=report
+                    data,
+                    evaluation=evaluation,
+                    search=search if candidate is None else None,
+                    architecture=None if candidate is None else candidate.architecture,
+                    device=device,
+                    work_dir=fold_dir,
+                    reporter=report,
                 )
             except Exception as error:
                 record(None, f"{type(error).__name__}: {error}")

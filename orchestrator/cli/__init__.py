@@ -4,7 +4,8 @@ Each subcommand calls one library function and prints a short rich table; user m
 paths, bad corpus files, bad options) end with a message naming the thing and exit code 2,
 never a traceback. Heavy imports happen inside the subcommands so ``sernas --help`` is instant.
 
-Commands come in groups, one module each (``data``, ``run_fold``, ``search``, ``results``);
+Commands come in groups, one module each (``data``, ``run_fold``, ``search``, ``cross_eval``,
+``results``);
 a group's ``register(subcommands)`` adds its commands. ``build_parser`` and ``main`` take the
 groups to register, so a higher layer adds its own the same way (``cluster.cli``: ``submit``,
 ``cluster``).
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from orchestrator.cli import data, results, run_fold, search
+from orchestrator.cli import cross_eval, data, results, run_fold, search
 from orchestrator.cli.common import (
     EXIT_USER_ERROR,
     Handler,
@@ -50,7 +51,13 @@ __all__ = [
     "start_ray",
 ]
 
-COMMAND_GROUPS: tuple[Register, ...] = (data.register, run_fold.register, search.register, results.register)
+COMMAND_GROUPS: tuple[Register, ...] = (
+    data.register,
+    run_fold.register,
+    search.register,
+    cross_eval.register,
+    results.register,
+)
 """The orchestrator's command groups, in the order ``--help`` lists them."""
 
 

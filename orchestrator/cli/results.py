@@ -46,6 +46,24 @@ SUMMARY_TABLE_COLUMNS = (
     "seeds",
     "mean_params",
 )
+CROSS_EVAL_TABLE_COLUMNS = (  # `--by cross-eval`: the cross_eval view with the paired baseline comparison
+    "rank",
+    "experiment",
+    "genotype_hash",
+    "mean_valid_ua",
+    "std_valid_ua",
+    "mean_ua",
+    "std_ua",
+    "folds_covered",
+    "n_folds",
+    "seeds",
+    "seen_folds",
+    "mean_params",
+    "baseline_pairs",
+    "mean_diff_vs_baseline",
+    "wilcoxon_p",
+    "wilcoxon_note",
+)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -53,13 +71,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     import duckdb
 
-    from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect
+    from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect, cross_eval_summary
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
     if args.top is not None and args.top < 1:
         raise UserError(f"--top must be >= 1, but got {args.top}.")
     if args.format == "parquet" and args.out is None:
         raise UserError("--format parquet needs --out FILE.parquet.")
+    cross_eval = args.by == "cross-eval" and not args.sql
+    if cross_eval and (args.where or args.rank_by != "valid"):
+        raise UserError("--by cross-eval ranks by mean validation UA only; drop --where and --rank-by.")
     check_storage(args.storage)
     with connect(
         args.storage, experiment=args.experiment, compact_at=0 if args.compact else AUTO_COMPACT_FILES
@@ -69,6 +90,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         try:
             if args.sql:
                 frame = board.sql(args.sql)
+            elif cross_eval:
+                frame = cross_eval_summary(board, experiment=args.experiment, top=args.top)
             else:
                 frame = board.summary(args.by, where=args.where, top=args.top, rank_by=args.rank_by)
         except duckdb.Error as error:
@@ -83,13 +106,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if frame.empty:
             console.print("No rows.")
         else:
-            shown = frame if args.sql else frame[[c for c in SUMMARY_TABLE_COLUMNS if c in frame.columns]]
+            wanted = CROSS_EVAL_TABLE_COLUMNS if cross_eval else SUMMARY_TABLE_COLUMNS
+            shown = frame if args.sql else frame[[c for c in wanted if c in frame.columns]]
             shown = shown.copy()
             for column in shown.select_dtypes("float").columns:
                 pattern = "{:,.0f}" if column == "mean_params" else "{:.4g}"
                 shown[column] = shown[column].map(lambda v, p=pattern: "" if pd.isna(v) else p.format(v))
             ranked_by = "test UA (optimistic)" if optimistic else "validation UA; mean_ua is test, never used to rank"
             title = "query" if args.sql else f"leaderboard by {args.by}, ranked by {ranked_by}"
+            if cross_eval:
+                title += (
+                    "; cross-eval rows only (seen_folds: folds whose test speakers the genotype's search saw, "
+                    "optimistic there; the nested estimate is the number to publish)"
+                )
             first = shown.columns[0]
             console.print(frame_table(shown.set_index(first), title=title, index_name=str(first)))
     elif args.format == "csv":
@@ -197,7 +226,12 @@ def register(commands: Subcommands) -> None:
 
     board = commands.add_parser("leaderboard", help="rank genotypes, trials or configs over folds (DuckDB)")
     add_results_options(board)
-    board.add_argument("--by", choices=["genotype", "trial", "config"], default="genotype")
+    board.add_argument(
+        "--by",
+        choices=["genotype", "trial", "config", "cross-eval"],
+        default="genotype",
+        help="search rows per genotype, trial or config; or cross-eval rows per genotype (sernas cross-eval)",
+    )
     board.add_argument("--top", type=int, default=None, help="best N per experiment")
     board.add_argument(
         "--rank-by",

@@ -10,12 +10,13 @@ Layout under a storage root (a local path or a URI that ``pyarrow.fs`` understan
 One module per concept: ``schema`` (the typed ``FoldRow``, columns, version), ``validation``
 (checking rows), ``parts`` (file locations, atomic writes), ``footers`` (the footer-check
 cache), ``scan`` (listing good and damaged files), ``sources`` (rows of files as a DuckDB
-query, local or object store), ``snapshots`` (compaction) and ``views`` (``connect``, the
-rankings). This package re-exports their public names.
+query, local or object store), ``snapshots`` (compaction), ``views`` (``connect``, the
+rankings) and ``cross_eval`` (the cross-eval view). This package re-exports their public names.
 """
 
 from __future__ import annotations
 
+from orchestrator.leaderboard.cross_eval import BASELINE, CROSS_EVAL_SQL, cross_eval_summary
 from orchestrator.leaderboard.parts import (
     CACHE_DIR,
     LEADERBOARD_DIR,
@@ -34,6 +35,7 @@ from orchestrator.leaderboard.schema import (
     FOLD_STATUSES,
     SCHEMA,
     SCHEMA_VERSION,
+    STAGES,
     TRIAL_SCHEMA,
     TRIAL_STATUSES,
     FoldRow,
@@ -52,6 +54,10 @@ from orchestrator.leaderboard.views import (
 from orchestrator.storage import StorageLocation, resolve_storage
 
 __all__ = [
+    "BASELINE",
+    "CROSS_EVAL_SQL",
+    "STAGES",
+    "cross_eval_summary",
     "SCHEMA",
     "SCHEMA_VERSION",
     "TRIAL_SCHEMA",

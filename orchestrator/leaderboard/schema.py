@@ -22,14 +22,18 @@ __all__ = [
     "RESULT_COLUMNS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "STAGES",
     "TRIAL_COLUMNS",
     "TRIAL_SCHEMA",
     "TRIAL_STATUSES",
+    "ADDED_COLUMNS",
     "Column",
     "FoldRow",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STAGES = ("search", "cross-eval")
+"""``search``: a trial searched the fold's genotype; ``cross-eval``: a chosen one retrained (sernas cross-eval)."""
 FOLD_STATUSES = ("completed", "failed")
 TRIAL_STATUSES = ("running", "completed", "pruned", "failed", "terminated")
 METADATA_KEY = b"sernas.leaderboard.schema_version"
@@ -42,9 +46,12 @@ class Column(NamedTuple):
     doc: str
 
 
-def _column(kind: pa.DataType, doc: str, *, required: bool = False, result: bool = False, **options: Any) -> Any:
-    """A ``FoldRow`` field that is also a column; ``result`` marks what only a finished fold has."""
-    return field(metadata={"type": kind, "required": required, "result": result, "doc": doc}, **options)
+def _column(
+    kind: pa.DataType, doc: str, *, required: bool = False, result: bool = False, since: int = 1, **options: Any
+) -> Any:
+    """A ``FoldRow`` field that is also a column; ``result`` marks what only a finished fold has,
+    ``since`` the schema version that added it (files written before lack it)."""
+    return field(metadata={"type": kind, "required": required, "result": result, "since": since, "doc": doc}, **options)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +64,7 @@ class FoldRow:
     """
 
     schema_version: int = _column(
-        pa.int32(), "version of this schema the row was written with (1)", required=True, default=SCHEMA_VERSION
+        pa.int32(), "version of this schema the row was written with (2)", required=True, default=SCHEMA_VERSION
     )
     experiment: str = _column(pa.string(), "experiment name", required=True)
     trial_id: str = _column(pa.string(), "Ray Tune trial id: one point of the search space", required=True)
@@ -70,6 +77,14 @@ class FoldRow:
     )
     status: str = _column(
         pa.string(), "`completed` or `failed` as written; `runs` reports `pruned` from the trial status", required=True
+    )
+    stage: str = _column(
+        pa.string(),
+        "`search` (a trial searched this fold's genotype) or `cross-eval` (a chosen genotype retrained, "
+        "`sernas cross-eval`); version-1 rows read as `search`",
+        required=True,
+        since=2,
+        default="search",
     )
     written_at: datetime | None = _column(
         pa.timestamp("us", tz="UTC"), "when the row was written (UTC, microseconds)", required=True, default=None
@@ -100,6 +115,26 @@ class FoldRow:
         pa.string(),
         "12-hex hash of the genotype JSON, or a model name (`baseline`); required when completed",
         result=True,
+    )
+    source_trial_id: str | None = _column(
+        pa.string(),
+        "cross-eval rows: the search trial whose run (best validation UA) found the genotype",
+        since=2,
+        default=None,
+    )
+    source_fold: int | None = _column(
+        pa.int32(),
+        "cross-eval rows: the fold of that run; null for search rows and the baseline",
+        since=2,
+        default=None,
+    )
+    test_seen_in_search: bool | None = _column(
+        pa.bool_(),
+        "cross-eval rows: whether a search that found the genotype trained or validated on this fold's test "
+        "speakers (its cross-eval test UA is then optimistic); null for search rows, the baseline and "
+        "genotypes no search found",
+        since=2,
+        default=None,
     )
     ua: float | None = _column(
         pa.float64(), "test unweighted accuracy (mean per-class recall), fraction; required when completed", result=True
@@ -152,8 +187,10 @@ FOLD_COLUMNS = tuple(
 )
 RESULT_COLUMNS = tuple(f.name for f in dataclasses.fields(FoldRow) if f.metadata["result"])
 """What only a finished fold has: None in a failed row."""
+ADDED_COLUMNS = {f.name: f.metadata["since"] for f in dataclasses.fields(FoldRow) if f.metadata["since"] > 1}
+"""Column -> the schema version that added it: files of older versions lack it (read as null)."""
 TRIAL_COLUMNS = (
-    Column("schema_version", pa.int32(), True, "version of this schema (1)"),
+    Column("schema_version", pa.int32(), True, "version of this schema (2; unchanged since 1)"),
     Column("experiment", pa.string(), True, "experiment name"),
     Column("trial_id", pa.string(), True, "Ray Tune trial id"),
     Column("status", pa.string(), True, "`running`, `completed`, `pruned`, `failed` or `terminated`"),

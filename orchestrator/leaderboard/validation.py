@@ -19,6 +19,7 @@ from orchestrator.leaderboard.schema import (
     FOLD_COLUMNS,
     FOLD_STATUSES,
     SCHEMA_VERSION,
+    STAGES,
     TRIAL_COLUMNS,
     TRIAL_STATUSES,
     Column,
@@ -44,6 +45,10 @@ def _check_value(column: Column, value: Any) -> Any:
             raise ValueError(f"column {column.name!r} must not be null.")
         return None
     kind = column.type
+    if pa.types.is_boolean(kind):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"column {column.name!r} must be a bool, but got {type(value).__name__} {value!r}.")
+        return bool(value)
     if pa.types.is_integer(kind):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise ValueError(
@@ -130,6 +135,12 @@ def validate_fold_row(row: FoldRow | Mapping[str, Any]) -> dict[str, Any]:
     clean = _validate(FOLD_COLUMNS, row, defaults={"schema_version": SCHEMA_VERSION, "written_at": datetime.now(UTC)})
     if clean["status"] not in FOLD_STATUSES:
         raise ValueError(f"column 'status' must be one of {FOLD_STATUSES}, but got {clean['status']!r}.")
+    if clean["stage"] not in STAGES:
+        raise ValueError(f"column 'stage' must be one of {STAGES}, but got {clean['stage']!r}.")
+    if clean["stage"] == "search":
+        for name in ("source_trial_id", "source_fold", "test_seen_in_search"):
+            if clean[name] is not None:
+                raise ValueError(f"column {name!r} must be null in a search row, but got {clean[name]!r}.")
     if clean["fold"] < 1:
         raise ValueError(f"column 'fold' must be >= 1 (folds are numbered from 1), but got {clean['fold']}.")
     if clean["n_folds"] < 1:

@@ -1,7 +1,8 @@
 """Querying the leaderboard: DuckDB views over the scanned files, and the rankings.
 
 ``connect`` scans the storage and builds the views ``fold_rows``, ``trials``, ``runs``,
-``genotypes``, ``trial_scores`` and ``config_scores`` (see docs/leaderboard.md) on one DuckDB
+``genotypes``, ``trial_scores`` and ``config_scores`` (search rows only) and ``cross_eval``
+(cross-eval rows only; see docs/leaderboard.md) on one DuckDB
 connection, compacting first when too many files lie outside a snapshot.
 """
 
@@ -17,6 +18,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from orchestrator.leaderboard.cross_eval import CROSS_EVAL_SQL
 from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_parts
 from orchestrator.leaderboard.schema import SCHEMA, TRIAL_SCHEMA
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, compact_scanned
@@ -76,8 +78,8 @@ def summary_sql(by: Summary = "genotype", *, where: str | None = None, rank_by: 
     join = " AND ".join(f"f.{key} IS NOT DISTINCT FROM r.{key}" for key in keys)
     return f"""
 WITH scored AS (
-    SELECT {config_key}* FROM runs
-    WHERE status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
+    SELECT {config_key}* FROM runs  -- search rows only: cross-eval rows have their own view
+    WHERE stage = 'search' AND status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
 ),
 per_fold AS (  -- each fold weighs the same, however many trials found the entry on it
     SELECT {key_list}, fold, avg(valid_ua) AS valid_ua, avg(ua) AS ua, avg(wa) AS wa, avg(macro_f1) AS macro_f1
@@ -105,11 +107,12 @@ FROM across_folds AS f JOIN per_entry AS r ON {join}
 
 _RUNS_SQL = """
 CREATE OR REPLACE VIEW runs AS
-SELECT f.* REPLACE (CASE WHEN f.status = 'completed' AND t.status = 'pruned' THEN 'pruned' ELSE f.status END AS status),
+SELECT f.* REPLACE (CASE WHEN f.status = 'completed' AND t.status = 'pruned' THEN 'pruned' ELSE f.status END AS status,
+                    coalesce(f.stage, 'search') AS stage),  -- version-1 rows have no stage: they are search rows
        t.status AS trial_status, t.reason AS trial_reason
 FROM fold_rows AS f
 LEFT JOIN trials AS t ON t.experiment = f.experiment AND t.trial_id = f.trial_id
-QUALIFY row_number() OVER (PARTITION BY f.experiment, f.trial_id, f.fold
+QUALIFY row_number() OVER (PARTITION BY f.experiment, coalesce(f.stage, 'search'), f.trial_id, f.fold
                            ORDER BY f.attempt DESC, f.written_at DESC, t.updated_at DESC) = 1
 """
 
@@ -133,16 +136,16 @@ def _create_source(
     """
     covered = set().union(*(snapshot.covers for snapshot in snapshots))
     direct = [path for path in files if path not in covered]
+    con.register(f"_{name}_arrow", schema.empty_table())
+    con.execute(f"CREATE OR REPLACE TABLE _{name}_empty AS SELECT * FROM _{name}_arrow")
+    con.unregister(f"_{name}_arrow")
+    typed = f"SELECT * FROM _{name}_empty"  # every column of this schema, typed: older files lack the newer ones
     if not direct and not snapshots:
-        con.register(f"_{name}_arrow", schema.empty_table())
-        con.execute(f"CREATE OR REPLACE TABLE _{name}_empty AS SELECT * FROM _{name}_arrow")
-        con.unregister(f"_{name}_arrow")
-        query = f"SELECT * FROM _{name}_empty"
-        con.execute(f"CREATE OR REPLACE {'TABLE' if materialize else 'VIEW'} {name} AS {query}")
+        con.execute(f"CREATE OR REPLACE {'TABLE' if materialize else 'VIEW'} {name} AS {typed}")
         return
     kind = "TABLE" if materialize or not location.is_local else "VIEW"
     with rows_query(con, location, files=direct, snapshots=snapshots, uniform=uniform, sources=False) as query:
-        con.execute(f"CREATE OR REPLACE {kind} {name} AS {query}")
+        con.execute(f"CREATE OR REPLACE {kind} {name} AS {typed} UNION ALL BY NAME {query}")
 
 
 @dataclass
@@ -151,7 +154,8 @@ class Leaderboard:
 
     Views: ``fold_rows`` (every row of every good part file), ``trials`` (trial status files),
     ``runs`` (latest attempt per (experiment, trial_id, fold), pruned trials' rows marked
-    ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (see ``summary_sql``).
+    ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (search rows, see
+    ``summary_sql``) and ``cross_eval`` (cross-eval rows, see ``leaderboard.cross_eval``).
     The file list is fixed at ``connect``: connect again to see rows written since.
     """
 
@@ -245,6 +249,7 @@ def connect(
         con.execute(_RUNS_SQL)
         for by, view in SUMMARY_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
+        con.execute(f"CREATE OR REPLACE VIEW cross_eval AS {CROSS_EVAL_SQL}")
     except BaseException:
         con.close()
         raise

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.leaderboard import Leaderboard, StorageLocation, connect
+from orchestrator.leaderboard import Leaderboard, StorageLocation, connect, cross_eval_summary
 from orchestrator.report.cells import cells_section
-from orchestrator.report.html import CSS, SCORED
+from orchestrator.report.cross_eval import CROSS_EVAL_FOLDS_SQL, cross_eval_section
+from orchestrator.report.html import CSS, SCORED, SEARCH
 from orchestrator.report.sections import (
     confusion_section,
     depth_seed_section,
@@ -54,6 +55,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("pruning", "Trial-epochs spent vs pruned over time"),
     ("confusion", "Confusion matrix of the best trial"),
     ("cells", "Cells of the best genotype"),
+    ("cross-eval", "Cross-evaluated genotypes (every fold, vs baseline)"),
 )
 
 
@@ -103,9 +105,12 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     )
     runs = board.sql(
         "SELECT experiment, trial_id, status, written_at, coalesce(search_epochs_run, 0) + "
-        "coalesce(eval_epochs, best_epoch, 0) AS epochs FROM runs"
+        f"coalesce(eval_epochs, best_epoch, 0) AS epochs FROM runs WHERE {SEARCH}"
     )
-    statuses = board.sql("SELECT experiment, trial_id, status, updated_at FROM trials")
+    statuses = board.sql(
+        "SELECT experiment, trial_id, status, updated_at FROM trials AS t WHERE NOT EXISTS (SELECT 1 FROM runs AS r "
+        "WHERE r.stage = 'cross-eval' AND r.experiment = t.experiment AND r.trial_id = t.trial_id)"
+    )
     best = _best_trial(trials)
     best_rows = (
         board.sql(
@@ -116,6 +121,15 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         else pd.DataFrame()
     )
     estimates = nested_estimates(board)
+    cross_table = cross_eval_summary(board, experiment=experiment)
+    cross_folds = board.sql(CROSS_EVAL_FOLDS_SQL)
+    cross_genotypes = {
+        (str(r.experiment), str(r.genotype_hash)): str(r.genotype)
+        for r in board.sql(
+            "SELECT experiment, genotype_hash, any_value(genotype) AS genotype FROM runs "
+            "WHERE stage = 'cross-eval' AND genotype IS NOT NULL GROUP BY ALL"
+        ).itertuples()
+    }
     bodies: dict[str, Callable[[], str]] = {
         "estimate": lambda: estimate_section(estimates),
         "ranked": lambda: ranked_section(trials, genotypes),
@@ -125,13 +139,14 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         "pruning": lambda: pruning_section(runs, statuses),
         "confusion": lambda: confusion_section(best, best_rows),
         "cells": lambda: cells_section(_best_genotype(board, genotypes) if not genotypes.empty else None),
+        "cross-eval": lambda: cross_eval_section(cross_table, cross_folds, cross_genotypes),
     }
     sections = "".join(
         f'<section id="{key}"><h2>{html.escape(title)}</h2>{bodies[key]()}</section>' for key, title in SECTIONS
     )
     title = f"sernas report: {experiment}" if experiment else "sernas report"
     toc = "".join(f'<li><a href="#{key}">{html.escape(heading)}</a></li>' for key, heading in SECTIONS)
-    failed = int(board.sql("SELECT count(*) AS n FROM runs WHERE status = 'failed'")["n"][0])
+    failed = int(board.sql(f"SELECT count(*) AS n FROM runs WHERE {SEARCH} AND status = 'failed'")["n"][0])
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

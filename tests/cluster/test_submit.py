@@ -7,7 +7,14 @@ import pytest
 
 from cluster.auth import find_token, redact
 from cluster.cli import main
-from cluster.submit import RUNTIME_ENV_EXCLUDES, build_entrypoint, build_runtime_env, job_path, resolve_address
+from cluster.submit import (
+    RUNTIME_ENV_EXCLUDES,
+    build_cross_eval_entrypoint,
+    build_entrypoint,
+    build_runtime_env,
+    job_path,
+    resolve_address,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +34,33 @@ def test_entrypoint_is_sernas_search_joining_the_cluster():
         "data.root=/a b",
         "--storage",
         "s3://bucket/runs",
+        "--address",
+        "auto",
+    ]
+
+
+def test_cross_eval_entrypoint_joins_the_cluster():
+    line = build_cross_eval_entrypoint(
+        storage="s3://bucket/runs", experiment="demo", top=2, genotypes=["baseline"], seeds=3
+    )
+    assert shlex.split(line) == [
+        "sernas",
+        "cross-eval",
+        "--storage",
+        "s3://bucket/runs",
+        "--experiment",
+        "demo",
+        "--top",
+        "2",
+        "--genotype",
+        "baseline",
+        "--seeds",
+        "3",
+        "--address",
+        "auto",
+    ]
+    assert shlex.split(build_cross_eval_entrypoint(storage="/r", experiment="demo", resume=True))[-3:] == [
+        "--resume",
         "--address",
         "auto",
     ]
@@ -73,6 +107,9 @@ def test_address_defaults(monkeypatch, tmp_path):
         (["submit"], "give --config"),
         (["submit", "--config", "nope.yaml"], "config nope.yaml does not exist"),
         (["submit", "--stop", "raysubmit_x", "--config", "configs/demo.yaml"], "--stop JOB_ID takes no --config"),
+        (["submit", "--cross-eval", "demo", "--top", "2"], "--cross-eval needs --storage"),
+        (["submit", "--cross-eval", "demo", "--storage", "/r"], "--cross-eval needs --top N and/or --genotype"),
+        (["submit", "--config", "configs/demo.yaml", "--top", "2"], "--top, --genotype, --seeds and --resume go with"),
         (["cluster", "local", "--workers", "-1", "--state", "{tmp}/s.json"], "workers must be in 0..16"),
         (["cluster", "stop", "--state", "{tmp}/s.json"], "no local cluster state"),
     ],
@@ -96,5 +133,5 @@ def test_the_base_commands_are_still_there(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("search", "demo", "leaderboard", "submit", "cluster"):
+    for command in ("search", "demo", "cross-eval", "leaderboard", "submit", "cluster"):
         assert command in out

@@ -179,3 +179,35 @@ def test_pareto_front_keeps_points_nothing_beats() -> None:
     params = [50, 20, 90, 100, 5, 30]
     assert pareto_front(ua, params) == [4, 1, 0, 3]
     assert pareto_front([], []) == []
+
+
+def test_cross_eval_section_marks_seen_folds_and_compares_with_the_baseline(tmp_path: Path) -> None:
+    found = genotype("sep_conv_3x3")
+    write_trial(tmp_path, "s1", [0.5], seed=0, layers=3, params=500)  # the search row that found it
+    for hash_, text, uas, seen in (
+        (found.hash, found.to_json(), [0.60, 0.70, 0.65], [False, True, True]),
+        ("baseline", None, [0.50, 0.55, 0.60], [None, None, None]),
+    ):
+        for fold, (ua, flag) in enumerate(zip(uas, seen), start=1):
+            write_fold_row(
+                tmp_path,
+                make_row(
+                    trial_id=f"x-{hash_[:4]}",
+                    stage="cross-eval",
+                    fold=fold,
+                    genotype=text,
+                    genotype_hash=hash_,
+                    ua=ua,
+                    source_trial_id=None if text is None else "s1",
+                    source_fold=None if text is None else 1,
+                    test_seen_in_search=flag,
+                ),
+            )
+    page = write_report(tmp_path, experiment="exp", out=tmp_path / "report.html").read_text(encoding="utf-8")
+    section = sections_of(page)["cross-eval"]
+    assert "data:image/png;base64," in section and "optimistic" in section
+    assert section.index(f">{found.hash}<") < section.index(">baseline<")  # 0.65 before 0.55 by validation
+    assert "0.1000" in section  # mean test UA difference vs baseline over 3 (fold, seed) pairs
+    assert "0.2500" in section  # Wilcoxon p of 3 positive differences
+    assert f"Rank 1: <code>{found.hash}</code>" in section  # its cells drawn
+    assert "t1" not in sections_of(page)["ranked"] and "x-" not in sections_of(page)["ranked"]

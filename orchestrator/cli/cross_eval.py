@@ -1,0 +1,151 @@
+"""``sernas cross-eval``: retrain the best genotypes (and the baseline) from scratch on every fold.
+
+The genotypes come from the search rows, ranked by mean validation UA (``--top N``), plus the
+ones named (``--genotype HASH|JSON|baseline``, repeatable); each runs every fold of the
+experiment's protocol for ``--seeds K`` seeds as a Ray Tune experiment of evaluation-only
+trials (see ``orchestrator.cross_eval``), and the cross-eval genotype table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.common import Subcommands, UserError, check_storage, console, error_console
+from orchestrator.cli.search import start_ray
+
+__all__ = ["cmd_cross_eval", "print_cross_eval", "register"]
+
+
+def _number(value: float, pattern: str = "{:.3f}") -> str:
+    return "" if pd.isna(value) else pattern.format(value)
+
+
+def _short_note(note: str) -> str:
+    return "" if note == "the baseline" else note.removeprefix("n/a: ")
+
+
+def print_cross_eval(storage: str, experiment: str) -> None:
+    """The cross-eval genotypes of ``experiment``, ranked by mean validation UA, with the baseline comparison."""
+    from orchestrator.leaderboard import connect, cross_eval_summary
+
+    with connect(storage, experiment=experiment) as board:
+        frame = cross_eval_summary(board, experiment=experiment)
+        damaged = board.scan.damage_report()
+    for line in damaged:
+        error_console.print(f"[yellow]{escape(line)}[/]")
+    if frame.empty:
+        console.print("No cross-eval fold has finished yet.")
+        return
+    table = Table(
+        title=f"Cross-eval of {experiment}, ranked by mean validation UA over folds x seeds (test UA reported; "
+        "seen: folds whose test speakers its search saw; vs baseline: mean test UA difference / pairs, Wilcoxon p)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    for column in ("#", "genotype", "valid", "test", "folds", "seen", "params", "vs base", "p"):
+        table.add_column(column, justify="left" if column in ("#", "genotype") else "right", no_wrap=True)
+    for row in frame.itertuples():
+        table.add_row(
+            str(row.rank),
+            str(row.genotype_hash),
+            _number(row.mean_valid_ua),
+            _number(row.mean_ua) + ("" if pd.isna(row.std_ua) else f"±{row.std_ua:.3f}"),
+            f"{row.folds_covered}/{row.n_folds}" + ("" if row.seeds == 1 else f"x{row.seeds}"),
+            str(row.seen_folds),
+            _number(row.mean_params / 1000, "{:,.0f}k"),
+            "" if pd.isna(row.mean_diff_vs_baseline) else f"{row.mean_diff_vs_baseline:+.3f}/{row.baseline_pairs}",
+            _number(row.wilcoxon_p, "{:.2f}") if not pd.isna(row.wilcoxon_p) else _short_note(row.wilcoxon_note),
+        )
+    console.print(table)
+
+
+def cmd_cross_eval(args: argparse.Namespace) -> int:
+    from orchestrator.config import ConfigError
+    from orchestrator.cross_eval import choose_candidates, load_experiment, run_cross_eval
+
+    check_storage(args.storage)
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, but got {args.seeds}.")
+    if args.top is not None and args.top < 1:
+        raise UserError(f"--top must be >= 1, but got {args.top}.")
+    if not args.resume and args.top is None and not args.genotype:
+        raise UserError("give --top N and/or --genotype HASH|JSON|baseline: nothing to cross-evaluate.")
+    try:
+        candidates = (  # first: it only reads the leaderboard
+            []
+            if args.resume
+            else choose_candidates(args.storage, experiment=args.experiment, top=args.top, genotypes=args.genotype)
+        )
+        config, prepared = load_experiment(args.storage, args.experiment)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    n_folds = prepared.folds["fold"].nunique()
+    if args.resume:
+        console.print("Resuming: the genotypes and seeds are those of the interrupted cross-eval.")
+    else:
+        console.print(
+            f"Cross-evaluating {len(candidates)} genotype(s) x {n_folds} folds x {args.seeds} seed(s): "
+            + ", ".join(
+                candidate.genotype_hash
+                + (
+                    f" (trial {candidate.source_trial_id}, fold {candidate.source_fold})"
+                    if candidate.source_fold
+                    else ""
+                )
+                for candidate in candidates
+            )
+        )
+    dashboard, started_ray = start_ray(args.address)
+    if dashboard:
+        console.print(f"Ray dashboard: {dashboard}")
+    try:
+        summary = run_cross_eval(
+            config, prepared=prepared, candidates=candidates, seeds=args.seeds, resume=args.resume, console=console
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    console.print(
+        f"Cross-eval [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
+        f"{summary.failed} failed), {summary.folds_reported} folds in {summary.seconds:.0f} s."
+    )
+    print_cross_eval(summary.storage, config.name)
+    console.print(
+        f"Next: sernas leaderboard --storage {args.storage} --experiment {config.name} --by cross-eval, or "
+        f"sernas report --storage {args.storage} --experiment {config.name} --out report.html"
+    )
+    return 0 if summary.failed == 0 else 1
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``cross-eval``."""
+    parser = commands.add_parser(
+        "cross-eval", help="retrain the best genotypes (and the baseline) from scratch on every fold"
+    )
+    parser.add_argument("--storage", required=True, help="the experiment storage (folder or URI) of sernas search")
+    parser.add_argument("--experiment", required=True, help="the experiment whose genotypes to cross-evaluate")
+    parser.add_argument("--top", type=int, default=None, help="the N best genotypes by mean validation UA")
+    parser.add_argument(
+        "--genotype",
+        action="append",
+        default=[],
+        metavar="HASH|JSON|baseline",
+        help="also this genotype (a hash the search found, genotype JSON, or baseline); repeatable",
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="evaluation seeds per genotype and fold (0..K-1)")
+    parser.add_argument("--address", default=None, help="Ray address to join (auto, ray://host:10001); default: local")
+    parser.add_argument(
+        "--resume", action="store_true", help="finish an interrupted cross-eval (its genotypes and seeds)"
+    )
+    parser.set_defaults(handler=cmd_cross_eval)

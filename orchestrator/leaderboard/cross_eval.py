@@ -1,0 +1,129 @@
+"""The ``cross_eval`` view: genotypes retrained on every fold (``sernas cross-eval``), aggregated.
+
+Only ``stage = 'cross-eval'`` rows count here, and only search rows count in the search views
+(``genotypes``, ``trial_scores``, ``config_scores``, the nested estimate), so no fold is counted
+twice. A (genotype, fold, seed) run more than once counts once (its mean). Entries rank by mean
+validation UA within each experiment, complete ones (every fold covered) first; test UA sits
+beside it. When the hand-made baseline was cross-evaluated too, every genotype is compared with
+it on the (fold, seed) pairs both have: mean test UA difference, and a Wilcoxon signed-rank
+p-value (two-sided, computed in Python by ``cross_eval_summary``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from search_space.architecture import NamedModel, architecture_key
+
+__all__ = ["BASELINE", "CROSS_EVAL_SQL", "PAIRS_SQL", "cross_eval_summary", "wilcoxon_vs_baseline"]
+
+BASELINE = architecture_key(NamedModel("baseline"))  # the genotype_hash of the hand-made CNN-LSTM
+
+_PER_PAIR = """
+per_pair AS (  -- one value per (genotype, fold, seed): a rerun counts once
+    SELECT experiment, genotype_hash, fold, seed, avg(ua) AS ua, avg(valid_ua) AS valid_ua, avg(wa) AS wa,
+           avg(macro_f1) AS macro_f1, bool_or(test_seen_in_search) AS seen
+    FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND ua IS NOT NULL
+    GROUP BY ALL
+)"""
+
+CROSS_EVAL_SQL = f"""
+WITH {_PER_PAIR},
+entries AS (
+    SELECT experiment, genotype_hash, avg(valid_ua) AS mean_valid_ua, stddev_samp(valid_ua) AS std_valid_ua,
+           avg(ua) AS mean_ua, stddev_samp(ua) AS std_ua, avg(wa) AS mean_wa, avg(macro_f1) AS mean_macro_f1,
+           CAST(count(DISTINCT fold) AS INTEGER) AS folds_covered, CAST(count(DISTINCT seed) AS INTEGER) AS seeds,
+           CAST(count(*) AS INTEGER) AS pairs,
+           CAST(count(DISTINCT fold) FILTER (WHERE seen) AS INTEGER) AS seen_folds
+    FROM per_pair GROUP BY ALL
+),
+facts AS (
+    SELECT experiment, genotype_hash, max(n_folds) AS n_folds, avg(params) AS mean_params,
+           any_value(source_trial_id) AS source_trial_id, any_value(source_fold) AS source_fold,
+           any_value(genotype) AS genotype, count(*) AS runs, sum(coalesce(eval_seconds, 0)) AS total_seconds
+    FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND ua IS NOT NULL
+    GROUP BY ALL
+),
+paired AS (  -- the shared (fold, seed) pairs with the baseline
+    SELECT p.experiment, p.genotype_hash, CAST(count(*) AS INTEGER) AS baseline_pairs,
+           avg(p.ua - b.ua) AS mean_diff_vs_baseline
+    FROM per_pair AS p
+    JOIN per_pair AS b ON b.genotype_hash = '{BASELINE}' AND b.experiment = p.experiment AND b.fold = p.fold
+                          AND b.seed = p.seed
+    WHERE p.genotype_hash <> '{BASELINE}'
+    GROUP BY ALL
+)
+SELECT CAST(row_number() OVER (PARTITION BY e.experiment
+                               ORDER BY e.folds_covered >= f.n_folds DESC, e.mean_valid_ua DESC NULLS LAST,
+                                        e.folds_covered DESC, e.genotype_hash) AS INTEGER) AS rank,
+       e.*, f.n_folds, e.folds_covered >= f.n_folds AS complete,
+       f.* EXCLUDE (experiment, genotype_hash, n_folds),
+       coalesce(p.baseline_pairs, 0) AS baseline_pairs, p.mean_diff_vs_baseline
+FROM entries AS e
+JOIN facts AS f ON f.experiment = e.experiment AND f.genotype_hash = e.genotype_hash
+LEFT JOIN paired AS p ON p.experiment = e.experiment AND p.genotype_hash = e.genotype_hash
+"""
+"""The SELECT behind the ``cross_eval`` view (ranked by mean validation UA; no p-value: see ``cross_eval_summary``)."""
+
+PAIRS_SQL = f"""
+WITH {_PER_PAIR}
+SELECT p.experiment, p.genotype_hash, p.fold, p.seed, p.ua, b.ua AS baseline_ua
+FROM per_pair AS p
+JOIN per_pair AS b ON b.genotype_hash = '{BASELINE}' AND b.experiment = p.experiment AND b.fold = p.fold
+                      AND b.seed = p.seed
+WHERE p.genotype_hash <> '{BASELINE}'
+ORDER BY p.experiment, p.genotype_hash, p.fold, p.seed
+"""
+"""Each genotype's test UA beside the baseline's, per shared (fold, seed)."""
+
+
+def wilcoxon_vs_baseline(ua: list[float], baseline_ua: list[float]) -> tuple[float | None, str]:
+    """Two-sided Wilcoxon signed-rank p-value of the paired test UAs, and a note when there is none.
+
+    None with fewer than 2 pairs (``"n/a: <2 pairs"``) or when every difference is zero
+    (``"n/a: all differences zero"``). With few pairs the p-value cannot be small (5 pairs: at
+    least 0.0625), which the note ``"exact, n=K"`` reminds of.
+    """
+    from scipy.stats import wilcoxon
+
+    diffs = [a - b for a, b in zip(ua, baseline_ua)]
+    if len(diffs) < 2:
+        return None, "n/a: <2 pairs"
+    if all(d == 0 for d in diffs):
+        return None, "n/a: all differences zero"
+    result = wilcoxon(ua, baseline_ua, zero_method="wilcox", alternative="two-sided")
+    p = float(result.pvalue)
+    return (None, "n/a: undefined") if math.isnan(p) else (p, f"n={len(diffs)}")
+
+
+def cross_eval_summary(board: Any, *, experiment: str | None = None, top: int | None = None) -> pd.DataFrame:
+    """The ``cross_eval`` view (of ``experiment``, ``top`` best of each) with ``wilcoxon_p`` and ``wilcoxon_note``."""
+    if top is not None and top < 1:
+        raise ValueError(f"top must be >= 1, but got {top}.")
+    where = []
+    params: list[Any] = []
+    if experiment is not None:
+        where.append("experiment = ?")
+        params.append(experiment)
+    if top is not None:
+        where.append(f"rank <= {int(top)}")
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    frame: pd.DataFrame = board.sql(f"SELECT * FROM cross_eval{condition} ORDER BY experiment, rank", params)
+    pairs: pd.DataFrame = board.sql(PAIRS_SQL)
+    p_values, notes = [], []
+    for row in frame.itertuples():
+        mine = pairs[(pairs["experiment"] == row.experiment) & (pairs["genotype_hash"] == row.genotype_hash)]
+        if row.genotype_hash == BASELINE:
+            p, note = None, "the baseline"
+        elif mine.empty:
+            p, note = None, "n/a: baseline not cross-evaluated on its folds"
+        else:
+            p, note = wilcoxon_vs_baseline(mine["ua"].tolist(), mine["baseline_ua"].tolist())
+        p_values.append(p)
+        notes.append(note)
+    frame["wilcoxon_p"] = pd.Series(p_values, index=frame.index, dtype="float64")
+    frame["wilcoxon_note"] = notes
+    return frame

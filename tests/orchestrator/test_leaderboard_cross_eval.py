@@ -1,0 +1,149 @@
+"""Cross-eval rows on the leaderboard: stage tags, the cross_eval view, search views untouched, v1 files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_leaderboard_row
+from orchestrator.leaderboard import SCHEMA, connect, cross_eval_summary, write_fold_row
+from orchestrator.leaderboard.cross_eval import wilcoxon_vs_baseline
+from orchestrator.leaderboard.schema import ADDED_COLUMNS
+from orchestrator.leaderboard.validation import validate_fold_row
+from orchestrator.selection import nested_estimates
+
+pytest.importorskip("scipy")
+
+SEARCH = [  # (trial, fold, genotype_hash, valid_ua, ua)
+    ("s1", 1, "aaaaaaaaaaaa", 0.60, 0.50),
+    ("s2", 2, "bbbbbbbbbbbb", 0.70, 0.40),
+    ("s3", 3, "aaaaaaaaaaaa", 0.50, 0.45),
+]
+CROSS = {  # genotype -> per fold (valid_ua, ua, seen); seed 0
+    "aaaaaaaaaaaa": [(0.55, 0.50, False), (0.65, 0.60, True), (0.75, 0.70, False)],
+    "bbbbbbbbbbbb": [(0.60, 0.30, True), (0.60, 0.40, False)],  # folds 1-2 only
+    "baseline": [(0.50, 0.45, None), (0.50, 0.50, None), (0.50, 0.50, None)],
+}
+
+
+def _search_rows(storage: Path) -> None:
+    for trial, fold, genotype, valid, ua in SEARCH:
+        write_fold_row(
+            storage, make_leaderboard_row(trial_id=trial, fold=fold, genotype_hash=genotype, valid_ua=valid, ua=ua)
+        )
+
+
+def _cross_rows(storage: Path, *, seeds=(0,)) -> None:
+    for genotype, folds in CROSS.items():
+        for seed in seeds:
+            for fold, (valid, ua, seen) in enumerate(folds, start=1):
+                source = {} if genotype == "baseline" else {"source_trial_id": "s1", "source_fold": 1}
+                write_fold_row(
+                    storage,
+                    make_leaderboard_row(
+                        trial_id=f"x-{genotype[:4]}-{seed}",
+                        stage="cross-eval",
+                        fold=fold,
+                        seed=seed,
+                        genotype_hash=genotype,
+                        valid_ua=valid,
+                        ua=ua,
+                        test_seen_in_search=seen,
+                        params=1000 if genotype == "baseline" else 500,
+                        **source,
+                    ),
+                )
+
+
+def test_rows_carry_their_stage_and_search_views_ignore_cross_eval_rows(tmp_path: Path) -> None:
+    _search_rows(tmp_path)
+    with connect(tmp_path) as board:
+        genotypes_before = board.summary("genotype")
+        trials_before = board.summary("trial")
+        nested_before = nested_estimates(board)["exp"]
+    _cross_rows(tmp_path)
+    with connect(tmp_path) as board:
+        stages = board.sql("SELECT stage, count(*) AS n FROM runs GROUP BY stage ORDER BY stage")
+        assert stages.to_dict("records") == [{"stage": "cross-eval", "n": 8}, {"stage": "search", "n": 3}]
+        pd.testing.assert_frame_equal(board.summary("genotype"), genotypes_before)  # (floats: DuckDB sums in any order)
+        pd.testing.assert_frame_equal(board.summary("trial"), trials_before)
+        assert nested_estimates(board)["exp"] == nested_before
+        assert len(board.sql("SELECT * FROM config_scores")) == 1
+
+
+def test_the_cross_eval_view_against_hand_computed_values(tmp_path: Path) -> None:
+    _search_rows(tmp_path)
+    _cross_rows(tmp_path)
+    with connect(tmp_path) as board:
+        table = cross_eval_summary(board).set_index("genotype_hash")
+    # ranked by mean validation UA, complete entries first: a (0.65), baseline (0.50), then b (2 of 3 folds)
+    assert table["rank"].to_dict() == {"aaaaaaaaaaaa": 1, "baseline": 2, "bbbbbbbbbbbb": 3}
+    a = table.loc["aaaaaaaaaaaa"]
+    assert a["mean_ua"] == pytest.approx(0.60) and a["std_ua"] == pytest.approx(0.10)
+    assert a["mean_valid_ua"] == pytest.approx(0.65) and a["std_valid_ua"] == pytest.approx(0.10)
+    assert (a["folds_covered"], a["n_folds"], a["complete"], a["seeds"], a["seen_folds"]) == (3, 3, True, 1, 1)
+    assert a["mean_params"] == 500 and a["source_trial_id"] == "s1" and a["source_fold"] == 1
+    assert a["baseline_pairs"] == 3
+    assert a["mean_diff_vs_baseline"] == pytest.approx((0.05 + 0.10 + 0.20) / 3)
+    assert a["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: exact two-sided 2 / 2**3
+    b = table.loc["bbbbbbbbbbbb"]
+    assert (b["folds_covered"], b["complete"], b["baseline_pairs"]) == (2, False, 2)
+    assert b["mean_diff_vs_baseline"] == pytest.approx((-0.15 - 0.10) / 2)
+    assert b["wilcoxon_p"] == pytest.approx(0.5)  # 2 negative differences: 2 / 2**2
+    base = table.loc["baseline"]
+    assert base["seen_folds"] == 0 and math.isnan(base["wilcoxon_p"]) and base["wilcoxon_note"] == "the baseline"
+    assert base["baseline_pairs"] == 0 and math.isnan(base["mean_diff_vs_baseline"])
+
+
+def test_a_rerun_pair_counts_once_and_seeds_pair_with_the_baselines(tmp_path: Path) -> None:
+    _cross_rows(tmp_path, seeds=(0, 1))
+    _cross_rows(tmp_path, seeds=(0,))  # the same trial ids and (fold, seed): a rerun replaces, never adds
+    with connect(tmp_path) as board:
+        a = cross_eval_summary(board, experiment="exp").set_index("genotype_hash").loc["aaaaaaaaaaaa"]
+    assert (a["pairs"], a["seeds"], a["baseline_pairs"]) == (6, 2, 6)
+    assert a["mean_ua"] == pytest.approx(0.60)
+
+
+def test_wilcoxon_says_why_there_is_no_p_value() -> None:
+    assert wilcoxon_vs_baseline([0.5], [0.4]) == (None, "n/a: <2 pairs")
+    assert wilcoxon_vs_baseline([0.5, 0.6], [0.5, 0.6]) == (None, "n/a: all differences zero")
+    p, note = wilcoxon_vs_baseline([0.5, 0.6, 0.7, 0.8, 0.9], [0.4, 0.5, 0.5, 0.6, 0.6])
+    assert p == pytest.approx(0.0625) and note == "n=5"
+
+
+def _write_version_1_row(storage: Path, trial_id: str, fold: int) -> None:
+    """A row as schema version 1 wrote it: no stage and no source columns."""
+    row = {**validate_fold_row(make_leaderboard_row(trial_id=trial_id, fold=fold)), "schema_version": 1}
+    old = pa.schema(
+        [f for f in SCHEMA if f.name not in ADDED_COLUMNS], metadata={b"sernas.leaderboard.schema_version": b"1"}
+    )
+    folder = storage / "leaderboard" / "exp" / trial_id
+    folder.mkdir(parents=True)
+    table = pa.Table.from_pylist([{name: row[name] for name in old.names}], schema=old)
+    pq.write_table(table, folder / f"fold={fold}-attempt=0.parquet")
+
+
+def test_version_1_files_read_as_search_rows(tmp_path: Path) -> None:
+    _write_version_1_row(tmp_path / "only-old", "old", 1)
+    with connect(tmp_path / "only-old") as board:  # only version-1 files: the new columns exist all the same
+        assert board.damaged == ()
+        assert board.sql("SELECT stage, source_fold FROM runs").to_dict("records") == [
+            {"stage": "search", "source_fold": None}
+        ]
+    write_fold_row(tmp_path / "mixed", make_leaderboard_row(trial_id="new", fold=2))
+    _write_version_1_row(tmp_path / "mixed", "old", 1)
+    with connect(tmp_path / "mixed") as board:
+        assert board.damaged == ()
+        runs = board.sql("SELECT trial_id, schema_version, stage FROM runs ORDER BY trial_id")
+        assert runs["stage"].tolist() == ["search", "search"] and runs["schema_version"].tolist() == [2, 1]
+        assert board.summary("genotype")["folds_covered"].tolist() == [2]
+
+
+def test_a_search_row_must_not_name_a_source() -> None:
+    with pytest.raises(ValueError, match="column 'test_seen_in_search' must be null in a search row"):
+        write_fold_row("/nonexistent", make_leaderboard_row(test_seen_in_search=True))

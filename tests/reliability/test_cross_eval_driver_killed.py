@@ -1,0 +1,62 @@
+"""Kill the driver of a running cross-eval with SIGKILL, then finish it with --resume."""
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+import pytest
+from test_driver_killed import _kill_ray_processes_of, _sernas
+
+from conftest import write_experiment_config as write_config
+from orchestrator.leaderboard import connect, cross_eval_summary
+
+pytestmark = pytest.mark.slow
+
+
+def _cross_eval_rows(storage) -> int:
+    with connect(storage, experiment="xres") as board:
+        return len(board.sql("SELECT * FROM runs WHERE stage = 'cross-eval' AND status = 'completed'"))
+
+
+def test_cross_eval_resumes_after_its_driver_is_killed(tmp_path):
+    config = write_config(tmp_path / "xres.yaml", name="xres", samples=1, eval_epochs=3, per_speaker=8)
+    storage = tmp_path / "runs"
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": os.getcwd()}
+    arguments = ["--storage", str(storage), "--experiment", "xres", "--top", "1", "--genotype", "baseline"]
+    try:
+        search = _sernas("search", "--config", str(config), env=env)
+        output, _ = search.communicate(timeout=400)
+        assert search.returncode == 0, output
+        _kill_ray_processes_of(ray_tmp)
+
+        first = _sernas("cross-eval", *arguments, env=env)
+        deadline = time.monotonic() + 240
+        while _cross_eval_rows(storage) == 0:  # wait for the first finished cross-eval fold
+            assert first.poll() is None, first.stdout.read()
+            assert time.monotonic() < deadline, "no cross-eval fold finished in time"
+            time.sleep(0.5)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        _kill_ray_processes_of(ray_tmp)  # a killed driver may leave its local cluster behind
+        before = _cross_eval_rows(storage)
+        assert 1 <= before < 4
+
+        second = _sernas("cross-eval", *arguments, "--resume", env=env)
+        output, _ = second.communicate(timeout=400)
+        assert second.returncode == 0, output
+        assert "2 trials (2 completed, 0 failed)" in output, output
+    finally:
+        _kill_ray_processes_of(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    with connect(storage, experiment="xres") as board:
+        runs = board.sql("SELECT trial_id, genotype_hash, fold, status, attempt FROM runs WHERE stage = 'cross-eval'")
+        table = cross_eval_summary(board, experiment="xres")
+        search_rows = board.sql("SELECT count(*) AS n FROM runs WHERE stage = 'search'")["n"][0]
+    assert len(runs) == 4 and set(runs["status"]) == {"completed"}  # 2 genotypes x 2 folds x 1 seed, once each
+    assert not runs.duplicated(["trial_id", "fold"]).any() and runs["trial_id"].nunique() == 2
+    assert runs["attempt"].max() >= 2  # at least one fold was finished after the restart
+    assert table["pairs"].tolist() == [2, 2] and table["complete"].all()
+    assert search_rows == 2  # the search's own rows: untouched
