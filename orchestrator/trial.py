@@ -126,6 +126,8 @@ def _fold_row(
         search_seconds=result.search_seconds,
         eval_seconds=result.eval_seconds,
         search_epochs_run=result.search_epochs_run,
+        search_stop_reason=(result.search_stopped_early or "epochs") if result.search_epochs_run else None,
+        alpha_entropy=result.alpha_entropy,
         device=result.device,
     )
 

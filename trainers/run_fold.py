@@ -44,6 +44,7 @@ class FoldResult:
     eval_seconds: float
     search_epochs_run: int
     search_stopped_early: str | None
+    alpha_entropy: float | None  # at the end of the search; None without one
     device: str
     search_settings: dict[str, Any] | None
     eval_settings: dict[str, Any]
@@ -75,7 +76,7 @@ def run_fold(
     work_dir.mkdir(parents=True, exist_ok=True)
     data, _ = data.normalized(Normalizer(evaluation.normalization))
 
-    search_seconds, epochs_run, stopped_early = 0.0, 0, None
+    search_seconds, epochs_run, stopped_early, alpha_entropy = 0.0, 0, None, None
     if architecture is not None:
         architecture = parse_architecture(architecture)
     else:
@@ -84,6 +85,7 @@ def run_fold(
         )
         architecture, search_seconds = found.genotype, found.seconds
         epochs_run, stopped_early = found.epochs_run, found.stopped_early
+        alpha_entropy = found.history[-1]["alpha_entropy"] if found.history else None
     offset = search.epochs if search is not None else 0  # eval steps continue after the search's
 
     def report_eval(step: int, metrics: dict[str, Any]) -> None:
@@ -114,6 +116,7 @@ def run_fold(
         eval_seconds=evaluated.seconds,
         search_epochs_run=epochs_run,
         search_stopped_early=stopped_early,
+        alpha_entropy=alpha_entropy,
         device=str(device),
         search_settings=search.model_dump(mode="json") if search is not None else None,
         eval_settings=evaluation.model_dump(mode="json"),

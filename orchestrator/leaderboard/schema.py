@@ -161,6 +161,22 @@ class FoldRow:
     search_epochs_run: int | None = _column(
         pa.int32(), "search epochs actually run (fewer if stopped early)", result=True
     )
+    search_stop_reason: str | None = _column(
+        pa.string(),
+        "why the search ended: `epochs` (all run), or the collapse guard's verdict (`collapsed after epoch N: ...`); "
+        "null without a search",
+        result=True,
+        since=2,
+        default=None,
+    )
+    alpha_entropy: float | None = _column(
+        pa.float64(),
+        "mean entropy of the softmaxed alphas at the end of the search (nats; low: the cell has decided); "
+        "null without a search",
+        result=True,
+        since=2,
+        default=None,
+    )
     device: str | None = _column(pa.string(), "torch device the fold ran on: `cpu`, `cuda:0`, ...", result=True)
     error: str | None = _column(pa.string(), "error message; null unless `status = failed`")
 

@@ -93,7 +93,9 @@ across_folds AS (
 ),
 per_entry AS (
     SELECT {key_list}, max(n_folds) AS n_folds, count(DISTINCT trial_id) AS trials, count(DISTINCT seed) AS seeds,
-           count(*) AS runs, count(*) FILTER (WHERE status = 'pruned') AS pruned_runs, avg(params) AS mean_params,
+           count(*) AS runs, count(*) FILTER (WHERE status = 'pruned') AS pruned_runs,
+           count(*) FILTER (WHERE search_stop_reason LIKE 'collapsed%') AS collapsed_searches,
+           avg(alpha_entropy) AS mean_alpha_entropy, avg(params) AS mean_params,
            sum(coalesce(search_seconds, 0) + coalesce(eval_seconds, 0)) AS total_seconds{_SUMMARY_EXTRA[by]}
     FROM scored GROUP BY ALL
 )

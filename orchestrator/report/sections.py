@@ -78,8 +78,9 @@ def ranked_section(trials: pd.DataFrame, genotypes: pd.DataFrame) -> str:
         "complete",
     ]
     trial_columns = ["experiment", "rank", "trial_id", *metrics, "trial_status", "seed"]
-    trial_columns += ["mean_params", "total_seconds", "params_json"]
+    trial_columns += ["collapsed_searches", "mean_alpha_entropy", "mean_params", "total_seconds", "params_json"]
     genotype_columns = ["experiment", "rank", "genotype_hash", *metrics, "trials", "seeds", "runs", "pruned_runs"]
+    genotype_columns += ["collapsed_searches", "mean_alpha_entropy"]
     genotype_columns += ["mean_params", "total_seconds"]
     if trials["experiment"].nunique() == 1:
         trial_columns.remove("experiment")
@@ -88,10 +89,26 @@ def ranked_section(trials: pd.DataFrame, genotypes: pd.DataFrame) -> str:
         "<p>Ranked by mean <strong>validation</strong> UA over the speaker-independent folds (each fold weighs "
         "the same); test UA is reported beside it and never orders anything. Entries missing folds (greyed) are "
         "ranked after every complete one.</p>"
-        "<h3>Trials</h3>"
+        + _collapse_note(trials)
+        + "<h3>Trials</h3>"
         + html_table(with_test_names(trials), trial_columns)
         + "<h3>Genotypes</h3>"
         + html_table(with_test_names(genotypes), genotype_columns)
+    )
+
+
+def _collapse_note(trials: pd.DataFrame) -> str:
+    """A warning naming the trials with searches the collapse guard stopped (``collapsed_searches``)."""
+    if "collapsed_searches" not in trials or not (trials["collapsed_searches"] > 0).any():
+        return ""
+    collapsed = trials[trials["collapsed_searches"] > 0]
+    names = ", ".join(
+        f"<code>{html.escape(str(t))}</code> ({int(n)})"
+        for t, n in zip(collapsed["trial_id"], collapsed["collapsed_searches"])
+    )
+    return (
+        f'<div class="note"><strong>Collapsed searches</strong> (the strongest operation was parameter-free on every '
+        f"edge, so the search stopped early; column <code>collapsed_searches</code>): {names}.</div>"
     )
 
 

@@ -211,3 +211,12 @@ def test_cross_eval_section_marks_seen_folds_and_compares_with_the_baseline(tmp_
     assert "0.2500" in section  # Wilcoxon p of 3 positive differences
     assert f"Rank 1: <code>{found.hash}</code>" in section  # its cells drawn
     assert "t1" not in sections_of(page)["ranked"] and "x-" not in sections_of(page)["ranked"]
+
+
+def test_collapsed_searches_are_marked(tmp_path: Path) -> None:
+    write_fold_row(tmp_path, make_row(trial_id="c1", fold=1, ua=0.4, search_stop_reason="collapsed after epoch 2: x"))
+    write_fold_row(tmp_path, make_row(trial_id="c2", fold=1, ua=0.5, search_stop_reason="epochs", alpha_entropy=1.2))
+    page = write_report(tmp_path, out=tmp_path / "r.html").read_text(encoding="utf-8")
+    ranked = sections_of(page)["ranked"]
+    assert "Collapsed searches" in ranked and "<code>c1</code> (1)" in ranked and "<code>c2</code>" not in ranked
+    assert "collapsed_searches" in ranked and "mean_alpha_entropy" in ranked

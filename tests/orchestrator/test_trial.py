@@ -53,6 +53,7 @@ def _result(architecture: str, genotype_hash: str | None) -> FoldResult:
         eval_seconds=2.5,
         search_epochs_run=3,
         search_stopped_early=None,
+        alpha_entropy=1.25,
         device="cpu",
         search_settings=None,
         eval_settings={},
@@ -89,6 +90,18 @@ def test_a_finished_fold(tmp_path: Path, architecture, genotype_hash, stored_gen
     assert stored["n_folds"] == 3 and stored["attempt"] == 1 and stored["seed"] == 7 and stored["node_id"] == "local"
     assert json.loads(stored["confusion"]) == [[3, 1], [1, 3]] and stored["classes"] == '["ang","hap"]'
     assert stored["params_json"] == '{"layers":3,"seed":7}' and stored["weights_lr"] == 0.025
+    assert stored["search_stop_reason"] == "epochs" and stored["alpha_entropy"] == 1.25
+
+
+def test_the_collapse_guard_verdict_and_no_search_reach_the_row(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    collapsed = replace(_result("baseline", None), search_stopped_early="collapsed after epoch 2: normal: skip")
+    stored = pq.read_table(write_fold_row(tmp_path, _row(collapsed, None))).to_pylist()[0]
+    assert stored["search_stop_reason"] == "collapsed after epoch 2: normal: skip"
+    unsearched = replace(_result("baseline", None), search_epochs_run=0, alpha_entropy=None)
+    stored = pq.read_table(write_fold_row(tmp_path / "b", _row(unsearched, None))).to_pylist()[0]
+    assert stored["search_stop_reason"] is None and stored["alpha_entropy"] is None
 
 
 def test_a_failed_fold(tmp_path: Path) -> None:
