@@ -68,6 +68,7 @@ class SuperNet(nn.Module):
         pc_k: int = 1,
         edge_normalization: bool = False,
         checkpoint: bool = True,
+        channels_last: bool = True,
         in_channels: int = 1,
     ) -> None:
         super().__init__()
@@ -96,11 +97,13 @@ class SuperNet(nn.Module):
             "pc_k": pc_k,
             "edge_normalization": bool(edge_normalization),
             "checkpoint": bool(checkpoint),
+            "channels_last": bool(channels_last),
             "in_channels": in_channels,
         }
         self.primitives = primitives
         self.nodes = nodes
         self.in_channels = in_channels
+        self.channels_last = bool(channels_last)
 
         self.stem, self.cells, C_p = stack_cells(
             layers=layers,
@@ -176,6 +179,8 @@ class SuperNet(nn.Module):
             e_normal = node_softmax(self.betas_normal, self.nodes)  # (E,)
             e_reduce = node_softmax(self.betas_reduce, self.nodes)  # (E,)
         s0 = s1 = self.stem(x)  # (B, C_stem, F, T)
+        if self.channels_last:  # activations only: see the class docstring
+            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)  # (B, C_stem, F, T), strides (F T C, 1, T C, C)
         for cell in self.cells:
             if cell.reduction:
                 s0, s1 = s1, cell(s0, s1, w_reduce, e_reduce)  # (B, nodes * C, F/2, T/2)
