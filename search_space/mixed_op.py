@@ -129,7 +129,8 @@ class MixedOp(nn.Module):
     def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None) -> torch.Tensor:
         out = None
         for k, op in zip(self.op_index, self.ops):
-            if isinstance(op, (SepConv, DilConv)):  # they start with a ReLU: compute it once
+            # they start with a ReLU (unless someone swapped it, say for Softplus): compute it once
+            if isinstance(op, (SepConv, DilConv)) and type(op.op[0]) is nn.ReLU:
                 if x_relu is None:
                     x_relu = F.relu(x)  # (B, C, H, W)
                 y = op.forward_relu(x_relu)  # (B, C, H', W')
