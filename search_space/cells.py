@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from search_space.genotype import Genotype
 from search_space.mixed_op import MixedOp
@@ -82,17 +83,20 @@ class SearchCell(nn.Module):
         edge_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
+        relus = [F.relu(h) for h in states]  # 2 x (B, C, H, W): one ReLU per state, shared by its edges
         offset = 0
         for _ in range(self.nodes):
             node = None
             for j, h in enumerate(states):
                 e = offset + j
-                out = self.edges[e](h, weights[e])  # (B, C, H', W')
+                out = self.edges[e](h, weights[e], relus[j])  # (B, C, H', W')
                 if edge_weights is not None:
                     out = edge_weights[e] * out
                 node = out if node is None else node + out
             offset += len(states)
             states.append(node)
+            if len(relus) < self.nodes + 1:  # the last node feeds no edge
+                relus.append(F.relu(node))  # (B, C, H', W')
         return torch.cat(states[2:], dim=1)  # (B, nodes * C, H', W')
 
 

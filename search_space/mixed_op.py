@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from search_space.primitives import PRIMITIVES, build_op, validate_primitives
+from search_space.primitives import PRIMITIVES, DilConv, SepConv, build_op, validate_primitives
 
 __all__ = ["MixedOp", "channel_shuffle", "frozen_batchnorm_stats"]
 
@@ -102,31 +102,40 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(ops)
         self.op_index: tuple[int, ...] = tuple(index)  # column of each built op in `weights`
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None = None) -> torch.Tensor:
+        """``x_relu``: ``relu(x)`` if the caller has it (one ReLU per node, shared by its edges)."""
         if self.checkpoint and torch.is_grad_enabled():
             return _checkpoint(
                 self._forward,
                 x,
                 weights,
+                x_relu,
                 use_reentrant=False,
                 # the recomputation must not update BatchNorm running statistics a second time
                 context_fn=lambda: (contextlib.nullcontext(), frozen_batchnorm_stats(self)),
             )
-        return self._forward(x, weights)
+        return self._forward(x, weights, x_relu)
 
-    def _forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None) -> torch.Tensor:
         if self.pc_k == 1:
-            return self._weighted_sum(x, weights)  # (B, C, H', W')
+            return self._weighted_sum(x, weights, x_relu)  # (B, C, H', W')
         c_ops = self.C // self.pc_k
         searched, bypass = x[:, :c_ops], x[:, c_ops:]  # (B, C/K, H, W), (B, C - C/K, H, W)
-        out = self._weighted_sum(searched, weights)  # (B, C/K, H', W')
+        out = self._weighted_sum(searched, weights, None if x_relu is None else x_relu[:, :c_ops])  # (B, C/K, H', W')
         if self.stride == 2:
             bypass = F.max_pool2d(bypass, 2, 2, ceil_mode=True)  # (B, C - C/K, H', W')
         return channel_shuffle(torch.cat([out, bypass], dim=1), self.pc_k)  # (B, C, H', W')
 
-    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None) -> torch.Tensor:
         out = None
         for k, op in zip(self.op_index, self.ops):
-            term = weights[k] * op(x)
+            # they start with a ReLU (unless someone swapped it, say for Softplus): compute it once
+            if isinstance(op, (SepConv, DilConv)) and type(op.op[0]) is nn.ReLU:
+                if x_relu is None:
+                    x_relu = F.relu(x)  # (B, C, H, W)
+                y = op.forward_relu(x_relu)  # (B, C, H', W')
+            else:
+                y = op(x)  # (B, C, H', W')
+            term = weights[k] * y
             out = term if out is None else out + term
         return out

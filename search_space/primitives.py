@@ -11,6 +11,7 @@ already scale each op) and ``affine=True`` in the discrete network.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -18,6 +19,8 @@ from types import MappingProxyType
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from search_space import fast_conv
 
 __all__ = [
     "OPS",
@@ -35,6 +38,18 @@ __all__ = [
 ]
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _after_relu(op: nn.Sequential, x_relu: torch.Tensor) -> torch.Tensor:
+    """``op(x)`` for a Sequential that starts with a ReLU, given ``x_relu = relu(x)``; its
+    convolutions run through :func:`search_space.fast_conv.conv2d` (same results)."""
+    for layer in itertools.islice(op, 1, None):
+        x_relu = fast_conv.conv2d(layer, x_relu) if isinstance(layer, nn.Conv2d) else layer(x_relu)
+    return x_relu
+
+
 class ReLUConvBN(nn.Module):
     """ReLU -> Conv2d -> BatchNorm; used for the 1x1 preprocessing of cell inputs."""
 
@@ -47,7 +62,8 @@ class ReLUConvBN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
+        relu, conv, bn = self.op
+        return bn(fast_conv.conv2d(conv, relu(x)))  # (B, C_out, H', W')
 
 
 class DilConv(nn.Module):
@@ -83,6 +99,10 @@ class DilConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
+    def forward_relu(self, x_relu: torch.Tensor) -> torch.Tensor:
+        """The op on an input that is already ``relu(x)`` (shared by the edges leaving a node)."""
+        return _after_relu(self.op, x_relu)
+
 
 class SepConv(nn.Module):
     """Two stacked depthwise-separable convolutions (the first carries the stride)."""
@@ -104,6 +124,10 @@ class SepConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def forward_relu(self, x_relu: torch.Tensor) -> torch.Tensor:
+        """The op on an input that is already ``relu(x)`` (shared by the edges leaving a node)."""
+        return _after_relu(self.op, x_relu)
 
 
 class Identity(nn.Module):
@@ -146,10 +170,13 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)  # (B, C_in, H, W)
+        # In PyTorch's default layout: with channels_last, torch 2.13's 2-thread CPU backward of
+        # this op segfaults (tests/search_space/test_fast_conv.py); the output keeps x's layout.
+        layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        x = self.relu(x.contiguous())  # (B, C_in, H, W)
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]  # (B, C_in, H, W), shifted by one pixel
         out = torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)  # (B, C_out, H/2, W/2)
-        return self.bn(out)
+        return self.bn(out).contiguous(memory_format=layout)
 
 
 OpFactory = Callable[[int, int, bool], nn.Module]
