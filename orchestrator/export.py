@@ -101,6 +101,7 @@ def export_model(
     fold: int | None = None,
 ) -> ExportResult:
     runs, estimate = choose_runs(storage, experiment=experiment, rank=rank, genotype=genotype)
+    epochs_per_fold = runs.groupby("fold")["best_epoch"].median()  # the epoch each fold chose on validation
     if fold is not None:
         on_fold = runs[runs["fold"] == fold]
         if on_fold.empty:
@@ -111,7 +112,7 @@ def export_model(
         run, epochs = on_fold.iloc[0], int(on_fold["best_epoch"].iloc[0])
     else:
         run = runs.iloc[0]
-        epochs = max(1, round(float(runs.groupby("fold")["best_epoch"].median().median())))
+        epochs = max(1, round(float(epochs_per_fold.median())))
     name = str(run["experiment"])
     location = resolve_storage(storage).experiment_data(name)
     with folder_to_read(location, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
@@ -146,7 +147,7 @@ def export_model(
             "epochs, the epoch that fold chose on its validation speakers"
         )
     else:
-        chosen = {int(f): int(e) for f, e in runs.groupby("fold")["best_epoch"].median().items()}
+        chosen = {int(f): int(e) for f, e in epochs_per_fold.items()}
         trained_on = (
             f"every speaker of the protocol ({len(training)} utterances) for {epochs} epochs, the median of the "
             f"epochs chosen on validation per fold {chosen}"

@@ -153,11 +153,11 @@ def load_fold_data(
             f"(first: {', '.join(missing.head(3))}); was the fold table made from another manifest?"
         )
     subset = rows.loc[table["utt_id"]].reset_index(drop=True)
+    preset = get_preset(preset)
     features = load_features(subset, preset=preset, cache_dir=cache_dir, manifest_path=manifest_path)
     class_index = {name: index for index, name in enumerate(classes)}
     labels = torch.tensor([class_index[label] for label in table["label"]], dtype=torch.int64)
-    frames = get_preset(preset)
-    lengths = torch.tensor([frames.valid_frames(float(d)) for d in subset["duration_s"]], dtype=torch.int64)
+    lengths = torch.tensor([preset.valid_frames(float(d)) for d in subset["duration_s"]], dtype=torch.int64)
     splits = {}
     for split in SPLITS:
         in_split = (table["split"] == split).to_numpy()

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import Subcommands, UserError, check_storage, console, error_console
-from orchestrator.cli.search import start_ray
+from orchestrator.cli.search import ray_session
 
 __all__ = ["cmd_cross_eval", "print_cross_eval", "register"]
 
@@ -102,20 +102,10 @@ def cmd_cross_eval(args: argparse.Namespace) -> int:
                 for candidate in candidates
             )
         )
-    dashboard, started_ray = start_ray(args.address)
-    if dashboard:
-        console.print(f"Ray dashboard: {dashboard}")
-    try:
+    with ray_session(args.address):
         summary = run_cross_eval(
             config, prepared=prepared, candidates=candidates, seeds=args.seeds, resume=args.resume, console=console
         )
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
     console.print(
         f"Cross-eval [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
         f"{summary.failed} failed), {summary.folds_reported} folds in {summary.seconds:.0f} s."

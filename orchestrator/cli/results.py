@@ -46,24 +46,6 @@ SUMMARY_TABLE_COLUMNS = (
     "seeds",
     "mean_params",
 )
-CROSS_EVAL_TABLE_COLUMNS = (  # `--by cross-eval`: the cross_eval view with the paired baseline comparison
-    "rank",
-    "experiment",
-    "genotype_hash",
-    "mean_valid_ua",
-    "std_valid_ua",
-    "mean_ua",
-    "std_ua",
-    "folds_covered",
-    "n_folds",
-    "seeds",
-    "seen_folds",
-    "mean_params",
-    "baseline_pairs",
-    "mean_diff_vs_baseline",
-    "wilcoxon_p",
-    "wilcoxon_note",
-)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -72,6 +54,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     import duckdb
 
     from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect, cross_eval_summary
+    from orchestrator.leaderboard.cross_eval import CROSS_EVAL_COLUMNS
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
     if args.top is not None and args.top < 1:
@@ -106,7 +89,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if frame.empty:
             console.print("No rows.")
         else:
-            wanted = CROSS_EVAL_TABLE_COLUMNS if cross_eval else SUMMARY_TABLE_COLUMNS
+            wanted = CROSS_EVAL_COLUMNS if cross_eval else SUMMARY_TABLE_COLUMNS
             shown = frame if args.sql else frame[[c for c in wanted if c in frame.columns]]
             shown = shown.copy()
             for column in shown.select_dtypes("float").columns:

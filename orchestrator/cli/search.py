@@ -4,8 +4,9 @@ the built-in synthetic corpus), with the Ray start and the leaderboard summary t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ __all__ = [
     "cmd_demo",
     "cmd_search",
     "print_leaderboard_top",
+    "ray_session",
     "register",
     "run_search_command",
     "start_ray",
@@ -49,6 +51,24 @@ def start_ray(address: str | None, *, num_cpus: int | None = None) -> tuple[str 
         context = ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", logging_level="WARNING", log_to_driver=False)
     url = getattr(context, "dashboard_url", None)
     return (f"http://{url}" if url and not url.startswith("http") else url), True
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, *, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray for the block (``start_ray``), its dashboard printed, and stopped afterwards only if
+    this call started it; a ``ValueError`` from the block is a user error."""
+    dashboard, started_ray = start_ray(address, num_cpus=num_cpus)
+    if dashboard:
+        console.print(f"Ray dashboard: {dashboard}")
+    try:
+        yield
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
 
 
 def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None:
@@ -120,18 +140,8 @@ def run_search_command(
         f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
         f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir})."
     )
-    dashboard, started_ray = start_ray(address, num_cpus=None)
-    if dashboard:
-        console.print(f"Ray dashboard: {dashboard}")
-    try:
+    with ray_session(address):
         summary = run_experiment(config, prepared=prepared, resume=resume, console=console)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
     console.print(
         f"Experiment [bold]{summary.name}[/]: {summary.trials} trials ({summary.completed} completed, "
         f"{summary.pruned} pruned, {summary.failed} failed), {summary.epochs_reported} epochs and "

@@ -18,9 +18,35 @@ import pandas as pd
 
 from search_space.architecture import NamedModel, architecture_key
 
-__all__ = ["BASELINE", "CROSS_EVAL_SQL", "PAIRS_SQL", "cross_eval_summary", "wilcoxon_vs_baseline"]
+__all__ = [
+    "BASELINE",
+    "CROSS_EVAL_COLUMNS",
+    "CROSS_EVAL_SQL",
+    "PAIRS_SQL",
+    "cross_eval_summary",
+    "wilcoxon_vs_baseline",
+]
 
 BASELINE = architecture_key(NamedModel("baseline"))  # the genotype_hash of the hand-made CNN-LSTM
+CROSS_EVAL_COLUMNS = (
+    "rank",
+    "experiment",
+    "genotype_hash",
+    "mean_valid_ua",
+    "std_valid_ua",
+    "mean_ua",
+    "std_ua",
+    "folds_covered",
+    "n_folds",
+    "seeds",
+    "seen_folds",
+    "mean_params",
+    "baseline_pairs",
+    "mean_diff_vs_baseline",
+    "wilcoxon_p",
+    "wilcoxon_note",
+)
+"""What tables show of ``cross_eval_summary`` (the CLI's ``--by cross-eval`` and the report)."""
 
 _PER_PAIR = """
 per_pair AS (  -- one value per (genotype, fold, seed): a rerun counts once

@@ -11,10 +11,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from orchestrator.leaderboard.cross_eval import CROSS_EVAL_COLUMNS
 from orchestrator.report.cells import cells_section
 from orchestrator.report.html import empty, figure_html, html_table
 
-__all__ = ["CROSS_EVAL_FOLDS_SQL", "TABLE_COLUMNS", "cross_eval_section"]
+__all__ = ["CROSS_EVAL_FOLDS_SQL", "cross_eval_section"]
 
 CROSS_EVAL_FOLDS_SQL = """
 SELECT experiment, genotype_hash, fold, avg(ua) AS ua, bool_or(test_seen_in_search) AS seen
@@ -23,24 +24,6 @@ GROUP BY ALL
 """
 """Test UA per (genotype, fold), the mean over seeds, and whether the genotype's search saw the fold's test speakers."""
 
-TABLE_COLUMNS = (
-    "rank",
-    "experiment",
-    "genotype_hash",
-    "mean_valid_ua",
-    "std_valid_ua",
-    "mean_ua",
-    "std_ua",
-    "folds_covered",
-    "n_folds",
-    "seeds",
-    "seen_folds",
-    "mean_params",
-    "baseline_pairs",
-    "mean_diff_vs_baseline",
-    "wilcoxon_p",
-    "wilcoxon_note",
-)
 TOP_CELLS = 2
 
 
@@ -98,4 +81,4 @@ def cross_eval_section(table: pd.DataFrame, folds: pd.DataFrame, genotypes: dict
                 f"<h3>Rank {int(record.rank)}: <code>{html.escape(str(record.genotype_hash))}</code></h3>"
                 + cells_section((str(record.genotype_hash), text))
             )
-    return intro + _heatmap(table, folds) + html_table(table, TABLE_COLUMNS) + "".join(cells)
+    return intro + _heatmap(table, folds) + html_table(table, CROSS_EVAL_COLUMNS) + "".join(cells)
