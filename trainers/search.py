@@ -134,7 +134,7 @@ class _Cycle:
     def __iter__(self) -> _Cycle:
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         try:
             return next(self._it)
         except StopIteration:
@@ -237,17 +237,17 @@ def run_search(
         arch_batches = _Cycle(arch_data, batch_size=settings.batch_size, balanced=balanced, generator=generator)
         train_loss = arch_loss = 0.0
         n_train = n_arch = 0
-        for x, y in train_batches:
+        for x, y, lengths in train_batches:
             # Weight batches are masked (SpecAugment), before the unrolled step that anticipates them.
             x, y = spec_augment(x, settings.spec_augment, generator=generator).to(device), y.to(device)  # (B, 1, F, T)
             if search_alphas:
-                xa, ya = next(arch_batches)
+                xa, ya, la = next(arch_batches)
                 xa, ya = xa.to(device), ya.to(device)  # (B', 1, F, T), (B',)
                 seed = int(torch.randint(0, 2**62, ()))  # one draw per step from the global RNG
                 grads, loss = architecture_gradients(
                     model,
-                    train_batch=(x, y),
-                    arch_batch=(xa, ya),
+                    train_batch=(x, y, lengths),
+                    arch_batch=(xa, ya, la),
                     loss_fn=loss_fn,
                     weight_optimizer=weight_optimizer,
                     order=settings.order,
@@ -269,6 +269,7 @@ def run_search(
                 optimizer=weight_optimizer,
                 parameters=weights,
                 grad_clip=w_settings.grad_clip,
+                lengths=lengths,
                 autocast=settings.mixed_precision,
             )
             for p in arch:  # the weight step's backward also reaches the alphas: drop that

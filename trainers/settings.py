@@ -117,10 +117,23 @@ class EvalSettings(_Settings):
         "(trainers.normalization): utterance, train, speaker or none",
     )
     shape: ModelShape = ModelShape()
+    widen: float = Field(
+        1.0,
+        ge=1.0,
+        le=16.0,
+        description="init_channels of the from-scratch network = round(widen * shape.init_channels) "
+        "(DARTS evaluates wider than it searches)",
+    )
+    deepen: int = Field(0, ge=0, le=32, description="cells added to shape.layers for the from-scratch network")
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(32, ge=1)
     weights: WeightOptimizer = WeightOptimizer()
-    drop_path_prob: float = Field(0.0, ge=0, lt=1)
+    drop_path_prob: float = Field(
+        0.0, ge=0, lt=1, description="drop-path probability, ramped linearly from 0 over the epochs (DARTS)"
+    )
+    auxiliary_weight: float = Field(
+        0.0, ge=0, le=1, description="weight of an auxiliary head's loss after the last reduction cell (0: no head)"
+    )
     imbalance: Imbalance = "weighted-loss"
     spec_augment: SpecAugment = SpecAugment()
     seed: int = 0
