@@ -38,8 +38,12 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     # Not in the default run (about 10 more minutes): batch 32, where the reference's predicted
     # peak exceeds this machine's memory, plus a same-batch comparison at 16.
     "supernet_paper": ("bench_supernet.py", ["--batch", "32"]),
+    # Not in the default run (tens of minutes): the training recipe's evidence, LOSO 5 folds x 3
+    # seeds, searched vs hand-made vs logistic regression, plus an ablation.
+    "recipe": ("bench_recipe.py", []),
 }
-DEFAULT = [name for name in BENCHMARKS if name != "supernet_paper"]
+LONG = ("supernet_paper", "recipe")
+DEFAULT = [name for name in BENCHMARKS if name not in LONG]
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -163,6 +167,20 @@ def _supernet(r: dict, *, equivalence: bool = True) -> list[str]:
     return rows or ["| SuperNet search step vs DARTS reference | see supernet.json | | |"]
 
 
+def _recipe(r: dict) -> list[str]:
+    means, test = r["mean_ua"], r["searched_vs_handmade"]
+    goal = r["goal"]
+    costs = ", ".join(f"{name} {a['cost']:+.3f}" for name, a in r["ablation"].items() if "cost" in a)
+    return [
+        f"| recipe, {r['protocol']}: mean test UA searched / hand-made / logistic regression on MFCC stats | "
+        f"{_fmt(means['searched'])} / {_fmt(means['handmade'])} / {_fmt(means['logistic'])}; searched > hand-made "
+        f"p = {_fmt(test['p_value'])} ({test.get('wins', 0)} wins of {test['n_pairs']}) | p < 0.05, both > logistic | "
+        f"{_met(goal['met'])} (p {_met(goal['searched_beats_handmade_p_below_0.05'])}, "
+        f"vs logistic {_met(goal['both_beat_logistic'])}) |",
+        f"| recipe ablation (fixed genotypes, UA lost when a component is off) | {costs} | measure | — |",
+    ]
+
+
 SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "manifest": _manifest,
     "baseline_ua": _baseline,
@@ -173,6 +191,7 @@ SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "pruning": _pruning,
     "supernet": _supernet,
     "supernet_paper": lambda r: _supernet(r, equivalence=False),
+    "recipe": _recipe,
 }
 
 

@@ -58,7 +58,8 @@ class Network(nn.Module):
 
     Same macro-structure as :class:`search_space.SuperNet` (reduction cells at 1/3 and 2/3 of
     the depth, channels doubling there). ``drop_path_prob`` is a plain attribute so a trainer
-    can schedule it per epoch; it acts in training mode only. ``auxiliary=True`` adds an
+    can schedule it per epoch; it acts in training mode only. ``mask_padding=False`` ignores
+    the clips' lengths (padding is pooled; for ablations). ``auxiliary=True`` adds an
     :class:`AuxiliaryHead` after the last reduction cell (DARTS), read by :meth:`forward_with_aux`
     in training mode.
     """
@@ -77,6 +78,7 @@ class Network(nn.Module):
         stem_multiplier: int = 3,
         in_channels: int = 1,
         auxiliary: bool = False,
+        mask_padding: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(genotype, Genotype):
@@ -106,7 +108,9 @@ class Network(nn.Module):
             "stem_multiplier": stem_multiplier,
             "in_channels": in_channels,
             "auxiliary": bool(auxiliary),
+            "mask_padding": bool(mask_padding),
         }
+        self.mask_padding = bool(mask_padding)
 
         self.stem, self.cells, C_p = stack_cells(
             layers=layers,
@@ -141,6 +145,7 @@ class Network(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and, in training mode with an auxiliary head, its logits (else None)."""
         _check_input(x, self.in_channels, "Network")
+        lengths = lengths if self.mask_padding else None
         s0 = s1 = self.stem(zero_padding(x, lengths))  # (B, C_stem, F, T)
         aux = None
         for i, cell in enumerate(self.cells):
@@ -173,6 +178,7 @@ class BaselineCNNLSTM(nn.Module):
         lstm_layers: int = 1,
         dropout: float = 0.3,
         in_channels: int = 1,
+        mask_padding: bool = True,
     ) -> None:
         super().__init__()
         channels = tuple(channels)
@@ -188,7 +194,9 @@ class BaselineCNNLSTM(nn.Module):
             "lstm_layers": lstm_layers,
             "dropout": dropout,
             "in_channels": in_channels,
+            "mask_padding": bool(mask_padding),
         }
+        self.mask_padding = bool(mask_padding)
         blocks, c_in = [], in_channels
         for c in channels:
             blocks += [
@@ -215,6 +223,7 @@ class BaselineCNNLSTM(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, n_classes); ``lengths`` (B,): valid frames of each clip (None: all)."""
         _check_input(x, self.in_channels, "BaselineCNNLSTM")
+        lengths = lengths if self.mask_padding else None
         features = self.features(zero_padding(x, lengths))  # (B, channels[-1], F / 2^n, T / 2^n)
         return self.head(features, lengths, input_frames=x.shape[-1])  # (B, n_classes)
 
@@ -232,6 +241,7 @@ def build_model(
     stem_multiplier: int = 3,
     in_channels: int = 1,
     auxiliary: bool = False,
+    mask_padding: bool = True,
 ) -> nn.Module:
     """Build the network to train from scratch.
 
@@ -249,6 +259,7 @@ def build_model(
             lstm_layers=lstm_layers,
             dropout=dropout,
             in_channels=in_channels,
+            mask_padding=mask_padding,
         )
     genotype = architecture
     return Network(
@@ -263,6 +274,7 @@ def build_model(
         stem_multiplier=stem_multiplier,
         in_channels=in_channels,
         auxiliary=auxiliary,
+        mask_padding=mask_padding,
     )
 
 

@@ -57,6 +57,7 @@ def build_network(architecture: Architecture, *, settings: EvalSettings, n_class
         dropout=shape.dropout,
         in_channels=in_channels,
         auxiliary=settings.auxiliary_weight > 0.0,
+        mask_padding=settings.mask_padding,
     )
 
 

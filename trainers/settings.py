@@ -112,13 +112,16 @@ class EvalSettings(_Settings):
     """Training the derived network from scratch, epoch chosen on validation speakers."""
 
     normalization: Normalization = Field(
-        "train",
+        "speaker",
         description="input normalisation of the fold's features, for its search and evaluation alike "
         "(trainers.normalization): utterance, train, speaker or none",
     )
+    mask_padding: bool = Field(
+        True, description="the network pools over each clip's valid frames only (False: padding counts; ablations)"
+    )
     shape: ModelShape = ModelShape()
     widen: float = Field(
-        1.0,
+        2.0,
         ge=1.0,
         le=16.0,
         description="init_channels of the from-scratch network = round(widen * shape.init_channels) "
@@ -132,7 +135,7 @@ class EvalSettings(_Settings):
         0.0, ge=0, lt=1, description="drop-path probability, ramped linearly from 0 over the epochs (DARTS)"
     )
     auxiliary_weight: float = Field(
-        0.0, ge=0, le=1, description="weight of an auxiliary head's loss after the last reduction cell (0: no head)"
+        0.4, ge=0, le=1, description="weight of an auxiliary head's loss after the last reduction cell (0: no head)"
     )
     imbalance: Imbalance = "weighted-loss"
     spec_augment: SpecAugment = SpecAugment()

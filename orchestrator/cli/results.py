@@ -182,6 +182,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         loaded = load_bundle(args.model, device=device)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
+    from trainers.normalization import SPEAKER_MIN_CLIPS
+
+    if loaded.normalizer.mode == "speaker" and len(args.files) < SPEAKER_MIN_CLIPS:
+        error_console.print(
+            f"[yellow]This model normalises each speaker by the statistics of their clips; the "
+            f"{len(args.files)} file(s) of this call count as one speaker's clips. With fewer than "
+            f"{SPEAKER_MIN_CLIPS} those statistics are mostly the clips' own (which removes their level cues): "
+            "pass several clips of the same speaker in one call.[/]"
+        )
     predictions = predict_files(loaded, [str(path) for path in args.files], device=device)
     if args.format == "json":
         sys.stdout.write(json.dumps([p.__dict__ for p in predictions], indent=2) + "\n")
