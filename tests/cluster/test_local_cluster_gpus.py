@@ -7,11 +7,11 @@ import secrets
 import urllib.request
 
 import pytest
+from test_local_cluster import free_base_port
 
 from cluster.auth import Token
 from cluster.cli import main
 from cluster.local import LocalCluster, node_gpus, read_state, start_local_cluster
-from test_local_cluster import free_base_port
 
 
 def test_only_the_head_gets_gpus():
