@@ -147,3 +147,21 @@ def test_a_cuda_run_saves_and_restores_its_own_devices_state_only(monkeypatch):
     restore_rng_state(state, device=CUDA)
     restore_rng_state(state_all, device=CUDA)
     assert calls == [("get", CUDA), ("set", CUDA, 4), ("set", CUDA, 2)]
+
+
+@pytest.mark.parametrize(("setting", "device", "expected"), [(None, CPU, True), (False, CPU, False), (True, CPU, True)])
+def test_the_search_setting_decides_recomputation(monkeypatch, setting, device, expected):
+    from conftest import make_fold_data
+    from trainers import search as search_module
+    from trainers.settings import ModelShape, SearchSettings
+
+    settings = SearchSettings(
+        shape=ModelShape(layers=3, nodes=2, init_channels=4, lstm_hidden=8), epochs=1, batch_size=8, recompute=setting
+    )
+    data = make_fold_data(n_train=16, n_valid=8, n_test=8)
+    assert search_module.resolve_recompute(data, settings, device) is expected
+    built = []
+    original = search_module.build_supernet
+    monkeypatch.setattr(search_module, "build_supernet", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    search_module.run_search(data, settings=settings, device=device)
+    assert built[0].config["checkpoint"] is expected
