@@ -18,6 +18,7 @@ from rich.markup import escape
 from orchestrator.candidates import CANDIDATE_KEY, candidate_of
 from orchestrator.pruning import FOLD_REPORT
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
+from orchestrator.trial import INFEASIBLE_REPORT
 
 StatusWriter = Callable[..., Any]
 
@@ -84,7 +85,10 @@ class ExperimentProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         last = trial.last_result or {}
         folds_done = int(last.get("folds_done", 0))
-        if folds_done < self.n_folds:  # ended without error before its last fold: the pruner stopped it
+        if last.get("report") == INFEASIBLE_REPORT:  # CUDA out of memory: failed, and not retried
+            status, reason = "failed", str(last.get("reason"))
+            self.console.print(f"[red]{trial.trial_id} infeasible[/]: {escape(reason)}")
+        elif folds_done < self.n_folds:  # ended without error before its last fold: the pruner stopped it
             status = "pruned"
             reason = f"{self.pruner_name} pruner stopped it after {folds_done}/{self.n_folds} folds"
             if last.get("report") != FOLD_REPORT:  # stopped inside a fold, at an epoch

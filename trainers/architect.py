@@ -23,6 +23,9 @@ advances by exactly that one draw per step (made by the caller). An architecture
 nothing but the alphas: the weights are restored bit for bit (from a copy, not by adding
 ``eps * v`` back) and BatchNorm running statistics are restored, so they only follow the weight
 steps' batches (in both orders; DARTS let the first-order arch pass update them).
+
+The whole step runs in exact float32 (``trainers.precision.exact_float32``: TF32 and autocast
+off), whatever the weight steps use: the finite difference would amplify TF32's rounding.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 from torch import nn
 
 from search_space import SuperNet, frozen_batchnorm_stats
+from trainers.precision import exact_float32
 
 __all__ = ["DARTS_FD_SCALE", "architecture_gradients"]
 
@@ -226,7 +230,7 @@ def architecture_gradients(
     if order not in ("first", "second"):
         raise ValueError(f"order must be 'first' or 'second', but got {order!r}.")
     arch = list(model.arch_parameters())
-    with frozen_batchnorm_stats(model):
+    with frozen_batchnorm_stats(model), exact_float32(arch[0].device):  # no TF32 noise in the differences
         if order == "first":
             with _seeded_randomness(seed + 1, arch[0].device):
                 loss, d_alpha = _arch_loss_and_grads(model, arch_batch, loss_fn=loss_fn, arch=arch)

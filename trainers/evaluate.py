@@ -172,7 +172,7 @@ def run_evaluation(
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"], run.generator)
+        restore_rng_state(state["rng"], run.generator, device=device)
         start_epoch, history, elapsed, best = state["epoch"] + 1, state["history"], state["seconds"], state["best"]
 
     def save() -> None:
@@ -183,7 +183,7 @@ def run_evaluation(
                 "model": run.model.state_dict(),
                 "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict(),
-                "rng": capture_rng_state(run.generator),
+                "rng": capture_rng_state(run.generator, device=device),
                 "history": history,
                 "seconds": elapsed,
                 "best": best,

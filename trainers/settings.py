@@ -101,6 +101,12 @@ class SearchSettings(_Settings):
         description="bf16 autocast for weight steps and evaluation; the "
         "architecture step stays fp32 (its finite differences need it)",
     )
+    recompute: bool | None = Field(
+        None,
+        description="recompute the supernet's edge activations in the backward pass (3-4x less memory, "
+        "~30 % slower on a GPU); None: on the CPU, and on CUDA unless twice the estimated peak fits the "
+        "trial's memory (trainers.gpu_memory.should_recompute)",
+    )
 
     @model_validator(mode="after")
     def _known_primitives(self) -> SearchSettings:
