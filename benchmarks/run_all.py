@@ -139,22 +139,24 @@ def _supernet(r: dict, *, equivalence: bool = True) -> list[str]:
         f"1x{setting.get('height')}x{setting.get('width')}"
     )
     rows = []
+    goal = r.get("goal") or {}
+    fast, small = goal.get("samples_per_s_ratio_at_least", 3.0), goal.get("peak_rss_ratio_at_most", 0.5)
     for c in r.get("comparisons", []):
         if c.get("reference_measured"):
             speed, memory = c.get("samples_per_s_ratio"), c.get("peak_rss_ratio")
-            met = None if speed is None or memory is None else speed >= 2 and memory <= 0.7
+            met = None if speed is None or memory is None else speed >= fast and memory <= small
             rows.append(
                 f"| SuperNet search step, {c['order']} order, batch {c['batch']} ({shape}): ours / DARTS "
-                f"reference | {_fmt(speed)}x samples/s, {_fmt(memory)}x peak RSS | >= 2x, <= 0.7x | "
-                f"{_met(met)} (speed {_met(None if speed is None else speed >= 2)}, memory "
-                f"{_met(None if memory is None else memory <= 0.7)}) |"
+                f"reference | {_fmt(speed)}x samples/s, {_fmt(memory)}x peak RSS | >= {fast:g}x, <= {small:g}x | "
+                f"{_met(met)} (speed {_met(None if speed is None else speed >= fast)}, memory "
+                f"{_met(None if memory is None else memory <= small)}) |"
             )
         else:
             rows.append(
                 f"| SuperNet search step, {c['order']} order, batch {c['batch']} ({shape}): reference not "
                 f"run ({c.get('reference_note')}) | ours {_fmt(c.get('peak_rss_ratio_vs_predicted_reference'))}x "
-                f"the reference's predicted peak RSS | <= 0.7x | "
-                f"{_met(None if c.get('peak_rss_ratio_vs_predicted_reference') is None else c['peak_rss_ratio_vs_predicted_reference'] <= 0.7)} (memory) |"
+                f"the reference's predicted peak RSS | <= {small:g}x | "
+                f"{_met(None if c.get('peak_rss_ratio_vs_predicted_reference') is None else c['peak_rss_ratio_vs_predicted_reference'] <= small)} (memory) |"
             )
     for dtype, check in (r.get("equivalence") or {}).items() if equivalence else ():
         first = check.get("alpha_grad_first", {}).get("max_rel")
