@@ -4,9 +4,11 @@ says so, instead of doubling the leaderboard. Real Ray (2 CPUs), real training, 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 import orchestrator.cli.search
 from conftest import write_experiment_config
@@ -27,7 +29,11 @@ def test_search_refuses_a_used_name_then_archives_it_when_told(local_ray, tmp_pa
     assert main(["search", "--config", str(config)]) == 0
     first = _trials(storage, "once")
     assert len(first) == 1
-    capsys.readouterr()
+    # Off a terminal (capsys), the trial board writes one plain line per event, with the counts.
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{first[0]} started ") and "(1 trials: 1 running" in line for line in lines)
+    assert any(line.startswith(f"{first[0]} fold 2: valid UA ") for line in lines)
+    assert any(line.startswith(f"{first[0]} completed: mean valid UA") and "1 finished" in line for line in lines)
 
     assert main(["search", "--config", str(config)]) == 2
     error = capsys.readouterr().err
@@ -66,8 +72,14 @@ def test_demo_run_again_archives_the_earlier_demo(local_ray, tmp_path, capsys, m
     first = _trials(storage, "demo")
     assert "had results" not in capsys.readouterr().out
 
+    terminal = Console(force_terminal=True, width=100, record=True, file=io.StringIO(), highlight=False, soft_wrap=True)
+    monkeypatch.setattr(orchestrator.cli.search, "console", terminal)  # what a person at a terminal sees
     assert main(["demo", "--storage", str(storage)]) == 0
-    out = capsys.readouterr().out
+    out = terminal.export_text()
+    print(out)  # (pytest -s: the screen)
+    for header in ("trial", "params", "fold", "epoch", "valid UA", "mean valid", "state"):
+        assert header in out  # the live table
+    assert "1 trials: 0 running, 0 pending, 1 finished, 0 pruned, 0 failed" in out
     assert f"Experiment demo had results (Tune state in {storage}/demo" in out and "moved to" in out
     second = _trials(storage, "demo")
     assert len(first) == len(second) == 1 and first != second  # not doubled: the earlier demo is in _archive
