@@ -235,7 +235,10 @@ def run_tune(
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints),
             ),
         )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        progress.close()  # the live table stops even when fit raises (on --resume Tune's restored copy draws)
     # Counted from Tune's results, not from the progress callback: on --resume Tune restores the
     # callback it pickled, so this process's instance never sees the trials.
     infeasible = [r for r in results if r.error is None and (r.metrics or {}).get("report") == INFEASIBLE_REPORT]
