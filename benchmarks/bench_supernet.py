@@ -2,6 +2,7 @@
 
     python benchmarks/bench_supernet.py [--batch 32] [--layers 4] [--nodes 4] [--channels 8]
         [--height 128] [--width 128] [--steps 1] [--orders first second] [--threads 1]
+        [--fb-batches 8 16] [--fb-steps 3] [--eval-steps 5] [--profile-batch 8]
         [--out benchmarks/results/supernet.json]
 
 One search step is what ``trainers.search.run_search`` does per batch: the architecture step
@@ -29,6 +30,13 @@ measured at ``--fallback-batch`` (default: the largest halving of ``--batch`` wh
 fits), so that a measured same-batch ratio exists. The reference's child also runs under an
 address-space limit, so a wrong prediction ends in a ``MemoryError`` in the child, not in the
 machine's OOM killer.
+
+Single passes (``benchmarks/supernet_passes.py``, each in its own child too): one forward+backward
+of ours (``SuperNet`` with its defaults) and of the reference at each ``--fb-batches`` (the
+issue's headline measure, median of ``--fb-steps``; the reference skipped where its predicted
+peak does not fit), the evaluation network's weight step (``Network`` of a fixed genotype holding
+every primitive) before (``channels_last=False``) and after (its default fast path), and a
+torch.profiler profile of our forward+backward at ``--profile-batch`` (top ops by self CPU time).
 
 Equivalence: before timing, a small setting (the same cell topology, 1 x 16 x 16 inputs, batch 2,
 dropout on; float64, and float32 as timed) compares our alpha gradients with the reference's,
@@ -60,6 +68,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE.parent))  # run from a checkout
 sys.path.insert(0, str(_HERE))
 
+import supernet_passes as passes  # noqa: E402
 from reference_darts import ReferenceArchitect, ReferenceNetwork, reference_weight_step  # noqa: E402
 
 from search_space import SuperNet  # noqa: E402
@@ -294,10 +303,34 @@ def _limit_address_space(extra_bytes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
+def _timed_result(spec: dict, setting: Setting, seconds: list[float]) -> dict:
+    median = sorted(seconds)[len(seconds) // 2]
+    return {
+        "impl": spec["impl"],
+        "batch": setting.batch,
+        "seconds": [round(s, 3) for s in seconds],
+        "seconds_median": round(median, 3),
+        "samples_per_s": round(setting.batch / median, 4),
+        "peak_rss_bytes": _peak_rss_bytes(),
+    }
+
+
 def run_child(spec: dict) -> dict:
     """Measure one (implementation, order) in this process (called in a fresh subprocess)."""
     torch.set_num_threads(spec["threads"])
     setting = Setting(**spec["setting"])
+    if spec["mode"] == "evaluation":  # the discrete network: no supernet built in this process
+        x, y = make_batches(setting, seed=1)[0]
+        step = passes.evaluation_step(
+            layout=spec["impl"],
+            layers=setting.layers,
+            channels=setting.channels,
+            n_classes=N_CLASSES,
+            dropout=setting.dropout,
+            x=x,
+            y=y,
+        )
+        return _timed_result(spec, setting, passes.timed(step, warmup=spec["warmup"], steps=spec["steps"]))
     net = build_supernet(setting, seed=0)
     searcher = make_searcher(spec["impl"], net, seed=2)
     del net
@@ -305,6 +338,11 @@ def run_child(spec: dict) -> dict:
     torch.manual_seed(3)
     setup_rss = _peak_rss_bytes()
     _limit_address_space(spec.get("address_space_extra_bytes"))
+    if spec["mode"] in ("forward_backward", "profile"):
+        step = passes.forward_backward(searcher.model, searcher.loss_fn, *train)
+        if spec["mode"] == "profile":
+            return passes.profile(step)
+        return _timed_result(spec, setting, passes.timed(step, warmup=spec["warmup"], steps=spec["steps"]))
     if spec["mode"] == "probe":  # forward + backward peaks at growing batches (reference-only use)
         peaks = []
         for batch in spec["probe_batches"]:
@@ -398,6 +436,95 @@ def _row(order: str, batch: int, impl: str, run: dict) -> str:
     )
 
 
+def _single_passes(
+    args: argparse.Namespace, setting: Setting, base: dict, probe: dict, limit: float, fb_batches: list[int]
+) -> dict:
+    """One forward+backward (ours vs the reference), the evaluation network's step (before vs
+    after) and the profile, each run in its own child."""
+
+    def spec(mode: str, impl: str, batch: int, steps: int, warmup: int = 0) -> dict:
+        setting_b = asdict(replace(setting, batch=batch))
+        return {**base, "mode": mode, "impl": impl, "setting": setting_b, "steps": steps, "warmup": warmup}
+
+    fb_runs, fb_comparisons = [], []
+    for batch in fb_batches:
+        ours = spawn(spec("forward_backward", "ours", batch, args.fb_steps), threads=args.threads)
+        predicted = predict_reference_peak(probe, batch, "first")
+        fits, reason = _fits(predicted, limit)
+        if fits:
+            ref_spec = {
+                **spec("forward_backward", "reference", batch, args.fb_steps),
+                "address_space_extra_bytes": int(limit),
+            }
+            ref = spawn(ref_spec, threads=args.threads)
+        else:
+            ref = {"impl": "reference", "batch": batch, "skipped": reason}
+        ref["predicted_peak_rss_bytes"] = int(predicted)
+        fb_runs += [{"impl": "ours", "batch": batch, **ours}, {"impl": "reference", "batch": batch, **ref}]
+        fb_comparisons.append(
+            {
+                "batch": batch,
+                "reference_measured": "samples_per_s" in ref,
+                "ours_seconds": ours.get("seconds_median"),
+                "reference_seconds": ref.get("seconds_median"),
+                "samples_per_s_ratio": _ratio(ours.get("samples_per_s"), ref.get("samples_per_s")),
+                "peak_rss_ratio": _ratio(ours.get("peak_rss_bytes"), ref.get("peak_rss_bytes")),
+                "peak_rss_ratio_vs_predicted_reference": _ratio(ours.get("peak_rss_bytes"), predicted),
+                "ours_peak_rss_gib": _gib(ours.get("peak_rss_bytes")),
+                "reference_peak_rss_gib": _gib(ref.get("peak_rss_bytes")),
+                "reference_note": ref.get("skipped") or ref.get("error") or ours.get("error"),
+            }
+        )
+        print(f"  forward+backward, batch {batch}: {fb_comparisons[-1]}", file=sys.stderr, flush=True)
+
+    eval_runs, eval_comparisons = [], []
+    for batch in fb_batches:
+        pair = {
+            layout: spawn(spec("evaluation", layout, batch, args.eval_steps, warmup=1), threads=args.threads)
+            for layout in passes.EVAL_LAYOUTS
+        }
+        eval_runs += [{"layout": layout, "batch": batch, **run} for layout, run in pair.items()]
+        before, after = pair["before"], pair["after"]
+        eval_comparisons.append(
+            {
+                "batch": batch,
+                "before_seconds": before.get("seconds_median"),
+                "after_seconds": after.get("seconds_median"),
+                "samples_per_s_ratio": _ratio(after.get("samples_per_s"), before.get("samples_per_s")),
+                "peak_rss_ratio": _ratio(after.get("peak_rss_bytes"), before.get("peak_rss_bytes")),
+                "before_peak_rss_gib": _gib(before.get("peak_rss_bytes")),
+                "after_peak_rss_gib": _gib(after.get("peak_rss_bytes")),
+                "error": before.get("error") or after.get("error"),
+            }
+        )
+        print(f"  evaluation network, batch {batch}: {eval_comparisons[-1]}", file=sys.stderr, flush=True)
+
+    result = {
+        "forward_backward": {
+            "what": "one forward+backward (cross-entropy, alphas included) of ours (SuperNet with its defaults) "
+            f"and of the reference, median of {args.fb_steps}",
+            "runs": fb_runs,
+            "comparisons": fb_comparisons,
+        },
+        "evaluation_network": {
+            "what": "one trainers.training.weight_step of Network(EVAL_GENOTYPE) (every primitive but none), "
+            "before: channels_last=False (default layout, plain convolutions), after: channels_last=True "
+            f"(channels_last activations + search_space.fast_conv, the default); median of {args.eval_steps}",
+            "genotype": passes.EVAL_GENOTYPE.to_dict(),
+            "runs": eval_runs,
+            "comparisons": eval_comparisons,
+        },
+    }
+    if args.profile_batch:
+        prof = spawn(spec("profile", "ours", args.profile_batch, 1), threads=args.threads)
+        result["profile"] = {
+            "what": "ours, one forward+backward, torch.profiler self CPU time",
+            "batch": args.profile_batch,
+            **prof,
+        }
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -423,6 +550,18 @@ def main(argv: list[str] | None = None) -> int:
         help="same-batch comparison batch when the reference does not fit at --batch "
         "(default: the largest halving of --batch that fits)",
     )
+    parser.add_argument(
+        "--fb-batches",
+        type=int,
+        nargs="+",
+        default=None,
+        help="batches of the single forward+backward and of the evaluation network's step (default: --batch)",
+    )
+    parser.add_argument("--fb-steps", type=int, default=3, help="timed forward+backward passes per run (median)")
+    parser.add_argument("--eval-steps", type=int, default=5, help="timed evaluation-network steps per run (median)")
+    parser.add_argument(
+        "--profile-batch", type=int, default=8, help="batch of the profiled forward+backward (0: no profile)"
+    )
     parser.add_argument("--check-size", type=int, default=16, help="input height and width of the equivalence check")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/supernet.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -435,10 +574,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, but got {getattr(args, option)}")
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, but got {args.warmup}")
+    fb_batches = list(dict.fromkeys(args.fb_batches or [args.batch]))
+    if min(fb_batches) < 1 or args.fb_steps < 1 or args.eval_steps < 1 or args.profile_batch < 0:
+        parser.error("--fb-batches, --fb-steps and --eval-steps must be >= 1 and --profile-batch >= 0")
     if args.fallback_batch is not None and not 1 <= args.fallback_batch < args.batch:
         parser.error(f"--fallback-batch must be in [1, --batch), but got {args.fallback_batch}")
 
     started = time.perf_counter()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     torch.set_num_threads(args.threads)
     setting = Setting(
         batch=args.batch,
@@ -507,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append({"impl": impl, "order": order, "batch": batch, **measure(impl, order, batch)})
                 print(_row(order, batch, impl, runs[-1]), file=sys.stderr, flush=True)  # progress
 
+    single = _single_passes(args, setting, base, probe, limit, fb_batches)
+
     comparisons = []
     for batch in batches:
         for order in orders:
@@ -542,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "torch_threads": args.threads,
             "memory_total_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1),
+            "load_average_at_start": load_at_start,
             "load_average": [round(x, 2) for x in os.getloadavg()],
         },
         "equivalence": equivalent,
@@ -558,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
         "comparisons": comparisons,
+        **single,
         "wall_seconds": round(wall, 1),
     }
     write_text_atomically(args.out, json.dumps(result, indent=2) + "\n")
@@ -583,6 +730,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"({c['reference_note']}); peak RSS x{c['peak_rss_ratio_vs_predicted_reference']} "
                 "of its predicted peak"
             )
+    for c in single["forward_backward"]["comparisons"]:
+        print(
+            f"  forward+backward, batch {c['batch']}: ours {c['ours_seconds']} s, reference {c['reference_seconds']} s"
+            f" -> speed x{c['samples_per_s_ratio']}, peak RSS x{c['peak_rss_ratio']}"
+            + (f" ({c['reference_note']})" if c["reference_note"] else "")
+        )
+    for c in single["evaluation_network"]["comparisons"]:
+        print(
+            f"  evaluation network step, batch {c['batch']}: before {c['before_seconds']} s, after "
+            f"{c['after_seconds']} s -> speed x{c['samples_per_s_ratio']}, peak RSS x{c['peak_rss_ratio']}"
+        )
+    for op in (single.get("profile") or {}).get("top_ops", []):
+        print(f"  profile: {op['share']:6.1%}  {op['self_cpu_seconds']:7.3f} s  {op['calls']:5d} calls  {op['op']}")
     for dtype, check_result in equivalent.items():
         print(
             f"  alpha gradients ours vs reference ({dtype}, batch 2, {args.check_size}x{args.check_size}): "

@@ -34,10 +34,11 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "pruning": ("bench_pruning.py", ["--trials", "12"]),
     # The paper's setting (4 layers, 4 nodes, 8 channels, 1 x 128 x 128) at batch 8, where the
     # reference fits in memory next to everything else; batch 32 is supernet_paper.
-    "supernet": ("bench_supernet.py", ["--batch", "8"]),
+    # One forward+backward and the evaluation network's step at batch 8 and 16, a profile at 8.
+    "supernet": ("bench_supernet.py", ["--batch", "8", "--fb-batches", "8", "16"]),
     # Not in the default run (about 10 more minutes): batch 32, where the reference's predicted
     # peak exceeds this machine's memory, plus a same-batch comparison at 16.
-    "supernet_paper": ("bench_supernet.py", ["--batch", "32"]),
+    "supernet_paper": ("bench_supernet.py", ["--batch", "32", "--fb-batches", "32", "--profile-batch", "0"]),
     # Not in the default run (tens of minutes): the training recipe's evidence, LOSO 5 folds x 3
     # seeds, searched vs hand-made vs logistic regression, plus an ablation.
     "recipe": ("bench_recipe.py", []),
@@ -158,6 +159,40 @@ def _supernet(r: dict, *, equivalence: bool = True) -> list[str]:
                 f"the reference's predicted peak RSS | <= {small:g}x | "
                 f"{_met(None if c.get('peak_rss_ratio_vs_predicted_reference') is None else c['peak_rss_ratio_vs_predicted_reference'] <= small)} (memory) |"
             )
+    for c in (r.get("forward_backward") or {}).get("comparisons", []):
+        speed, memory = c.get("samples_per_s_ratio"), c.get("peak_rss_ratio")
+        if c.get("reference_measured"):
+            met = None if speed is None or memory is None else speed >= fast and memory <= small
+            rows.append(
+                f"| SuperNet one forward+backward, batch {c['batch']} ({shape}): ours (defaults) / DARTS reference "
+                f"| {_fmt(speed)}x speed ({_fmt(c.get('ours_seconds'))} s vs {_fmt(c.get('reference_seconds'))} s), "
+                f"{_fmt(memory)}x peak RSS ({_fmt(c.get('ours_peak_rss_gib'))} vs "
+                f"{_fmt(c.get('reference_peak_rss_gib'))} GiB) | >= {fast:g}x, <= {small:g}x | {_met(met)} (speed "
+                f"{_met(None if speed is None else speed >= fast)}, memory "
+                f"{_met(None if memory is None else memory <= small)}) |"
+            )
+        else:
+            predicted = c.get("peak_rss_ratio_vs_predicted_reference")
+            rows.append(
+                f"| SuperNet one forward+backward, batch {c['batch']} ({shape}): reference not run "
+                f"({c.get('reference_note')}) | ours {_fmt(c.get('ours_seconds'))} s, {_fmt(predicted)}x the "
+                f"reference's predicted peak RSS | <= {small:g}x | "
+                f"{_met(None if predicted is None else predicted <= small)} (memory) |"
+            )
+    for c in (r.get("evaluation_network") or {}).get("comparisons", []):
+        rows.append(
+            f"| evaluation Network training step (every primitive), batch {c['batch']}: after (channels_last + "
+            f"fast_conv, the default) / before (default layout) | {_fmt(c.get('samples_per_s_ratio'))}x speed "
+            f"({_fmt(c.get('after_seconds'))} s vs {_fmt(c.get('before_seconds'))} s), "
+            f"{_fmt(c.get('peak_rss_ratio'))}x peak RSS | measure | — |"
+        )
+    top = (r.get("profile") or {}).get("top_ops", [])
+    if top:
+        shares = ", ".join(f"{op['op']} {op['share']:.0%}" for op in top[:6])
+        rows.append(
+            f"| where our forward+backward's time goes (batch {r['profile'].get('batch')}, self CPU, "
+            f"torch.profiler) | {shares} | measure | — |"
+        )
     for dtype, check in (r.get("equivalence") or {}).items() if equivalence else ():
         first = check.get("alpha_grad_first", {}).get("max_rel")
         second = check.get("alpha_grad_second", {}).get("max_rel")

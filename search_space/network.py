@@ -62,6 +62,10 @@ class Network(nn.Module):
     the clips' lengths (padding is pooled; for ablations). ``auxiliary=True`` adds an
     :class:`AuxiliaryHead` after the last reduction cell (DARTS), read by :meth:`forward_with_aux`
     in training mode.
+
+    ``channels_last=True`` (the default) keeps the cells' activations in channels_last layout and
+    runs the convolutions through :mod:`search_space.fast_conv`, as :class:`search_space.SuperNet`
+    does; outputs equal the default layout's (``channels_last=False``) up to float rounding.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Network(nn.Module):
         in_channels: int = 1,
         auxiliary: bool = False,
         mask_padding: bool = True,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(genotype, Genotype):
@@ -111,6 +116,7 @@ class Network(nn.Module):
             "mask_padding": bool(mask_padding),
         }
         self.mask_padding = bool(mask_padding)
+        self.channels_last = bool(channels_last)  # a layout, not part of the model: not in config
 
         self.stem, self.cells, C_p = stack_cells(
             layers=layers,
@@ -147,6 +153,8 @@ class Network(nn.Module):
         _check_input(x, self.in_channels, "Network")
         lengths = lengths if self.mask_padding else None
         s0 = s1 = self.stem(zero_padding(x, lengths))  # (B, C_stem, F, T)
+        if self.channels_last:  # activations only, as in SuperNet (see the class docstring)
+            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)  # strides (F T C, 1, T C, C)
         aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)  # (B, mult * C, F', T')

@@ -97,7 +97,7 @@ class DilConv(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
+        return _after_relu(self.op, self.op[0](x))  # self.op(x), convolutions as in forward_relu
 
     def forward_relu(self, x_relu: torch.Tensor) -> torch.Tensor:
         """The op on an input that is already ``relu(x)`` (shared by the edges leaving a node)."""
@@ -123,7 +123,7 @@ class SepConv(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
+        return _after_relu(self.op, self.op[0](x))  # self.op(x), convolutions as in forward_relu
 
     def forward_relu(self, x_relu: torch.Tensor) -> torch.Tensor:
         """The op on an input that is already ``relu(x)`` (shared by the edges leaving a node)."""

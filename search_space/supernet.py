@@ -53,10 +53,14 @@ class SuperNet(nn.Module):
     times faster; the edges share one ReLU per node, dilated depthwise convolutions run as
     undilated ones on polyphase sub-images and 1x1 convolutions as matrix products
     (:mod:`search_space.fast_conv`); results equal the default layout's up to float rounding.
-    Measured on a 2-core CPU shared with other work, one thread, paper setting (4 layers, 4 nodes,
-    8 channels, 1 x 128 x 128), batch 8, one forward+backward, alternating with the plain DARTS
-    reference (``benchmarks/reference_darts.py``, 10.8 s, ~5 GB): 8.4 s at 1.4 GB with the
-    defaults, 5.7 s at 4.4 GB with ``checkpoint=False``, 12.6 s with ``channels_last=False``.
+    Measured (``benchmarks/results/supernet.json``; a 2-core CPU shared with other work, one
+    thread, paper setting: 4 layers, 4 nodes, 8 channels, 1 x 128 x 128), one forward+backward at
+    batch 8: 7.8 s at 1.47 GiB peak RSS with the defaults vs 9.2 s at 4.98 GiB for the plain DARTS
+    reference (``benchmarks/reference_darts.py``), 1.19x its speed at 0.29x its memory (batch 16:
+    1.45x at 0.25x); in earlier alternating runs, ``checkpoint=False`` took ~0.7x the defaults'
+    time at ~3x their memory and ``channels_last=False`` ~1.5x their time. Where the time goes
+    (torch.profiler, self CPU): 1x1 convolutions as matrix products 17 %, depthwise convolution
+    backward 16 %, batch norm 18 %, layout copies 10 %, depthwise convolution forward 8 %.
     """
 
     def __init__(

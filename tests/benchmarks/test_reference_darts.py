@@ -155,6 +155,8 @@ def test_benchmark_cli_writes_results_and_skips_a_reference_that_would_not_fit(t
         "first",
         "--check-size",
         "8",
+        "--profile-batch",
+        "2",
         "--out",
         str(out),
     ]
@@ -165,3 +167,16 @@ def test_benchmark_cli_writes_results_and_skips_a_reference_that_would_not_fit(t
     assert result["comparisons"][0]["reference_measured"] is False
     assert result["equivalence"]["float64"]["alpha_grad_second"]["max_rel"] < RELATIVE
     assert "reference not measured" in capsys.readouterr().out
+    # the single passes: the forward+backward (reference skipped too), the evaluation network
+    # before and after, the profile; and the SUMMARY rows built from them
+    fb = result["forward_backward"]["comparisons"]
+    assert [(c["batch"], c["reference_measured"]) for c in fb] == [(2, False)] and fb[0]["ours_seconds"] > 0
+    runs = result["evaluation_network"]["runs"]
+    assert [r["layout"] for r in runs] == ["before", "after"] and all(r["samples_per_s"] > 0 for r in runs)
+    top = result["profile"]["top_ops"]
+    assert 0 < len(top) <= 10 and 0 < sum(op["share"] for op in top) <= 1.0 + 1e-6
+    import run_all
+
+    rows = "\n".join(run_all._supernet(result))
+    assert "one forward+backward, batch 2" in rows and "reference not run" in rows
+    assert "evaluation Network training step" in rows and "where our forward+backward's time goes" in rows

@@ -99,3 +99,38 @@ def test_same_seed_same_outputs():
         torch.manual_seed(5)
         outs.append(build_model(GENOTYPE, **SIZES)(x))
     assert torch.equal(outs[0], outs[1])
+
+
+EVERY_OP = Genotype(  # every primitive but none, at stride 1 and 2
+    normal=[("sep_conv_3x3", 0), ("sep_conv_5x5", 1), ("dil_conv_3x3", 0), ("skip_connect", 2)]
+    + [("dil_conv_5x5", 1), ("avg_pool_3x3", 2), ("max_pool_3x3", 3), ("sep_conv_3x3", 0)],
+    normal_concat=[2, 3, 4, 5],
+    reduce=[("max_pool_3x3", 0), ("dil_conv_5x5", 1), ("avg_pool_3x3", 0), ("sep_conv_5x5", 1)]
+    + [("dil_conv_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("skip_connect", 3)],
+    reduce_concat=[2, 3, 4, 5],
+)
+
+
+@pytest.mark.parametrize("size", [(16, 20), (13, 7)])
+def test_channels_last_network_equals_the_default_layout(size):
+    """The fast path (channels_last activations, search_space.fast_conv) changes only the order of
+    float sums: logits, auxiliary logits, weight gradients and BatchNorm statistics agree, in
+    training mode with drop-path, odd sizes included."""
+    x = torch.randn(3, 1, *size, dtype=torch.float64)
+    lengths = torch.tensor([size[1], size[1] - 2, 1])
+    y = torch.tensor([0, 1, 2])
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        net = Network(EVERY_OP, auxiliary=True, drop_path_prob=0.2, channels_last=channels_last, **SIZES)
+        net = net.double().train()
+        torch.manual_seed(1)
+        logits, aux = net.forward_with_aux(x, lengths)
+        torch.nn.functional.cross_entropy(logits + aux, y).backward()
+        grads = [p.grad for p in net.parameters()]
+        stats = [b for b in net.buffers() if b.is_floating_point()]
+        results.append((logits, aux, grads, stats))
+        assert "channels_last" not in net.config  # a layout, not part of the model
+    for fast, plain in zip(results[1], results[0]):
+        torch.testing.assert_close(fast, plain, rtol=1e-9, atol=1e-12)
+    assert results[1][0].requires_grad and all(g is not None for g in results[1][2])
