@@ -63,7 +63,9 @@ def _study_trials(storage: Path, experiment: str) -> dict[str, optuna.trial.Froz
 
 def _searcher_trials(experiment_dir: Path) -> dict[str, optuna.trial.FrozenTrial]:
     """The TPE searcher's own study (Tune's OptunaSearch state, saved with the experiment) by Tune trial id."""
-    state_file = max(experiment_dir.glob("searcher-state-*.pkl"), key=lambda path: path.stat().st_mtime)  # this run's
+    # One file per driver session, named by its start time; the newest session's is the latest
+    # state (Tune's own rule; mtimes do not tell: a resumed run syncs the old session's files up too).
+    state_file = max(experiment_dir.glob("searcher-state-*.pkl"), key=lambda path: path.name)
     state = pickle.loads(state_file.read_bytes())
     frozen = {trial.number: trial for trial in state["_ot_study"].trials}
     return {trial_id: frozen[trial.number] for trial_id, trial in state["_ot_trials"].items()}
