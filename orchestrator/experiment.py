@@ -137,15 +137,30 @@ def run_experiment(
     ``trial_function`` replaces ``orchestrator.trial.run_trial`` (same signature), for
     benchmarks that measure the driver without paying for training.
     """
+    import optuna
     from ray import tune
     from rich.console import Console
+    from rich.markup import escape
 
     from orchestrator.concurrency import decide_concurrency
     from orchestrator.config import tune_param_space
+    from orchestrator.config.space import optuna_distributions
     from orchestrator.pruning import OptunaPruningScheduler, make_pruner
+    from orchestrator.study import StudyHandle
 
     console = console or Console(highlight=False, soft_wrap=True)
     pruner, over = make_pruner(config.tune.pruner.kind, **config.tune.pruner.options)
+    study = StudyHandle(storage=storage_root(config).uri, experiment=config.name)
+    if resume and not study.trials() and console is not None:
+        console.print(
+            f"[yellow]No Optuna study of {escape(config.name)} at {escape(str(study.journal))}: the pruner "
+            "resumes without the trials finished before (the experiment may predate study journals).[/]"
+        )
+    if not resume and study.trials():
+        raise ValueError(
+            f"the Optuna study of experiment {config.name!r} in {study.journal} already holds {study.trials()} "
+            "trial(s): finish that run with --resume, or choose another experiment name."
+        )
     multi = config.tune.searcher == "optuna-tpe" and config.tune.multi_objective
     concurrent = decide_concurrency(config.tune, console=console)
     tune_config = tune.TuneConfig(
@@ -154,7 +169,13 @@ def run_experiment(
         num_samples=config.tune.num_samples,
         max_concurrent_trials=concurrent if config.tune.searcher == "optuna-tpe" else None,
         search_alg=_searcher(config, max_concurrent=concurrent),
-        scheduler=None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over),
+        # Always a scheduler, so that every experiment has its study on disk ("none": NopPruner).
+        scheduler=OptunaPruningScheduler(
+            pruner=pruner or optuna.pruners.NopPruner(),
+            over=over,
+            study=study,
+            distributions=optuna_distributions(config),
+        ),
         reuse_actors=config.tune.reuse_actors,
     )
     return run_tune(

@@ -8,6 +8,9 @@ Layout under a storage root (the one owner of these locations)::
 
     <storage>/<experiment>/                     Ray Tune's experiment state and checkpoints
     <storage>/<experiment>/data/                config.yaml, manifest.parquet, folds.parquet
+    <storage>/<experiment>/optuna.journal       the experiment's Optuna study (see orchestrator.study);
+                                                on an object store, a copy of the journal the driver
+                                                keeps on its own disk (``StorageLocation.study_journal``)
     <storage>/leaderboard/<experiment>/...      leaderboard part files (see orchestrator.leaderboard)
     <storage>/_archive/<experiment>-<time>/     a run moved aside by ``--restart archive`` (orchestrator.runs)
 """
@@ -35,6 +38,8 @@ __all__ = [
     "DATA_FILES",
     "FOLDS_FILE",
     "MANIFEST_FILE",
+    "STUDY_CACHE_ENV",
+    "STUDY_FILE",
     "StorageLocation",
     "StorageWriteError",
     "folder_to_read",
@@ -50,6 +55,9 @@ CONFIG_FILE = "config.yaml"  # the validated experiment config, which `sernas ex
 DATA_FILES = (CONFIG_FILE, MANIFEST_FILE, FOLDS_FILE)
 ARCHIVE_DIR = "_archive"  # no experiment is named so: names never start with "_" (orchestrator.names)
 RESTART_CHOICES = ("archive", "remove")  # how a used experiment name starts afresh: its run moved there, or deleted
+STUDY_FILE = "optuna.journal"  # <storage>/<experiment>/optuna.journal: the experiment's Optuna study
+STUDY_CACHE_ENV = "SERNAS_STUDY_CACHE"  # where a driver keeps the journals of object-store experiments
+_STUDY_CACHE_DEFAULT = "~/.cache/sernas/studies"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -111,6 +119,31 @@ class StorageLocation:
     def experiment_data(self, experiment: str) -> StorageLocation:
         """Where the driver keeps an experiment's manifest, folds and config."""
         return self.child(experiment, DATA_DIR)
+
+    def study_journal(self, experiment: str) -> Path:
+        """The local file of ``experiment``'s Optuna journal (``optuna.storages.JournalStorage``).
+
+        Local storage: ``<storage>/<experiment>/optuna.journal``, beside Tune's state. A journal
+        is appended to under a file lock, which an object store cannot do, so for ``s3://``
+        and friends the driver keeps it on its own disk, under ``$SERNAS_STUDY_CACHE`` (default
+        ``~/.cache/sernas/studies``) + ``<scheme>/<bucket>/<prefix>/<experiment>/optuna.journal``,
+        and copies it to ``<storage>/<experiment>/optuna.journal`` (``study_copy``) after every
+        trial ends.
+        """
+        if self.is_local:
+            return self.local_path(experiment, STUDY_FILE)
+        scheme, _, rest = (self.display or self.root).partition("://")
+        cache = Path(os.environ.get(STUDY_CACHE_ENV) or _STUDY_CACHE_DEFAULT).expanduser().absolute()
+        return cache.joinpath(
+            scheme or "store",
+            *[part for part in rest.split("/") if part not in ("", ".", "..")],
+            experiment,
+            STUDY_FILE,
+        )
+
+    def study_copy(self, experiment: str) -> str:
+        """``study_journal``'s path relative to the root, as uploaded to an object store."""
+        return f"{experiment}/{STUDY_FILE}"
 
     def local_path(self, *parts: str) -> Path:
         """``parts`` under the root as a local ``Path``; only for local storage."""

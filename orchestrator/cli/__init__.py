@@ -5,7 +5,7 @@ paths, bad corpus files, bad options) end with a message naming the thing and ex
 never a traceback. Heavy imports happen inside the subcommands so ``sernas --help`` is instant.
 
 Commands come in groups, one module each (``data``, ``run_fold``, ``search``, ``cross_eval``,
-``results``);
+``results``, ``study``);
 a group's ``register(subcommands)`` adds its commands. ``build_parser`` and ``main`` take the
 groups to register, so a higher layer adds its own the same way (``cluster.cli``: ``submit``,
 ``cluster``).
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from orchestrator.cli import cross_eval, data, results, run_fold, search
+from orchestrator.cli import cross_eval, data, results, run_fold, search, study
 from orchestrator.cli.common import (
     EXIT_USER_ERROR,
     Handler,
@@ -57,6 +57,7 @@ COMMAND_GROUPS: tuple[Register, ...] = (
     search.register,
     cross_eval.register,
     results.register,
+    study.register,
 )
 """The orchestrator's command groups, in the order ``--help`` lists them."""
 

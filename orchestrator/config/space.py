@@ -4,11 +4,13 @@ A space maps a parameter name (a shorthand such as ``weights_lr``, or a dotted s
 such as ``search.epochs``) to a fixed value or a domain (``{choice: [...]}``, ``{uniform: [a,
 b]}``, ...). This module parses and dumps those entries, checks that a name reaches a setting,
 turns a trial's sampled values into validated ``SearchSettings``/``EvalSettings``, and
-translates the space into a Ray Tune ``param_space``.
+translates the space into a Ray Tune ``param_space`` and into the Optuna distributions the
+experiment's study records a trial's parameters with.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ __all__ = [
     "SpaceEntry",
     "build_settings",
     "dump_space_entry",
+    "optuna_category",
+    "optuna_distributions",
     "plain_value",
     "settings_for_trial",
     "settings_path_error",
@@ -255,3 +259,35 @@ def tune_param_space(config: ExperimentConfig) -> dict[str, Any]:
         else:
             space[name] = getattr(tune, entry.kind)(*entry.args)
     return space
+
+
+def optuna_category(value: Any) -> Any:
+    """A Tune value as an Optuna category, which must be None, bool, int, float or str: numpy
+    scalars become Python ones, anything else (a list) its JSON text."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def optuna_distributions(config: ExperimentConfig) -> dict[str, Any]:
+    """The sampled (non-fixed) parameters of the space as Optuna distributions, keyed like
+    ``tune_param_space``, with values as Tune hands them to a trial (``primitives`` joined).
+
+    ``quniform`` becomes a plain float range: Ray rounds to multiples of q, which need not
+    line up with the lower bound as Optuna's ``step`` would require.
+    """
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    distributions: dict[str, Any] = {}
+    for name, entry in config.space.items():
+        if not isinstance(entry, Domain):
+            continue
+        if entry.kind in ("choice", "grid"):
+            distributions[name] = CategoricalDistribution([optuna_category(_tune_value(name, v)) for v in entry.args])
+        elif entry.kind == "randint":
+            distributions[name] = IntDistribution(entry.args[0], entry.args[1] - 1)  # Ray's upper bound is exclusive
+        else:
+            distributions[name] = FloatDistribution(entry.args[0], entry.args[1], log=entry.kind == "loguniform")
+    return distributions

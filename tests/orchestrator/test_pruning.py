@@ -45,23 +45,34 @@ def test_wilcoxon_stops_a_trial_clearly_worse_than_the_best_across_folds():
     assert scheduler.pruned["bad"].step == 4 and "WilcoxonPruner" in scheduler.pruned["bad"].reason
 
 
+def epoch_result(iteration: int, ua: float, *, folds_done: int = 0) -> dict:
+    """An epoch report as Tune hands it over: ``training_iteration`` counts every report."""
+    return {"report": "epoch", "valid_ua": ua, "training_iteration": iteration, "folds_done": folds_done}
+
+
 def test_epoch_reports_are_ignored_when_pruning_over_folds_and_vice_versa():
     scheduler = OptunaPruningScheduler(pruner=optuna.pruners.MedianPruner(n_startup_trials=0), over="epochs")
     scheduler.on_trial_add(None, trial("a"))
     assert scheduler.on_trial_result(None, trial("a"), fold_result(1, 0.1, 0.1)) == TrialScheduler.CONTINUE
-    assert scheduler._epoch_steps == {}  # the fold summary is not an epoch
-    scheduler.on_trial_result(None, trial("a"), {"report": "epoch", "valid_ua": 0.5})
-    assert scheduler._epoch_steps == {"a": 1}
+    assert scheduler.study.trials[0].intermediate_values == {}  # the fold summary is not an epoch
+    scheduler.on_trial_result(None, trial("a"), epoch_result(2, 0.5, folds_done=1))
+    assert scheduler.study.trials[0].intermediate_values == {1: 0.5}  # 2nd report, 1st epoch
+
+    folds = OptunaPruningScheduler(pruner=make_pruner("wilcoxon")[0], over="folds")
+    folds.on_trial_add(None, trial("a"))
+    folds.on_trial_result(None, trial("a"), epoch_result(1, 0.5))
+    folds.on_trial_result(None, trial("a"), fold_result(1, 0.4, 0.4))
+    assert folds.study.trials[0].intermediate_values == {1: 0.4}
 
 
 def test_median_pruner_stops_the_worse_trial_at_the_same_epoch():
     scheduler = OptunaPruningScheduler(pruner=optuna.pruners.MedianPruner(n_startup_trials=1), over="epochs")
     scheduler.on_trial_add(None, trial("a"))
-    for ua in (0.4, 0.5, 0.6):
-        scheduler.on_trial_result(None, trial("a"), {"report": "epoch", "valid_ua": ua})
+    for iteration, ua in enumerate((0.4, 0.5, 0.6), start=1):
+        scheduler.on_trial_result(None, trial("a"), epoch_result(iteration, ua))
     scheduler.on_trial_complete(None, trial("a"), {OBJECTIVE: 0.6})
     scheduler.on_trial_add(None, trial("b"))
-    assert scheduler.on_trial_result(None, trial("b"), {"report": "epoch", "valid_ua": 0.25}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, trial("b"), epoch_result(1, 0.25)) == TrialScheduler.STOP
 
 
 def test_make_pruner_names_the_kinds():
@@ -90,6 +101,7 @@ def test_test_ua_never_changes_a_pruning_decision(over):
             scheduler.on_trial_add(None, trial(name))
             for fold, ua in enumerate(uas, start=1):
                 epoch = {"report": "epoch", "fold": fold, "valid_ua": ua, "test_ua": test_of(ua)}
+                epoch |= {"training_iteration": 2 * fold - 1, "folds_done": fold - 1}
                 fold_summary = fold_result(fold, ua, ua, test_ua=test_of(ua))
                 for result in (epoch, fold_summary):
                     decision = scheduler.on_trial_result(None, trial(name), result)

@@ -1,6 +1,7 @@
 """Kill the driver of a running experiment with SIGKILL, then finish it with --resume."""
 
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -9,10 +10,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 from conftest import write_experiment_config as write_config
 from orchestrator.leaderboard import connect
+from orchestrator.pruning import PRUNER_HISTORY, TUNE_TRIAL_ID
+from orchestrator.study import StudyHandle, journal_storage
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +48,29 @@ def _sernas(*args: str, env: dict) -> subprocess.Popen:
     )
 
 
+def _study_trials(storage: Path, experiment: str) -> dict[str, optuna.trial.FrozenTrial]:
+    """The experiment's Optuna study as Optuna reads it (read-only; the driver may be writing),
+    by Tune trial id."""
+    handle = StudyHandle(storage=str(storage), experiment=experiment)
+    if not handle.journal.exists():
+        return {}
+    summaries = optuna.study.get_all_study_summaries(journal_storage(handle.journal))
+    if experiment not in {summary.study_name for summary in summaries}:
+        return {}
+    study = optuna.load_study(study_name=experiment, storage=journal_storage(handle.journal))
+    return {trial.user_attrs[TUNE_TRIAL_ID]: trial for trial in study.trials}
+
+
+def _searcher_trials(experiment_dir: Path) -> dict[str, optuna.trial.FrozenTrial]:
+    """The TPE searcher's own study (Tune's OptunaSearch state, saved with the experiment) by Tune trial id."""
+    # One file per driver session, named by its start time; the newest session's is the latest
+    # state (Tune's own rule; mtimes do not tell: a resumed run syncs the old session's files up too).
+    state_file = max(experiment_dir.glob("searcher-state-*.pkl"), key=lambda path: path.name)
+    state = pickle.loads(state_file.read_bytes())
+    frozen = {trial.number: trial for trial in state["_ot_study"].trials}
+    return {trial_id: frozen[trial.number] for trial_id, trial in state["_ot_trials"].items()}
+
+
 def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
     config = write_config(tmp_path / "resume.yaml", name="resume", samples=2, eval_epochs=3)
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
@@ -70,9 +98,77 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
         _kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     with connect(tmp_path / "runs", experiment="resume") as board:
-        runs = board.sql("SELECT trial_id, fold, status, attempt FROM runs")
+        runs = board.sql("SELECT trial_id, fold, status, attempt, valid_ua, ua FROM runs")
         trials = board.sql("SELECT trial_id, status FROM trials")
     assert len(runs) == 4 and set(runs["status"]) == {"completed"}  # 2 trials x 2 folds, once each
     assert not runs.duplicated(["trial_id", "fold"]).any()
     assert set(trials["status"]) == {"completed"} and len(trials) == 2
     assert runs["attempt"].max() >= 2  # at least one fold was finished after the restart
+
+    # The Optuna study: every trial once, each fold's validation UA reported exactly once (the
+    # folds before the kill included), test UA beside as attributes, the mean as the value.
+    study = _study_trials(tmp_path / "runs", "resume")
+    assert sorted(study) == sorted(trials["trial_id"])
+    for trial_id, trial in study.items():
+        rows = runs[runs["trial_id"] == trial_id].sort_values("fold")
+        assert trial.state == TrialState.COMPLETE and len(rows) == 2
+        assert trial.intermediate_values == pytest.approx(dict(zip(rows["fold"], rows["valid_ua"])))
+        assert trial.value == pytest.approx(rows["valid_ua"].mean())
+        assert [trial.user_attrs[f"fold{fold}_test_ua"] for fold in rows["fold"]] == pytest.approx(list(rows["ua"]))
+    # The TPE searcher's history survived too: Tune saves OptunaSearch with the experiment and
+    # restores it on resume (a fresh searcher would hold none of the trials it suggested before).
+    searcher = _searcher_trials(tmp_path / "runs" / "resume")
+    assert sorted(searcher) == sorted(study)
+    for trial_id, trial in searcher.items():
+        assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(study[trial_id].value)
+        assert trial.params["weights_lr"] == pytest.approx(study[trial_id].params["weights_lr"])
+
+
+def test_a_pruning_decision_after_resume_uses_the_trials_finished_before_the_kill(tmp_path):
+    """Grid order runs the good learning rate first and the frozen one (lr 1e-7) second; the
+    median pruner needs one complete trial (n_startup_trials: 1) before it prunes anything. The
+    driver is killed once the good trial is complete and before the frozen one reported: after
+    --resume only the good trial from before the kill can make the pruner stop the frozen one."""
+    config = write_config(
+        tmp_path / "prune.yaml",
+        name="prune",
+        samples=1,
+        searcher="grid",
+        concurrent=1,
+        eval_epochs=6,
+        per_speaker=32,
+        space_lr="{grid: [0.1, 0.0000001]}",
+        pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}",
+    )
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": os.getcwd()}
+    storage = tmp_path / "runs"
+    try:
+        first = _sernas("search", "--config", str(config), env=env)
+        deadline = time.monotonic() + 400
+        while not any(t.state == TrialState.COMPLETE for t in _study_trials(storage, "prune").values()):
+            assert first.poll() is None, first.stdout.read()
+            assert time.monotonic() < deadline, "the good trial did not finish in time"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        _kill_ray_processes_of(ray_tmp)
+        before = _study_trials(storage, "prune")
+        [good] = [trial_id for trial_id, t in before.items() if t.state == TrialState.COMPLETE]
+        assert all(not t.intermediate_values for trial_id, t in before.items() if trial_id != good), before
+
+        second = _sernas("search", "--config", str(config), "--resume", env=env)
+        output, _ = second.communicate(timeout=400)
+        assert second.returncode == 0, output
+        assert "2 trials (1 completed, 1 pruned, 0 failed)" in output, output
+    finally:
+        _kill_ray_processes_of(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    after = _study_trials(storage, "prune")
+    assert len(after) == 2 and after[good].state == TrialState.COMPLETE
+    [frozen] = [t for trial_id, t in after.items() if trial_id != good]
+    assert frozen.state == TrialState.PRUNED and frozen.params["weights_lr"] == pytest.approx(1e-7)
+    assert frozen.user_attrs[PRUNER_HISTORY] == 1  # the good trial, finished before the kill
+    # Each epoch of the good trial once: 2 folds x (1 search + 6 evaluation epochs), steps 1..14.
+    assert sorted(after[good].intermediate_values) == list(range(1, 15))
+    assert after[good].intermediate_values == before[good].intermediate_values
