@@ -58,9 +58,12 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         dataset, root = data.dataset, Path(data.root)
         if dataset == "synthetic":
             synthetic = data.synthetic
-            generate_synthetic_corpus(
-                root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker, seed=synthetic.seed
-            )
+            try:
+                generate_synthetic_corpus(
+                    root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker, seed=synthetic.seed
+                )
+            except FileExistsError as error:  # a user's folder, or another synthetic corpus: never written into
+                raise CorpusError(f"data.root {root}: {error}") from None
             dataset = "iemocap"
         result = build_manifest(dataset=dataset, root=root, min_duration_s=data.min_duration_s)
         if result.problems:  # (write_manifest's advice, --skip-bad, is an option of sernas manifest)

@@ -125,16 +125,26 @@ def run_search_command(
     config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None, resume: bool
 ) -> int:
     from orchestrator.config import ConfigError, load_config
-    from orchestrator.experiment import prepare_data, run_experiment
+    from orchestrator.experiment import prepare_data, run_experiment, storage_root
+    from orchestrator.storage import StorageAccessError, StorageWriteError, check_access
     from trainers.corpora.scan import CorpusError
     from trainers.features import FeaturesNotFoundError
 
     overrides = list(overrides) + ([f"tune.storage={storage}"] if storage else [])
     try:
         config = load_config(config_path, overrides=overrides)
+        check_access(storage_root(config), write=True)  # before any data is prepared or Ray starts
         started = time.perf_counter()
         prepared = prepare_data(config)
-    except (ConfigError, CorpusError, FeaturesNotFoundError, FileNotFoundError, ValueError) as error:
+    except (
+        ConfigError,
+        CorpusError,
+        FeaturesNotFoundError,
+        FileNotFoundError,
+        ValueError,
+        StorageAccessError,
+        StorageWriteError,
+    ) as error:
         raise UserError(str(error)) from None
     console.print(
         f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
