@@ -93,21 +93,20 @@ def test_user_mistakes_in_submitted_jobs_end_with_exit_code_2(cluster, s3_server
     bad_key = write_experiment_config(tmp_path / "a" / "exp.yaml", name="bad-key", extra="epochs: 3")
     other = tmp_path / "b"
     other.mkdir()
-    assert main(["synth", "--out", str(other / "corpus"), "--speakers", "6", "--per-speaker", "3"]) == 0
+    assert main(["synth", "--out", str(other / "corpus"), "--speakers", "6", "--per-speaker", "4"]) == 0
     other_corpus = write_experiment_config(other / "exp.yaml", name="other-corpus")  # expects 12 per speaker
     no_manifest = tmp_path / "c" / "exp.yaml"
     no_manifest.parent.mkdir()
     write_experiment_config(no_manifest, name="no-manifest")
-    no_manifest.write_text(
-        no_manifest.read_text().replace(
-            f"  dataset: synthetic\n  root: {no_manifest.parent / 'corpus'}\n",
-            f"  manifest: {tmp_path / 'nowhere' / 'manifest.parquet'}\n",
-        )
+    text = no_manifest.read_text().replace(
+        f"  dataset: synthetic\n  root: {no_manifest.parent / 'corpus'}\n",
+        f"  dataset: iemocap\n  manifest: {tmp_path / 'nowhere' / 'manifest.parquet'}\n",
     )
+    no_manifest.write_text("".join(line for line in text.splitlines(True) if not line.startswith("  synthetic:")))
     (tmp_path / "d").mkdir()
     wrong_keys = write_experiment_config(tmp_path / "d" / "exp.yaml", name="wrong-keys")
     cases = [
-        (bad_key, (), ["epochs", "bad-key"]),
+        (bad_key, (), [f"{bad_key}: epochs: unknown key"]),
         (other_corpus, (), ["data.root", "holds a different synthetic corpus"]),
         (no_manifest, (), ["nowhere/manifest.parquet"]),
         (
