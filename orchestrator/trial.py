@@ -31,13 +31,13 @@ import torch
 from orchestrator.candidates import SEED_KEY, Candidate, candidate_of, seen_in_search
 from orchestrator.config import ExperimentConfig, settings_for_trial
 from orchestrator.leaderboard import FoldRow, write_fold_row
-from orchestrator.node_features import fill_node_cache
 from orchestrator.pruning import FOLD_REPORT
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 from search_space.architecture import architecture_key, parse_architecture
 from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
 from trainers.device import resolve_device
+from trainers.features import extract_features
 from trainers.fold_data import load_fold_data
 from trainers.run_fold import FoldResult, run_fold
 
@@ -189,12 +189,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             fold_table = inputs.folds[inputs.folds["fold"] == fold]
             rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
             cache_dir = inputs.experiment.data.cache_dir
-            fill_node_cache(
-                rows,
-                preset=inputs.experiment.data.preset,
-                cache_dir=cache_dir,
-                node=f"{socket.gethostname()} (Ray node {node_id[:12]})",
-            )
+            extract_features(rows, preset=inputs.experiment.data.preset, cache_dir=cache_dir)
             data = load_fold_data(
                 manifest=rows,
                 folds=fold_table,
