@@ -149,12 +149,13 @@ def cmd_cluster_local(args: argparse.Namespace) -> int:
             base_port=args.base_port,
             dashboard_port=args.dashboard_port,
             state_path=args.state,
+            gpus=args.gpus,
         )
     except (ValueError, LocalClusterError) as error:
         raise UserError(str(error)) from None
     console.print(
         f"Local Ray cluster: head + {args.workers} worker node(s), {args.cpus_per_node} CPU(s) each, "
-        f"on 127.0.0.1 (temp dir {cluster.temp_dir})."
+        f"{cluster.nodes[0].num_gpus} GPU(s) on the head only, on 127.0.0.1 (temp dir {cluster.temp_dir})."
     )
     console.print(
         f"  address:   {cluster.gcs_address}   (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 sernas search --address "
@@ -233,6 +234,13 @@ def register(commands: Subcommands) -> None:
     local = actions.add_parser("local", help="start a head and N worker nodes on 127.0.0.1")
     local.add_argument("--workers", type=int, default=1, help="worker nodes besides the head")
     local.add_argument("--cpus-per-node", type=int, default=1)
+    local.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs the head advertises (default: those torch detects); worker nodes get none, since they share "
+        "this machine's GPUs",
+    )
     local.add_argument("--base-port", type=int, default=46380, help="GCS port; the other ports follow it")
     local.add_argument("--dashboard-port", type=int, default=None, help="default: base port + 1")
     local.add_argument("--state", type=Path, default=base_state(), help=state_help)

@@ -48,6 +48,21 @@ class NodeRecord:
     pgid: int  # process group of its `ray start` (= that process's pid)
     ports: dict[str, int]
     num_cpus: int
+    num_gpus: int = 0  # the head gets this machine's GPUs, worker nodes none (see node_gpus)
+
+
+def detected_gpus() -> int:
+    """CUDA devices torch sees on this machine (0 without a working CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def node_gpus(index: int, head_gpus: int) -> int:
+    """GPUs node ``index`` advertises: all nodes of a local cluster share one machine, so its
+    GPUs go to the head (index 0) only; otherwise each node would advertise the same physical
+    GPU(s) and Ray would place (nodes) x as many GPU trials as they can hold."""
+    return head_gpus if index == 0 else 0
 
 
 @dataclass
@@ -209,8 +224,15 @@ def start_local_cluster(
     state_path: Path = DEFAULT_STATE,
     host: str = "127.0.0.1",
     timeout: float = 60.0,
+    gpus: int | None = None,
 ) -> LocalCluster:
-    """Start a head and ``workers`` worker nodes; writes ``state_path`` and returns what it wrote."""
+    """Start a head and ``workers`` worker nodes; writes ``state_path`` and returns what it wrote.
+
+    ``gpus``: GPUs the head advertises (default: ``detected_gpus()``); worker nodes get none.
+    """
+    gpus = detected_gpus() if gpus is None else gpus
+    if gpus < 0:
+        raise ValueError(f"gpus must be >= 0, but got {gpus}.")
     if workers < 0 or workers > MAX_WORKERS:
         raise ValueError(f"workers must be in 0..{MAX_WORKERS}, but got {workers}.")
     if cpus_per_node < 1:
@@ -268,6 +290,8 @@ def start_local_cluster(
             )
             args += [
                 *common,
+                "--num-gpus",
+                str(node_gpus(index, gpus)),
                 "--node-manager-port",
                 str(ports["node_manager"]),
                 "--object-manager-port",
@@ -293,7 +317,11 @@ def start_local_cluster(
                 ports,
                 **({"gcs": base_port, "dashboard": dashboard_port, "client": base_port + 2} if index == 0 else {}),
             )
-            cluster.nodes.append(NodeRecord(role=role, pgid=pgid, ports=all_ports, num_cpus=cpus_per_node))
+            cluster.nodes.append(
+                NodeRecord(
+                    role=role, pgid=pgid, ports=all_ports, num_cpus=cpus_per_node, num_gpus=node_gpus(index, gpus)
+                )
+            )
             save()
             if index == 0:
                 _wait_dashboard(cluster.dashboard_url, token, timeout=timeout)

@@ -130,6 +130,8 @@ def run_cross_eval(
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
+    from orchestrator.concurrency import decide_concurrency
+
     if not resume:
         if not candidates:
             raise ValueError("nothing to cross-evaluate: no candidates.")
@@ -145,7 +147,7 @@ def run_cross_eval(
     )
     tune_config = tune.TuneConfig(  # no searcher to steer and no pruner: every candidate is measured in full
         num_samples=1,
-        search_alg=BasicVariantGenerator(max_concurrent=config.tune.max_concurrent),
+        search_alg=BasicVariantGenerator(max_concurrent=decide_concurrency(config.tune, console=console)),
         reuse_actors=config.tune.reuse_actors,
     )
     return run_tune(

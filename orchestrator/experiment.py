@@ -110,9 +110,10 @@ class ExperimentSummary:
     epochs_reported: int
     folds_reported: int
     seconds: float
+    infeasible: int = 0  # trials stopped by CUDA out-of-memory (counted in failed too; never retried)
 
 
-def _searcher(config: ExperimentConfig):
+def _searcher(config: ExperimentConfig, *, max_concurrent: int = 0):
     import optuna
     from ray.tune.search import BasicVariantGenerator
     from ray.tune.search.optuna import OptunaSearch
@@ -123,7 +124,7 @@ def _searcher(config: ExperimentConfig):
             return OptunaSearch(metric=[OBJECTIVE, "params"], mode=["max", "min"], seed=config.tune.seed)
         return OptunaSearch(metric=OBJECTIVE, mode="max", seed=config.tune.seed)
     # (Tune ignores max_concurrent_trials for variant generators: they take it themselves.)
-    return BasicVariantGenerator(random_state=config.tune.seed, max_concurrent=config.tune.max_concurrent)
+    return BasicVariantGenerator(random_state=config.tune.seed, max_concurrent=max_concurrent)
 
 
 def run_experiment(
@@ -140,18 +141,22 @@ def run_experiment(
     benchmarks that measure the driver without paying for training.
     """
     from ray import tune
+    from rich.console import Console
 
+    from orchestrator.concurrency import decide_concurrency
     from orchestrator.config import tune_param_space
     from orchestrator.pruning import OptunaPruningScheduler, make_pruner
 
+    console = console or Console(highlight=False, soft_wrap=True)
     pruner, over = make_pruner(config.tune.pruner.kind, **config.tune.pruner.options)
     multi = config.tune.searcher == "optuna-tpe" and config.tune.multi_objective
+    concurrent = decide_concurrency(config.tune, console=console)
     tune_config = tune.TuneConfig(
         metric=None if multi else OBJECTIVE,
         mode=None if multi else "max",
         num_samples=config.tune.num_samples,
-        max_concurrent_trials=config.tune.max_concurrent if config.tune.searcher == "optuna-tpe" else None,
-        search_alg=_searcher(config),
+        max_concurrent_trials=concurrent if config.tune.searcher == "optuna-tpe" else None,
+        search_alg=_searcher(config, max_concurrent=concurrent),
         scheduler=None if pruner is None else OptunaPruningScheduler(pruner=pruner, over=over),
         reuse_actors=config.tune.reuse_actors,
     )
@@ -194,7 +199,7 @@ def run_tune(
 
     from orchestrator.leaderboard import write_trial_status
     from orchestrator.progress import ExperimentProgress
-    from orchestrator.trial import TrialInputs, run_trial
+    from orchestrator.trial import INFEASIBLE_REPORT, TrialInputs, run_trial
 
     console = console or Console(highlight=False, soft_wrap=True)
     storage = storage_root(config).uri
@@ -233,10 +238,14 @@ def run_tune(
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints),
             ),
         )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        progress.close()  # the live table stops even when fit raises (on --resume Tune's restored copy draws)
     # Counted from Tune's results, not from the progress callback: on --resume Tune restores the
     # callback it pickled, so this process's instance never sees the trials.
-    finished = [r for r in results if r.error is None]
+    infeasible = [r for r in results if r.error is None and (r.metrics or {}).get("report") == INFEASIBLE_REPORT]
+    finished = [r for r in results if r.error is None and all(r is not i for i in infeasible)]
     last = [r.metrics or {} for r in results]
     folds = sum(int(m.get("folds_done", 0)) for m in last)
     return ExperimentSummary(
@@ -246,6 +255,7 @@ def run_tune(
         completed=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) == n_folds),
         pruned=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) < n_folds),
         failed=len(results) - len(finished),
+        infeasible=len(infeasible),
         epochs_reported=sum(int(m.get("training_iteration", 0)) for m in last) - folds,
         folds_reported=folds,
         seconds=time.perf_counter() - started,

@@ -9,6 +9,7 @@ Layout under a storage root (the one owner of these locations)::
     <storage>/<experiment>/                     Ray Tune's experiment state and checkpoints
     <storage>/<experiment>/data/                config.yaml, manifest.parquet, folds.parquet
     <storage>/leaderboard/<experiment>/...      leaderboard part files (see orchestrator.leaderboard)
+    <storage>/_archive/<experiment>-<time>/     a run moved aside by ``--restart archive`` (orchestrator.runs)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import pyarrow.fs as pafs
 from trainers.atomic_io import write_atomically
 
 __all__ = [
+    "ARCHIVE_DIR",
+    "RESTART_CHOICES",
     "CONFIG_FILE",
     "DATA_DIR",
     "DATA_FILES",
@@ -47,6 +50,8 @@ MANIFEST_FILE = "manifest.parquet"  # in DATA_DIR, when the experiment scanned i
 FOLDS_FILE = "folds.parquet"
 CONFIG_FILE = "config.yaml"  # the validated experiment config, which `sernas export` rebuilds from
 DATA_FILES = (CONFIG_FILE, MANIFEST_FILE, FOLDS_FILE)
+ARCHIVE_DIR = "_archive"  # no experiment is named so: names never start with "_" (orchestrator.names)
+RESTART_CHOICES = ("archive", "remove")  # how a used experiment name starts afresh: its run moved there, or deleted
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -128,6 +133,44 @@ class StorageLocation:
 
     def is_file(self, *parts: str) -> bool:
         return self.filesystem.get_file_info(self.path(*parts)).type == pafs.FileType.File
+
+    def exists(self, *parts: str) -> bool:
+        return self.filesystem.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def entries(self, *parts: str) -> list[pafs.FileInfo]:
+        """The files and folders directly in a folder under the root; none when it does not exist."""
+        selector = pafs.FileSelector(self.path(*parts), recursive=False, allow_not_found=True)
+        return self.filesystem.get_file_info(selector)
+
+    def count_files(self, *parts: str) -> int:
+        """How many files lie anywhere below a folder under the root (0 when it does not exist)."""
+        selector = pafs.FileSelector(self.path(*parts), recursive=True, allow_not_found=True)
+        return sum(info.type == pafs.FileType.File for info in self.filesystem.get_file_info(selector))
+
+    def rename(self, relative: str, to: str) -> str:
+        """Move a file or folder to ``to`` (both relative to the root) in one rename; return its shown new path.
+
+        Only filesystems rename a folder in one step; object stores would copy and delete key by
+        key, so there this raises ValueError rather than leave half a folder on each side.
+        """
+        source, target = self.path(relative), self.path(to)
+        if not self.is_local:
+            raise ValueError(
+                f"cannot move {self.shown(source)} aside: an object store has no atomic rename of a folder."
+            )
+        if self.exists(to):
+            raise FileExistsError(f"cannot move {source} to {target}: something is already there.")
+        self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        self.filesystem.move(source, target)  # rename(2): readers see the old place or the new, never half
+        return self.shown(target)
+
+    def delete(self, relative: str) -> None:
+        """Delete a file or a whole folder under the root; nothing happens when it is absent."""
+        info = self.filesystem.get_file_info(self.path(relative))
+        if info.type == pafs.FileType.Directory:
+            self.filesystem.delete_dir(info.path)
+        elif info.type != pafs.FileType.NotFound:
+            self.filesystem.delete_file(info.path)
 
     def read_bytes(self, *parts: str) -> bytes:
         """The whole content of a file under the root."""

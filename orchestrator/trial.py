@@ -36,13 +36,17 @@ from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, O
 from search_space.architecture import architecture_key, parse_architecture
 from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
-from trainers.device import resolve_device
-from trainers.features import extract_features
+from trainers.device import trial_device
+from trainers.features import extract_features_once
 from trainers.fold_data import load_fold_data
+from trainers.gpu_memory import is_out_of_memory, limit_memory, peak_memory_mib, release_cached_memory
+from trainers.reproducibility import reproducible_mode
 from trainers.run_fold import FoldResult, run_fold
 
 STATE_NAME = "state.json"
 EPOCH_REPORT = "epoch"
+INFEASIBLE_REPORT = "infeasible"  # result["report"] of a trial stopped by CUDA out-of-memory (not retried)
+INFEASIBLE = "infeasible"  # how its fold row's error and its trial status reason begin
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ def _fold_row(
     error: str | None,
     node_id: str,
     candidate: Candidate | None = None,
+    peak_gpu_mib: float | None = None,
 ) -> FoldRow:
     experiment = inputs.experiment
     shape = evaluation.shape
@@ -104,6 +109,7 @@ def _fold_row(
         "feature_preset": experiment.data.preset,
         "fold_scheme": experiment.folds.scheme,
         "classes": json.dumps(list(inputs.classes)),
+        "peak_gpu_mib": peak_gpu_mib,
         **_stage_facts(inputs, candidate, fold),
     }
     if error is not None:
@@ -148,6 +154,24 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metrics.items() if isinstance(value, (int, float, str, bool))}
 
 
+def _infeasible_reason(error: BaseException, *, fold: int, gpus: float, peak: float | None) -> str:
+    held = f", {peak:.0f} MiB held at the peak" if peak is not None else ""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{INFEASIBLE}: CUDA out of memory on fold {fold} with tune.resources.gpu {gpus:g}{held}; not retried "
+        f"(it would recur): give trials a larger GPU share, a smaller batch or shape, or search.recompute true "
+        f"({first})"
+    )
+
+
+def _node_cpus(ray: Any, node_id: str) -> int:
+    """CPUs Ray counts on this node (what a node's first trial may use to extract features)."""
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id and node.get("Alive", True):
+            return max(1, int(node.get("Resources", {}).get("CPU", 1)))
+    return 1
+
+
 def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
     """The function trainable (wrap with ``tune.with_parameters(run_trial, inputs=...)``)."""
     import ray
@@ -162,10 +186,22 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
     else:  # cross-eval: the source trial's settings (or the base ones), no search
         search, evaluation = candidate.settings(inputs.experiment, seed=params[SEED_KEY])
         row_params = dict(candidate.params or {})
-    cpus = inputs.experiment.tune.resources.cpu
+    cpus, gpus = inputs.experiment.tune.resources.cpu, inputs.experiment.tune.resources.gpu
     torch.set_num_threads(max(1, int(cpus)))
-    device = resolve_device(inputs.experiment.device)
     node_id = ray.get_runtime_context().get_node_id()
+    where = f"node {node_id} ({socket.gethostname()}, Ray GPU ids {ray.get_gpu_ids()})"
+    device = trial_device(inputs.experiment.device, gpus=gpus, where=where)  # fails at once, names the node
+    limit_memory(device, min(1.0, gpus))  # a shared card: this trial's share only
+    if inputs.experiment.reproducible:
+        reproducible_mode(device)
+    # Once per node, under a lock, with the node's CPUs: the first trial computes, the others wait.
+    extract_features_once(
+        inputs.manifest,
+        preset=inputs.experiment.data.preset,
+        cache_dir=inputs.experiment.data.cache_dir,
+        workers=_node_cpus(ray, node_id),
+        where=where,
+    )
 
     work = Path(tempfile.mkdtemp(prefix=f"sernas-{trial_id}-"))
     try:
@@ -189,7 +225,6 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             fold_table = inputs.folds[inputs.folds["fold"] == fold]
             rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
             cache_dir = inputs.experiment.data.cache_dir
-            extract_features(rows, preset=inputs.experiment.data.preset, cache_dir=cache_dir)
             data = load_fold_data(
                 manifest=rows,
                 folds=fold_table,
@@ -217,7 +252,9 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
 
             fold_dir = work / f"fold{fold}"
 
-            def record(result: FoldResult | None, error: str | None, fold: int = fold) -> None:
+            def record(
+                result: FoldResult | None, error: str | None, fold: int = fold, peak: float | None = None
+            ) -> None:
                 """Append this fold's leaderboard row, finished or failed."""
                 row = _fold_row(
                     inputs,
@@ -231,6 +268,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     error=error,
                     node_id=node_id,
                     candidate=candidate,
+                    peak_gpu_mib=result.peak_gpu_mib if result is not None else peak,
                 )
                 write_fold_row(inputs.storage, row)
 
@@ -245,8 +283,25 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     reporter=report,
                 )
             except Exception as error:
-                record(None, f"{type(error).__name__}: {error}")
+                peak = peak_memory_mib(device)
+                if is_out_of_memory(error):  # it would recur on every retry: infeasible, not failed
+                    reason = _infeasible_reason(error, fold=fold, gpus=gpus, peak=peak)
+                    record(None, reason, peak=peak)
+                    tune.report(
+                        {
+                            "report": INFEASIBLE_REPORT,
+                            "reason": reason,
+                            "fold": fold,
+                            "folds_done": len(state["done"]),
+                            OBJECTIVE: math.nan,  # the searcher records a failure, not a score
+                            MEAN_TEST_UA: math.nan,
+                        }
+                    )
+                    return
+                record(None, f"{type(error).__name__}: {error}", peak=peak)
                 raise
+            finally:
+                release_cached_memory(device)
             record(result, None)
             state["done"][str(fold)] = {
                 "valid_ua": result.valid_ua,

@@ -132,6 +132,7 @@ class Cell(nn.Module):
         self.reduction = reduction
         self.nodes = len(edges) // 2
         self.multiplier = len(self.concat)
+        self.out_channels = self.multiplier * C
         self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, True)
         self.indices = tuple(index for _, index in edges)
         self.ops = nn.ModuleList(

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from search_space.architecture import Architecture, NamedModel, parse_architecture
-from search_space.cells import Cell, stack_cells
+from search_space.cells import Cell, reduction_layers, stack_cells
 from search_space.genotype import Genotype
-from search_space.head import RecurrentHead
+from search_space.head import RecurrentHead, head_lengths, masked_time_mean, zero_padding
 
 __all__ = [
+    "AuxiliaryHead",
     "BaselineCNNLSTM",
     "Network",
     "baseline_channels",
@@ -33,12 +34,34 @@ def _check_input(x: torch.Tensor, in_channels: int, who: str) -> None:
         raise ValueError(f"{who} expects input of shape (B, {in_channels}, F, T), but got {tuple(x.shape)}.")
 
 
+class AuxiliaryHead(nn.Module):
+    """DARTS' auxiliary classifier, sized for spectrograms: ReLU -> mean over frequency and over
+    each clip's valid frames -> linear. Training adds its loss (weighted) to push gradient into
+    the lower cells; it is never used for prediction."""
+
+    def __init__(self, in_channels: int, *, n_classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(in_channels, n_classes)
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, input_frames: int | None = None
+    ) -> torch.Tensor:
+        steps = None
+        if lengths is not None:
+            steps = head_lengths(lengths, input_frames=input_frames or x.shape[-1], frames=x.shape[-1])  # (B,)
+        pooled = masked_time_mean(torch.relu(x).mean(dim=2).transpose(1, 2), steps)  # (B, C)
+        return self.classifier(pooled)  # (B, n_classes)
+
+
 class Network(nn.Module):
     """The network of a derived Genotype: stem -> ``layers`` cells -> recurrent head.
 
     Same macro-structure as :class:`search_space.SuperNet` (reduction cells at 1/3 and 2/3 of
     the depth, channels doubling there). ``drop_path_prob`` is a plain attribute so a trainer
-    can schedule it per epoch; it acts in training mode only.
+    can schedule it per epoch; it acts in training mode only. ``mask_padding=False`` ignores
+    the clips' lengths (padding is pooled; for ablations). ``auxiliary=True`` adds an
+    :class:`AuxiliaryHead` after the last reduction cell (DARTS), read by :meth:`forward_with_aux`
+    in training mode.
     """
 
     def __init__(
@@ -54,6 +77,8 @@ class Network(nn.Module):
         drop_path_prob: float = 0.0,
         stem_multiplier: int = 3,
         in_channels: int = 1,
+        auxiliary: bool = False,
+        mask_padding: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(genotype, Genotype):
@@ -82,7 +107,10 @@ class Network(nn.Module):
             "drop_path_prob": drop_path_prob,
             "stem_multiplier": stem_multiplier,
             "in_channels": in_channels,
+            "auxiliary": bool(auxiliary),
+            "mask_padding": bool(mask_padding),
         }
+        self.mask_padding = bool(mask_padding)
 
         self.stem, self.cells, C_p = stack_cells(
             layers=layers,
@@ -91,6 +119,10 @@ class Network(nn.Module):
             init_channels=init_channels,
             make_cell=functools.partial(Cell, genotype),
         )
+        self.aux_layer = reduction_layers(layers)[-1]
+        self.aux_head = None
+        if auxiliary:
+            self.aux_head = AuxiliaryHead(self.cells[self.aux_layer].out_channels, n_classes=n_classes)
         self.head = RecurrentHead(
             C_p,
             n_classes=n_classes,
@@ -104,12 +136,23 @@ class Network(nn.Module):
         """Constructor keywords, JSON-ready (the genotype as a dict); see :func:`build_model`."""
         return dict(self._config, genotype=self.genotype.to_dict())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, n_classes) of ``x`` (B, C_in, F, T); ``lengths`` (B,): valid frames per clip."""
+        return self.forward_with_aux(x, lengths)[0]
+
+    def forward_with_aux(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and, in training mode with an auxiliary head, its logits (else None)."""
         _check_input(x, self.in_channels, "Network")
-        s0 = s1 = self.stem(x)  # (B, C_stem, F, T)
-        for cell in self.cells:
+        lengths = lengths if self.mask_padding else None
+        s0 = s1 = self.stem(zero_padding(x, lengths))  # (B, C_stem, F, T)
+        aux = None
+        for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)  # (B, mult * C, F', T')
-        return self.head(s1)  # (B, n_classes)
+            if i == self.aux_layer and self.aux_head is not None and self.training:
+                aux = self.aux_head(s1, lengths, input_frames=x.shape[-1])  # (B, n_classes)
+        return self.head(s1, lengths, input_frames=x.shape[-1]), aux  # (B, n_classes)
 
 
 def baseline_channels(init_channels: int, layers: int) -> tuple[int, ...]:
@@ -135,6 +178,7 @@ class BaselineCNNLSTM(nn.Module):
         lstm_layers: int = 1,
         dropout: float = 0.3,
         in_channels: int = 1,
+        mask_padding: bool = True,
     ) -> None:
         super().__init__()
         channels = tuple(channels)
@@ -150,7 +194,9 @@ class BaselineCNNLSTM(nn.Module):
             "lstm_layers": lstm_layers,
             "dropout": dropout,
             "in_channels": in_channels,
+            "mask_padding": bool(mask_padding),
         }
+        self.mask_padding = bool(mask_padding)
         blocks, c_in = [], in_channels
         for c in channels:
             blocks += [
@@ -174,10 +220,12 @@ class BaselineCNNLSTM(nn.Module):
         """Constructor keywords, JSON-ready."""
         return dict(self._config, channels=list(self._config["channels"]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, n_classes); ``lengths`` (B,): valid frames of each clip (None: all)."""
         _check_input(x, self.in_channels, "BaselineCNNLSTM")
-        x = self.features(x)  # (B, channels[-1], F / 2^n, T / 2^n)
-        return self.head(x)  # (B, n_classes)
+        lengths = lengths if self.mask_padding else None
+        features = self.features(zero_padding(x, lengths))  # (B, channels[-1], F / 2^n, T / 2^n)
+        return self.head(features, lengths, input_frames=x.shape[-1])  # (B, n_classes)
 
 
 def build_model(
@@ -192,13 +240,15 @@ def build_model(
     drop_path_prob: float = 0.0,
     stem_multiplier: int = 3,
     in_channels: int = 1,
+    auxiliary: bool = False,
+    mask_padding: bool = True,
 ) -> nn.Module:
     """Build the network to train from scratch.
 
     ``genotype_or_name`` is an architecture value (a :class:`Genotype` or a :class:`NamedModel`)
     or its text (see :func:`parse_architecture`): ``baseline`` gives a
     :class:`BaselineCNNLSTM` with ``layers`` blocks of :func:`baseline_channels` channels
-    (``drop_path_prob`` and ``stem_multiplier`` do not apply to it).
+    (``drop_path_prob``, ``stem_multiplier`` and ``auxiliary`` do not apply to it).
     """
     architecture = parse_architecture(genotype_or_name)
     if isinstance(architecture, NamedModel):  # "baseline", the only named model
@@ -209,6 +259,7 @@ def build_model(
             lstm_layers=lstm_layers,
             dropout=dropout,
             in_channels=in_channels,
+            mask_padding=mask_padding,
         )
     genotype = architecture
     return Network(
@@ -222,6 +273,8 @@ def build_model(
         drop_path_prob=drop_path_prob,
         stem_multiplier=stem_multiplier,
         in_channels=in_channels,
+        auxiliary=auxiliary,
+        mask_padding=mask_padding,
     )
 
 

@@ -24,7 +24,7 @@ from search_space.genotype import (
     node_softmax,
     num_edges,
 )
-from search_space.head import RecurrentHead
+from search_space.head import RecurrentHead, zero_padding
 from search_space.primitives import PRIMITIVES, validate_primitives
 
 __all__ = ["SuperNet"]
@@ -173,7 +173,9 @@ class SuperNet(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, n_classes) of ``x`` (B, C_in, F, T); ``lengths`` (B,): valid frames per clip
+        (None: all T), so that padding never reaches the head's pooling (see :mod:`search_space.head`)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"SuperNet expects input of shape (B, {self.in_channels}, F, T), but got {tuple(x.shape)}."
@@ -184,7 +186,7 @@ class SuperNet(nn.Module):
         if self.betas_normal is not None and self.betas_reduce is not None:
             e_normal = node_softmax(self.betas_normal, self.nodes)  # (E,)
             e_reduce = node_softmax(self.betas_reduce, self.nodes)  # (E,)
-        s0 = s1 = self.stem(x)  # (B, C_stem, F, T)
+        s0 = s1 = self.stem(zero_padding(x, lengths))  # (B, C_stem, F, T)
         if self.channels_last:  # activations only: see the class docstring
             s0 = s1 = s0.contiguous(memory_format=torch.channels_last)  # (B, C_stem, F, T), strides (F T C, 1, T C, C)
         for cell in self.cells:
@@ -192,7 +194,7 @@ class SuperNet(nn.Module):
                 s0, s1 = s1, cell(s0, s1, w_reduce, e_reduce)  # (B, nodes * C, F/2, T/2)
             else:
                 s0, s1 = s1, cell(s0, s1, w_normal, e_normal)  # (B, nodes * C, F, T)
-        return self.head(s1)  # (B, n_classes)
+        return self.head(s1, lengths, input_frames=x.shape[-1])  # (B, n_classes)
 
     # ------------------------------------------------------------------ architecture
 

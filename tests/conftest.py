@@ -167,7 +167,8 @@ def make_fold_data(
         band = shape[1] // n_classes
         for k in range(n_classes):
             x[y == k, :, k * band : (k + 1) * band, :] += signal
-        return Split(x=x, y=y, utt_ids=tuple(f"{name}{i}" for i in range(n)))
+        speakers = tuple(f"{name}-speaker{i % 2}" for i in range(n))  # two speakers per split
+        return Split(x=x, y=y, utt_ids=tuple(f"{name}{i}" for i in range(n)), speakers=speakers)
 
     return FoldData(
         fold=fold,

@@ -23,6 +23,9 @@ advances by exactly that one draw per step (made by the caller). An architecture
 nothing but the alphas: the weights are restored bit for bit (from a copy, not by adding
 ``eps * v`` back) and BatchNorm running statistics are restored, so they only follow the weight
 steps' batches (in both orders; DARTS let the first-order arch pass update them).
+
+The whole step runs in exact float32 (``trainers.precision.exact_float32``: TF32 and autocast
+off), whatever the weight steps use: the finite difference would amplify TF32's rounding.
 """
 
 from __future__ import annotations
@@ -34,12 +37,19 @@ import torch
 from torch import nn
 
 from search_space import SuperNet, frozen_batchnorm_stats
+from trainers.precision import exact_float32
 
 __all__ = ["DARTS_FD_SCALE", "architecture_gradients"]
 
 DARTS_FD_SCALE = 0.01  # eps = fd_scale / ||v|| (DARTS)
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # (B, C_in, F, T) features, (B,) labels
+Batch = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+"""(B, C_in, F, T) features, (B,) labels and optionally (B,) valid frames per clip (None: all)."""
+
+
+def _unpack(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    x, y, *rest = batch
+    return x, y, (rest[0] if rest else None)
 
 
 @contextlib.contextmanager
@@ -63,7 +73,7 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
 
 
 def _arch_loss_and_grads(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: nn.Module, arch: list[nn.Parameter]
+    model: nn.Module, batch: Batch, *, loss_fn: nn.Module, arch: list[nn.Parameter]
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``L(model(x), y)`` and its gradient w.r.t. ``arch`` alone.
 
@@ -73,8 +83,9 @@ def _arch_loss_and_grads(
     doubling its peak memory (measured: 2.2 GB instead of 1.1 GB at batch 8 of the paper's
     setting). Walking back to the input frees them edge by edge, for ~10 % more time.
     """
+    x, y, lengths = _unpack(batch)
     x = x.detach().requires_grad_(True)  # (B, C_in, F, T)
-    loss = loss_fn(model(x), y)
+    loss = loss_fn(model(x, lengths), y)
     grads = _grads(loss, [*arch, x])
     return loss.detach(), grads[: len(arch)]
 
@@ -109,9 +120,9 @@ def _unroll(
     """Move ``weights`` in place to ``w' = w - xi * (mu * m + grad_w L_train(w) + wd * w)``: the
     coming SGD step, unclipped."""
     xi, mu, wd = _sgd_hyperparameters(optimizer)
-    x_train, y_train = train_batch
+    x_train, y_train, lengths = _unpack(train_batch)
     with _seeded_randomness(seed, device):
-        train_loss = loss_fn(model(x_train), y_train)
+        train_loss = loss_fn(model(x_train, lengths), y_train)
     grads = _grads(train_loss, weights)
     with torch.no_grad():
         for p, g in zip(weights, grads):
@@ -136,14 +147,13 @@ def _finite_difference_terms(
     device: torch.device,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``grad_alpha L_train`` at ``w+ = w + eps v`` and at ``w- = w - eps v`` (same dropout masks)."""
-    x_train, y_train = train_batch
     terms = []
     for sign in (1.0, -1.0):
         with torch.no_grad():
             for p, w, g in zip(weights, saved, v):
                 p.copy_(w).add_(g, alpha=sign * eps)
         with _seeded_randomness(seed, device):
-            terms.append(_arch_loss_and_grads(model, x_train, y_train, loss_fn=loss_fn, arch=arch)[1])
+            terms.append(_arch_loss_and_grads(model, train_batch, loss_fn=loss_fn, arch=arch)[1])
     return terms[0], terms[1]
 
 
@@ -165,9 +175,9 @@ def _second_order(
     saved = [p.detach().clone() for p in weights]
     try:
         _unroll(model, weights, train_batch, loss_fn=loss_fn, optimizer=weight_optimizer, seed=seed, device=device)
-        x_arch, y_arch = arch_batch
+        x_arch, y_arch, arch_lengths = _unpack(arch_batch)
         with _seeded_randomness(seed + 1, device):
-            val_loss = loss_fn(model(x_arch), y_arch)
+            val_loss = loss_fn(model(x_arch, arch_lengths), y_arch)
         grads = _grads(val_loss, arch + weights)
         d_alpha, v = grads[: len(arch)], grads[len(arch) :]  # v = grad_w' L_val(w', alpha)
         del grads
@@ -220,11 +230,10 @@ def architecture_gradients(
     if order not in ("first", "second"):
         raise ValueError(f"order must be 'first' or 'second', but got {order!r}.")
     arch = list(model.arch_parameters())
-    with frozen_batchnorm_stats(model):
+    with frozen_batchnorm_stats(model), exact_float32(arch[0].device):  # no TF32 noise in the differences
         if order == "first":
-            x_arch, y_arch = arch_batch
             with _seeded_randomness(seed + 1, arch[0].device):
-                loss, d_alpha = _arch_loss_and_grads(model, x_arch, y_arch, loss_fn=loss_fn, arch=arch)
+                loss, d_alpha = _arch_loss_and_grads(model, arch_batch, loss_fn=loss_fn, arch=arch)
             return d_alpha, float(loss)
         return _second_order(
             model,

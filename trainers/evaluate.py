@@ -44,17 +44,20 @@ class EvaluationResult:
 
 
 def build_network(architecture: Architecture, *, settings: EvalSettings, n_classes: int, in_channels: int) -> nn.Module:
-    """The untrained network of ``architecture``, sized by ``settings.shape`` (on the CPU)."""
+    """The untrained network of ``architecture``, sized by ``settings.shape`` widened and deepened
+    by ``settings.widen`` / ``settings.deepen`` (on the CPU)."""
     shape = settings.shape
     return build_model(
         architecture,
-        layers=shape.layers,
-        init_channels=shape.init_channels,
+        layers=shape.layers + settings.deepen,
+        init_channels=max(1, round(shape.init_channels * settings.widen)),
         n_classes=n_classes,
         lstm_hidden=shape.lstm_hidden,
         lstm_layers=shape.lstm_layers,
         dropout=shape.dropout,
         in_channels=in_channels,
+        auxiliary=settings.auxiliary_weight > 0.0,
+        mask_padding=settings.mask_padding,
     )
 
 
@@ -116,9 +119,11 @@ def _train_epochs(
                 optimizer=run.optimizer,
                 parameters=run.weights,
                 grad_clip=settings.weights.grad_clip,
+                lengths=lengths,
+                aux_weight=settings.auxiliary_weight,
                 autocast=settings.mixed_precision,
             )
-            for x, y in iterate_batches(
+            for x, y, lengths in iterate_batches(
                 train,
                 batch_size=settings.batch_size,
                 shuffle=True,
@@ -167,7 +172,7 @@ def run_evaluation(
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"], run.generator)
+        restore_rng_state(state["rng"], run.generator, device=device)
         start_epoch, history, elapsed, best = state["epoch"] + 1, state["history"], state["seconds"], state["best"]
 
     def save() -> None:
@@ -178,7 +183,7 @@ def run_evaluation(
                 "model": run.model.state_dict(),
                 "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict(),
-                "rng": capture_rng_state(run.generator),
+                "rng": capture_rng_state(run.generator, device=device),
                 "history": history,
                 "seconds": elapsed,
                 "best": best,

@@ -178,8 +178,11 @@ def load_fold_data(
 
 def iterate_batches(
     split: Split, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, balanced: bool = False
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x (B,1,F,T), y (B,))``; every sample once per pass unless ``balanced``.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(x (B,1,F,T), y (B,), lengths (B,))``; every sample once per pass unless ``balanced``.
+
+    ``lengths`` are the valid frames of each clip (``Split.valid_lengths``): networks pool over
+    those only, so the padding never counts.
 
     ``balanced`` draws ``len(split)`` samples with replacement, each class equally likely (the
     alternative to a class-weighted loss on imbalanced corpora). The last batch may be short:
@@ -193,6 +196,7 @@ def iterate_batches(
         order = torch.randperm(n, generator=generator)
     else:
         order = torch.arange(n)
+    lengths = split.valid_lengths  # (N,)
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
-        yield split.x[index], split.y[index]
+        yield split.x[index], split.y[index], lengths[index]

@@ -125,8 +125,9 @@ def predict_files(loaded: LoadedModel, paths: list[str], *, device: torch.device
         x = loaded.normalizer(  # the files of one call count as one speaker for speaker normalisation
             torch.stack(features), torch.tensor(lengths), ("predict",) * len(readable)
         ).to(device)  # (N, 1, F, T)
-        for path, row in zip(readable, x):
-            probabilities[path] = torch.softmax(loaded.model(row[None]), dim=1)[0].cpu()  # (n_classes,)
+        for path, row, length in zip(readable, x, lengths):
+            logits = loaded.model(row[None], torch.tensor([length]))  # (1, n_classes)
+            probabilities[path] = torch.softmax(logits, dim=1)[0].cpu()  # (n_classes,)
     predictions = []
     for path in paths:
         if path in errors:

@@ -23,11 +23,13 @@ from typing import Literal
 
 import torch
 
-__all__ = ["NORMALIZATIONS", "Normalization", "Normalizer", "valid_mask"]
+__all__ = ["NORMALIZATIONS", "SPEAKER_MIN_CLIPS", "Normalization", "Normalizer", "valid_mask"]
 
 Normalization = Literal["utterance", "train", "speaker", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("utterance", "train", "speaker", "none")
 _EPS = 1e-5
+SPEAKER_MIN_CLIPS = 5
+"""Fewer clips of a speaker than this make ``speaker`` statistics little more than the clips' own."""
 
 
 def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from search_space import Architecture, architecture_key, architecture_text, pars
 from trainers.atomic_io import write_text_atomically
 from trainers.evaluate import run_evaluation
 from trainers.fold_data import FoldData
+from trainers.gpu_memory import peak_memory_mib, reset_peak_memory
 from trainers.normalization import Normalizer
 from trainers.reporting import Reporter, ignore_reports
 from trainers.search import run_search
@@ -48,6 +49,7 @@ class FoldResult:
     device: str
     search_settings: dict[str, Any] | None
     eval_settings: dict[str, Any]
+    peak_gpu_mib: float | None = None  # the most GPU memory the fold's process held (MiB); None on the CPU
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -74,6 +76,8 @@ def run_fold(
         raise ValueError("give either search settings (to search an architecture) or an architecture, not both.")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    reset_peak_memory(device)
     data, _ = data.normalized(Normalizer(evaluation.normalization))
 
     search_seconds, epochs_run, stopped_early, alpha_entropy = 0.0, 0, None, None
@@ -120,6 +124,7 @@ def run_fold(
         device=str(device),
         search_settings=search.model_dump(mode="json") if search is not None else None,
         eval_settings=evaluation.model_dump(mode="json"),
+        peak_gpu_mib=peak_memory_mib(device),
     )
     write_text_atomically(work_dir / RESULT_NAME, result.to_json() + "\n")
     return result

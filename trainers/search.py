@@ -49,6 +49,7 @@ from trainers.architect import architecture_gradients
 from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
+from trainers.gpu_memory import should_recompute
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
 from trainers.settings import SearchSettings
@@ -57,6 +58,7 @@ from trainers.training import evaluate_split, make_loss, sgd_with_cosine, weight
 __all__ = [
     "SearchResult",
     "build_supernet",
+    "resolve_recompute",
     "run_search",
     "split_for_arch_data",
 ]
@@ -77,7 +79,8 @@ class SearchResult:
 
 
 def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
-    """The supernet of ``settings`` for ``data``'s input channels and classes (on the CPU)."""
+    """The supernet of ``settings`` for ``data``'s input channels and classes (on the CPU);
+    ``settings.recompute`` None recomputes (``run_search`` resolves it first: ``resolve_recompute``)."""
     shape = settings.shape
     return SuperNet(
         layers=shape.layers,
@@ -90,6 +93,23 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         dropout=shape.dropout,
         pc_k=settings.pc_k,
         in_channels=data.input_shape[0],
+        checkpoint=settings.recompute is not False,
+    )
+
+
+def resolve_recompute(data: FoldData, settings: SearchSettings, device: torch.device) -> bool:
+    """``settings.recompute``, or where it is None the memory rule of ``should_recompute``."""
+    if settings.recompute is not None:
+        return settings.recompute
+    shape = settings.shape
+    return should_recompute(
+        device,
+        batch_size=settings.batch_size,
+        layers=shape.layers,
+        nodes=shape.nodes,
+        init_channels=shape.init_channels,
+        primitives=len(settings.primitives),
+        input_shape=tuple(data.input_shape),
     )
 
 
@@ -134,7 +154,7 @@ class _Cycle:
     def __iter__(self) -> _Cycle:
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         try:
             return next(self._it)
         except StopIteration:
@@ -168,7 +188,8 @@ def run_search(
     generator = seed_everything(settings.seed)
     # Not channels_last: ~1.4x faster on one CPU thread, but torch 2.13's CPU backward crashes
     # (segfault) with it on 2 threads for some genotypes (dilated 5x5 convs, odd batch sizes).
-    model = build_supernet(data, settings).to(device)
+    recompute = resolve_recompute(data, settings, device)
+    model = build_supernet(data, settings.model_copy(update={"recompute": recompute})).to(device)
     weights, arch = list(model.weight_parameters()), list(model.arch_parameters())
     w_settings, a_settings = settings.weights, settings.alphas
     weight_optimizer, scheduler = sgd_with_cosine(weights, settings=w_settings, epochs=settings.epochs)
@@ -201,7 +222,7 @@ def run_search(
         weight_optimizer.load_state_dict(state["weight_optimizer"])
         arch_optimizer.load_state_dict(state["arch_optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"], generator)
+        restore_rng_state(state["rng"], generator, device=device)
         start_epoch, history = int(state["epoch"]), list(state["history"])
         elapsed, stopped_early = float(state["seconds"]), state["stopped_early"]
         last_valid = state["last_valid"]
@@ -215,7 +236,7 @@ def run_search(
                 "weight_optimizer": weight_optimizer.state_dict(),
                 "arch_optimizer": arch_optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": capture_rng_state(generator),
+                "rng": capture_rng_state(generator, device=device),
                 "history": history,
                 "seconds": elapsed,
                 "stopped_early": stopped_early,
@@ -237,17 +258,17 @@ def run_search(
         arch_batches = _Cycle(arch_data, batch_size=settings.batch_size, balanced=balanced, generator=generator)
         train_loss = arch_loss = 0.0
         n_train = n_arch = 0
-        for x, y in train_batches:
+        for x, y, lengths in train_batches:
             # Weight batches are masked (SpecAugment), before the unrolled step that anticipates them.
             x, y = spec_augment(x, settings.spec_augment, generator=generator).to(device), y.to(device)  # (B, 1, F, T)
             if search_alphas:
-                xa, ya = next(arch_batches)
+                xa, ya, la = next(arch_batches)
                 xa, ya = xa.to(device), ya.to(device)  # (B', 1, F, T), (B',)
                 seed = int(torch.randint(0, 2**62, ()))  # one draw per step from the global RNG
                 grads, loss = architecture_gradients(
                     model,
-                    train_batch=(x, y),
-                    arch_batch=(xa, ya),
+                    train_batch=(x, y, lengths),
+                    arch_batch=(xa, ya, la),
                     loss_fn=loss_fn,
                     weight_optimizer=weight_optimizer,
                     order=settings.order,
@@ -269,6 +290,7 @@ def run_search(
                 optimizer=weight_optimizer,
                 parameters=weights,
                 grad_clip=w_settings.grad_clip,
+                lengths=lengths,
                 autocast=settings.mixed_precision,
             )
             for p in arch:  # the weight step's backward also reaches the alphas: drop that

@@ -101,6 +101,12 @@ class SearchSettings(_Settings):
         description="bf16 autocast for weight steps and evaluation; the "
         "architecture step stays fp32 (its finite differences need it)",
     )
+    recompute: bool | None = Field(
+        None,
+        description="recompute the supernet's edge activations in the backward pass (3-4x less memory, "
+        "~30 % slower on a GPU); None: on the CPU, and on CUDA unless twice the estimated peak fits the "
+        "trial's memory (trainers.gpu_memory.should_recompute)",
+    )
 
     @model_validator(mode="after")
     def _known_primitives(self) -> SearchSettings:
@@ -112,15 +118,31 @@ class EvalSettings(_Settings):
     """Training the derived network from scratch, epoch chosen on validation speakers."""
 
     normalization: Normalization = Field(
-        "train",
+        "speaker",
         description="input normalisation of the fold's features, for its search and evaluation alike "
         "(trainers.normalization): utterance, train, speaker or none",
     )
+    mask_padding: bool = Field(
+        True, description="the network pools over each clip's valid frames only (False: padding counts; ablations)"
+    )
     shape: ModelShape = ModelShape()
+    widen: float = Field(
+        2.0,
+        ge=1.0,
+        le=16.0,
+        description="init_channels of the from-scratch network = round(widen * shape.init_channels) "
+        "(DARTS evaluates wider than it searches)",
+    )
+    deepen: int = Field(0, ge=0, le=32, description="cells added to shape.layers for the from-scratch network")
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(32, ge=1)
     weights: WeightOptimizer = WeightOptimizer()
-    drop_path_prob: float = Field(0.0, ge=0, lt=1)
+    drop_path_prob: float = Field(
+        0.0, ge=0, lt=1, description="drop-path probability, ramped linearly from 0 over the epochs (DARTS)"
+    )
+    auxiliary_weight: float = Field(
+        0.4, ge=0, le=1, description="weight of an auxiliary head's loss after the last reduction cell (0: no head)"
+    )
     imbalance: Imbalance = "weighted-loss"
     spec_augment: SpecAugment = SpecAugment()
     seed: int = 0

@@ -46,16 +46,27 @@ def weight_step(
     optimizer: torch.optim.Optimizer,
     parameters: list[nn.Parameter],
     grad_clip: float,
+    lengths: torch.Tensor | None = None,
+    aux_weight: float = 0.0,
     autocast: bool = False,
 ) -> float:
-    """One SGD step on ``parameters`` (the weights; never the alphas); returns the batch loss."""
+    """One SGD step on ``parameters`` (the weights; never the alphas); returns the batch loss.
+
+    ``lengths`` (B,): valid frames per clip. ``aux_weight > 0`` adds that share of the auxiliary
+    head's loss (models with ``forward_with_aux``, DARTS: 0.4); the returned loss is the main one.
+    """
     optimizer.zero_grad(set_to_none=True)
     with mixed_precision(x.device, autocast):
-        loss = loss_fn(model(x), y)
+        if aux_weight > 0.0 and hasattr(model, "forward_with_aux"):
+            logits, aux_logits = model.forward_with_aux(x, lengths)  # (B, n_classes) each
+            main = loss_fn(logits, y)
+            loss = main if aux_logits is None else main + aux_weight * loss_fn(aux_logits, y)
+        else:
+            main = loss = loss_fn(model(x, lengths), y)
     loss.backward()
     nn.utils.clip_grad_norm_(parameters, grad_clip)
     optimizer.step()
-    return float(loss.detach())
+    return float(main.detach())
 
 
 @torch.no_grad()
@@ -73,10 +84,10 @@ def evaluate_split(
     was_training = model.training
     model.eval()
     predictions, total_loss = [], 0.0
-    for x, y in iterate_batches(split, batch_size=batch_size, shuffle=False):
+    for x, y, lengths in iterate_batches(split, batch_size=batch_size, shuffle=False):
         x, y = x.to(device), y.to(device)
         with mixed_precision(device, autocast):
-            logits = model(x).float()  # (B, n_classes)
+            logits = model(x, lengths).float()  # (B, n_classes)
         if loss_fn is not None:
             total_loss += float(loss_fn(logits, y)) * len(y)
         predictions.append(logits.argmax(dim=1).cpu())

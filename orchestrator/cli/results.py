@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -20,32 +21,83 @@ from orchestrator.cli.common import (
     check_storage,
     console,
     error_console,
-    frame_table,
 )
+from orchestrator.terminal import fitted_table
 
-__all__ = ["SUMMARY_TABLE_COLUMNS", "cmd_export", "cmd_leaderboard", "cmd_predict", "cmd_report", "register"]
+__all__ = ["TABLE_FIRST", "cmd_export", "cmd_leaderboard", "cmd_predict", "cmd_report", "register"]
 
 
 # ---------------------------------------------------------------------------------- leaderboard
-# What the table shows of a summary (csv/json/parquet carry every column).
-SUMMARY_TABLE_COLUMNS = (
-    "rank",
-    "experiment",
-    "genotype_hash",
-    "trial_id",
-    "config_json",
-    "mean_valid_ua",
-    "std_valid_ua",
-    "mean_ua",
-    "std_ua",
-    "mean_wa",
-    "mean_macro_f1",
-    "folds_covered",
-    "n_folds",
-    "complete",
-    "seeds",
-    "mean_params",
-)
+# The columns a table shows first, per --by, while they fit the terminal; then the frame's others in
+# its order (csv/json/parquet carry every column). "folds" is folds_covered/n_folds in one cell.
+FOLDS = "folds"
+TABLE_FIRST: dict[str, tuple[str, ...]] = {
+    "genotype": ("rank", "genotype_hash", "mean_valid_ua", "mean_ua", FOLDS, "mean_params", "std_valid_ua", "std_ua"),
+    "trial": (
+        "rank",
+        "trial_id",
+        "mean_valid_ua",
+        "mean_ua",
+        FOLDS,
+        "mean_params",
+        "trial_status",
+        "std_valid_ua",
+        "std_ua",
+    ),
+    "config": ("rank", "mean_valid_ua", "mean_ua", FOLDS, "mean_params"),  # then leaderboard.views.CONFIG_COLUMNS
+    "cross-eval": ("rank", "genotype_hash", "mean_valid_ua", "mean_ua", FOLDS, "seeds", "seen_folds", "mean_params"),
+}
+_RIGHT_TEXT = {FOLDS}  # text columns aligned like numbers
+
+
+def _cell_text(column: str, values: pd.Series) -> pd.Series:
+    """How a table shows a column: UAs and other scores with 3 decimals, parameter counts with commas."""
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return values.map(lambda v: "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
+    if pd.api.types.is_integer_dtype(values):
+        return values.map(str)
+    if column.endswith("params"):
+        pattern = "{:,.0f}"
+    elif column.endswith(("ua", "wa", "f1", "_p", "diff_vs_baseline")):
+        pattern = "{:.3f}"
+    else:
+        pattern = "{:.4g}"
+    return values.map(lambda v: "" if pd.isna(v) else pattern.format(v))
+
+
+def leaderboard_table(
+    frame: pd.DataFrame, *, by: str | None, title: str, width: int, columns: Sequence[str] | None = None
+) -> Table:
+    """``frame`` as a table ``width`` characters wide: ``columns`` if given (``UserError`` naming the
+    valid ones for an unknown name), else the first of ``TABLE_FIRST[by]`` (then the rest) that fit."""
+    cells = pd.DataFrame({column: _cell_text(column, frame[column]) for column in frame.columns})
+    if {"folds_covered", "n_folds"} <= set(frame.columns):
+        cells.insert(0, FOLDS, [f"{a}/{b}" for a, b in zip(frame["folds_covered"], frame["n_folds"], strict=True)])
+    valid = list(cells.columns)
+    if columns:
+        unknown = [name for name in columns if name not in valid]
+        if unknown:
+            raise UserError(f"--columns: unknown column(s) {', '.join(unknown)}; the table has: {', '.join(valid)}.")
+        candidates = list(dict.fromkeys(columns))
+    else:
+        first = [name for name in TABLE_FIRST.get(by or "", ()) if name in valid]
+        if by == "config":
+            from orchestrator.leaderboard.views import CONFIG_COLUMNS
+
+            first += [name for name in CONFIG_COLUMNS if name in valid]
+        if "experiment" in valid and frame["experiment"].nunique() > 1:  # ranks restart per experiment
+            first.insert(1, "experiment")
+        rest = [name for name in valid if name not in first and name not in ("folds_covered", "n_folds")]
+        candidates = first + rest
+    right = [name for name in valid if name in _RIGHT_TEXT or pd.api.types.is_numeric_dtype(frame.get(name))]
+    table, left_out = fitted_table(cells, title=title, width=width, candidates=candidates, right=right)
+    if left_out:
+        table.caption = (
+            f"{len(left_out)} more column(s) ({', '.join(left_out)}): pick with --columns NAME,...; "
+            "--format csv|json|parquet has every column"
+        )
+        table.caption_justify = "left"
+    return table
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -54,11 +106,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     import duckdb
 
     from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect, cross_eval_summary
-    from orchestrator.leaderboard.cross_eval import CROSS_EVAL_COLUMNS
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
     if args.top is not None and args.top < 1:
         raise UserError(f"--top must be >= 1, but got {args.top}.")
+    if args.columns is not None and args.format != "table":
+        raise UserError(f"--columns picks what a table shows; --format {args.format} has every column.")
     if args.format == "parquet" and args.out is None:
         raise UserError("--format parquet needs --out FILE.parquet.")
     cross_eval = args.by == "cross-eval" and not args.sql
@@ -89,12 +142,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if frame.empty:
             console.print("No rows.")
         else:
-            wanted = CROSS_EVAL_COLUMNS if cross_eval else SUMMARY_TABLE_COLUMNS
-            shown = frame if args.sql else frame[[c for c in wanted if c in frame.columns]]
-            shown = shown.copy()
-            for column in shown.select_dtypes("float").columns:
-                pattern = "{:,.0f}" if column == "mean_params" else "{:.4g}"
-                shown[column] = shown[column].map(lambda v, p=pattern: "" if pd.isna(v) else p.format(v))
             ranked_by = "test UA (optimistic)" if optimistic else "validation UA; mean_ua is test, never used to rank"
             title = "query" if args.sql else f"leaderboard by {args.by}, ranked by {ranked_by}"
             if cross_eval:
@@ -102,8 +149,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                     "; cross-eval rows only (seen_folds: folds whose test speakers the genotype's search saw, "
                     "optimistic there; the nested estimate is the number to publish)"
                 )
-            first = shown.columns[0]
-            console.print(frame_table(shown.set_index(first), title=title, index_name=str(first)))
+            console.print(
+                leaderboard_table(
+                    frame, by=None if args.sql else args.by, title=title, width=console.width, columns=args.columns
+                ),
+                soft_wrap=False,  # the title and the caption wrap at the table's width
+            )
     elif args.format == "csv":
         text = frame.to_csv(index=False)
         Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
@@ -183,6 +234,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         loaded = load_bundle(args.model, device=device)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
+    from trainers.normalization import SPEAKER_MIN_CLIPS
+
+    if loaded.normalizer.mode == "speaker" and len(args.files) < SPEAKER_MIN_CLIPS:
+        error_console.print(
+            f"[yellow]This model normalises each speaker by the statistics of their clips; the "
+            f"{len(args.files)} file(s) of this call count as one speaker's clips. With fewer than "
+            f"{SPEAKER_MIN_CLIPS} those statistics are mostly the clips' own (which removes their level cues): "
+            "pass several clips of the same speaker in one call.[/]"
+        )
     predictions = predict_files(loaded, [str(path) for path in args.files], device=device)
     if args.format == "json":
         sys.stdout.write(json.dumps([p.__dict__ for p in predictions], indent=2) + "\n")
@@ -230,6 +290,14 @@ def register(commands: Subcommands) -> None:
         help="any SQL over the views fold_rows, runs, trials, genotypes, trial_scores, config_scores",
     )
     board.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    board.add_argument(
+        "--columns",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=None,
+        metavar="NAME,...",
+        help="the table's columns (default: rank, id, mean validation UA, test UA, folds, params, then "
+        "whatever else fits the terminal); folds is folds_covered/n_folds",
+    )
     board.add_argument("--out", type=Path, default=None, help="write csv/json/parquet here instead of stdout")
     board.add_argument(
         "--compact",

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import Subcommands, UserError, console, error_console
+from orchestrator.storage import ARCHIVE_DIR, RESTART_CHOICES
 
 __all__ = [
     "DEMO_CONFIG",
@@ -121,19 +122,55 @@ def _mean_and_spread(mean: float, std: float) -> str:
     return f"{mean:.3f}" + ("" if pd.isna(std) else f"±{std:.3f}")
 
 
+def _one_run_per_name(config, *, restart: str | None, command: str) -> None:
+    """Refuse a name that already has results, or move them aside (``archive``) or delete them (``remove``)."""
+    from orchestrator.experiment import storage_root
+    from orchestrator.runs import archive_run, existing_run, experiment_inputs, remove_run
+
+    run = existing_run(storage_root(config), config.name, inputs=experiment_inputs(config))
+    if not run:
+        return
+    if restart is None:
+        raise UserError(
+            f"experiment {config.name!r} already has results ({run.describe()}); one name holds one run. "
+            f"Continue it with {command} --resume, give the new run another name (--set name=...), or start "
+            f"afresh with --restart archive (moves the old run to {ARCHIVE_DIR}/ of the storage) or "
+            "--restart remove (deletes it)."
+        )
+    if restart == "archive":
+        archived = archive_run(run)
+        console.print(f"Experiment [bold]{config.name}[/] had results ({escape(run.describe())}): moved to {archived}.")
+    else:
+        remove_run(run)
+        console.print(f"Experiment [bold]{config.name}[/] had results ({escape(run.describe())}): removed.")
+
+
 def run_search_command(
-    config_path: Path, *, overrides: Sequence[str], storage: str | None, address: str | None, resume: bool
+    config_path: Path,
+    *,
+    overrides: Sequence[str],
+    storage: str | None,
+    address: str | None,
+    resume: bool,
+    restart: str | None = None,
+    command: str = "sernas search",
 ) -> int:
+    """``sernas search`` (and ``demo``): refuse a used name unless ``resume`` or ``restart``
+    (``archive`` | ``remove``) says what to do with its results, prepare the data, run Tune, print the top."""
     from orchestrator.config import ConfigError, load_config
     from orchestrator.experiment import prepare_data, run_experiment, storage_root
     from orchestrator.storage import StorageAccessError, StorageWriteError, check_access
     from trainers.corpora.scan import CorpusError
     from trainers.features import FeaturesNotFoundError
 
+    if resume and restart is not None:
+        raise UserError(f"give --resume (continue the run) or --restart {restart} (start afresh), not both.")
     overrides = list(overrides) + ([f"tune.storage={storage}"] if storage else [])
     try:
         config = load_config(config_path, overrides=overrides)
         check_access(storage_root(config), write=True)  # before any data is prepared or Ray starts
+        if not resume:
+            _one_run_per_name(config, restart=restart, command=command)
         started = time.perf_counter()
         prepared = prepare_data(config)
     except (
@@ -168,13 +205,27 @@ def run_search_command(
 
 def cmd_search(args: argparse.Namespace) -> int:
     return run_search_command(
-        args.config, overrides=args.set, storage=args.storage, address=args.address, resume=args.resume
+        args.config,
+        overrides=args.set,
+        storage=args.storage,
+        address=args.address,
+        resume=args.resume,
+        restart=args.restart,
     )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo again in the same place starts afresh: the earlier run is archived (or removed)."""
     overrides = [f"data.root={args.corpus}"] if args.corpus else []
-    return run_search_command(DEMO_CONFIG, overrides=overrides, storage=args.storage, address=None, resume=False)
+    return run_search_command(
+        DEMO_CONFIG,
+        overrides=overrides,
+        storage=args.storage,
+        address=None,
+        resume=False,
+        restart=args.restart,
+        command="sernas demo",
+    )
 
 
 def register(commands: Subcommands) -> None:
@@ -191,9 +242,23 @@ def register(commands: Subcommands) -> None:
     search.add_argument("--storage", default=None, help="results path or URI (overrides tune.storage)")
     search.add_argument("--address", default=None, help="Ray address to join (auto, ray://host:10001); default: local")
     search.add_argument("--resume", action="store_true", help="finish an interrupted experiment (Tuner.restore)")
+    search.add_argument(
+        "--restart",
+        choices=RESTART_CHOICES,
+        default=None,
+        help="the experiment name already has results: start afresh, the old run moved to <storage>/_archive/ "
+        "(archive) or deleted (remove); without it such a name is refused",
+    )
     search.set_defaults(handler=cmd_search)
 
     demo = commands.add_parser("demo", help="the whole pipeline on the built-in synthetic corpus, in minutes")
     demo.add_argument("--storage", default=None, help="results folder (default runs/demo/storage)")
     demo.add_argument("--corpus", default=None, help="synthetic corpus folder (made if absent)")
+    demo.add_argument(
+        "--restart",
+        choices=RESTART_CHOICES,
+        default="archive",
+        help="an earlier demo run in the same storage is moved to <storage>/_archive/ (archive, the default) "
+        "or deleted (remove) before the demo starts afresh",
+    )
     demo.set_defaults(handler=cmd_demo)

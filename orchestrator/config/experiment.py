@@ -25,7 +25,7 @@ from orchestrator.config.space import (
 )
 from orchestrator.config.tune import TuneConfig
 from orchestrator.names import NAME_RULE, check_name
-from trainers.device import DEVICE_SPEC_HELP, check_device_spec
+from trainers.device import DEVICE_SPEC_HELP, check_device_spec, device_spec_problem
 from trainers.settings import EvalSettings, SearchSettings
 
 if TYPE_CHECKING:
@@ -41,7 +41,16 @@ class ExperimentConfig(StrictModel):
 
     name: str = Field(description=f"experiment name, used in file names: {NAME_RULE}")
     description: str = ""
-    device: str = Field("auto", description=DEVICE_SPEC_HELP)
+    device: str = Field(
+        "auto",
+        description=f"{DEVICE_SPEC_HELP}; checked against tune.resources.gpu (a trial given a GPU trains on it, "
+        "as cuda:0, or fails)",
+    )
+    reproducible: bool = Field(
+        False,
+        description="deterministic algorithms on CUDA (trainers.reproducibility.reproducible_mode): same seed, "
+        "same genotype on one GPU model, at a cost in speed (docs/gpu.md)",
+    )
     data: DataConfig
     folds: FoldsConfig
     search: SearchSettings = SearchSettings()
@@ -164,6 +173,9 @@ class ExperimentConfig(StrictModel):
                 )
             )
         errors.extend(self._wilcoxon_reachable())
+        device_problem = device_spec_problem(self.device, gpus=self.tune.resources.gpu)
+        if device_problem is not None:
+            errors.append((("device",), device_problem, self.device))
         raise_at(errors, "ExperimentConfig")
         return self
 

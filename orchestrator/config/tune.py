@@ -102,7 +102,13 @@ class TuneConfig(StrictModel):
     """How Ray Tune runs the trials."""
 
     num_samples: int = Field(8, ge=1, description="trials (times the grid size, with grid domains)")
-    max_concurrent: int = Field(2, ge=1)
+    max_concurrent: int | None = Field(
+        None,
+        ge=1,
+        description="trials at once; null: what the cluster holds when the experiment starts (its GPUs / "
+        "resources.gpu, or CPUs / resources.cpu without GPUs; orchestrator.concurrency). On an autoscaling "
+        "cluster set it to what the largest cluster holds",
+    )
     searcher: Literal["optuna-tpe", "random", "grid"] = "optuna-tpe"
     multi_objective: bool = Field(False, description="optuna-tpe over (UA max, parameters min)")
     pruner: PrunerConfig = PrunerConfig()

@@ -178,6 +178,13 @@ class FoldRow:
         default=None,
     )
     device: str | None = _column(pa.string(), "torch device the fold ran on: `cpu`, `cuda:0`, ...", result=True)
+    peak_gpu_mib: float | None = _column(
+        pa.float64(),
+        "most GPU memory the fold's process held in torch's allocator (MiB), also on failed rows (out of memory); "
+        "null on the CPU and in rows written before this column",
+        since=2,
+        default=None,
+    )
     error: str | None = _column(pa.string(), "error message; null unless `status = failed`")
 
     @classmethod

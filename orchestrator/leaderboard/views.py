@@ -26,10 +26,19 @@ from orchestrator.leaderboard.sources import rows_query
 from orchestrator.selection import RANK_BY, RankBy
 from orchestrator.storage import StorageLocation, resolve_storage
 
-__all__ = ["AUTO_COMPACT_FILES", "SUMMARY_VIEWS", "Leaderboard", "Summary", "connect", "summary_sql", "top_genotypes"]
+__all__ = [
+    "AUTO_COMPACT_FILES",
+    "CONFIG_COLUMNS",
+    "SUMMARY_VIEWS",
+    "Leaderboard",
+    "Summary",
+    "connect",
+    "summary_sql",
+    "top_genotypes",
+]
 
 AUTO_COMPACT_FILES = 1000  # connect() compacts an experiment with at least this many files outside a snapshot
-_CONFIG_COLUMNS = (
+CONFIG_COLUMNS = (  # what a config is made of (the columns of --by config)
     "layers",
     "nodes",
     "init_channels",
@@ -50,7 +59,7 @@ _SUMMARY_EXTRA: dict[str, str] = {
     "genotype": "",
     "trial": ", any_value(seed) AS seed, any_value(trial_status) AS trial_status, "
     "count(DISTINCT genotype_hash) AS genotypes, any_value(params_json) AS params_json",
-    "config": "".join(f', any_value("{name}") AS "{name}"' for name in _CONFIG_COLUMNS)
+    "config": "".join(f', any_value("{name}") AS "{name}"' for name in CONFIG_COLUMNS)
     + ", count(DISTINCT genotype_hash) AS genotypes",
 }
 SUMMARY_VIEWS = {"genotype": "genotypes", "trial": "trial_scores", "config": "config_scores"}

@@ -96,3 +96,41 @@ def test_docs_name_the_submit_line():
         "configs/iemocap-paper.yaml" in text
     )
     assert "ssh -L" in text
+
+
+def test_head_and_workers_install_one_torch_and_workers_check_cuda(launcher):
+    installs = [c for key, commands in launcher.items() if key.endswith("setup_commands") for c in commands]
+    project = [c for c in installs if "pip install" in c and "-e ." in c]
+    assert project == ["cd /home/ubuntu/sernas && python3 -m pip install -c constraints.txt -e ."]
+    assert project[0] in launcher["setup_commands"]  # setup_commands run on head and workers alike
+    assert not any("torch" in c for c in installs)  # no second torch anywhere
+    assert launcher["worker_setup_commands"] == ["cd /home/ubuntu/sernas && python3 -m cluster.gpu_check"]
+
+
+def test_rayjob_gpu_workers_tolerate_gpu_taints_check_cuda_and_mount_shared_memory(rayjob):
+    (group,) = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    pod = group["template"]["spec"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    (check,) = pod["initContainers"]
+    assert check["command"] == ["python", "-m", "cluster.gpu_check"] and check["image"] == pod["containers"][0]["image"]
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    # The entrypoint lets the worker group scale out: max_concurrent fills maxReplicas GPUs.
+    words = shlex.split(rayjob["spec"]["entrypoint"])
+    config = load_config(
+        ROOT / words[words.index("--config") + 1],
+        overrides=[words[i + 1] for i, word in enumerate(words) if word == "--set"],
+    )
+    gpus = group["maxReplicas"] * float(group["rayStartParams"]["num-gpus"])
+    assert config.tune.max_concurrent * config.tune.resources.gpu == gpus
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_check_fails_where_cuda_does_not_work():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cluster.gpu_check"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "gpu_check: CUDA does not work on this node" in done.stderr
+    assert "torch 2." in done.stderr and "Traceback" not in done.stderr

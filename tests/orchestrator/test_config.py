@@ -218,7 +218,7 @@ def test_data_pruner_and_resources_checks(write):
     assert "tune.resources.cpu: Input should be greater than 0" in error_of(path, "tune.resources.cpu=0")
     assert "name: name must be a non-empty name of letters" in error_of(path, "name=../escape")
     assert "device: device must be one of auto, cpu, cuda or cuda:N" in error_of(path, "device=gpu")
-    assert load_config(path, overrides=["device=cuda:1", "tune.resources.gpu=0.5"]).tune.resources.gpu == 0.5
+    assert load_config(path, overrides=["device=cuda", "tune.resources.gpu=0.5"]).tune.resources.gpu == 0.5
     config = load_config(path)
     assert config.data.synthetic.speakers == 10  # filled in for dataset synthetic
     assert config.tune.pruner.model_dump() == {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": 0}
@@ -426,3 +426,27 @@ def test_the_annotated_example_in_the_docs_loads(tmp_path):
     config = load_config(path)
     assert config.space["primitives"].args[1] == ("sep_conv_3x3", "dil_conv_3x3")
     assert set(tune_param_space(config)) == set(config.space)
+
+
+@pytest.mark.parametrize(
+    ("device", "gpu", "expected"),
+    [
+        (
+            "cuda:1",
+            0.5,
+            "device: device cuda:1 cannot exist inside a trial: Ray makes only the trial's own GPU visible",
+        ),
+        ("cuda", 0, "device: device cuda needs a GPU per trial, but tune.resources.gpu is 0"),
+        ("cuda:0", 0, "device: device cuda:0 needs a GPU per trial"),
+        ("cpu", 0.25, "device: device cpu with tune.resources.gpu 0.25 reserves GPU share that no trial uses"),
+        ("auto", 2, "device: a trial trains on one GPU, so tune.resources.gpu above 1 (2) leaves GPUs idle"),
+    ],
+)
+def test_the_device_is_checked_against_the_trials_gpu_share(write, device, gpu, expected):
+    assert expected in error_of(write(), f"device={device}", f"tune.resources.gpu={gpu}")
+
+
+@pytest.mark.parametrize(("device", "gpu"), [("auto", 0), ("cpu", 0), ("auto", 0.25), ("cuda", 1), ("cuda:0", 0.5)])
+def test_devices_a_trial_can_use_load(write, device, gpu):
+    config = load_config(write(), overrides=[f"device={device}", f"tune.resources.gpu={gpu}"])
+    assert config.device == device and config.tune.resources.gpu == gpu

@@ -199,3 +199,45 @@ print("trained")
         timeout=300,
     )
     assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
+
+
+def test_evaluation_network_is_widened_and_deepened_independently_of_the_search_shape():
+    from trainers.evaluate import build_network
+
+    plain = build_network(TINY_GENOTYPE, settings=settings(widen=1.0, auxiliary_weight=0.0), n_classes=4, in_channels=1)
+    grown = build_network(TINY_GENOTYPE, settings=settings(widen=2.0, deepen=1), n_classes=4, in_channels=1)
+    assert (len(plain.cells), len(grown.cells)) == (SHAPE.layers, SHAPE.layers + 1)
+    assert grown.config["init_channels"] == 2 * SHAPE.init_channels
+    assert plain.aux_head is None and plain.mask_padding
+
+
+def test_auxiliary_head_trains_with_its_weighted_loss_and_is_not_used_to_predict():
+    from trainers.evaluate import build_network
+    from trainers.training import weight_step
+
+    net = build_network(TINY_GENOTYPE, settings=settings(auxiliary_weight=0.4), n_classes=4, in_channels=1)
+    before = net.aux_head.classifier.weight.detach().clone()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y, lengths = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3]), torch.tensor([16, 9, 12, 5])
+    weight_step(
+        net, x, y, loss_fn=torch.nn.CrossEntropyLoss(), optimizer=optimizer,
+        parameters=list(net.parameters()), grad_clip=5.0, lengths=lengths, aux_weight=0.4,
+    )  # fmt: skip
+    assert not torch.equal(before, net.aux_head.classifier.weight)  # only its own loss reaches it
+    result = run_evaluation(
+        make_fold_data(), architecture=TINY_GENOTYPE, settings=settings(auxiliary_weight=0.4), device=CPU
+    )
+    assert 0.0 <= result.test["ua"] <= 1.0 and result.test["n"] == 24
+
+
+def test_mask_padding_off_lets_the_padding_count():
+    from trainers.evaluate import build_network
+
+    x, lengths = torch.randn(2, 1, 16, 16), torch.tensor([6, 10])
+    longer = torch.cat([x, torch.zeros(2, 1, 16, 16)], dim=-1)  # (2, 1, 16, 32): more padding
+    for mask, moved in ((True, False), (False, True)):
+        torch.manual_seed(0)
+        net = build_network("baseline", settings=settings(mask_padding=mask), n_classes=4, in_channels=1).eval()
+        with torch.no_grad():
+            change = (net(longer, lengths) - net(x, lengths)).abs().max()
+        assert (change > 1e-3) == moved, (mask, float(change))

@@ -68,7 +68,9 @@ def test_batches_cover_every_sample_once_and_balanced_sampling_balances():
     seen = torch.cat(
         [
             x.flatten()
-            for x, _ in iterate_batches(split, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+            for x, _, _ in iterate_batches(
+                split, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0)
+            )
         ]
     )
     assert sorted(seen.tolist()) == list(range(10))  # the short last batch is kept
@@ -76,7 +78,7 @@ def test_batches_cover_every_sample_once_and_balanced_sampling_balances():
     drawn = torch.cat(
         [
             y
-            for _, y in iterate_batches(
+            for _, y, _ in iterate_batches(
                 big, batch_size=100, shuffle=True, balanced=True, generator=torch.Generator().manual_seed(0)
             )
         ]

@@ -20,12 +20,14 @@ through ``trainers.atomic_io``: a killed run leaves no partial ``.npy``.
 ``content-index.json`` only saves rehashing unchanged audio (see ``trainers.features.cache``).
 
 Modules: ``presets`` (what is computed), ``signal`` (the computation), ``cache`` (where it is
-stored, content hashes), ``extraction`` (``extract_features``), ``loading`` (``load_features``).
+stored, content hashes), ``extraction`` (``extract_features``), ``node`` (``extract_features_once``:
+one process per node computes, under a file lock, the others wait), ``loading`` (``load_features``).
 """
 
 from trainers.features.cache import default_cache_dir, feature_path
 from trainers.features.extraction import FailedUtterance, FeatureExtractionSummary, extract_features
 from trainers.features.loading import FeaturesNotFoundError, load_features
+from trainers.features.node import extract_features_once
 from trainers.features.presets import FEATURE_ALGORITHM_VERSION, PRESETS, FeaturePreset, get_preset
 from trainers.features.signal import FeatureExtractor
 
@@ -39,6 +41,7 @@ __all__ = [
     "FeaturesNotFoundError",
     "default_cache_dir",
     "extract_features",
+    "extract_features_once",
     "feature_path",
     "get_preset",
     "load_features",

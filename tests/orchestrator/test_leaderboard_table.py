@@ -1,0 +1,96 @@
+"""`sernas leaderboard` tables fit the terminal: at 80 columns every number is whole (never ``0.…``),
+the first columns are rank, id, mean validation UA, test UA, folds, params; --columns picks
+others; csv/json keep every column. Run as a user runs it: the console script with COLUMNS=80."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_leaderboard_row
+from orchestrator.leaderboard import connect, write_fold_row, write_trial_status
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory) -> Path:
+    """Three genotypes x 3 folds of experiment ``exp``, with UAs of several digits."""
+    root = tmp_path_factory.mktemp("board") / "runs"
+    for index, genotype in enumerate(("a1b2c3d4e5f6", "0123456789ab", "fedcba987654")):
+        trial_id = f"trial_{index:05d}"
+        for fold in (1, 2, 3):
+            row = make_leaderboard_row(
+                trial_id=trial_id,
+                fold=fold,
+                genotype_hash=genotype,
+                ua=0.31234 + 0.1 * index + 0.01 * fold,
+                valid_ua=0.45678 - 0.05 * index + 0.02 * fold,
+                wa=0.5,
+                params=123456 + index,
+            )
+            write_fold_row(root, row)
+        write_trial_status(root, experiment="exp", trial_id=trial_id, status="completed", step=9)
+    return root
+
+
+def _sernas(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    script = shutil.which("sernas", path=str(Path(sys.executable).parent)) or shutil.which("sernas")
+    assert script is not None, "no `sernas` console script (pip install -e .)"
+    env = {**os.environ, "COLUMNS": str(columns), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run([script, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def _header_and_rows(out: str) -> tuple[list[str], list[list[str]]]:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if lines[i + 1].strip().startswith("─"))  # above the rule
+    end = next(i for i in range(start + 2, len(lines)) if not lines[i].strip())
+    return lines[start].split(), [line.split() for line in lines[start + 2 : end]]
+
+
+@pytest.mark.parametrize("by", ["genotype", "trial", "config"])
+def test_an_80_column_table_shows_every_number_whole(storage, by):
+    result = _sernas("leaderboard", "--storage", str(storage), "--by", by)
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)  # what the terminal shows (pytest -s)
+    table = result.stdout[result.stdout.index("leaderboard by") :]  # (the nested estimate's line wraps as text)
+    assert max(map(len, table.splitlines())) <= 80 and "…" not in table
+    header, rows = _header_and_rows(result.stdout)
+    wanted = {"genotype": ["genotype_hash"], "trial": ["trial_id"], "config": []}[by]
+    assert header[: 5 + len(wanted)] == ["rank", *wanted, "mean_valid_ua", "mean_ua", "folds", "mean_params"]
+    with connect(storage) as board:
+        frame = board.summary(by)
+    assert len(rows) == len(frame)
+    for cells, entry in zip(rows, frame.itertuples(), strict=True):
+        shown = dict(zip(header, cells, strict=False))
+        assert shown["mean_valid_ua"] == f"{entry.mean_valid_ua:.3f}" and shown["mean_ua"] == f"{entry.mean_ua:.3f}"
+        assert shown["folds"] == "3/3" and shown["mean_params"] == f"{entry.mean_params:,.0f}"
+    assert "more column(s)" in result.stdout and "--columns" in result.stdout
+
+
+def test_columns_picks_what_the_table_shows_and_names_the_valid_ones(storage):
+    result = _sernas("leaderboard", "--storage", str(storage), "--columns", "genotype_hash,mean_wa,seeds")
+    assert result.returncode == 0, result.stderr
+    header, rows = _header_and_rows(result.stdout)
+    assert header == ["genotype_hash", "mean_wa", "seeds"] and rows[0] == ["a1b2c3d4e5f6", "0.500", "1"]
+    assert "more column(s)" not in result.stdout
+
+    bad = _sernas("leaderboard", "--storage", str(storage), "--columns", "rank,mean_uaa")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--columns: unknown column(s) mean_uaa; the table has:" in bad.stderr and "mean_valid_ua" in bad.stderr
+
+    wrong_format = _sernas("leaderboard", "--storage", str(storage), "--columns", "rank", "--format", "csv")
+    assert wrong_format.returncode == 2 and "--format csv has every column" in wrong_format.stderr
+
+
+def test_json_keeps_every_column(storage):
+    result = _sernas("leaderboard", "--storage", str(storage), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    with connect(storage) as board:
+        columns = list(board.summary("genotype").columns)
+    assert len(rows) == 3 and list(rows[0]) == columns and len(columns) > 15
