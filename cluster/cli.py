@@ -157,7 +157,10 @@ def cmd_cluster_local(args: argparse.Namespace) -> int:
         f"Local Ray cluster: head + {args.workers} worker node(s), {args.cpus_per_node} CPU(s) each, "
         f"{cluster.nodes[0].num_gpus} GPU(s) on the head only, on 127.0.0.1 (temp dir {cluster.temp_dir})."
     )
-    console.print(f"  address:   {cluster.gcs_address}   (sernas search --address {cluster.gcs_address})")
+    console.print(
+        f"  address:   {cluster.gcs_address}   (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 sernas search --address "
+        f"{cluster.gcs_address}: a driver outside a job must keep to loopback too, see docs/cluster.md)"
+    )
     console.print(f"  dashboard: {cluster.dashboard_url}")
     console.print(
         f"  token:     {'created in ' if created else 'from '}{escape(token.source)} (never printed; "

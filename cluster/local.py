@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cluster.auth import AUTH_MODE_ENV, Token
+from cluster.loopback import LOOPBACK, LOOPBACK_ENV
+from cluster.loopback import ray_start_command as loopback_start_command
 
 DEFAULT_STATE = Path("runs") / "cluster" / "local.json"
 DEFAULT_BASE_PORT = 46380
@@ -124,8 +126,16 @@ def _ray_executable() -> str:
     return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
 
 
-def _node_env(token: Token) -> dict[str, str]:
+def ray_start_command(host: str) -> list[str]:
+    """``ray start`` for a node on ``host``; on 127.0.0.1 through ``cluster.loopback``, which keeps
+    Ray from rewriting the address to the machine's (and so from listening on all interfaces)."""
+    return loopback_start_command() if host == LOOPBACK else [_ray_executable(), "start"]
+
+
+def _node_env(token: Token, *, host: str) -> dict[str, str]:
     env = dict(os.environ)
+    if host == LOOPBACK:
+        env.update(LOOPBACK_ENV)  # every process of the nodes, job drivers included, stays on 127.0.0.1
     env[AUTH_MODE_ENV] = "token"  # explicit: the cluster never starts without authentication
     env["RAY_AUTH_TOKEN"] = token.value  # inherited by job drivers, which then join with it
     env.pop("RAY_ADDRESS", None)
@@ -134,11 +144,11 @@ def _node_env(token: Token) -> dict[str, str]:
     return env
 
 
-def _run_ray_start(args: list[str], *, env: dict[str, str], log: Path, timeout: float) -> int:
+def _run_ray_start(args: list[str], *, host: str, env: dict[str, str], log: Path, timeout: float) -> int:
     """Run ``ray start ...`` in a new process group; returns that group's id."""
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [_ray_executable(), "start", *args],
+            [*ray_start_command(host), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -242,7 +252,7 @@ def start_local_cluster(
         raise LocalClusterError(f"port(s) {', '.join(map(str, busy))} are in use; choose another --base-port.")
 
     temp_dir = tempfile.mkdtemp(prefix="sernas-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    env = _node_env(token)
+    env = _node_env(token, host=host)
     cluster = LocalCluster(
         temp_dir=temp_dir,
         host=host,
@@ -300,7 +310,9 @@ def start_local_cluster(
                 str(ports["max_worker"]),
             ]
             role = "head" if index == 0 else "worker"
-            pgid = _run_ray_start(args, env=env, log=Path(temp_dir) / f"ray-start-{role}-{index}.log", timeout=timeout)
+            pgid = _run_ray_start(
+                args, host=host, env=env, log=Path(temp_dir) / f"ray-start-{role}-{index}.log", timeout=timeout
+            )
             all_ports = dict(
                 ports,
                 **({"gcs": base_port, "dashboard": dashboard_port, "client": base_port + 2} if index == 0 else {}),
@@ -315,7 +327,8 @@ def start_local_cluster(
                 _wait_dashboard(cluster.dashboard_url, token, timeout=timeout)
         _wait_nodes(cluster.dashboard_url, token, count=workers + 1, timeout=timeout)
     except BaseException:
-        stop_local_cluster(state_path)
+        if state_path.exists():  # absent when the head itself did not start
+            stop_local_cluster(state_path)
         raise
     return cluster
 

@@ -58,9 +58,12 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         dataset, root = data.dataset, Path(data.root)
         if dataset == "synthetic":
             synthetic = data.synthetic
-            generate_synthetic_corpus(
-                root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker, seed=synthetic.seed
-            )
+            try:
+                generate_synthetic_corpus(
+                    root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker, seed=synthetic.seed
+                )
+            except FileExistsError as error:  # a user's folder, or another synthetic corpus: never written into
+                raise CorpusError(f"data.root {root}: {error}") from None
             dataset = "iemocap"
         result = build_manifest(dataset=dataset, root=root, min_duration_s=data.min_duration_s)
         if result.problems:  # (write_manifest's advice, --skip-bad, is an option of sernas manifest)
@@ -191,6 +194,19 @@ def run_experiment(
     )
 
 
+def _checkpoints_to_keep(config: ExperimentConfig) -> int | None:
+    """``tune.keep_checkpoints`` on a local or shared disk; every checkpoint on an object store.
+
+    There Tune uploads its experiment state asynchronously (and skips an upload while one is in
+    flight) but deletes old checkpoints at once, so a driver killed in between leaves a state
+    that names a deleted checkpoint and ``--resume`` fails that trial ("Could not recover from
+    checkpoint as it does not exist on storage anymore", seen against an S3 server). Keeping
+    them all costs object-store space (a trial's checkpoint is its fold state and the search's
+    weights), never a lost trial.
+    """
+    return config.tune.keep_checkpoints if storage_root(config).is_local else None
+
+
 def run_tune(
     config: ExperimentConfig,
     *,
@@ -253,7 +269,7 @@ def run_tune(
                 verbose=0,
                 callbacks=[progress],
                 failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_to_keep(config)),
             ),
         )
     try:

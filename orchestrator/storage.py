@@ -40,8 +40,10 @@ __all__ = [
     "MANIFEST_FILE",
     "STUDY_CACHE_ENV",
     "STUDY_FILE",
+    "StorageAccessError",
     "StorageLocation",
     "StorageWriteError",
+    "check_access",
     "folder_to_read",
     "folder_to_write",
     "is_uri",
@@ -68,6 +70,17 @@ def is_uri(text: str) -> bool:
 
 class StorageWriteError(OSError):
     """A file could not be written; the message names the destination, the errno is kept."""
+
+
+class StorageAccessError(OSError):
+    """The storage cannot be read or written as given (wrong endpoint, credentials, bucket)."""
+
+
+CREDENTIALS_HINT = (
+    "for an object store, check the bucket and the standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+    "AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION) in this process's environment"
+)
+_PROBE = ".sernas-write-check"  # written and deleted under the root by check_access(write=True)
 
 
 def _write_all(handle: object, data: pa.Buffer | bytes) -> None:
@@ -214,10 +227,31 @@ class StorageLocation:
                 with self.filesystem.open_output_stream(target) as stream:
                     _write_all(stream, data)
         except OSError as error:
-            raise StorageWriteError(
-                error.errno, f"could not write {what} to {shown}: {error.strerror or error}; nothing was written there"
-            ) from error
+            message = f"could not write {what} to {shown}: {error.strerror or error}; nothing was written there"
+            raise StorageWriteError(*((error.errno, message) if error.errno is not None else (message,))) from error
         return shown
+
+
+def check_access(location: StorageLocation, *, write: bool) -> None:
+    """Raise ``StorageAccessError`` naming the storage (never a credential) unless an object-store
+    root can be listed and, with ``write``, a small file put there and deleted again.
+
+    Commands call it before anything else, so a wrong endpoint, key or bucket ends in one clear
+    message instead of a traceback from deep inside Ray Tune or DuckDB, with nothing written
+    anywhere. Local folders are left to the commands' own checks (they name the folder)."""
+    if location.is_local:
+        return
+    action = "read"
+    try:
+        location.filesystem.get_file_info(pafs.FileSelector(location.root, allow_not_found=True))
+        if write:
+            action = "write to"
+            location.write_bytes(_PROBE, b"", what="a write check")
+            location.filesystem.delete_file(location.path(_PROBE))
+    except OSError as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        message = f"cannot {action} storage {location.uri} ({first}); {CREDENTIALS_HINT}. Nothing was written."
+        raise StorageAccessError(*((error.errno, message) if error.errno is not None else (message,))) from None
 
 
 @contextlib.contextmanager

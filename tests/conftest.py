@@ -376,3 +376,92 @@ def run_fold_args(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
         str(out),
         *extra,
     ]
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A moto S3-compatible server on 127.0.0.1 that checks credentials, with one bucket."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    bucket: str
+
+    def env(self, *, access_key: str | None = None, secret_key: str | None = None) -> dict[str, str]:
+        """The standard AWS variables users set for an S3-compatible store (pyarrow and Ray read them)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": access_key or self.access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key or self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's standalone server (the dev extra's ``moto[server]``) started on a free 127.0.0.1 port,
+    with an IAM user allowed everything and a bucket, then switched to checking every request's
+    credentials; stopped at the end of the session."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    boto3 = pytest.importorskip("boto3", reason="moto[server] (dev extra) runs the S3 tests")
+    port = _free_loopback_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "inf"},
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "moto server did not answer in 60 s: " + log.read_text()
+                time.sleep(0.2)
+        admin = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+        admin_keys = {"aws_access_key_id": "admin", "aws_secret_access_key": "admin"}
+        iam = boto3.client("iam", **admin, **admin_keys)
+        iam.create_user(UserName="sernas")
+        iam.put_user_policy(
+            UserName="sernas",
+            PolicyName="all",
+            PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}',
+        )
+        key = iam.create_access_key(UserName="sernas")["AccessKey"]
+        boto3.client("s3", **admin, **admin_keys).create_bucket(Bucket="sernas-test")
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+        )
+        with urllib.request.urlopen(request, timeout=10):  # from now on every request must be signed by a known key
+            pass
+        yield S3Server(
+            endpoint=endpoint, access_key=key["AccessKeyId"], secret_key=key["SecretAccessKey"], bucket="sernas-test"
+        )
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

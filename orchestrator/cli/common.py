@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.storage import resolve_storage
+from orchestrator.storage import StorageAccessError, check_access, resolve_storage
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -95,18 +95,19 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=DeviceSpec(), default="auto", help="%(type)s")
 
 
-def add_results_options(parser: argparse.ArgumentParser, *, local_only: bool = False) -> None:
+def add_results_options(parser: argparse.ArgumentParser) -> None:
     """``--storage`` and ``--experiment`` of the commands that read what ``sernas search`` wrote."""
-    where = "folder" if local_only else "folder or URI"
-    parser.add_argument("--storage", required=True, help=f"the experiment storage ({where})")
+    parser.add_argument("--storage", required=True, help="the experiment storage (folder or URI)")
     parser.add_argument("--experiment", default=None, help="only this experiment")
 
 
-def check_storage(storage: str) -> None:
-    """Raise ``UserError`` unless ``storage`` is a URI or an existing local folder."""
+def check_storage(storage: str, *, write: bool = False) -> None:
+    """Raise ``UserError`` unless ``storage`` is an existing local folder or an object store that
+    these credentials can read (and, with ``write``, write)."""
     try:
         location = resolve_storage(storage)
-    except ValueError as error:
+        check_access(location, write=write)
+    except (ValueError, StorageAccessError) as error:
         raise UserError(str(error)) from None
     if location.is_local and not location.local_path().is_dir():
         raise UserError(f"storage {storage} does not exist (give the folder passed to sernas search --storage).")

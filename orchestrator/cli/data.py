@@ -21,7 +21,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from trainers.corpora.synthetic import generate_synthetic_corpus
 
     started = time.perf_counter()
-    summary = generate_synthetic_corpus(args.out, speakers=args.speakers, per_speaker=args.per_speaker, seed=args.seed)
+    try:
+        summary = generate_synthetic_corpus(
+            args.out, speakers=args.speakers, per_speaker=args.per_speaker, seed=args.seed
+        )
+    except (ValueError, FileExistsError) as error:  # bad sizes; --out holds something else
+        raise UserError(f"synth --out {args.out}: {error}") from None
     console.print(
         f"Synthetic corpus (IEMOCAP layout) at [bold]{summary.root}[/]: {summary.n_utterances} utterances, "
         f"{summary.n_speakers} speakers in sessions {', '.join(map(str, summary.sessions))}, "

@@ -200,6 +200,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"--rank must be >= 1, but got {args.rank}.")
     if args.fold is not None and args.fold < 1:
         raise UserError(f"--fold must be >= 1, but got {args.fold}.")
+    check_storage(args.storage)
     try:
         result = export_model(
             args.storage,
@@ -312,7 +313,7 @@ def register(commands: Subcommands) -> None:
     report.set_defaults(handler=cmd_report)
 
     export = commands.add_parser("export", help="retrain a leaderboard genotype and save a model bundle")
-    add_results_options(export, local_only=True)
+    add_results_options(export)
     export.add_argument("--rank", type=int, default=None, help="genotype rank by validation UA (default 1)")
     export.add_argument("--genotype", default=None, help="genotype hash instead of a rank")
     export.add_argument(

@@ -158,7 +158,8 @@ def run_search_command(
     """``sernas search`` (and ``demo``): refuse a used name unless ``resume`` or ``restart``
     (``archive`` | ``remove``) says what to do with its results, prepare the data, run Tune, print the top."""
     from orchestrator.config import ConfigError, load_config
-    from orchestrator.experiment import prepare_data, run_experiment
+    from orchestrator.experiment import prepare_data, run_experiment, storage_root
+    from orchestrator.storage import StorageAccessError, StorageWriteError, check_access
     from trainers.corpora.scan import CorpusError
     from trainers.features import FeaturesNotFoundError
 
@@ -167,11 +168,20 @@ def run_search_command(
     overrides = list(overrides) + ([f"tune.storage={storage}"] if storage else [])
     try:
         config = load_config(config_path, overrides=overrides)
+        check_access(storage_root(config), write=True)  # before any data is prepared or Ray starts
         if not resume:
             _one_run_per_name(config, restart=restart, command=command)
         started = time.perf_counter()
         prepared = prepare_data(config)
-    except (ConfigError, CorpusError, FeaturesNotFoundError, FileNotFoundError, ValueError) as error:
+    except (
+        ConfigError,
+        CorpusError,
+        FeaturesNotFoundError,
+        FileNotFoundError,
+        ValueError,
+        StorageAccessError,
+        StorageWriteError,
+    ) as error:
         raise UserError(str(error)) from None
     console.print(
         f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "

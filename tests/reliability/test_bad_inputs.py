@@ -419,3 +419,21 @@ def test_full_disk_while_writing_a_row_names_the_file_and_keeps_the_others(disk,
     write_fold_row(storage, make_leaderboard_row(trial_id="t2", fold=2))
     code, stdout, _ = sernas(capsys, *query)
     assert code == 0 and [(row["trial_id"], row["fold"]) for row in json.loads(stdout)] == [*earlier, ("t2", 2)]
+
+
+def test_a_data_root_holding_another_corpus_is_named_and_left_alone(tmp_path, capsys):
+    config = write_experiment_config(tmp_path / "exp.yaml", name="other-root")  # wants 12 per speaker
+    code, _, _ = sernas(capsys, "synth", "--out", str(tmp_path / "corpus"), "--speakers", "6", "--per-speaker", "4")
+    assert code == 0
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "corpus").rglob("*"))
+    code, _, err = sernas(capsys, "search", "--config", str(config))
+    assert code == 2 and f"data.root {tmp_path / 'corpus'}" in err and "holds a different synthetic corpus" in err
+    mine = tmp_path / "mine"
+    (mine / "notes.txt").parent.mkdir()
+    (mine / "notes.txt").write_text("my files")
+    code, _, err = sernas(capsys, "search", "--config", str(config), "--set", f"data.root={mine}")
+    assert code == 2 and f"data.root {mine}" in err and "not a synthetic corpus" in err
+    code, _, err = sernas(capsys, "synth", "--out", str(mine), "--per-speaker", "3")
+    assert code == 2 and f"synth --out {mine}" in err and "per_speaker must be an integer >= 4" in err
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "corpus").rglob("*")) == before
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (tmp_path / "runs").exists()
