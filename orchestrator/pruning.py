@@ -195,7 +195,10 @@ class OptunaPruningScheduler(FIFOScheduler):
             optuna_trial.report(value, step)
         history = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         optuna_trial.set_user_attr(PRUNER_HISTORY, history)
-        if not optuna_trial.should_prune():
+        last_fold = result.get("report") == FOLD_REPORT and int(result.get("folds_done", 0)) >= int(
+            result.get("n_folds", 1 << 30)
+        )
+        if last_fold or not optuna_trial.should_prune():  # after its last fold a trial is complete, never pruned
             return TrialScheduler.CONTINUE
         decision = PruneDecision(
             trial_id=trial.trial_id,

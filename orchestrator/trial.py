@@ -322,6 +322,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     "genotype_hash": _genotype_hash(result),
                     "params": result.params,
                     "folds_done": len(state["done"]),
+                    "n_folds": int(inputs.folds["fold"].nunique()),
                     OBJECTIVE: mean_done("valid_ua"),
                     MEAN_TEST_UA: mean_done("ua"),
                     "search_seconds": result.search_seconds,

@@ -187,3 +187,20 @@ def test_the_study_journal_location_is_owned_by_the_storage_location(tmp_path: P
     remote = StorageLocation(pafs.FileSystem.from_uri("mock:///")[0], remote.root, remote.display)
     expected = tmp_path / "home" / ".cache" / "sernas" / "studies" / "s3" / "b" / "p" / "q" / "demo" / "optuna.journal"
     assert remote.study_journal("demo") == expected  # no way out of the cache through ".."
+
+
+def test_a_trial_is_never_pruned_after_its_last_fold(tmp_path: Path):
+    """The demo's study showed a trial that ran every fold marked Pruned (Tune and the leaderboard
+    said completed): a stop decision at the last fold saves nothing. It must end Complete."""
+    scheduler = wilcoxon_scheduler(StudyHandle(storage=str(tmp_path / "runs"), experiment="exp"))
+    run_good_trial(scheduler)
+    bad = tune_trial("bad", weights_lr=0.011, init_channels=4)
+    scheduler.on_trial_add(None, bad)
+    decisions = [
+        scheduler.on_trial_result(None, bad, {**fold_result(f, ua), "folds_done": f, "n_folds": 4})
+        for f, ua in enumerate(BAD[:4], start=1)
+    ]
+    assert decisions == [TrialScheduler.CONTINUE] * 4  # fold 4 would be pruned were it not the last
+    scheduler.on_trial_complete(None, bad, {OBJECTIVE: sum(BAD[:4]) / 4})
+    states = {t.user_attrs.get("tune_trial_id", t.number): t.state for t in scheduler.study.get_trials()}
+    assert TrialState.PRUNED not in states.values() and "bad" not in scheduler.pruned
