@@ -465,3 +465,16 @@ def s3_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def free_cluster_base_port() -> int:
+    """A base port whose whole range for a head + 1 worker local cluster is free right now."""
+    import random
+
+    from cluster.local import planned_ports, port_is_free
+
+    for _ in range(50):
+        base = random.randrange(30000, 44000, 10)
+        if all(port_is_free(p) for p in planned_ports(base, 1, base + 1)):
+            return base
+    raise RuntimeError("no free port range for the test cluster")

@@ -2,7 +2,6 @@
 has rows from both nodes, check the token is required, and stop exactly what was started."""
 
 import os
-import random
 import secrets
 import subprocess
 import sys
@@ -13,19 +12,11 @@ import pytest
 
 from cluster.auth import Token
 from cluster.cli import main
-from cluster.local import cluster_processes, planned_ports, port_is_free, read_state, start_local_cluster
-from conftest import write_experiment_config
+from cluster.local import cluster_processes, read_state, start_local_cluster
+from conftest import free_cluster_base_port, write_experiment_config
 from orchestrator.leaderboard import connect
 
 pytestmark = pytest.mark.slow
-
-
-def free_base_port() -> int:
-    for _ in range(50):
-        base = random.randrange(30000, 44000, 10)
-        if all(port_is_free(p) for p in planned_ports(base, 1, base + 1)):
-            return base
-    raise RuntimeError("no free port range for the test cluster")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +29,7 @@ def local_cluster(tmp_path_factory):
         patch.delenv("RAY_ADDRESS", raising=False)
         try:
             cluster = start_local_cluster(
-                workers=1, token=token, cpus_per_node=1, base_port=free_base_port(), state_path=state
+                workers=1, token=token, cpus_per_node=1, base_port=free_cluster_base_port(), state_path=state
             )
             yield cluster, token, state
         finally:
@@ -148,7 +139,7 @@ def test_stop_kills_only_the_recorded_cluster(tmp_path, capsys):
     token = Token(value=secrets.token_hex(16), source="test")
     others_before = {pid for pid in _pids() if "raylet" in _cmdline(pid)}
     try:
-        cluster = start_local_cluster(workers=0, token=token, base_port=free_base_port(), state_path=state)
+        cluster = start_local_cluster(workers=0, token=token, base_port=free_cluster_base_port(), state_path=state)
         assert cluster_processes(cluster)
     finally:
         if state.exists():

@@ -7,11 +7,11 @@ import secrets
 import urllib.request
 
 import pytest
-from test_local_cluster import free_base_port
 
 from cluster.auth import Token
 from cluster.cli import main
 from cluster.local import LocalCluster, node_gpus, read_state, start_local_cluster
+from conftest import free_cluster_base_port
 
 
 def test_only_the_head_gets_gpus():
@@ -41,7 +41,7 @@ def test_a_local_cluster_advertises_gpus_on_the_head_only(tmp_path):
     token = Token(value=secrets.token_hex(32), source="test")
     try:
         cluster: LocalCluster = start_local_cluster(
-            workers=1, token=token, cpus_per_node=1, base_port=free_base_port(), state_path=state, gpus=2
+            workers=1, token=token, cpus_per_node=1, base_port=free_cluster_base_port(), state_path=state, gpus=2
         )
         request = urllib.request.Request(f"{cluster.dashboard_url}/api/v0/nodes?detail=1", headers=token.headers())
         with urllib.request.urlopen(request, timeout=30) as response:

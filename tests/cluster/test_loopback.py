@@ -5,7 +5,6 @@ never a traceback."""
 from __future__ import annotations
 
 import ipaddress
-import random
 import secrets
 from pathlib import Path
 
@@ -13,18 +12,10 @@ import pytest
 
 from cluster.auth import Token
 from cluster.cli import main
-from cluster.local import cluster_processes, planned_ports, port_is_free, read_state, start_local_cluster
-from conftest import write_experiment_config
+from cluster.local import cluster_processes, read_state, start_local_cluster
+from conftest import free_cluster_base_port, write_experiment_config
 
 pytestmark = pytest.mark.slow
-
-
-def _free_base_port() -> int:
-    for _ in range(50):
-        base = random.randrange(30000, 44000, 10)
-        if all(port_is_free(p) for p in planned_ports(base, 1, base + 1)):
-            return base
-    raise RuntimeError("no free port range for the test cluster")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +30,10 @@ def cluster(tmp_path_factory, s3_server):
         for name, value in s3_server.env(secret_key="not-the-secret").items():
             patch.setenv(name, value)
         try:
-            yield start_local_cluster(workers=1, token=token, base_port=_free_base_port(), state_path=state), token
+            yield (
+                start_local_cluster(workers=1, token=token, base_port=free_cluster_base_port(), state_path=state),
+                token,
+            )
         finally:
             described = read_state(state) if state.exists() else None
             if described is not None:
