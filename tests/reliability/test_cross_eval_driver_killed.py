@@ -61,8 +61,10 @@ def test_cross_eval_resumes_after_its_driver_is_killed(tmp_path):
         search_rows = board.sql("SELECT count(*) AS n FROM runs WHERE stage = 'search'")["n"][0]
     assert len(runs) == 4 and set(runs["status"]) == {"completed"}  # 2 genotypes x 2 folds x 1 seed, once each
     assert not runs.duplicated(["trial_id", "fold"]).any() and runs["trial_id"].nunique() == 2
-    # Some folds were finished by the resumed driver: by a restarted trial (attempt >= 2) or by a
-    # trial that had not started before the kill (attempt 1), depending on the timing.
-    assert (pd.to_datetime(runs["written_at"], utc=True) > killed_at).sum() == 4 - before
+    # Every fold missing at the kill was finished by the resumed driver (by a restarted trial or by
+    # one that had not started). A fold whose row was written just before the kill, while Tune had
+    # not yet received its checkpoint, is run again and its newer row replaces the old one, so more
+    # than 4 - before rows may be newer than the kill.
+    assert (pd.to_datetime(runs["written_at"], utc=True) > killed_at).sum() >= 4 - before
     assert table["pairs"].tolist() == [2, 2] and table["complete"].all()
     assert search_rows == 2  # the search's own rows: untouched
