@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from orchestrator import cli as base
 from orchestrator.cli import Register, Subcommands, UserError, console, error_console
+from orchestrator.storage import RESTART_CHOICES
 
 
 def _token(required: bool):
@@ -64,8 +65,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise _job_client_error(error, address) from None
         console.print(f"Job {escape(args.stop)}: " + ("stop requested." if stopped else "already finished."))
         return 0
-    cross_options = args.top is not None or args.genotype or args.seeds is not None or args.resume
+    cross_options = args.top is not None or args.genotype or args.seeds is not None
+    if args.resume and args.restart:
+        raise UserError("--resume and --restart exclude each other: finish the run, or start afresh.")
     if args.cross_eval is not None:
+        if args.restart:
+            raise UserError("--restart goes with --config (a search); a cross-eval finishes with --resume.")
         if args.config is not None or args.set:
             raise UserError("--cross-eval EXPERIMENT takes no --config or --set (it reads the experiment's own).")
         if not args.storage:
@@ -73,7 +78,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not args.resume and args.top is None and not args.genotype:
             raise UserError("--cross-eval needs --top N and/or --genotype HASH|JSON|baseline (or --resume).")
     elif cross_options:
-        raise UserError("--top, --genotype, --seeds and --resume go with --cross-eval EXPERIMENT.")
+        raise UserError("--top, --genotype and --seeds go with --cross-eval EXPERIMENT.")
     elif args.config is None:
         raise UserError("give --config CONFIG.yaml, --cross-eval EXPERIMENT or --stop JOB_ID.")
     elif not args.config.is_file():
@@ -103,6 +108,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 config=args.config,
                 overrides=args.set,
                 storage=args.storage,
+                resume=args.resume,
+                restart=args.restart,
                 working_dir=args.working_dir,
                 pip_install_project=args.pip_install,
                 client=client,
@@ -212,7 +219,14 @@ def register(commands: Subcommands) -> None:
         "--genotype", action="append", default=[], help="with --cross-eval: also this genotype (repeatable)"
     )
     submit.add_argument("--seeds", type=int, default=None, help="with --cross-eval: seeds per genotype and fold")
-    submit.add_argument("--resume", action="store_true", help="with --cross-eval: finish an interrupted cross-eval")
+    submit.add_argument("--resume", action="store_true", help="finish the interrupted search (or cross-eval)")
+    submit.add_argument(
+        "--restart",
+        choices=RESTART_CHOICES,
+        default=None,
+        help="the search's experiment name already has results: start afresh, the old run archived or removed "
+        "(as sernas search --restart)",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the logs; exit 0 if the job succeeded, else 1")
     submit.add_argument("--stop", default=None, metavar="JOB_ID", help="stop a submitted job")
     submit.add_argument(

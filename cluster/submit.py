@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.auth import Token
-from orchestrator.storage import resolve_storage
+from orchestrator.storage import RESTART_CHOICES, resolve_storage
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
@@ -80,12 +80,27 @@ def storage_for_job(storage: str) -> str:
     return resolve_storage(storage).uri
 
 
-def build_entrypoint(*, config: str, overrides: Sequence[str] = (), storage: str | None = None) -> str:
+def build_entrypoint(
+    *,
+    config: str,
+    overrides: Sequence[str] = (),
+    storage: str | None = None,
+    resume: bool = False,
+    restart: str | None = None,
+) -> str:
+    """``sernas search`` joining the cluster; ``resume`` / ``restart`` as its ``--resume`` / ``--restart``
+    (the job refuses an experiment name that already has results without one of them)."""
+    if resume and restart:
+        raise ValueError("--resume and --restart exclude each other: finish the run, or start afresh.")
+    if restart is not None and restart not in RESTART_CHOICES:
+        raise ValueError(f"--restart must be one of {', '.join(RESTART_CHOICES)}, but got {restart!r}.")
     parts = ["sernas", "search", "--config", config]
     for override in overrides:
         parts += ["--set", override]
     if storage:
         parts += ["--storage", storage]
+    parts += ["--resume"] if resume else []
+    parts += ["--restart", restart] if restart else []
     parts += ["--address", "auto"]
     return shlex.join(parts)
 
@@ -130,15 +145,22 @@ def submit_search(
     config: Path,
     overrides: Sequence[str] = (),
     storage: str | None = None,
+    resume: bool = False,
+    restart: str | None = None,
     working_dir: Path | None = None,
     pip_install_project: bool = False,
     client=None,
 ) -> Submission:
+    """``sernas search`` of ``config`` as a job (``resume`` / ``restart`` as in :func:`build_entrypoint`)."""
     working_dir = (working_dir or find_project_root(Path.cwd())).resolve()
     if not Path(config).is_file():
         raise FileNotFoundError(f"config {config} does not exist.")
     entrypoint = build_entrypoint(
-        config=job_path(config, working_dir), overrides=overrides, storage=storage_for_job(storage) if storage else None
+        config=job_path(config, working_dir),
+        overrides=overrides,
+        storage=storage_for_job(storage) if storage else None,
+        resume=resume,
+        restart=restart,
     )
     return submit_entrypoint(
         entrypoint,

@@ -75,9 +75,23 @@ def test_submit_runs_an_experiment_across_both_nodes(local_cluster, tmp_path, ca
         nodes = board.sql("SELECT DISTINCT node_id FROM runs")
     assert len(runs) == 4 and runs["node_id"].str.len().gt(0).all()
     # 2 trials of 1 CPU on two 1-CPU nodes run concurrently, so each node gets one.
-    assert len(nodes) == 2, f"all trials ran on one node: {runs.to_dict('records')}"
+    sizing = [line for line in out.splitlines() if "max_concurrent" in line]
+    assert len(nodes) == 2, f"all trials ran on one node: {runs.to_dict('records')}; {sizing}"
     first = min(p.stat().st_mtime for p in (storage / "leaderboard").rglob("*.parquet"))
     print(f"\nsubmit-to-first-leaderboard-row {first - started:.1f} s; whole job {time.time() - started:.1f} s")
+
+    # One name, one run, through jobs too: the same config again is refused in the job's log,
+    # and --restart archive starts afresh with the finished run moved aside.
+    submit = ["submit", "--address", cluster.dashboard_url, "--config", str(config), "--storage", str(storage)]
+    assert main([*submit, "--wait"]) == 1
+    out = capsys.readouterr().out
+    assert "already has results" in out and "--restart" in out and "FAILED" in out, out[-3000:]
+    assert main([*submit, "--restart", "archive", "--wait"]) == 0
+    out = capsys.readouterr().out
+    assert "--restart archive" in out and "2 trials (2 completed, 0 pruned, 0 failed)" in out, out[-3000:]
+    assert len(list((storage / "_archive").glob("cluster-e2e-*"))) == 1
+    with connect(storage, experiment="cluster-e2e") as board:
+        assert len(board.sql("SELECT trial_id FROM runs")) == 4  # the new run's rows only
 
 
 def test_submit_without_the_token_is_refused_and_with_it_accepted(local_cluster, tmp_path, capsys, monkeypatch):

@@ -39,6 +39,17 @@ def test_entrypoint_is_sernas_search_joining_the_cluster():
     ]
 
 
+def test_a_submitted_search_can_resume_or_start_afresh():
+    resumed = shlex.split(build_entrypoint(config="c.yaml", storage="/r", resume=True))
+    assert resumed[resumed.index("--storage") + 2] == "--resume" and resumed[-2:] == ["--address", "auto"]
+    restarted = shlex.split(build_entrypoint(config="c.yaml", restart="archive"))
+    assert restarted[restarted.index("--restart") + 1] == "archive"
+    with pytest.raises(ValueError, match="exclude each other"):
+        build_entrypoint(config="c.yaml", resume=True, restart="remove")
+    with pytest.raises(ValueError, match="--restart must be one of archive, remove"):
+        build_entrypoint(config="c.yaml", restart="wipe")
+
+
 def test_cross_eval_entrypoint_joins_the_cluster():
     line = build_cross_eval_entrypoint(
         storage="s3://bucket/runs", experiment="demo", top=2, genotypes=["baseline"], seeds=3
@@ -109,7 +120,9 @@ def test_address_defaults(monkeypatch, tmp_path):
         (["submit", "--stop", "raysubmit_x", "--config", "configs/demo.yaml"], "--stop JOB_ID takes no --config"),
         (["submit", "--cross-eval", "demo", "--top", "2"], "--cross-eval needs --storage"),
         (["submit", "--cross-eval", "demo", "--storage", "/r"], "--cross-eval needs --top N and/or --genotype"),
-        (["submit", "--config", "configs/demo.yaml", "--top", "2"], "--top, --genotype, --seeds and --resume go with"),
+        (["submit", "--config", "configs/demo.yaml", "--top", "2"], "--top, --genotype and --seeds go with"),
+        (["submit", "--config", "configs/demo.yaml", "--resume", "--restart", "remove"], "exclude each other"),
+        (["submit", "--cross-eval", "demo", "--storage", "/r", "--restart", "archive"], "--restart goes with --config"),
         (["cluster", "local", "--workers", "-1", "--state", "{tmp}/s.json"], "workers must be in 0..16"),
         (["cluster", "stop", "--state", "{tmp}/s.json"], "no local cluster state"),
     ],
