@@ -14,18 +14,47 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["conv2d", "dilated_depthwise_conv2d", "pointwise_conv2d"]
+__all__ = ["MATMUL_WIDTH", "conv2d", "dilated_depthwise_conv2d", "pixels_per_row", "pointwise_conv2d"]
+
+
+MATMUL_WIDTH = 16
+"""Channel counts below this that divide it are widened to it for the 1x1 convolution's matrix
+product (see :func:`pointwise_conv2d`)."""
+
+
+def pixels_per_row(c_in: int, c_out: int, pixels: int) -> int:
+    """How many pixels :func:`pointwise_conv2d` puts in one row of its matrix product.
+
+    CPU matrix products with 8 (or 4) columns are far slower per element than with 16: measured
+    at (131072, 8) x (8, 8), forward+backward, one thread: 10.8 ms, vs 4.3 ms for the same
+    product as (65536, 16) x (16, 16) with the weight twice on the block diagonal (torch 2.13).
+    """
+    width = max(c_in, c_out)
+    if width >= MATMUL_WIDTH or MATMUL_WIDTH % c_in or MATMUL_WIDTH % c_out:
+        return 1
+    group = MATMUL_WIDTH // width
+    return group if pixels % group == 0 else 1
 
 
 def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``F.conv2d(x, weight)`` for a 1x1 kernel (C_out, C_in, 1, 1), as one matrix product.
 
     (B, C_in, H, W) -> (B, C_out, H, W); a channels_last ``x`` gives a channels_last output
-    without copies (its (B, H, W, C) view is contiguous).
+    without copies (its (B, H, W, C) view is contiguous). With few channels, ``g`` neighbouring
+    pixels share a row of the product and the weight sits ``g`` times on a block diagonal
+    (:func:`pixels_per_row`): the zeros add nothing, so results agree up to float rounding.
     """
+    B, C_in, H, W = x.shape
+    C_out = weight.shape[0]
     # contiguous(): a no-op for a channels_last x; a strided view (say x[:, :, ::2, ::2]) is
     # copied, as torch 2.13's 2-thread backward of a matmul on such a view segfaults
-    out = F.linear(x.permute(0, 2, 3, 1).contiguous(), weight.flatten(1))  # (B, H, W, C_out)
+    rows = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C_in)
+    matrix = weight.flatten(1)  # (C_out, C_in)
+    group = pixels_per_row(C_in, C_out, B * H * W)
+    if group > 1:
+        rows = rows.reshape(B * H * W // group, group * C_in)  # (BHW/g, g C_in), a view
+        matrix = torch.block_diag(*[matrix] * group)  # (g C_out, g C_in)
+    out = F.linear(rows, matrix).reshape(B, H, W, C_out)  # (B, H, W, C_out)
     return out.permute(0, 3, 1, 2)  # (B, C_out, H, W)
 
 

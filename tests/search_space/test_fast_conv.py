@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from search_space.fast_conv import conv2d, dilated_depthwise_conv2d, pointwise_conv2d
+from search_space.fast_conv import MATMUL_WIDTH, conv2d, dilated_depthwise_conv2d, pixels_per_row, pointwise_conv2d
 from search_space.mixed_op import MixedOp
 from search_space.primitives import PRIMITIVES
 
@@ -45,13 +45,20 @@ def test_dilated_depthwise_equals_conv2d_forward_and_backward(k, stride, size, c
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("size", SIZES)
-def test_pointwise_equals_conv2d_forward_and_backward(size, channels_last):
+@pytest.mark.parametrize("c_in, c_out", [(4, 6), (8, 8), (4, 4), (2, 8), (16, 16)])
+def test_pointwise_equals_conv2d_forward_and_backward(c_in, c_out, size, channels_last):
     torch.manual_seed(0)
-    x = torch.randn(3, 4, *size, dtype=torch.float64)
+    x = torch.randn(4, c_in, *size, dtype=torch.float64)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    w = torch.randn(6, 4, 1, 1, dtype=torch.float64)
+    w = torch.randn(c_out, c_in, 1, 1, dtype=torch.float64)
     _assert_same(_forward_backward(pointwise_conv2d, x, w), _forward_backward(F.conv2d, x, w))
+
+
+def test_few_channels_share_rows_only_when_the_pixels_divide():
+    assert pixels_per_row(8, 8, 8 * 128 * 128) == 2 and pixels_per_row(4, 4, 64) == MATMUL_WIDTH // 4
+    assert pixels_per_row(8, 8, 105) == 1  # an odd pixel count: one pixel per row
+    assert pixels_per_row(4, 6, 64) == 1 and pixels_per_row(16, 16, 64) == 1 and pixels_per_row(24, 8, 64) == 1
 
 
 def test_float32_differs_by_rounding_only():
