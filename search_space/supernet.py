@@ -53,14 +53,17 @@ class SuperNet(nn.Module):
     times faster; the edges share one ReLU per node, dilated depthwise convolutions run as
     undilated ones on polyphase sub-images and 1x1 convolutions as matrix products
     (:mod:`search_space.fast_conv`); results equal the default layout's up to float rounding.
-    Measured (``benchmarks/results/supernet.json``; a 2-core CPU shared with other work, one
-    thread, paper setting: 4 layers, 4 nodes, 8 channels, 1 x 128 x 128), one forward+backward at
-    batch 8: 7.8 s at 1.47 GiB peak RSS with the defaults vs 9.2 s at 4.98 GiB for the plain DARTS
-    reference (``benchmarks/reference_darts.py``), 1.19x its speed at 0.29x its memory (batch 16:
-    1.45x at 0.25x); in earlier alternating runs, ``checkpoint=False`` took ~0.7x the defaults'
-    time at ~3x their memory and ``channels_last=False`` ~1.5x their time. Where the time goes
-    (torch.profiler, self CPU): 1x1 convolutions as matrix products 17 %, depthwise convolution
-    backward 16 %, batch norm 18 %, layout copies 10 %, depthwise convolution forward 8 %.
+    Measured (``benchmarks/results/supernet.json``; a 2-core CPU, one thread, paper setting:
+    4 layers, 4 nodes, 8 channels, 1 x 128 x 128), one forward+backward at batch 8: 6.7 s at
+    1.58 GiB peak RSS with the defaults vs 9.8 s at 4.99 GiB for the plain DARTS reference
+    (``benchmarks/reference_darts.py``), 1.45x its speed at 0.32x its memory (batch 16: 1.89x at
+    0.26x); in earlier alternating runs, ``checkpoint=False`` took ~0.7x the defaults' time at ~3x
+    their memory and ``channels_last=False`` ~1.5x their time. Where the time goes
+    (torch.profiler, self CPU): depthwise convolution backward 17 %, 1x1 convolutions as matrix
+    products 11 %, batch norm 20 %, layout copies 10 %, depthwise convolution forward 8 %.
+    Measured and not taken: stride-1 pools computed separably (slower than torch's channels_last
+    pools), a weighted-sum backward with dot products (0.975x), ``torch.compile`` (still
+    compiling after 15 minutes at 64 x 64 on this machine).
     """
 
     def __init__(
