@@ -20,8 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bench_supernet  # noqa: E402
-from bench_supernet import Setting, build_supernet, make_batches, make_searcher  # noqa: E402
+import supernet_steps  # noqa: E402
 from reference_darts import ReferenceMixedOp, ReferenceNetwork, Zero  # noqa: E402
+from supernet_steps import Setting, build_supernet, make_batches, make_searcher  # noqa: E402
 
 from search_space import PRIMITIVES, MixedOp  # noqa: E402
 
@@ -121,7 +122,7 @@ def test_reference_architecture_step_restores_batchnorm_statistics():
 
 def test_equivalence_report_is_within_tolerance():
     small = Setting(batch=2, layers=3, nodes=1, channels=2, height=8, width=8)
-    result = bench_supernet.equivalence(small, dtype=torch.float64)
+    result = supernet_steps.equivalence(small, dtype=torch.float64)
     for key in ("alpha_grad_first", "alpha_grad_second"):
         assert result[key]["max_rel"] < RELATIVE
     assert all(d["max_rel"] < RELATIVE for d in result["after_second_order_step"].values())
