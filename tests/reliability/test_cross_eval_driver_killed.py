@@ -26,7 +26,11 @@ def test_cross_eval_resumes_after_its_driver_is_killed(tmp_path):
     storage = tmp_path / "runs"
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": os.getcwd()}
+    # 2 genotypes x 2 seeds = 4 trials on 2 CPUs: when the first fold row appears, two trials have
+    # not started, and with the driver killed they cannot, so the kill always leaves work to resume
+    # (whatever the timing: the two running trials may still finish before their workers die).
     arguments = ["--storage", str(storage), "--experiment", "xres", "--top", "1", "--genotype", "baseline"]
+    arguments += ["--seeds", "2"]
     try:
         search = _sernas("search", "--config", str(config), env=env)
         output, _ = search.communicate(timeout=400)
@@ -44,12 +48,12 @@ def test_cross_eval_resumes_after_its_driver_is_killed(tmp_path):
         _kill_ray_processes_of(ray_tmp)  # a killed driver may leave its local cluster behind
         killed_at = pd.Timestamp.now(tz="UTC")
         before = _cross_eval_rows(storage)
-        assert 1 <= before < 4
+        assert 1 <= before < 8
 
         second = _sernas("cross-eval", *arguments, "--resume", env=env)
         output, _ = second.communicate(timeout=400)
         assert second.returncode == 0, output
-        assert "2 trials (2 completed, 0 failed)" in output, output
+        assert "4 trials (4 completed, 0 failed)" in output, output
     finally:
         _kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -59,12 +63,12 @@ def test_cross_eval_resumes_after_its_driver_is_killed(tmp_path):
         )
         table = cross_eval_summary(board, experiment="xres")
         search_rows = board.sql("SELECT count(*) AS n FROM runs WHERE stage = 'search'")["n"][0]
-    assert len(runs) == 4 and set(runs["status"]) == {"completed"}  # 2 genotypes x 2 folds x 1 seed, once each
-    assert not runs.duplicated(["trial_id", "fold"]).any() and runs["trial_id"].nunique() == 2
+    assert len(runs) == 8 and set(runs["status"]) == {"completed"}  # 2 genotypes x 2 folds x 2 seeds, once each
+    assert not runs.duplicated(["trial_id", "fold"]).any() and runs["trial_id"].nunique() == 4
     # Every fold missing at the kill was finished by the resumed driver (by a restarted trial or by
     # one that had not started). A fold whose row was written just before the kill, while Tune had
     # not yet received its checkpoint, is run again and its newer row replaces the old one, so more
-    # than 4 - before rows may be newer than the kill.
-    assert (pd.to_datetime(runs["written_at"], utc=True) > killed_at).sum() >= 4 - before
-    assert table["pairs"].tolist() == [2, 2] and table["complete"].all()
+    # than 8 - before rows may be newer than the kill.
+    assert (pd.to_datetime(runs["written_at"], utc=True) > killed_at).sum() >= 8 - before
+    assert table["pairs"].tolist() == [4, 4] and table["complete"].all()
     assert search_rows == 2  # the search's own rows: untouched
