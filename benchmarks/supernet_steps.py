@@ -83,15 +83,7 @@ class Searcher:
         """Architecture step then weight step (as ``run_search``); returns the train loss."""
         if self.impl == "ours":
             alphas = list(self.model.arch_parameters())
-            grads, _ = architecture_gradients(
-                self.model,
-                train_batch=train,
-                arch_batch=arch,
-                loss_fn=self.loss_fn,
-                weight_optimizer=self.weight_optimizer,
-                order=order,
-                seed=seed,
-            )
+            grads = self.alpha_gradients(train, arch, order=order, seed=seed)
             self.arch_optimizer.zero_grad(set_to_none=True)
             for p, g in zip(alphas, grads):
                 p.grad = g

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from orchestrator import cli as base
 from orchestrator.cli import Register, Subcommands, UserError, console, error_console
-from orchestrator.storage import RESTART_CHOICES
+from orchestrator.cli.common import add_restart_option
 
 
 def _token(required: bool):
@@ -220,10 +220,8 @@ def register(commands: Subcommands) -> None:
     )
     submit.add_argument("--seeds", type=int, default=None, help="with --cross-eval: seeds per genotype and fold")
     submit.add_argument("--resume", action="store_true", help="finish the interrupted search (or cross-eval)")
-    submit.add_argument(
-        "--restart",
-        choices=RESTART_CHOICES,
-        default=None,
+    add_restart_option(
+        submit,
         help="the search's experiment name already has results: start afresh, the old run archived or removed "
         "(as sernas search --restart)",
     )

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.storage import StorageAccessError, check_access, resolve_storage
+from orchestrator.storage import RESTART_CHOICES, StorageAccessError, check_access, resolve_storage
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -27,6 +27,7 @@ __all__ = [
     "Subcommands",
     "UserError",
     "add_device_option",
+    "add_restart_option",
     "add_results_options",
     "check_storage",
     "console",
@@ -93,6 +94,11 @@ class DeviceSpec:
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device`` (default ``auto``), checked when parsed."""
     parser.add_argument("--device", type=DeviceSpec(), default="auto", help="%(type)s")
+
+
+def add_restart_option(parser: argparse.ArgumentParser, *, default: str | None = None, help: str) -> None:
+    """``--restart archive|remove``: what to do with the results a used experiment name already has."""
+    parser.add_argument("--restart", choices=RESTART_CHOICES, default=default, help=help)
 
 
 def add_results_options(parser: argparse.ArgumentParser) -> None:

@@ -13,8 +13,8 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import Subcommands, UserError, console, error_console
-from orchestrator.storage import ARCHIVE_DIR, RESTART_CHOICES
+from orchestrator.cli.common import Subcommands, UserError, add_restart_option, console, error_console
+from orchestrator.storage import ARCHIVE_DIR
 
 __all__ = [
     "DEMO_CONFIG",
@@ -242,10 +242,8 @@ def register(commands: Subcommands) -> None:
     search.add_argument("--storage", default=None, help="results path or URI (overrides tune.storage)")
     search.add_argument("--address", default=None, help="Ray address to join (auto, ray://host:10001); default: local")
     search.add_argument("--resume", action="store_true", help="finish an interrupted experiment (Tuner.restore)")
-    search.add_argument(
-        "--restart",
-        choices=RESTART_CHOICES,
-        default=None,
+    add_restart_option(
+        search,
         help="the experiment name already has results: start afresh, the old run moved to <storage>/_archive/ "
         "(archive) or deleted (remove); without it such a name is refused",
     )
@@ -254,9 +252,8 @@ def register(commands: Subcommands) -> None:
     demo = commands.add_parser("demo", help="the whole pipeline on the built-in synthetic corpus, in minutes")
     demo.add_argument("--storage", default=None, help="results folder (default runs/demo/storage)")
     demo.add_argument("--corpus", default=None, help="synthetic corpus folder (made if absent)")
-    demo.add_argument(
-        "--restart",
-        choices=RESTART_CHOICES,
+    add_restart_option(
+        demo,
         default="archive",
         help="an earlier demo run in the same storage is moved to <storage>/_archive/ (archive, the default) "
         "or deleted (remove) before the demo starts afresh",
