@@ -478,3 +478,58 @@ def free_cluster_base_port() -> int:
         if all(port_is_free(p) for p in planned_ports(base, 1, base + 1)):
             return base
     raise RuntimeError("no free port range for the test cluster")
+
+
+def write_pruning_config(path: Path, *, name: str) -> Path:
+    """An experiment whose grid runs a good learning rate (0.1) first and a frozen one (1e-7)
+    second, one at a time, under a median pruner that needs one complete trial: the frozen trial
+    is pruned once the good one has finished."""
+    return write_experiment_config(
+        path,
+        name=name,
+        samples=1,
+        searcher="grid",
+        concurrent=1,
+        eval_epochs=6,
+        per_speaker=32,
+        space_lr="{grid: [0.1, 0.0000001]}",
+        pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}",
+    )
+
+
+def kill_ray_processes_of(temp_dir: str) -> None:
+    """Stop every process of the Ray session a test started (found by its temp dir)."""
+    import os
+    import signal
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if temp_dir in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def kill_driver_when(driver, ready, *, ray_tmp: str, timeout: float, poll: float, what: str):
+    """Wait until ``ready()`` while ``driver`` (a Popen) runs, then SIGKILL it and the Ray session
+    it started in ``ray_tmp``; return when that was done (UTC, as the leaderboard's ``written_at``)."""
+    import signal
+    import time
+
+    import pandas as pd
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline, f"{what} did not happen in time"
+        time.sleep(poll)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    kill_ray_processes_of(ray_tmp)  # a killed driver may leave its local cluster behind
+    return pd.Timestamp.now(tz="UTC")

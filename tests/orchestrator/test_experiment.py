@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import write_experiment_config as write_config
+from conftest import write_pruning_config
 from orchestrator.cli import main
 from orchestrator.leaderboard import connect
 
@@ -127,17 +128,7 @@ def test_invalid_config_names_the_key(tmp_path, capsys):
 def test_a_clearly_bad_configuration_is_pruned_early(ray_cluster, tmp_path, capsys):
     """Grid order runs the good learning rate first; the frozen one (lr 1e-7) cannot learn and
     the median pruner stops it at the first epoch where it falls below the good trial."""
-    config = write_config(
-        tmp_path / "prune.yaml",
-        name="prune",
-        samples=1,
-        searcher="grid",
-        concurrent=1,
-        eval_epochs=6,
-        per_speaker=32,
-        space_lr="{grid: [0.1, 0.0000001]}",
-        pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}",
-    )
+    config = write_pruning_config(tmp_path / "prune.yaml", name="prune")
     assert main(["search", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "1 pruned" in out

@@ -2,14 +2,13 @@
 
 import os
 import shutil
-import signal
 import tempfile
-import time
 
 import pandas as pd
 import pytest
-from test_driver_killed import _kill_ray_processes_of, _sernas
+from test_driver_killed import _sernas
 
+from conftest import kill_driver_when, kill_ray_processes_of
 from conftest import write_experiment_config as write_config
 from orchestrator.leaderboard import connect, cross_eval_summary
 
@@ -35,18 +34,17 @@ def test_cross_eval_resumes_after_its_driver_is_killed(tmp_path):
         search = _sernas("search", "--config", str(config), env=env)
         output, _ = search.communicate(timeout=400)
         assert search.returncode == 0, output
-        _kill_ray_processes_of(ray_tmp)
+        kill_ray_processes_of(ray_tmp)
 
         first = _sernas("cross-eval", *arguments, env=env)
-        deadline = time.monotonic() + 240
-        while _cross_eval_rows(storage) == 0:  # wait for the first finished cross-eval fold
-            assert first.poll() is None, first.stdout.read()
-            assert time.monotonic() < deadline, "no cross-eval fold finished in time"
-            time.sleep(0.5)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        _kill_ray_processes_of(ray_tmp)  # a killed driver may leave its local cluster behind
-        killed_at = pd.Timestamp.now(tz="UTC")
+        killed_at = kill_driver_when(
+            first,
+            lambda: _cross_eval_rows(storage) > 0,
+            ray_tmp=ray_tmp,
+            timeout=240,
+            poll=0.5,
+            what="the first finished cross-eval fold",
+        )
         before = _cross_eval_rows(storage)
         assert 1 <= before < 8
 
@@ -55,7 +53,7 @@ def test_cross_eval_resumes_after_its_driver_is_killed(tmp_path):
         assert second.returncode == 0, output
         assert "4 trials (4 completed, 0 failed)" in output, output
     finally:
-        _kill_ray_processes_of(ray_tmp)
+        kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     with connect(storage, experiment="xres") as board:
         runs = board.sql(

@@ -3,11 +3,9 @@
 import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
@@ -15,28 +13,13 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from conftest import kill_driver_when, kill_ray_processes_of, write_pruning_config
 from conftest import write_experiment_config as write_config
 from orchestrator.leaderboard import connect
 from orchestrator.pruning import PRUNER_HISTORY, TUNE_TRIAL_ID
 from orchestrator.study import StudyHandle, journal_storage
 
 pytestmark = pytest.mark.slow
-
-
-def _kill_ray_processes_of(temp_dir: str) -> None:
-    """Stop every process of the Ray session this test started (found by its temp dir)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if temp_dir in cmdline:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _sernas(*args: str, env: dict) -> subprocess.Popen:
@@ -81,15 +64,14 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
     leaderboard = tmp_path / "runs" / "leaderboard" / "resume"
     try:
         first = _sernas("search", "--config", str(config), env=env)
-        deadline = time.monotonic() + 240
-        while not list(leaderboard.rglob("*.parquet")):  # wait for the first finished fold
-            assert first.poll() is None, first.stdout.read()
-            assert time.monotonic() < deadline, "no fold finished in time"
-            time.sleep(0.5)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        _kill_ray_processes_of(ray_tmp)  # a killed driver may leave its local cluster behind
-        killed_at = pd.Timestamp.now(tz="UTC")
+        killed_at = kill_driver_when(
+            first,
+            lambda: list(leaderboard.rglob("*.parquet")),
+            ray_tmp=ray_tmp,
+            timeout=240,
+            poll=0.5,
+            what="the first finished fold",
+        )
         with connect(tmp_path / "runs", experiment="resume") as board:
             before = len(board.sql("SELECT * FROM runs WHERE status = 'completed'"))
         assert 1 <= before < 6
@@ -99,7 +81,7 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
         assert second.returncode == 0, output
         assert "3 trials (3 completed, 0 pruned, 0 failed)" in output, output
     finally:
-        _kill_ray_processes_of(ray_tmp)
+        kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     with connect(tmp_path / "runs", experiment="resume") as board:
         runs = board.sql("SELECT trial_id, fold, status, written_at, valid_ua, ua FROM runs")
@@ -135,30 +117,20 @@ def test_a_pruning_decision_after_resume_uses_the_trials_finished_before_the_kil
     median pruner needs one complete trial (n_startup_trials: 1) before it prunes anything. The
     driver is killed once the good trial is complete and before the frozen one reported: after
     --resume only the good trial from before the kill can make the pruner stop the frozen one."""
-    config = write_config(
-        tmp_path / "prune.yaml",
-        name="prune",
-        samples=1,
-        searcher="grid",
-        concurrent=1,
-        eval_epochs=6,
-        per_speaker=32,
-        space_lr="{grid: [0.1, 0.0000001]}",
-        pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}",
-    )
+    config = write_pruning_config(tmp_path / "prune.yaml", name="prune")
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": os.getcwd()}
     storage = tmp_path / "runs"
     try:
         first = _sernas("search", "--config", str(config), env=env)
-        deadline = time.monotonic() + 400
-        while not any(t.state == TrialState.COMPLETE for t in _study_trials(storage, "prune").values()):
-            assert first.poll() is None, first.stdout.read()
-            assert time.monotonic() < deadline, "the good trial did not finish in time"
-            time.sleep(0.2)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        _kill_ray_processes_of(ray_tmp)
+        kill_driver_when(
+            first,
+            lambda: any(t.state == TrialState.COMPLETE for t in _study_trials(storage, "prune").values()),
+            ray_tmp=ray_tmp,
+            timeout=400,
+            poll=0.2,
+            what="the good trial's end",
+        )
         before = _study_trials(storage, "prune")
         [good] = [trial_id for trial_id, t in before.items() if t.state == TrialState.COMPLETE]
         assert all(not t.intermediate_values for trial_id, t in before.items() if trial_id != good), before
@@ -168,7 +140,7 @@ def test_a_pruning_decision_after_resume_uses_the_trials_finished_before_the_kil
         assert second.returncode == 0, output
         assert "2 trials (1 completed, 1 pruned, 0 failed)" in output, output
     finally:
-        _kill_ray_processes_of(ray_tmp)
+        kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     after = _study_trials(storage, "prune")
     assert len(after) == 2 and after[good].state == TrialState.COMPLETE

@@ -8,7 +8,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
-from conftest import make_leaderboard_row, write_experiment_config
+from conftest import kill_driver_when, kill_ray_processes_of, make_leaderboard_row, write_experiment_config
 from orchestrator.leaderboard import connect, write_fold_row
 from orchestrator.storage import resolve_storage
 
@@ -28,22 +27,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS, ROWS = 4, 8
-
-
-def _kill_ray_processes_of(temp_dir: str) -> None:
-    """Stop every process of the Ray session this test started (found by its temp dir)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if temp_dir in cmdline:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _parts(storage: str, experiment: str) -> list[str]:
@@ -64,15 +47,14 @@ def test_a_killed_driver_resumes_on_the_object_store(s3_server, tmp_path, monkey
     command = [sys.executable, "-m", "cluster.cli", "search", "--config", str(config), "--storage", storage]
     try:
         first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 300
-        while not _parts(storage, "s3-resume"):  # wait for the first finished fold on the store
-            assert first.poll() is None, first.stdout.read()
-            assert time.monotonic() < deadline, "no fold finished in time"
-            time.sleep(1.0)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        _kill_ray_processes_of(ray_tmp)
-        killed_at = pd.Timestamp.now(tz="UTC")
+        killed_at = kill_driver_when(
+            first,
+            lambda: _parts(storage, "s3-resume"),
+            ray_tmp=ray_tmp,
+            timeout=300,
+            poll=1.0,
+            what="the first finished fold on the store",
+        )
         with connect(storage, experiment="s3-resume") as board:
             before = len(board.sql("SELECT * FROM runs WHERE status = 'completed'"))
         assert 1 <= before < 6
@@ -83,7 +65,7 @@ def test_a_killed_driver_resumes_on_the_object_store(s3_server, tmp_path, monkey
         assert second.returncode == 0, second.stdout[-4000:]
         assert "3 trials (3 completed, 0 pruned, 0 failed)" in second.stdout, second.stdout[-4000:]
     finally:
-        _kill_ray_processes_of(ray_tmp)
+        kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     with connect(storage, experiment="s3-resume") as board:
         runs = board.sql("SELECT trial_id, fold, status, written_at FROM runs")
