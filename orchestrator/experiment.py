@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.config import ExperimentConfig, dump_config
-from orchestrator.selection import OBJECTIVE
 from orchestrator.storage import (
     CONFIG_FILE,
     FOLDS_FILE,
@@ -113,20 +112,6 @@ class ExperimentSummary:
     infeasible: int = 0  # trials stopped by CUDA out-of-memory (counted in failed too; never retried)
 
 
-def _searcher(config: ExperimentConfig, *, max_concurrent: int = 0):
-    import optuna
-    from ray.tune.search import BasicVariantGenerator
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if config.tune.searcher == "optuna-tpe":
-        if config.tune.multi_objective:
-            return OptunaSearch(metric=[OBJECTIVE, "params"], mode=["max", "min"], seed=config.tune.seed)
-        return OptunaSearch(metric=OBJECTIVE, mode="max", seed=config.tune.seed)
-    # (Tune ignores max_concurrent_trials for variant generators: they take it themselves.)
-    return BasicVariantGenerator(random_state=config.tune.seed, max_concurrent=max_concurrent)
-
-
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -137,6 +122,11 @@ def run_experiment(
 ) -> ExperimentSummary:
     """Run (or, with ``resume``, finish) the experiment's trials with Ray Tune (Ray must be up).
 
+    Nested by construction (docs/selection.md): every trial belongs to one outer fold, whose
+    Optuna study (``orchestrator.study``) proposes it (``orchestrator.nested.OuterFoldSearcher``),
+    prunes it and records how it ended (``orchestrator.pruning.OptunaPruningScheduler``);
+    ``tune.num_samples`` trials per outer fold.
+
     ``trial_function`` replaces ``orchestrator.trial.run_trial`` (same signature), for
     benchmarks that measure the driver without paying for training.
     """
@@ -146,8 +136,8 @@ def run_experiment(
     from rich.markup import escape
 
     from orchestrator.concurrency import decide_concurrency
-    from orchestrator.config import tune_param_space
-    from orchestrator.config.space import optuna_distributions
+    from orchestrator.config.space import fixed_tune_params, optuna_distributions
+    from orchestrator.nested import OuterFoldSearcher, grid_size
     from orchestrator.pruning import OptunaPruningScheduler, make_pruner
     from orchestrator.study import StudyHandle
 
@@ -161,23 +151,34 @@ def run_experiment(
         )
     if not resume and study.trials():
         raise ValueError(
-            f"the Optuna study of experiment {config.name!r} in {study.journal} already holds {study.trials()} "
+            f"the Optuna studies of experiment {config.name!r} in {study.journal} already hold {study.trials()} "
             "trial(s): finish that run with --resume, or choose another experiment name."
         )
     multi = config.tune.searcher == "optuna-tpe" and config.tune.multi_objective
-    concurrent = decide_concurrency(config.tune, console=console)
+    distributions = optuna_distributions(config)
+    folds = tuple(sorted(int(fold) for fold in prepared.folds["fold"].unique()))
+    per_fold = config.tune.num_samples * (grid_size(distributions) if config.tune.searcher == "grid" else 1)
+    searcher = OuterFoldSearcher(
+        study=study,
+        folds=folds,
+        trials_per_fold=per_fold,
+        distributions=distributions,
+        fixed=fixed_tune_params(config),
+        sampler=config.tune.searcher,
+        seed=config.tune.seed,
+        multi_objective=multi,
+    )
     tune_config = tune.TuneConfig(
-        metric=None if multi else OBJECTIVE,
-        mode=None if multi else "max",
-        num_samples=config.tune.num_samples,
-        max_concurrent_trials=concurrent if config.tune.searcher == "optuna-tpe" else None,
-        search_alg=_searcher(config, max_concurrent=concurrent),
-        # Always a scheduler, so that every experiment has its study on disk ("none": NopPruner).
+        num_samples=searcher.total,
+        max_concurrent_trials=decide_concurrency(config.tune, console=console),
+        search_alg=searcher,
+        # Always a scheduler: it records every trial's end in its study ("none": NopPruner).
         scheduler=OptunaPruningScheduler(
             pruner=pruner or optuna.pruners.NopPruner(),
             over=over,
             study=study,
-            distributions=optuna_distributions(config),
+            distributions=distributions,
+            multi_objective=multi,
         ),
         reuse_actors=config.tune.reuse_actors,
     )
@@ -185,12 +186,13 @@ def run_experiment(
         config,
         prepared=prepared,
         tune_name=config.name,
-        param_space=tune_param_space(config),
+        param_space={},
         tune_config=tune_config,
         pruner_name=config.tune.pruner.kind,
         resume=resume,
         console=console,
         trial_function=trial_function,
+        study=study,
     )
 
 
@@ -218,12 +220,15 @@ def run_tune(
     resume: bool = False,
     console=None,
     trial_function: Callable[..., None] | None = None,
+    study: Any = None,
 ) -> ExperimentSummary:
     """What ``sernas search`` and ``sernas cross-eval`` share: run ``orchestrator.trial.run_trial``
     over ``param_space`` as the Tune experiment ``<storage>/<tune_name>`` with the experiment's
     resources, failure handling, checkpoints, progress lines and trial status files (under the
     experiment's name), or with ``resume`` finish it (``Tuner.restore``); count what happened.
     ``tune_config`` (a ``tune.TuneConfig``) and ``param_space`` are only needed when starting.
+    ``study`` (an ``orchestrator.study.StudyHandle``) is where a search's trial states are
+    decided: the progress lines, status files and counts read completed / pruned / failed there.
     """
     import functools
     import time
@@ -240,8 +245,11 @@ def run_tune(
     started = time.perf_counter()
 
     write_status = functools.partial(write_trial_status, storage, experiment=config.name)  # picklable
-    n_folds = int(prepared.folds["fold"].nunique())
-    progress = ExperimentProgress(console=console, write_status=write_status, n_folds=n_folds, pruner_name=pruner_name)
+    # Networks per trial: a search trial's inner folds (or its one validation split), a cross-eval trial's folds.
+    n_folds = int(prepared.folds["fold"].nunique()) if study is None else (config.folds.inner or 1)
+    progress = ExperimentProgress(
+        console=console, write_status=write_status, n_folds=n_folds, pruner_name=pruner_name, study=study
+    )
     inputs = TrialInputs(
         experiment=config, manifest=prepared.manifest, folds=prepared.folds, classes=prepared.classes, storage=storage
     )
@@ -276,21 +284,47 @@ def run_tune(
         results = tuner.fit()
     finally:
         progress.close()  # the live table stops even when fit raises (on --resume Tune's restored copy draws)
-    # Counted from Tune's results, not from the progress callback: on --resume Tune restores the
-    # callback it pickled, so this process's instance never sees the trials.
+    # Counted from Tune's results and the studies, not from the progress callback: on --resume
+    # Tune restores the callback it pickled, so this process's instance never sees the trials.
     infeasible = [r for r in results if r.error is None and (r.metrics or {}).get("report") == INFEASIBLE_REPORT]
-    finished = [r for r in results if r.error is None and all(r is not i for i in infeasible)]
     last = [r.metrics or {} for r in results]
     folds = sum(int(m.get("folds_done", 0)) for m in last)
+    states = trial_states(study) if study is not None else {}
+
+    def ended(result) -> str:
+        """completed / pruned / failed: the study's word for a search trial, the folds done for cross-eval."""
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id")
+        if trial_id in states:
+            return states[trial_id]
+        if result.error is not None or any(result is i for i in infeasible):
+            return "failed"
+        return "completed" if metrics.get("folds_done", 0) == metrics.get("n_folds", n_folds) else "pruned"
+
+    verdicts = [ended(r) for r in results]
     return ExperimentSummary(
         name=tune_name,
         storage=storage,
         trials=len(results),
-        completed=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) == n_folds),
-        pruned=sum(1 for r in finished if (r.metrics or {}).get("folds_done", 0) < n_folds),
-        failed=len(results) - len(finished),
+        completed=verdicts.count("completed"),
+        pruned=verdicts.count("pruned"),
+        failed=len(results) - verdicts.count("completed") - verdicts.count("pruned"),
         infeasible=len(infeasible),
         epochs_reported=sum(int(m.get("training_iteration", 0)) for m in last) - folds,
         folds_reported=folds,
         seconds=time.perf_counter() - started,
     )
+
+
+def trial_states(study: Any) -> dict[str, str]:
+    """Tune trial id -> ``completed`` / ``pruned`` / ``failed`` / ``running`` as the experiment's
+    studies record it (the one place that says whether a trial was pruned)."""
+    from orchestrator.study import TUNE_TRIAL_ID
+
+    words = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "running"}
+    states = {}
+    for fold_study in study.studies().values():
+        for frozen in fold_study.get_trials(deepcopy=False):  # the newest Optuna trial of a Tune trial wins
+            if TUNE_TRIAL_ID in frozen.user_attrs:
+                states[frozen.user_attrs[TUNE_TRIAL_ID]] = words[frozen.state.name]
+    return states

@@ -17,6 +17,7 @@ from rich.markup import escape
 from orchestrator.candidates import CANDIDATE_KEY, candidate_of
 from orchestrator.pruning import FOLD_REPORT
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
+from orchestrator.study import OUTER_FOLD_KEY, recorded_end
 from orchestrator.terminal import TrialBoard
 from orchestrator.trial import INFEASIBLE_REPORT
 
@@ -32,10 +33,12 @@ class ExperimentProgress(Callback):
         n_folds: int,
         pruner_name: str,
         every_s: float = 30.0,
+        study: Any = None,
     ) -> None:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.n_folds = n_folds
         self.pruner_name = pruner_name
+        self.study = study  # an orchestrator.study.StudyHandle: where a search trial's end is decided
         self.write_status = write_status
         self.every_s = every_s
         self.board = TrialBoard(console=self.console, n_folds=n_folds, every_s=every_s)
@@ -85,7 +88,9 @@ class ExperimentProgress(Callback):
                 folds_done=int(result["folds_done"]),
                 mean_valid_ua=float(result[OBJECTIVE]),
                 params=self._params(trial),
-                message=f"[bold]{trial.trial_id}[/] fold {result['fold']}: valid UA {result[FOLD_OBJECTIVE]:.3f} "
+                message=f"[bold]{trial.trial_id}[/] fold {result['fold']}"
+                + (f" inner {result['inner_fold']}" if result.get("inner_fold") else "")
+                + f": valid UA {result[FOLD_OBJECTIVE]:.3f} "
                 f"(mean {result[OBJECTIVE]:.3f} over {result['folds_done']}), test UA {result[FOLD_TEST_UA]:.3f}, "
                 f"genotype {escape(str(result['genotype_hash']))}",
             )
@@ -100,18 +105,34 @@ class ExperimentProgress(Callback):
                 params=self._params(trial),
             )
 
+    def _recorded(self, trial) -> tuple[str, str | None] | None:
+        """The study's word on a search trial's end (``completed``/``pruned``/``failed``, reason)."""
+        fold = (trial.config or {}).get(OUTER_FOLD_KEY)
+        if self.study is None or fold is None:
+            return None
+        recorded = recorded_end(self.study, fold=int(fold), tune_trial_id=trial.trial_id)
+        if recorded is None:
+            return None
+        state, reason = recorded
+        return {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(state.name, "failed"), reason
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         last = trial.last_result or {}
-        folds_done = int(last.get("folds_done", 0))
+        folds_done, planned = int(last.get("folds_done", 0)), int(last.get("n_folds", self.n_folds))
+        recorded = self._recorded(trial)
         if last.get("report") == INFEASIBLE_REPORT:  # CUDA out of memory: failed, and not retried
             status, reason = "failed", str(last.get("reason"))
             message = f"[red]{trial.trial_id} infeasible[/]: {escape(reason)}"
-        elif folds_done < self.n_folds:  # ended without error before its last fold: the pruner stopped it
+        elif recorded is not None and recorded[0] == "pruned" or recorded is None and folds_done < planned:
             status = "pruned"
-            reason = f"{self.pruner_name} pruner stopped it after {folds_done}/{self.n_folds} folds"
+            reason = (recorded[1] if recorded is not None else None) or f"{self.pruner_name} pruner stopped it"
+            reason += f" after {folds_done}/{planned} folds"
             if last.get("report") != FOLD_REPORT:  # stopped inside a fold, at an epoch
                 reason += f" (fold {last.get('fold')}, {last.get('phase')} epoch {last.get('epoch')})"
             message = f"[yellow]{trial.trial_id} pruned[/]: {escape(reason)}"
+        elif recorded is not None and recorded[0] == "failed":
+            status, reason = "failed", f"stopped after {folds_done}/{planned} folds without a pruning decision"
+            message = f"[red]{trial.trial_id} failed[/]: {escape(reason)}"
         else:
             status, reason = "completed", None
             message = (

@@ -1,32 +1,32 @@
-"""Optuna pruners driving Ray Tune: a small TrialScheduler that asks Optuna whether to stop.
+"""Optuna pruners driving Ray Tune: a small TrialScheduler that lets each outer fold's study decide.
 
 Ray's ``OptunaSearch`` uses Optuna only as a sampler (its pruner is fixed to ``NopPruner``), so
-this scheduler keeps its own Optuna study, mirrors every Tune trial as an Optuna trial (its
-sampled parameters, the Tune trial id as the user attribute ``tune_trial_id``), reports the
-chosen intermediate value at the chosen step, and returns ``STOP`` when the pruner says so. Two
-ways to step:
+this scheduler reports every search trial's validation figures to the Optuna trial that the
+searcher (``orchestrator.nested``) asked from the trial's outer-fold study, asks that study's
+pruner whether to stop, and tells the study how the trial ended. Two ways to step:
 
-- ``over="folds"`` (default for k-fold runs, with ``WilcoxonPruner``): one value per finished
-  fold (its *validation* UA; test UA never reaches a pruner), the step being the fold number, so trials are compared fold by fold,
-  as the Wilcoxon signed-rank test over paired folds expects.
+- ``over="folds"`` (``WilcoxonPruner``): one value per finished inner fold (its *validation*
+  UA; test UA never reaches a pruner), the step being the inner fold's number, so a trial is
+  compared with its study's best trial inner fold by inner fold, as the Wilcoxon signed-rank
+  test over paired folds expects.
 - ``over="epochs"`` (``MedianPruner``, ``HyperbandPruner``): the validation UA after every
-  epoch, the step being the trial's epoch counter across its folds (Tune's
-  ``training_iteration`` less the fold summaries before it, so an epoch replayed from a
-  checkpoint after a restart lands on the step it had).
+  epoch at the trial's ``prune_step``: inner fold, phase (search, then evaluation) and epoch laid
+  on one fixed schedule (``orchestrator.trial``), so one step means the same phase and epoch of
+  the same inner fold in every trial, also when the collapse guard ends a search early.
 
-Each step is reported once (a replayed step keeps its first value, as Optuna does). Every fold
-summary also sets the user attributes ``fold<k>_valid_ua`` and ``fold<k>_test_ua``; the end of
-a trial sets ``mean_test_ua``; every decision sets ``pruner_history``, the number of complete
-trials the pruner compared with.
+Each step is reported once (a replayed step keeps its first value, as Optuna does). Every inner
+fold summary also sets the user attributes ``fold<k>_valid_ua`` and ``fold<k>_test_ua`` (k the
+inner fold, or the outer fold without inner folds); the end of a trial sets ``mean_test_ua``;
+every decision sets ``pruner_history``, the number of complete trials the pruner compared with.
 
-The study lives in the experiment's journal (``orchestrator.study``). Tune pickles the
+This is the one place that decides "pruned" (``TrialState.PRUNED`` in the study) and tells every
+other end (``orchestrator.study.trial_outcome``: COMPLETE with the mean validation UA over all
+inner folds, or FAIL); progress lines, trial status files and the leaderboard read it from there.
+
+The studies live in the experiment's journal (``orchestrator.study``). Tune pickles the
 scheduler when the experiment starts and rebuilds it from that pickle on ``--resume``; the
 pickle holds only the ``StudyHandle``, and the rebuilt scheduler reopens the journal, finds its
-trials by ``tune_trial_id`` and so decides with the whole history. Without a handle (unit
-tests) the study is in memory.
-
-A pruned trial ends like a stopped one; the driver recognises it by its unfinished folds (see
-``orchestrator.progress``), and its finished folds stay in the leaderboard.
+trials by ``tune_trial_id`` and so decides with the whole history.
 """
 
 from __future__ import annotations
@@ -37,19 +37,25 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from orchestrator.config.space import optuna_category
 from orchestrator.config.tune import PRUNER_KINDS
 from orchestrator.selection import EPOCH_OBJECTIVE, FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
-from orchestrator.study import StudyHandle
+from orchestrator.study import (
+    OUTER_FOLD_KEY,
+    PRUNED_REASON,
+    TUNE_TRIAL_ID,
+    StudyHandle,
+    find_trial,
+    trial_outcome,
+)
 
 PruneOver = Literal["folds", "epochs"]
-FOLD_REPORT = "fold"  # value of result["report"] for the per-fold summary a trial reports
-TUNE_TRIAL_ID = "tune_trial_id"  # user attribute: the Tune trial an Optuna trial mirrors
+FOLD_REPORT = "fold"  # value of result["report"] for the per-inner-fold summary a trial reports
+PRUNE_STEP = "prune_step"  # an epoch report's step on the trial's fixed schedule (orchestrator.trial)
 PRUNER_HISTORY = "pruner_history"  # user attribute: complete trials at the trial's latest decision
 
 
@@ -62,18 +68,16 @@ class PruneDecision:
 
 
 class OptunaPruningScheduler(FIFOScheduler):
-    """Stop Tune trials with any Optuna pruner (``WilcoxonPruner``, ``MedianPruner``, ...)."""
+    """Stop Tune trials with their outer fold's Optuna pruner and tell each study how its trials ended."""
 
     def __init__(
         self,
         *,
         pruner: optuna.pruners.BasePruner,
         over: PruneOver,
-        study: StudyHandle | None = None,
+        study: StudyHandle,
         distributions: Mapping[str, BaseDistribution] | None = None,
-        fold_metric: str = FOLD_OBJECTIVE,
-        epoch_metric: str = EPOCH_OBJECTIVE,
-        final_metric: str = OBJECTIVE,
+        multi_objective: bool = False,
     ) -> None:
         super().__init__()
         if over not in ("folds", "epochs"):
@@ -82,169 +86,166 @@ class OptunaPruningScheduler(FIFOScheduler):
         self.over = over
         self.handle = study
         self.distributions = dict(distributions or {})
-        self.fold_metric, self.epoch_metric, self.final_metric = fold_metric, epoch_metric, final_metric
+        self.multi_objective = multi_objective
         self._reset()
 
     def _reset(self) -> None:
-        self._study: optuna.Study | None = None
+        self._storage = None
+        self._studies: dict[int, optuna.Study] = {}
         self._optuna_ids: dict[str, int] = {}  # Tune trial id -> Optuna trial id (storage's)
         self.pruned: dict[str, PruneDecision] = {}  # decided by this process
 
     # What Tune pickles (at the start, into tuner.pkl): the settings and the handle, no study.
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_study", "_optuna_ids", "pruned")}
+        hidden = ("_storage", "_studies", "_optuna_ids", "pruned")
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._reset()
 
-    @property
-    def study(self) -> optuna.Study:
-        """The study, opened (and its trials indexed by Tune trial id) on first use."""
-        if self._study is None:
+    def study(self, fold: int) -> optuna.Study:
+        """Outer fold ``fold``'s study, with the pruner (opened once per process)."""
+        if fold not in self._studies:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            if self.handle is None:
-                self._study = optuna.create_study(direction="maximize", pruner=self.pruner)
-            else:
-                self._study = self.handle.open(pruner=self.pruner)
-            for frozen in self._study.get_trials(deepcopy=False):  # the newest one wins (a retried trial)
-                if TUNE_TRIAL_ID in frozen.user_attrs:
-                    self._optuna_ids[frozen.user_attrs[TUNE_TRIAL_ID]] = frozen._trial_id
-        return self._study
+            if self._storage is None:
+                self._storage = self.handle.storage_for_use()
+            self._studies[fold] = self.handle.open(
+                fold=fold, storage=self._storage, pruner=self.pruner, multi_objective=self.multi_objective
+            )
+        return self._studies[fold]
+
+    @staticmethod
+    def _fold(trial: Trial) -> int | None:
+        config = getattr(trial, "config", None) or {}
+        return None if OUTER_FOLD_KEY not in config else int(config[OUTER_FOLD_KEY])
 
     def _frozen(self, trial: Trial) -> FrozenTrial | None:
-        study = self.study  # opened first: that indexes the trials of earlier driver runs
+        fold = self._fold(trial)
+        if fold is None:  # not a search trial (no study owns it)
+            return None
+        study = self.study(fold)
         optuna_id = self._optuna_ids.get(trial.trial_id)
-        return None if optuna_id is None else study._storage.get_trial(optuna_id)
-
-    def _params(self, trial: Trial) -> dict[str, Any]:
-        config = getattr(trial, "config", None) or {}
-        params = {}
-        for name, distribution in self.distributions.items():
-            if name in config:
-                value = config[name]
-                params[name] = optuna_category(value) if isinstance(distribution, CategoricalDistribution) else value
-        return params
-
-    def _new_optuna_trial(self, trial: Trial, *, retry_of: FrozenTrial | None = None) -> optuna.trial.Trial:
-        """A running Optuna trial for ``trial``, holding its sampled parameters; a retry of a
-        trial that failed in an earlier driver run starts with that one's reports."""
-        study = self.study
-        attrs: dict[str, Any] = {TUNE_TRIAL_ID: trial.trial_id}
-        if retry_of is not None:
-            attrs["retry_of"] = retry_of.number
-        study.enqueue_trial(self._params(trial), user_attrs=attrs)
-        with warnings.catch_warnings():  # a float outside its range (Ray's quniform rounding) is kept as it is
-            warnings.simplefilter("ignore", UserWarning)
-            optuna_trial = study.ask(fixed_distributions=self.distributions)
-        if retry_of is not None:
-            for step, value in sorted(retry_of.intermediate_values.items()):
-                optuna_trial.report(value, step)
-            for key, value in retry_of.user_attrs.items():
-                if key not in attrs:
-                    optuna_trial.set_user_attr(key, value)
-        self._optuna_ids[trial.trial_id] = optuna_trial._trial_id
-        return optuna_trial
+        if optuna_id is not None:
+            return study._storage.get_trial(optuna_id)
+        frozen = find_trial(study, trial.trial_id)
+        if frozen is not None:
+            self._optuna_ids[trial.trial_id] = frozen._trial_id
+        return frozen
 
     def _running(self, trial: Trial) -> optuna.trial.Trial | None:
-        """The trial's running Optuna trial (made when new); None once it has finished."""
+        """The trial's running Optuna trial; None once it has finished (or for no study)."""
         frozen = self._frozen(trial)
-        if frozen is None:
-            return self._new_optuna_trial(trial)
-        if frozen.state != TrialState.RUNNING:
+        if frozen is None or frozen.state != TrialState.RUNNING:
             return None
-        return optuna.trial.Trial(self.study, frozen._trial_id)
+        return optuna.trial.Trial(self.study(self._fold(trial)), frozen._trial_id)
+
+    def _rerun(self, trial: Trial, failed: FrozenTrial) -> None:
+        """A trial that failed in an earlier driver run and that --resume runs again: a new Optuna
+        trial with the same parameters (enqueued, so the sampler is not asked), starting with the
+        failed one's reports."""
+        study = self.study(self._fold(trial))
+        study.enqueue_trial(dict(failed.params), user_attrs={TUNE_TRIAL_ID: trial.trial_id, "retry_of": failed.number})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            optuna_trial = study.ask(fixed_distributions=self.distributions or failed.distributions)
+        for step, value in sorted(failed.intermediate_values.items()):
+            optuna_trial.report(value, step)
+        for key, value in failed.user_attrs.items():
+            if key not in (TUNE_TRIAL_ID, "retry_of"):
+                optuna_trial.set_user_attr(key, value)
+        self._optuna_ids[trial.trial_id] = optuna_trial._trial_id
+        self._save()
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         frozen = self._frozen(trial)
         if frozen is None:
-            self._new_optuna_trial(trial)
             return
         # A trial restored by --resume: Tune re-adds every trial of the experiment.
         status = getattr(trial, "status", None)
         if frozen.state == TrialState.RUNNING and status == Trial.TERMINATED:
-            self._finish(trial, dict(getattr(trial, "last_result", None) or {}))  # ended just before the crash
+            self._finish(trial, dict(getattr(trial, "last_result", None) or {}), error=False)  # ended before the crash
         elif frozen.state == TrialState.FAIL and status in (Trial.PENDING, Trial.PAUSED):
-            self._new_optuna_trial(trial, retry_of=frozen)  # an errored trial that --resume runs again
+            self._rerun(trial, frozen)
 
     def _step_and_value(self, result: dict[str, Any]) -> tuple[int, float] | None:
         if self.over == "folds":
             if result.get("report") != FOLD_REPORT:
                 return None
-            return int(result["fold"]), float(result[self.fold_metric])
-        if result.get("report") == FOLD_REPORT or self.epoch_metric not in result:
+            return int(result["unit"]), float(result[FOLD_OBJECTIVE])
+        if result.get("report") == FOLD_REPORT or PRUNE_STEP not in result or EPOCH_OBJECTIVE not in result:
             return None
-        step = int(result["training_iteration"]) - int(result.get("folds_done", 0))
-        return step, float(result[self.epoch_metric])
+        return int(result[PRUNE_STEP]), float(result[EPOCH_OBJECTIVE])
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict[str, Any]) -> str:
         optuna_trial = self._running(trial)
         if optuna_trial is None:
             return TrialScheduler.CONTINUE
+        study = self.study(self._fold(trial))
         if result.get("report") == FOLD_REPORT:
-            fold = int(result["fold"])
-            optuna_trial.set_user_attr(f"fold{fold}_valid_ua", float(result[self.fold_metric]))
+            unit = int(result["unit"])
+            optuna_trial.set_user_attr(f"fold{unit}_valid_ua", float(result[FOLD_OBJECTIVE]))
             if FOLD_TEST_UA in result:
-                optuna_trial.set_user_attr(f"fold{fold}_test_ua", float(result[FOLD_TEST_UA]))
+                optuna_trial.set_user_attr(f"fold{unit}_test_ua", float(result[FOLD_TEST_UA]))
         observed = self._step_and_value(result)
-        if observed is None:
+        if observed is None or self.multi_objective:  # Optuna prunes single-objective studies only
             return TrialScheduler.CONTINUE
         step, value = observed
-        frozen = self.study._storage.get_trial(optuna_trial._trial_id)
+        frozen = study._storage.get_trial(optuna_trial._trial_id)
         if step not in frozen.intermediate_values:
             optuna_trial.report(value, step)
-        history = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        history = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         optuna_trial.set_user_attr(PRUNER_HISTORY, history)
         last_fold = result.get("report") == FOLD_REPORT and int(result.get("folds_done", 0)) >= int(
             result.get("n_folds", 1 << 30)
         )
-        if last_fold or not optuna_trial.should_prune():  # after its last fold a trial is complete, never pruned
+        if last_fold or not optuna_trial.should_prune():  # after its last inner fold a trial is complete, never pruned
             return TrialScheduler.CONTINUE
+        metric = FOLD_OBJECTIVE if self.over == "folds" else EPOCH_OBJECTIVE
         decision = PruneDecision(
             trial_id=trial.trial_id,
             step=step,
             value=value,
-            reason=f"{type(self.pruner).__name__} at {self.over[:-1]} {step} "
-            f"({self.fold_metric if self.over == 'folds' else self.epoch_metric}={value:.3f}, "
-            f"against {history} complete trial(s))",
+            reason=f"{type(self.pruner).__name__} at {'inner fold' if self.over == 'folds' else 'step'} {step} "
+            f"({metric}={value:.3f}, against {history} complete trial(s) of outer fold {self._fold(trial)})",
         )
         self.pruned[trial.trial_id] = decision
-        self.study.tell(optuna_trial, state=TrialState.PRUNED)
+        optuna_trial.set_user_attr(PRUNED_REASON, decision.reason)
+        study.tell(optuna_trial, state=TrialState.PRUNED)
         self._save()
         return TrialScheduler.STOP
 
-    def _finish(self, trial: Trial, result: dict[str, Any]) -> None:
+    def _finish(self, trial: Trial, result: dict[str, Any], *, error: bool) -> None:
         optuna_trial = self._running(trial)
-        if optuna_trial is None:  # pruned (or failed) already
+        if optuna_trial is None:  # pruned (or ended) already
             return
         if MEAN_TEST_UA in result and result[MEAN_TEST_UA] == result[MEAN_TEST_UA]:
             optuna_trial.set_user_attr(MEAN_TEST_UA, float(result[MEAN_TEST_UA]))
-        value = result.get(self.final_metric)
-        if value is None or value != value:  # no final metric (stopped before any fold): not comparable
-            self.study.tell(optuna_trial, state=TrialState.FAIL)
+        outcome = trial_outcome(result, error=error, objective=OBJECTIVE, multi_objective=self.multi_objective)
+        study = self.study(self._fold(trial))
+        if outcome.values is None:
+            study.tell(optuna_trial, state=outcome.state)
         else:
-            self.study.tell(optuna_trial, float(value))
+            study.tell(optuna_trial, list(outcome.values))
         self._save()
 
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict[str, Any] | None) -> None:
-        self._finish(trial, dict(result or {}))
+        self._finish(trial, dict(result or {}), error=False)
 
     def on_trial_error(self, tune_controller, trial: Trial) -> None:
         # Called once Tune gives up on the trial (retries under max_failures do not come here).
-        optuna_trial = self._running(trial)
-        if optuna_trial is not None:
-            self.study.tell(optuna_trial, state=TrialState.FAIL)
-            self._save()
+        self._finish(trial, dict(getattr(trial, "last_result", None) or {}), error=True)
 
     def on_trial_remove(self, tune_controller, trial: Trial) -> None:
-        optuna_trial = self._running(trial) if self._frozen(trial) is not None else None
-        if optuna_trial is not None:
-            self.study.tell(optuna_trial, state=TrialState.FAIL)
-            self._save()
+        self._finish(trial, dict(getattr(trial, "last_result", None) or {}), error=False)
+
+    def state_of(self, trial: Trial) -> TrialState | None:
+        """The study's state of ``trial`` (None for a trial no study owns)."""
+        frozen = self._frozen(trial)
+        return None if frozen is None else frozen.state
 
     def _save(self) -> None:
-        if self.handle is not None:
-            self.handle.save()
+        self.handle.save()
 
     def debug_string(self) -> str:
         return f"Optuna {type(self.pruner).__name__} over {self.over}: {len(self.pruned)} trial(s) pruned."

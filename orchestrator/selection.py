@@ -4,13 +4,19 @@ Every choice between trials (the searcher's objective, the pruners, the leaderbo
 the report's "best", export) reads a *validation* UA; test UA is carried beside it and never
 orders, prunes or picks. This module owns those metric names, so nobody restates them.
 
-The **nested estimate** measures the whole search procedure rather than its luckiest trial: for
-each fold, the trial with the best validation UA on that fold (ties go to the earliest trial id,
-never to test), and its test UA on that fold; their mean and standard deviation over folds. It
-sits next to the optimistic "best mean test UA over trials" (the maximum, over trials that
-finished every fold, of their mean test UA), which picks the winner on the test speakers and so
-overstates what the procedure would score on new speakers; the gap between the two says by how
-much. Publish the nested estimate.
+The **nested estimate** measures the whole search procedure rather than its luckiest trial, and
+is nested by construction (docs/selection.md): every search trial belongs to one outer fold, whose
+own Optuna study proposed, pruned and completed it using that fold's non-test speakers only. For
+each outer fold, the trial its study would choose (the best mean validation UA over its inner
+folds among the trials the study records COMPLETE; ties go to the earliest trial id, never to
+test), and its test UA on that fold (mean over its inner folds' networks); their mean and
+standard deviation over folds. Beside it sits the optimistic "oracle" figure: on each fold the
+trial with the best *test* UA, averaged over folds, which lets the test speakers choose and so
+overstates what the procedure would score on new speakers; the gap says by how much. Publish the
+nested estimate.
+
+Rows written before nested selection (no ``outer_fold``; a trial then ran every fold) are read
+the old way: on each fold, the finished row with the best validation UA.
 """
 
 from __future__ import annotations
@@ -51,24 +57,26 @@ OPTIMISTIC_NOTE = (
 
 @dataclass(frozen=True)
 class FoldPick:
-    """The trial that validation chose on one fold, and what the test speakers then said."""
+    """The trial that validation chose on one outer fold, and what the test speakers then said."""
 
     fold: int
     trial_id: str
-    genotype_hash: str | None
-    valid_ua: float
-    test_ua: float
+    genotype_hash: str | None  # the chosen trial's genotype (the first inner fold's, with inner folds)
+    valid_ua: float  # mean over its inner folds (the study's objective)
+    test_ua: float  # mean over its inner folds' networks, on the outer fold's test speakers
+    candidates: int = 0  # complete trials the fold's study chose among
+    oracle_trial_id: str | None = None  # the trial the TEST speakers would pick (optimistic, never used)
+    oracle_test_ua: float | None = None
 
 
 @dataclass(frozen=True)
 class NestedEstimate:
     experiment: str
-    n_folds: int  # folds of the protocol
-    picks: tuple[FoldPick, ...]  # one per fold that has a finished trial
+    n_folds: int  # outer folds of the protocol
+    picks: tuple[FoldPick, ...]  # one per outer fold that has a complete trial
     mean_test_ua: float
     std_test_ua: float  # sample std over folds (nan with one fold)
-    best_mean_test_ua: float | None  # optimistic: max over complete trials of their mean test UA
-    best_trial_by_test: str | None
+    best_mean_test_ua: float | None  # optimistic: mean over folds of the best test UA on each fold
     complete_trials: int
 
     @property
@@ -87,39 +95,49 @@ class NestedEstimate:
 
     def headline(self) -> str:
         """One line for terminals: the nested estimate first, the optimistic number after it."""
-        folds = f"{len(self.picks)}/{self.n_folds} folds"
+        folds = f"{len(self.picks)}/{self.n_folds} outer folds"
         spread = "" if math.isnan(self.std_test_ua) else f" ± {self.std_test_ua:.3f}"
         text = f"nested estimate UA {self.mean_test_ua:.3f}{spread} ({folds}; validation chose, test reported)"
         if self.best_mean_test_ua is not None:
             text += (
-                f"; optimistic best mean test UA over {self.complete_trials} complete trials "
+                f"; optimistic (test chose the trial on each fold, among {self.complete_trials} complete trials) "
                 f"{self.best_mean_test_ua:.3f} (gap {self.gap:+.3f})"
             )
         return text
 
 
-_PICKS_SQL = """
-SELECT experiment, fold, max(n_folds) OVER (PARTITION BY experiment) AS n_folds, trial_id, genotype_hash,
-       valid_ua, ua AS test_ua
-FROM runs
-WHERE stage = 'search' AND status IN ('completed', 'pruned') AND ua IS NOT NULL AND valid_ua IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY experiment, fold ORDER BY valid_ua DESC, trial_id) = 1
-ORDER BY experiment, fold
+_TRIAL_FOLD_SQL = """
+WITH eligible AS (  -- nested rows: trials their study recorded COMPLETE; older rows: finished folds
+    SELECT * FROM runs
+    WHERE stage = 'search' AND ua IS NOT NULL AND valid_ua IS NOT NULL AND (
+        (outer_fold IS NOT NULL AND status = 'completed' AND trial_status = 'completed')
+        OR (outer_fold IS NULL AND status IN ('completed', 'pruned')))
+)
+SELECT experiment, fold, max(n_folds) AS n_folds, trial_id, avg(valid_ua) AS valid_ua, avg(ua) AS test_ua,
+       arg_min(genotype_hash, coalesce(inner_fold, 0)) AS genotype_hash
+FROM eligible GROUP BY experiment, fold, trial_id
 """
 
-_BEST_BY_TEST_SQL = """
-SELECT experiment, trial_id, avg(ua) AS mean_test_ua, count(DISTINCT fold) AS folds, max(n_folds) AS n_folds
-FROM runs
-WHERE stage = 'search' AND status IN ('completed', 'pruned') AND ua IS NOT NULL
-GROUP BY experiment, trial_id
-HAVING count(DISTINCT fold) >= max(n_folds)
+_PICKS_SQL = f"""
+WITH scored AS ({_TRIAL_FOLD_SQL}),
+ranked AS (
+    SELECT *, max(n_folds) OVER (PARTITION BY experiment) AS protocol_folds,
+           count(*) OVER (PARTITION BY experiment, fold) AS candidates,
+           row_number() OVER (PARTITION BY experiment, fold ORDER BY valid_ua DESC, trial_id) AS by_valid,
+           row_number() OVER (PARTITION BY experiment, fold ORDER BY test_ua DESC, trial_id) AS by_test
+    FROM scored
+)
+SELECT v.experiment, v.fold, v.protocol_folds AS n_folds, v.trial_id, v.genotype_hash, v.valid_ua, v.test_ua,
+       v.candidates, t.trial_id AS oracle_trial_id, t.test_ua AS oracle_test_ua
+FROM ranked AS v JOIN ranked AS t ON t.experiment = v.experiment AND t.fold = v.fold AND t.by_test = 1
+WHERE v.by_valid = 1
+ORDER BY v.experiment, v.fold
 """
 
 
 def nested_estimates(board: Any) -> dict[str, NestedEstimate]:
     """The nested estimate of every experiment on ``board`` (an open ``Leaderboard``)."""
     picks: pd.DataFrame = board.sql(_PICKS_SQL)
-    complete: pd.DataFrame = board.sql(_BEST_BY_TEST_SQL)
     estimates = {}
     for experiment, rows in picks.groupby("experiment", sort=True):
         chosen = tuple(
@@ -129,21 +147,21 @@ def nested_estimates(board: Any) -> dict[str, NestedEstimate]:
                 genotype_hash=None if pd.isna(row.genotype_hash) else str(row.genotype_hash),
                 valid_ua=float(row.valid_ua),
                 test_ua=float(row.test_ua),
+                candidates=int(row.candidates),
+                oracle_trial_id=str(row.oracle_trial_id),
+                oracle_test_ua=float(row.oracle_test_ua),
             )
             for row in rows.itertuples()
         )
         tests = [pick.test_ua for pick in chosen]
-        mine = complete[complete["experiment"] == experiment].sort_values(
-            ["mean_test_ua", "trial_id"], ascending=[False, True]
-        )
+        oracle = [pick.oracle_test_ua for pick in chosen]
         estimates[str(experiment)] = NestedEstimate(
             experiment=str(experiment),
             n_folds=int(rows["n_folds"].iloc[0]),
             picks=chosen,
             mean_test_ua=sum(tests) / len(tests),
             std_test_ua=float(pd.Series(tests).std()) if len(tests) > 1 else math.nan,
-            best_mean_test_ua=None if mine.empty else float(mine["mean_test_ua"].iloc[0]),
-            best_trial_by_test=None if mine.empty else str(mine["trial_id"].iloc[0]),
-            complete_trials=len(mine),
+            best_mean_test_ua=sum(oracle) / len(oracle),
+            complete_trials=int(sum(pick.candidates for pick in chosen)),
         )
     return estimates

@@ -1,12 +1,18 @@
-"""The experiment's Optuna study on disk: one journal file per experiment, one study in it.
+"""The experiment's Optuna studies on disk: one journal file per experiment, one study per outer fold.
 
-The pruning scheduler (``orchestrator.pruning``) records every Tune trial there as an Optuna
-trial: its sampled parameters, the values it reports (per-fold validation UA, or per-epoch
-validation UA for the epoch pruners), its test UA as user attributes (never a value: test UA
-chooses nothing) and its state (running, pruned, complete, failed). The journal outlives the
-driver, so ``sernas search --resume`` reopens the study and the pruner decides with every trial
-finished before the crash, and ``optuna-dashboard <journal>`` (or ``sernas dashboard``) shows
-it. Where the journal lives is ``StorageLocation.study_journal``'s to say.
+Nested selection (docs/selection.md): the outer test fold is the unit of selection. Every search
+trial belongs to one outer fold ``k``, and study ``<experiment>.fold<k>`` is the only record of
+fold ``k``'s trials: the searcher (``orchestrator.nested``) asks it for each new trial's
+parameters, the pruning scheduler (``orchestrator.pruning``) reports the trial's validation
+figures to it and lets its pruner decide, and the trial's end is told to it as COMPLETE (the
+mean validation UA over the trial's inner folds), PRUNED or FAIL. Test UA is stored as a user
+attribute and read by nothing that chooses. A study sees only trials of its own outer fold, so no
+sampler or pruner of fold ``k`` ever learns from a fold whose training or validation speakers
+include fold ``k``'s test speakers.
+
+The journal outlives the driver, so ``sernas search --resume`` reopens every study with the
+trials finished before the crash, and ``optuna-dashboard <journal>`` (or ``sernas dashboard``)
+shows them. Where the journal lives is ``StorageLocation.study_journal``'s to say.
 
 An Optuna journal (``optuna.storages.JournalStorage`` with its file backend) is an append-only
 log of operations, appended to under a lock: the one file here not written by temp-and-rename,
@@ -16,23 +22,44 @@ cuts it off (that operation was never acknowledged) before appending again.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.storage import StorageLocation, resolve_storage
 from trainers.atomic_io import write_atomically
 
-__all__ = ["StudyHandle", "journal_storage"]
+__all__ = [
+    "OUTER_FOLD_KEY",
+    "TUNE_TRIAL_ID",
+    "StudyHandle",
+    "TrialOutcome",
+    "journal_storage",
+    "study_name",
+    "trial_outcome",
+]
+
+OUTER_FOLD_KEY = "outer_fold"  # a search trial's Tune config: the outer fold whose study owns it
+TUNE_TRIAL_ID = "tune_trial_id"  # user attribute: the Tune trial an Optuna trial stands for
+PRUNED_REASON = "pruned_reason"  # user attribute: why the pruner stopped the trial
+MEAN_PARAMS = "mean_params"  # a trial's final result: mean trainable parameters over its inner folds
 
 
 def journal_storage(path: str | os.PathLike[str]) -> JournalStorage:
     """The Optuna storage of a journal file (made empty if absent)."""
     return JournalStorage(JournalFileBackend(os.fspath(path)))
+
+
+def study_name(experiment: str, fold: int) -> str:
+    """The study of outer fold ``fold`` (its trials, sampler history and pruner history)."""
+    return f"{experiment}.fold{int(fold)}"
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -47,12 +74,38 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 @dataclass(frozen=True)
+class TrialOutcome:
+    """How a finished Tune trial ends in its study: the state and, when COMPLETE, its values."""
+
+    state: TrialState
+    values: tuple[float, ...] | None = None
+
+
+def trial_outcome(result: dict[str, Any] | None, *, error: bool, objective: str, multi_objective: bool) -> TrialOutcome:
+    """The one rule for a trial that ended without being pruned (pruning is told where it is decided).
+
+    COMPLETE only when every inner fold finished (its last fold report says ``folds_done ==
+    n_folds``), with the mean validation UA over them (and, for two objectives, the mean
+    parameter count); everything else, an error, a CUDA out-of-memory stop or a trial stopped
+    before its last inner fold, is FAIL: a partial mean never counts as a full objective.
+    """
+    result = result or {}
+    value = result.get(objective)
+    done, planned = int(result.get("folds_done", 0)), int(result.get("n_folds", 0) or 0)
+    if error or value is None or (isinstance(value, float) and math.isnan(value)) or planned < 1 or done < planned:
+        return TrialOutcome(TrialState.FAIL)
+    if multi_objective:
+        return TrialOutcome(TrialState.COMPLETE, (float(value), float(result.get(MEAN_PARAMS, math.nan))))
+    return TrialOutcome(TrialState.COMPLETE, (float(value),))
+
+
+@dataclass(frozen=True)
 class StudyHandle:
-    """How to reach an experiment's study: picklable (Tune pickles the scheduler holding it)
-    and resolved only when used, so a restored scheduler reopens the same journal."""
+    """How to reach an experiment's studies: picklable (Tune pickles the searcher and the
+    scheduler holding it) and resolved only when used, so a restored one reopens the same journal."""
 
     storage: str | StorageLocation  # the experiment's storage, as ``resolve_storage`` takes it
-    experiment: str  # also the study's name
+    experiment: str
 
     @property
     def location(self) -> StorageLocation:
@@ -76,28 +129,60 @@ class StudyHandle:
         write_atomically(path, lambda handle: handle.write(data))
         return path
 
+    def _mine(self, name: str) -> bool:
+        return name == self.experiment or name.startswith(f"{self.experiment}.fold")
+
     def trials(self) -> int:
-        """How many trials the experiment's study holds (0 when there is none; it never
-        creates the file)."""
+        """How many trials the experiment's studies hold together (0 when there is none; it
+        never creates the file)."""
         path = self._local_journal()
         if path is None:
             return 0
         _cut_torn_tail(path)
         summaries = optuna.study.get_all_study_summaries(journal_storage(path), include_best_trial=False)
-        return next((summary.n_trials for summary in summaries if summary.study_name == self.experiment), 0)
+        return sum(summary.n_trials for summary in summaries if self._mine(summary.study_name))
 
-    def open(self, *, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-        """The study (created when absent), maximising mean validation UA, with ``pruner``."""
+    def storage_for_use(self) -> JournalStorage:
+        """The journal storage, created when absent (after cutting a torn tail)."""
         path = self._local_journal() or self.journal
         path.parent.mkdir(parents=True, exist_ok=True)
         _cut_torn_tail(path)
+        return journal_storage(path)
+
+    def open(
+        self,
+        *,
+        fold: int,
+        storage: JournalStorage | None = None,
+        pruner: optuna.pruners.BasePruner | None = None,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        multi_objective: bool = False,
+    ) -> optuna.Study:
+        """Outer fold ``fold``'s study (created when absent): maximise mean validation UA (and,
+        with ``multi_objective``, minimise parameters), deciding with ``pruner``, proposing with ``sampler``."""
         return optuna.create_study(
-            storage=journal_storage(path),
-            study_name=self.experiment,
-            direction="maximize",
+            storage=storage or self.storage_for_use(),
+            study_name=study_name(self.experiment, fold),
+            directions=["maximize", "minimize"] if multi_objective else ["maximize"],
             pruner=pruner,
+            sampler=sampler,
             load_if_exists=True,
         )
+
+    def studies(self) -> dict[int, optuna.Study]:
+        """Every outer fold's study in the journal, by fold (read-only use: leaderboard, CLI)."""
+        path = self._local_journal()
+        if path is None:
+            return {}
+        _cut_torn_tail(path)
+        storage = journal_storage(path)
+        prefix = f"{self.experiment}.fold"
+        found = {}
+        for summary in optuna.study.get_all_study_summaries(storage, include_best_trial=False):
+            name = summary.study_name
+            if name.startswith(prefix) and name[len(prefix) :].isdigit():
+                found[int(name[len(prefix) :])] = optuna.load_study(study_name=name, storage=storage)
+        return dict(sorted(found.items()))
 
     def save(self) -> None:
         """On an object store, upload the journal (whole, in one write) as
@@ -108,3 +193,23 @@ class StudyHandle:
         location.write_bytes(
             location.study_copy(self.experiment), self.journal.read_bytes(), what="the Optuna study journal"
         )
+
+
+def find_trial(study: optuna.Study, tune_trial_id: str) -> FrozenTrial | None:
+    """The newest Optuna trial of ``study`` standing for Tune trial ``tune_trial_id`` (a trial
+    rerun by ``--resume`` after it failed gets a new one)."""
+    found = None
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.user_attrs.get(TUNE_TRIAL_ID) == tune_trial_id:
+            found = frozen
+    return found
+
+
+def recorded_end(handle: StudyHandle, *, fold: int, tune_trial_id: str) -> tuple[TrialState, str | None] | None:
+    """How outer fold ``fold``'s study recorded Tune trial ``tune_trial_id`` (state, pruning reason);
+    None when it holds no such trial."""
+    studies = handle.studies()
+    if fold not in studies:
+        return None
+    frozen = find_trial(studies[fold], tune_trial_id)
+    return None if frozen is None else (frozen.state, frozen.user_attrs.get(PRUNED_REASON))

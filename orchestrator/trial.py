@@ -1,17 +1,23 @@
-"""The Ray Tune trainable: one trial = one point of the search space, run over the folds.
+"""The Ray Tune trainable: a search trial = one point of the search space on ONE outer fold.
 
-A cross-eval trial (``sernas cross-eval``; its parameters hold an ``orchestrator.candidates``
-``Candidate`` and a seed) runs the same loop without a search: it evaluates the candidate's
-architecture on every fold and tags its rows ``stage = cross-eval``.
+A search trial belongs to the outer fold its config names (``OUTER_FOLD_KEY``, set by the
+searcher of ``orchestrator.nested``). Its units of work are that fold's inner folds
+(``folds.inner``: inner speaker folds built from the outer fold's non-test speakers,
+``trainers.folds.make_inner_folds``), or the outer fold itself with its own validation
+speakers. A cross-eval trial (``sernas cross-eval``; its parameters hold an
+``orchestrator.candidates`` ``Candidate`` and a seed) runs the same loop without a search over
+every outer fold and tags its rows ``stage = cross-eval``.
 
-For each fold still to do, the trial runs the Ray-free ``trainers.run_fold`` (search, then
+For each unit still to do, the trial runs the Ray-free ``trainers.run_fold`` (search, then
 evaluation), forwarding every epoch to ``tune.report`` together with a checkpoint of its work
-folder (the trainers' own resumable checkpoints plus ``state.json``), and after the fold
-appends one leaderboard row and reports a per-fold summary (``report="fold"``): the fold's
-validation UA and the mean over finished folds (``orchestrator.selection``: what the fold-level
-pruner and the searcher read), with the test UAs beside them (read by nobody that chooses). A restarted trial (a crash with
-``max_failures``, or ``sernas search --resume``) copies its last checkpoint back, skips the folds
-it finished and continues the current one from its last epoch.
+folder (the trainers' own resumable checkpoints plus ``state.json``); each epoch carries its
+``prune_step`` on a fixed schedule (unit, phase, epoch: the same step means the same thing in
+every trial). After the unit it appends one leaderboard row and reports a summary
+(``report="fold"``): the unit's validation UA and the mean over finished units
+(``orchestrator.selection``: what the pruner and the study read), with the test UAs of the outer
+fold's test speakers beside them (read by nobody that chooses). A restarted trial (a crash with
+``max_failures``, or ``sernas search --resume``) copies its last checkpoint back, skips the
+units it finished and continues the current one from its last epoch.
 """
 
 from __future__ import annotations
@@ -31,14 +37,16 @@ import torch
 from orchestrator.candidates import SEED_KEY, Candidate, candidate_of, seen_in_search
 from orchestrator.config import ExperimentConfig, settings_for_trial
 from orchestrator.leaderboard import FoldRow, write_fold_row
-from orchestrator.pruning import FOLD_REPORT
+from orchestrator.pruning import FOLD_REPORT, PRUNE_STEP
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
+from orchestrator.study import MEAN_PARAMS, OUTER_FOLD_KEY
 from search_space.architecture import architecture_key, parse_architecture
 from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
 from trainers.device import trial_device
 from trainers.features import extract_features_once
 from trainers.fold_data import load_fold_data
+from trainers.folds import make_inner_folds
 from trainers.gpu_memory import is_out_of_memory, limit_memory, peak_memory_mib, release_cached_memory
 from trainers.reproducibility import reproducible_mode
 from trainers.run_fold import FoldResult, run_fold
@@ -83,6 +91,7 @@ def _fold_row(
     node_id: str,
     candidate: Candidate | None = None,
     peak_gpu_mib: float | None = None,
+    inner_fold: int | None = None,
 ) -> FoldRow:
     experiment = inputs.experiment
     shape = evaluation.shape
@@ -90,6 +99,9 @@ def _fold_row(
         "experiment": experiment.name,
         "trial_id": trial_id,
         "fold": fold,
+        "outer_fold": fold,
+        "inner_fold": inner_fold,
+        "n_inner_folds": experiment.folds.inner if candidate is None else None,
         "n_folds": int(inputs.folds["fold"].nunique()),
         "attempt": attempt,
         "node_id": node_id,
@@ -172,6 +184,44 @@ def _node_cpus(ray: Any, node_id: str) -> int:
     return 1
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One network a trial trains and scores: an outer fold, and the inner fold whose validation
+    speakers choose (None: the outer fold's own validation speakers)."""
+
+    fold: int
+    inner_fold: int | None = None
+
+    @property
+    def key(self) -> str:
+        return str(self.fold) if self.inner_fold is None else f"{self.fold}.{self.inner_fold}"
+
+
+def trial_units(inputs: TrialInputs, *, outer_fold: int | None) -> list[Unit]:
+    """A search trial's units (its outer fold's inner folds, or the outer fold itself); a
+    cross-eval trial's (``outer_fold`` None): every outer fold."""
+    if outer_fold is None:
+        return [Unit(int(fold)) for fold in sorted(inputs.folds["fold"].unique())]
+    inner = inputs.experiment.folds.inner
+    if inner is None:
+        return [Unit(outer_fold)]
+    return [Unit(outer_fold, i) for i in range(1, inner + 1)]
+
+
+def unit_table(inputs: TrialInputs, unit: Unit) -> pd.DataFrame:
+    """The fold-table rows of ``unit``: the outer fold's, or its inner fold's (made here, the
+    same on every node: seeded by ``folds.seed``)."""
+    outer = inputs.folds[inputs.folds["fold"] == unit.fold]
+    if unit.inner_fold is None:
+        return outer
+    folds = inputs.experiment.folds
+    genders = dict(zip(inputs.manifest["speaker"].astype(str), inputs.manifest["gender"].astype(str)))
+    inner = make_inner_folds(
+        outer, n_inner=int(folds.inner), arch_share=folds.arch_share, seed=folds.seed, genders=genders
+    )
+    return inner[inner["inner_fold"] == unit.inner_fold].drop(columns="inner_fold")
+
+
 def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
     """The function trainable (wrap with ``tune.with_parameters(run_trial, inputs=...)``)."""
     import ray
@@ -180,12 +230,19 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
     context = tune.get_context()
     trial_id = context.get_trial_id()
     candidate = candidate_of(params)
+    outer_fold = None
     if candidate is None:
-        search, evaluation = settings_for_trial(inputs.experiment, params)
-        row_params = dict(params)
+        row_params = {k: v for k, v in params.items() if k != OUTER_FOLD_KEY}
+        if OUTER_FOLD_KEY not in params:
+            raise ValueError(f"a search trial needs its outer fold ({OUTER_FOLD_KEY}) in its config: {params!r}")
+        outer_fold = int(params[OUTER_FOLD_KEY])
+        search, evaluation = settings_for_trial(inputs.experiment, row_params)
     else:  # cross-eval: the source trial's settings (or the base ones), no search
         search, evaluation = candidate.settings(inputs.experiment, seed=params[SEED_KEY])
         row_params = dict(candidate.params or {})
+    units = trial_units(inputs, outer_fold=outer_fold)
+    # Epochs per unit on the pruner's fixed schedule: search epochs, then evaluation epochs.
+    unit_span = (search.epochs if candidate is None else 0) + evaluation.epochs
     cpus, gpus = inputs.experiment.tune.resources.cpu, inputs.experiment.tune.resources.gpu
     torch.set_num_threads(max(1, int(cpus)))
     node_id = ray.get_runtime_context().get_node_id()
@@ -214,48 +271,55 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
         write_text_atomically(state_path, json.dumps(state))
 
         def mean_done(key: str) -> float:
-            """Mean over the finished folds of their validation (``valid_ua``) or test (``ua``) UA."""
-            uas = [done.get(key, math.nan) for done in state["done"].values()]
-            return sum(uas) / len(uas) if uas else math.nan
+            """Mean over the finished units of their validation (``valid_ua``) or test (``ua``) UA, or parameters."""
+            values = [done.get(key, math.nan) for done in state["done"].values()]
+            return sum(values) / len(values) if values else math.nan
 
         epochs_reported = 0
-        for fold in sorted(int(f) for f in inputs.folds["fold"].unique()):
-            if str(fold) in state["done"]:
+        for position, unit in enumerate(units, start=1):
+            if unit.key in state["done"]:
                 continue
-            fold_table = inputs.folds[inputs.folds["fold"] == fold]
+            fold = unit.fold
+            fold_table = unit_table(inputs, unit)
             rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
-            cache_dir = inputs.experiment.data.cache_dir
             data = load_fold_data(
                 manifest=rows,
                 folds=fold_table,
                 fold=fold,
                 preset=inputs.experiment.data.preset,
-                cache_dir=cache_dir,
+                cache_dir=inputs.experiment.data.cache_dir,
                 classes=inputs.classes,
             )
+            unit_facts = {
+                "fold": fold,
+                "unit": position,
+                **({"inner_fold": unit.inner_fold} if unit.inner_fold else {}),
+            }
 
-            def report(step: int, metrics: dict[str, Any], fold: int = fold) -> None:
-                nonlocal epochs_reported  # a checkpoint every tune.checkpoint_every epochs (and after each fold)
+            def report(step: int, metrics: dict[str, Any], unit_facts=unit_facts, position: int = position) -> None:
+                nonlocal epochs_reported  # a checkpoint every tune.checkpoint_every epochs (and after each unit)
                 epochs_reported += 1
                 keep = epochs_reported % inputs.experiment.tune.checkpoint_every == 0
                 tune.report(
                     {
                         **_scalar_metrics(metrics),
+                        **unit_facts,
                         "report": EPOCH_REPORT,
-                        "fold": fold,
+                        PRUNE_STEP: (position - 1) * unit_span + step,
                         "folds_done": len(state["done"]),
+                        "n_folds": len(units),
                         OBJECTIVE: mean_done("valid_ua"),
                         MEAN_TEST_UA: mean_done("ua"),
                     },
                     checkpoint=tune.Checkpoint.from_directory(str(work)) if keep else None,
                 )
 
-            fold_dir = work / f"fold{fold}"
+            fold_dir = work / f"fold{unit.key}"
 
             def record(
-                result: FoldResult | None, error: str | None, fold: int = fold, peak: float | None = None
+                result: FoldResult | None, error: str | None, unit: Unit = unit, peak: float | None = None
             ) -> None:
-                """Append this fold's leaderboard row, finished or failed."""
+                """Append this unit's leaderboard row, finished or failed."""
                 row = _fold_row(
                     inputs,
                     trial_id=trial_id,
@@ -263,7 +327,8 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     params=row_params,
                     search=search,
                     evaluation=evaluation,
-                    fold=fold,
+                    fold=unit.fold,
+                    inner_fold=unit.inner_fold,
                     result=result,
                     error=error,
                     node_id=node_id,
@@ -289,11 +354,12 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     record(None, reason, peak=peak)
                     tune.report(
                         {
+                            **unit_facts,
                             "report": INFEASIBLE_REPORT,
                             "reason": reason,
-                            "fold": fold,
                             "folds_done": len(state["done"]),
-                            OBJECTIVE: math.nan,  # the searcher records a failure, not a score
+                            "n_folds": len(units),
+                            OBJECTIVE: math.nan,  # the study records a failure, not a score
                             MEAN_TEST_UA: math.nan,
                         }
                     )
@@ -303,7 +369,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             finally:
                 release_cached_memory(device)
             record(result, None)
-            state["done"][str(fold)] = {
+            state["done"][unit.key] = {
                 "valid_ua": result.valid_ua,
                 "ua": result.ua,
                 "genotype_hash": result.genotype_hash,
@@ -313,8 +379,8 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             shutil.rmtree(fold_dir, ignore_errors=True)  # finished: its resumable checkpoints are dead weight
             tune.report(
                 {
+                    **unit_facts,
                     "report": FOLD_REPORT,
-                    "fold": fold,
                     FOLD_OBJECTIVE: result.valid_ua,
                     FOLD_TEST_UA: result.ua,
                     "fold_test_wa": result.wa,
@@ -322,9 +388,10 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     "genotype_hash": _genotype_hash(result),
                     "params": result.params,
                     "folds_done": len(state["done"]),
-                    "n_folds": int(inputs.folds["fold"].nunique()),
+                    "n_folds": len(units),
                     OBJECTIVE: mean_done("valid_ua"),
                     MEAN_TEST_UA: mean_done("ua"),
+                    MEAN_PARAMS: mean_done("params"),
                     "search_seconds": result.search_seconds,
                     "eval_seconds": result.eval_seconds,
                 },

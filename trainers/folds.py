@@ -287,3 +287,70 @@ def fold_counts(table: pd.DataFrame) -> pd.DataFrame:
     alphas = table[table["search_role"] == "alphas"].groupby("fold")["speaker"]
     counts["alpha speakers"] = alphas.apply(lambda s: ",".join(sorted(set(s)))).reindex(counts.index)
     return counts
+
+
+def make_inner_folds(
+    outer: pd.DataFrame,
+    *,
+    n_inner: int,
+    arch_share: float = 0.5,
+    seed: int = 0,
+    genders: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """``n_inner`` inner speaker folds built from ONE outer fold's non-test speakers.
+
+    ``outer`` is the rows of one outer fold (``FOLD_COLUMNS``). Its non-test speakers (the
+    outer validation and training speakers together) are dealt, in an order seeded by (seed,
+    fold, 2) that takes the genders in turn (``genders``: speaker -> gender, from the manifest),
+    into ``n_inner`` groups; inner fold ``i`` validates on group ``i`` and trains on the others,
+    which it splits by speaker into weight and alpha speakers (``arch_share``, seeded by (seed,
+    fold, i, 1)). The outer test speakers stay ``test`` in every inner fold: scored once per
+    evaluated network, read by nothing that chooses. Returns the rows of every inner fold
+    (``FOLD_COLUMNS`` plus ``inner_fold``, numbered from 1), each checked like a fold table.
+    """
+    folds = outer["fold"].unique()
+    if len(folds) != 1:
+        raise ValueError(f"make_inner_folds takes the rows of one outer fold, but got folds {sorted(folds)}.")
+    fold = int(folds[0])
+    if n_inner < 2:
+        raise ValueError(f"folds.inner must be >= 2, but got {n_inner}.")
+    names = sorted(str(s) for s in outer.loc[outer["split"] != "test", "speaker"].unique())
+    if n_inner > len(names) - 1:
+        raise ValueError(
+            f"folds.inner = {n_inner} needs at least {n_inner + 1} non-test speakers in fold {fold} (each inner fold "
+            f"validates on its own group and trains on the others), but the fold has {len(names)}."
+        )
+    speakers = pd.DataFrame({"speaker": names, "gender": [str((genders or {}).get(s, "?")) for s in names]})
+    dealt = _dealing_order(speakers, rng=np.random.default_rng([seed, fold, 2]))
+    tables = []
+    for inner in range(1, n_inner + 1):
+        valid = set(dealt[inner - 1 :: n_inner])
+        training = speakers[~speakers["speaker"].isin(valid)]
+        alphas = _pick_speakers(
+            training,
+            count=_alpha_speaker_count(len(training), arch_share),
+            rng=np.random.default_rng([seed, fold, inner, 1]),
+        )
+        speaker = outer["speaker"].astype(str)
+        split = np.where(outer["split"] == "test", "test", np.where(speaker.isin(valid), "valid", "train"))
+        role = np.where(split != "train", None, np.where(speaker.isin(alphas), "alphas", "weights"))
+        tables.append(outer.assign(split=split, search_role=role, inner_fold=inner))
+    table = pd.concat(tables, ignore_index=True).astype(
+        {"split": "string", "search_role": "string", "inner_fold": "int64"}
+    )
+    for _, rows in table.groupby("inner_fold"):
+        check_folds(rows)
+    return table
+
+
+def _dealing_order(speakers: pd.DataFrame, *, rng: np.random.Generator) -> list[str]:
+    """``speakers`` (columns speaker, gender) in a seeded order that takes the genders in turn
+    (F, M, F, M, ...), so that dealing them round-robin into groups balances every group."""
+    order = speakers.iloc[rng.permutation(len(speakers))]
+    queues = [list(order.loc[order["gender"] == g, "speaker"]) for g in dict.fromkeys(order["gender"])]
+    dealt: list[str] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                dealt.append(str(queue.pop(0)))
+    return dealt

@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ExperimentConfig"]
 
-_FOLDS_PER_SCHEME = {"speaker-pairs": 5}  # loso: as many as the corpus has sessions
-
 
 class ExperimentConfig(StrictModel):
     """One experiment: see docs/config.md for every key."""
@@ -173,6 +171,8 @@ class ExperimentConfig(StrictModel):
                 )
             )
         errors.extend(self._wilcoxon_reachable())
+        errors.extend(self._seeds_are_replicates())
+        errors.extend(self._epoch_steps_align())
         device_problem = device_spec_problem(self.device, gpus=self.tune.resources.gpu)
         if device_problem is not None:
             errors.append((("device",), device_problem, self.device))
@@ -180,28 +180,64 @@ class ExperimentConfig(StrictModel):
         return self
 
     def _wilcoxon_reachable(self) -> list[Issue]:
-        """A Wilcoxon pruner over too few folds can never reach its p threshold: say so now."""
+        """A Wilcoxon pruner over too few inner folds can never reach its p threshold: say so now.
+
+        It compares a trial with its outer fold's best trial inner fold by inner fold, so without
+        ``folds.inner`` (one validation split per outer fold) it has nothing to compare.
+        """
         pruner = self.tune.pruner
-        n_folds = len(self.folds.use) if self.folds.use else _FOLDS_PER_SCHEME.get(self.folds.scheme)
-        if pruner.kind != "wilcoxon" or n_folds is None:
+        if pruner.kind != "wilcoxon":
             return []
-        # Before the last fold, at most n_folds - 1 paired differences exist, and the one-sided
+        inner = self.folds.inner or 1
+        # Before the last inner fold, at most inner - 1 paired differences exist, and the one-sided
         # exact Wilcoxon test on n differences cannot go below 0.5 ** n.
-        steps = n_folds - 1
+        steps = inner - 1
         p_threshold, n_startup_steps = pruner.options["p_threshold"], pruner.options["n_startup_steps"]
         if steps < max(2, n_startup_steps) or 0.5**steps >= p_threshold:
             return [
                 (
                     ("tune", "pruner"),
-                    f"wilcoxon cannot prune any trial before its last fold: with "
-                    f"{n_folds} folds it compares at most {steps} fold UA(s), but it needs at least "
-                    f"{max(2, n_startup_steps)} (2 and n_startup_steps) and the smallest possible p-value, "
-                    f"{0.5 ** max(steps, 0):g}, must be below p_threshold {p_threshold}; use more folds "
-                    "(folds.use), a higher p_threshold, or another pruner",
+                    f"wilcoxon compares a trial with its outer fold's best trial over inner folds and cannot prune "
+                    f"any trial before its last one: with folds.inner {self.folds.inner} it compares at most {steps} "
+                    f"inner-fold UA(s), but it needs at least {max(2, n_startup_steps)} (2 and n_startup_steps) and "
+                    f"the smallest possible p-value, {0.5 ** max(steps, 0):g}, must be below p_threshold "
+                    f"{p_threshold}; set folds.inner (e.g. 4), a higher p_threshold, or another pruner",
                     pruner.model_dump(),
                 )
             ]
         return []
+
+    def _seeds_are_replicates(self) -> list[Issue]:
+        """A sampled seed would let validation pick lucky seeds, which is selection on noise."""
+        sampled = [name for name in ("seed", "search.seed", "eval.seed") if isinstance(self.space.get(name), Domain)]
+        if not sampled:
+            return []
+        name = sampled[0]
+        entry = self.space[name]
+        return [
+            (
+                ("space", name),
+                "seeds are replicates, not a hyperparameter (choosing the luckiest seed is selection on noise): "
+                "fix it (e.g. seed: 0) and replicate chosen genotypes over seeds with sernas cross-eval --seeds",
+                entry.to_yaml(),
+            )
+        ]
+
+    def _epoch_steps_align(self) -> list[Issue]:
+        """Epoch-level pruners compare trials at one step = one phase, epoch and inner fold; that
+        holds only when every trial runs the same numbers of search and evaluation epochs."""
+        if self.tune.pruner.kind not in ("median", "hyperband"):
+            return []
+        varying = [name for name in ("search.epochs", "eval.epochs") if isinstance(self.space.get(name), Domain)]
+        return [
+            (
+                ("space", name),
+                f"pruner {self.tune.pruner.kind} compares trials at the same phase and epoch, which needs {name} to "
+                "be the same in every trial: fix it, or use pruner wilcoxon or none",
+                self.space[name].to_yaml(),
+            )
+            for name in varying
+        ]
 
     def fold_protocol(self) -> FoldProtocol:
         """The ``FoldProtocol`` of this experiment (classes, merges, improvised-only, folds)."""

@@ -148,6 +148,12 @@ class FoldsConfig(StrictModel):
         description="share of the training speakers whose utterances train the alphas in the search (by speaker)",
     )
     seed: int = Field(FoldProtocol.seed, description="seed of the speaker roles (validation, weights, alphas)")
+    inner: int | None = Field(
+        None,
+        ge=2,
+        description="inner speaker folds per outer fold, built from its non-test speakers; null: choose on the "
+        "outer fold's validation speakers (docs/selection.md)",
+    )
 
     @field_validator("use")
     @classmethod

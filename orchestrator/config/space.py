@@ -32,6 +32,7 @@ __all__ = [
     "SpaceEntry",
     "build_settings",
     "dump_space_entry",
+    "fixed_tune_params",
     "optuna_category",
     "optuna_distributions",
     "plain_value",
@@ -291,3 +292,8 @@ def optuna_distributions(config: ExperimentConfig) -> dict[str, Any]:
         else:
             distributions[name] = FloatDistribution(entry.args[0], entry.args[1], log=entry.kind == "loguniform")
     return distributions
+
+
+def fixed_tune_params(config: ExperimentConfig) -> dict[str, Any]:
+    """The space's fixed (non-sampled) entries as a trial's config holds them (``primitives`` joined)."""
+    return {name: _tune_value(name, entry) for name, entry in config.space.items() if not isinstance(entry, Domain)}

@@ -2,7 +2,7 @@
 
 Layout under a storage root (a local path or a URI that ``pyarrow.fs`` understands)::
 
-    <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>-attempt=<a>.parquet   one fold row
+    <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>[-inner=<i>]-attempt=<a>.parquet   one fold row
     <storage>/trials/<experiment>/<trial_id>.parquet                             trial status
     <storage>/.leaderboard-cache/footers.parquet                                 footer-check cache
     <storage>/.leaderboard-cache/snapshots/<kind>/<experiment>/<seq>-<id>.parquet compacted rows (a cache)

@@ -1,6 +1,6 @@
 """Where leaderboard files live under a storage root, and how each one is written whole.
 
-    <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>-attempt=<a>.parquet   one fold row
+    <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>[-inner=<i>]-attempt=<a>.parquet   one fold row
     <storage>/trials/<experiment>/<trial_id>.parquet                             trial status
     <storage>/.leaderboard-cache/...                                             derived (footers, snapshots)
 
@@ -42,9 +42,10 @@ SNAPSHOT_DIR = f"{CACHE_DIR}/snapshots"
 LeaderboardWriteError = StorageWriteError  # a row could not be written (message names the destination)
 
 
-def part_path(*, experiment: str, trial_id: str, fold: int, attempt: int) -> str:
+def part_path(*, experiment: str, trial_id: str, fold: int, attempt: int, inner_fold: int | None = None) -> str:
     """Path of a fold row's part file, relative to the storage root."""
-    return f"{LEADERBOARD_DIR}/{experiment}/{trial_id}/fold={fold}-attempt={attempt}.parquet"
+    inner = "" if inner_fold is None else f"-inner={inner_fold}"
+    return f"{LEADERBOARD_DIR}/{experiment}/{trial_id}/fold={fold}{inner}-attempt={attempt}.parquet"
 
 
 def trial_status_path(*, experiment: str, trial_id: str) -> str:
@@ -73,9 +74,14 @@ def write_fold_row(storage: str | os.PathLike[str] | StorageLocation, row: FoldR
     """
     clean = validate_fold_row(row)
     relative = part_path(
-        experiment=clean["experiment"], trial_id=clean["trial_id"], fold=clean["fold"], attempt=clean["attempt"]
+        experiment=clean["experiment"],
+        trial_id=clean["trial_id"],
+        fold=clean["fold"],
+        attempt=clean["attempt"],
+        inner_fold=clean.get("inner_fold"),
     )
-    what = f"the leaderboard row of trial {clean['trial_id']} fold {clean['fold']} attempt {clean['attempt']}"
+    inner = "" if clean.get("inner_fold") is None else f" inner fold {clean['inner_fold']}"
+    what = f"the leaderboard row of trial {clean['trial_id']} fold {clean['fold']}{inner} attempt {clean['attempt']}"
     return write_parquet(resolve_storage(storage), relative, pa.Table.from_pylist([clean], schema=SCHEMA), what=what)
 
 

@@ -31,7 +31,7 @@ __all__ = [
     "FoldRow",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STAGES = ("search", "cross-eval")
 """``search``: a trial searched the fold's genotype; ``cross-eval``: a chosen one retrained (sernas cross-eval)."""
 FOLD_STATUSES = ("completed", "failed")
@@ -56,7 +56,7 @@ def _column(
 
 @dataclass(frozen=True, kw_only=True)
 class FoldRow:
-    """One leaderboard row per (trial, fold, attempt): the fields are the columns, in file order.
+    """One leaderboard row per (trial, fold, inner fold, attempt): the fields are the columns, in file order.
 
     Build one with ``finished`` or ``failed``. Values are checked when the row is written
     (``write_fold_row``), which names the column of a bad value. JSON columns take JSON text
@@ -64,14 +64,32 @@ class FoldRow:
     """
 
     schema_version: int = _column(
-        pa.int32(), "version of this schema the row was written with (2)", required=True, default=SCHEMA_VERSION
+        pa.int32(), "version of this schema the row was written with (3)", required=True, default=SCHEMA_VERSION
     )
     experiment: str = _column(pa.string(), "experiment name", required=True)
     trial_id: str = _column(pa.string(), "Ray Tune trial id: one point of the search space", required=True)
-    fold: int = _column(pa.int32(), "speaker-independent fold, numbered from 1", required=True)
-    n_folds: int = _column(
-        pa.int32(), "number of folds the experiment runs (a genotype covering that many is complete)", required=True
+    fold: int = _column(pa.int32(), "speaker-independent (outer) fold, numbered from 1", required=True)
+    outer_fold: int | None = _column(
+        pa.int32(),
+        "the outer test fold of the row (equal to `fold`): a search trial belongs to this fold's Optuna study; "
+        "null in rows written before schema 3",
+        since=3,
+        default=None,
     )
+    inner_fold: int | None = _column(
+        pa.int32(),
+        "inner speaker fold (`folds.inner`) whose validation speakers scored this network, numbered from 1; null "
+        "with a single validation split (the outer fold's) and in cross-eval rows",
+        since=3,
+        default=None,
+    )
+    n_inner_folds: int | None = _column(
+        pa.int32(),
+        "inner folds a search trial runs on its outer fold (`folds.inner`); null with a single validation split",
+        since=3,
+        default=None,
+    )
+    n_folds: int = _column(pa.int32(), "number of outer folds the experiment runs", required=True)
     attempt: int = _column(
         pa.int32(), "attempt of this (trial, fold), from 0; a rerun writes a new attempt", required=True
     )
@@ -213,7 +231,7 @@ RESULT_COLUMNS = tuple(f.name for f in dataclasses.fields(FoldRow) if f.metadata
 ADDED_COLUMNS = {f.name: f.metadata["since"] for f in dataclasses.fields(FoldRow) if f.metadata["since"] > 1}
 """Column -> the schema version that added it: files of older versions lack it (read as null)."""
 TRIAL_COLUMNS = (
-    Column("schema_version", pa.int32(), True, "version of this schema (2; unchanged since 1)"),
+    Column("schema_version", pa.int32(), True, "version of this schema (3; unchanged since 1)"),
     Column("experiment", pa.string(), True, "experiment name"),
     Column("trial_id", pa.string(), True, "Ray Tune trial id"),
     Column("status", pa.string(), True, "`running`, `completed`, `pruned`, `failed` or `terminated`"),

@@ -69,9 +69,10 @@ def summary_sql(by: Summary = "genotype", *, where: str | None = None, rank_by: 
     """The SELECT behind the ``genotypes`` / ``trial_scores`` / ``config_scores`` views.
 
     Aggregates the rows of ``runs`` whose status is completed or pruned (optionally only those
-    matching the SQL condition ``where``, e.g. ``"layers = 4"``), first per fold, then across
-    folds, and ranks within each experiment: complete entries (every fold covered) by mean
-    validation UA first, then incomplete ones, also by mean validation UA. Test UA (``mean_ua``)
+    matching the SQL condition ``where``, e.g. ``"layers = 4"``), first per outer fold (inner
+    folds averaged), then across folds, and ranks within each experiment: complete entries
+    (every trial behind it completed all its inner folds in its study; rows written before
+    nested selection: every fold covered) by mean validation UA first, then incomplete ones. Test UA (``mean_ua``)
     sits beside it; ``rank_by="test"`` orders by it instead, which is optimistic (the test
     speakers then choose the order: see ``orchestrator.selection``).
     """
@@ -79,7 +80,7 @@ def summary_sql(by: Summary = "genotype", *, where: str | None = None, rank_by: 
         raise ValueError(f"by must be one of {tuple(_SUMMARY_KEYS)}, but got {by!r}.")
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by must be one of {RANK_BY}, but got {rank_by!r}.")
-    order = "f.mean_valid_ua DESC NULLS LAST, " if rank_by == "valid" else "f.mean_ua DESC, "
+    order = "mean_valid_ua DESC NULLS LAST, " if rank_by == "valid" else "mean_ua DESC, "
     keys = _SUMMARY_KEYS[by]
     key_list = ", ".join(keys)
     config_key = "json_merge_patch(params_json, '{\"seed\": null}') AS config_json, " if by == "config" else ""
@@ -105,14 +106,21 @@ per_entry AS (
            count(*) AS runs, count(*) FILTER (WHERE status = 'pruned') AS pruned_runs,
            count(*) FILTER (WHERE search_stop_reason LIKE 'collapsed%') AS collapsed_searches,
            avg(alpha_entropy) AS mean_alpha_entropy, avg(params) AS mean_params,
-           sum(coalesce(search_seconds, 0) + coalesce(eval_seconds, 0)) AS total_seconds{_SUMMARY_EXTRA[by]}
+           sum(coalesce(search_seconds, 0) + coalesce(eval_seconds, 0)) AS total_seconds,
+           count(outer_fold) = 0 AS before_nesting,
+           coalesce(bool_and(trial_status = 'completed'), false) AS trials_completed{_SUMMARY_EXTRA[by]}
     FROM scored GROUP BY ALL
+),
+judged AS (  -- complete: every trial behind it finished all its inner folds (older rows: it covers every fold)
+    SELECT f.*, r.n_folds,
+           CASE WHEN r.before_nesting THEN f.folds_covered >= r.n_folds ELSE r.trials_completed END AS complete,
+           r.* EXCLUDE ({key_list}, n_folds, before_nesting, trials_completed)
+    FROM across_folds AS f JOIN per_entry AS r ON {join}
 )
-SELECT CAST(row_number() OVER (PARTITION BY f.experiment
-                               ORDER BY f.folds_covered >= r.n_folds DESC, {order}
-                                        f.folds_covered DESC, f.{keys[-1]}) AS INTEGER) AS rank,
-       f.*, r.n_folds, f.folds_covered >= r.n_folds AS complete, r.* EXCLUDE ({key_list}, n_folds)
-FROM across_folds AS f JOIN per_entry AS r ON {join}
+SELECT CAST(row_number() OVER (PARTITION BY experiment
+                               ORDER BY complete DESC, {order}
+                                        folds_covered DESC, {keys[-1]}) AS INTEGER) AS rank, *
+FROM judged
 """
 
 
@@ -123,7 +131,7 @@ SELECT f.* REPLACE (CASE WHEN f.status = 'completed' AND t.status = 'pruned' THE
        t.status AS trial_status, t.reason AS trial_reason
 FROM fold_rows AS f
 LEFT JOIN trials AS t ON t.experiment = f.experiment AND t.trial_id = f.trial_id
-QUALIFY row_number() OVER (PARTITION BY f.experiment, coalesce(f.stage, 'search'), f.trial_id, f.fold
+QUALIFY row_number() OVER (PARTITION BY f.experiment, coalesce(f.stage, 'search'), f.trial_id, f.fold, f.inner_fold
                            ORDER BY f.attempt DESC, f.written_at DESC, t.updated_at DESC) = 1
 """
 

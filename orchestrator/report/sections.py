@@ -45,20 +45,23 @@ def estimate_section(estimates: Mapping[str, NestedEstimate]) -> str:
     for name, estimate in estimates.items():
         spread = "" if math.isnan(estimate.std_test_ua) else f" ± {estimate.std_test_ua:.4f}"
         optimistic = (
-            "No trial finished every fold yet, so there is no optimistic best mean test UA to compare."
+            "No complete trial yet, so there is no optimistic figure to compare."
             if estimate.best_mean_test_ua is None
-            else f"Optimistic best mean test UA over {estimate.complete_trials} complete trial(s): "
-            f"<strong>{estimate.best_mean_test_ua:.4f}</strong> (trial <code>{html.escape(str(estimate.best_trial_by_test))}"
-            f"</code>; gap {estimate.gap:+.4f}). It lets the test speakers pick the winner: do not publish it as the "
+            else f"Optimistic figure (on each fold the trial with the best <em>test</em> UA, among "
+            f"{estimate.complete_trials} complete trial(s)): <strong>{estimate.best_mean_test_ua:.4f}</strong> "
+            f"(gap {estimate.gap:+.4f}). It lets the test speakers pick the winner: do not publish it as the "
             "result of the search."
         )
         picks = pd.DataFrame([vars(pick) for pick in estimate.picks])
         parts.append(
             f"<h3>{html.escape(name)}</h3><p>Nested estimate (publish this): <strong>UA "
-            f"{estimate.mean_test_ua:.4f}{spread}</strong> over {len(estimate.picks)}/{estimate.n_folds} folds. On "
-            "each fold the trial with the best validation UA was chosen and its test UA on that fold counted; the "
-            f"test speakers chose nothing.</p><p>{optimistic}</p>"
-            + html_table(picks, ["fold", "trial_id", "genotype_hash", "valid_ua", "test_ua"])
+            f"{estimate.mean_test_ua:.4f}{spread}</strong> over {len(estimate.picks)}/{estimate.n_folds} outer "
+            "folds. Each outer fold has its own Optuna study, which proposed, pruned and chose among that fold's "
+            "trials on its non-test speakers only; the chosen trial's test UA on that fold is counted, and the test "
+            f"speakers chose nothing.</p><p>{optimistic}</p>"
+            + html_table(
+                picks, ["fold", "trial_id", "candidates", "genotype_hash", "valid_ua", "test_ua", "oracle_test_ua"]
+            )
         )
     return "".join(parts)
 

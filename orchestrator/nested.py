@@ -1,0 +1,156 @@
+"""Nested selection in Ray Tune's terms: a searcher that hands each new trial to an outer fold's study.
+
+``tune.num_samples`` is the budget of EACH outer fold (times the grid size with searcher
+``grid``): with F outer folds Tune runs ``F x num_samples`` trials, handed out in turn (trial 0
+to the first fold, trial 1 to the second, ...), so every study advances at the same pace. For a
+new trial the searcher asks that fold's study (``study.ask`` with the space's distributions), so
+the study's own sampler proposes it, seeded by (``tune.seed``, fold), from that study's trials
+only. The trial's config carries its outer fold under ``OUTER_FOLD_KEY``.
+
+Everything after the ask happens in the pruning scheduler (``orchestrator.pruning``), which sees
+every result and every end of a trial: it reports validation figures, lets the study's pruner
+decide, and tells the study the outcome (``orchestrator.study.trial_outcome``). So one place
+decides "pruned", and the progress lines, trial status files and leaderboard read it from the
+study.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from ray.tune.search import Searcher
+
+from orchestrator.study import OUTER_FOLD_KEY, TUNE_TRIAL_ID, StudyHandle
+
+__all__ = ["OuterFoldSearcher", "fold_seed", "make_sampler"]
+
+
+def fold_seed(seed: int | None, fold: int) -> int | None:
+    """The sampler seed of outer fold ``fold``'s study: from (seed, fold), so studies differ and reruns repeat."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed), int(fold)]).generate_state(1)[0])
+
+
+def make_sampler(
+    kind: str, *, seed: int | None, distributions: Mapping[str, BaseDistribution]
+) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of a config's ``tune.searcher`` (``optuna-tpe``, ``random`` or ``grid``)."""
+    if kind == "optuna-tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "grid":
+        grid = {}
+        for name, distribution in distributions.items():
+            if not isinstance(distribution, CategoricalDistribution):
+                raise ValueError(f"searcher grid needs categorical domains, but {name} is {distribution!r}.")
+            grid[name] = list(distribution.choices)
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    raise ValueError(f"searcher must be optuna-tpe, random or grid, but got {kind!r}.")
+
+
+def grid_size(distributions: Mapping[str, BaseDistribution]) -> int:
+    """Points of a grid over categorical ``distributions`` (1 without any)."""
+    size = 1
+    for distribution in distributions.values():
+        size *= len(distribution.choices) if isinstance(distribution, CategoricalDistribution) else 1
+    return size
+
+
+class OuterFoldSearcher(Searcher):
+    """Propose each trial from its own outer fold's Optuna study (ask), never from another fold's."""
+
+    def __init__(
+        self,
+        *,
+        study: StudyHandle,
+        folds: Sequence[int],
+        trials_per_fold: int,
+        distributions: Mapping[str, BaseDistribution],
+        fixed: Mapping[str, Any],
+        sampler: str,
+        seed: int | None,
+        multi_objective: bool = False,
+    ) -> None:
+        super().__init__(metric=None, mode=None)
+        if not folds:
+            raise ValueError("the searcher needs at least one outer fold.")
+        if trials_per_fold < 1:
+            raise ValueError(f"trials_per_fold must be >= 1, but got {trials_per_fold}.")
+        self.handle = study
+        self.folds = tuple(int(fold) for fold in folds)
+        self.trials_per_fold = trials_per_fold
+        self.distributions = dict(distributions)
+        self.fixed = dict(fixed)
+        self.sampler = sampler
+        self.seed = seed
+        self.multi_objective = multi_objective
+        self.assigned = 0
+        self._reset()
+
+    @property
+    def total(self) -> int:
+        """Trials over every outer fold (what ``tune.TuneConfig.num_samples`` must be)."""
+        return self.trials_per_fold * len(self.folds)
+
+    def _reset(self) -> None:
+        self._storage = None
+        self._studies: dict[int, optuna.Study] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_storage", "_studies")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def study(self, fold: int) -> optuna.Study:
+        """Outer fold ``fold``'s study, with its sampler (opened once per process)."""
+        if fold not in self._studies:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            if self._storage is None:
+                self._storage = self.handle.storage_for_use()
+            self._studies[fold] = self.handle.open(
+                fold=fold,
+                storage=self._storage,
+                sampler=make_sampler(self.sampler, seed=fold_seed(self.seed, fold), distributions=self.distributions),
+                multi_objective=self.multi_objective,
+            )
+        return self._studies[fold]
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # the space comes from the experiment's config, not from Tune's param_space
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.assigned >= self.total:
+            return Searcher.FINISHED
+        fold = self.folds[self.assigned % len(self.folds)]
+        study = self.study(fold)
+        with warnings.catch_warnings():  # GridSampler warns when a grid is exhausted and resampled
+            warnings.simplefilter("ignore", UserWarning)
+            trial = study.ask(fixed_distributions=self.distributions)
+        trial.set_user_attr(TUNE_TRIAL_ID, trial_id)
+        self.assigned += 1
+        self.handle.save()
+        return {**self.fixed, **trial.params, OUTER_FOLD_KEY: fold}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Nothing to do: the scheduler, which sees every end (pruned ones too), tells the study."""
+
+    # Tune saves the searcher beside its experiment state and restores it on --resume; the
+    # studies themselves are in the journal, so the state is just how many trials were handed out.
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as handle:
+            json.dump({"assigned": self.assigned}, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as handle:
+            self.assigned = int(json.load(handle)["assigned"])
+        self._reset()
