@@ -38,7 +38,7 @@ from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
 from trainers.device import trial_device
 from trainers.features import extract_features_once
-from trainers.fold_data import load_fold_data
+from trainers.fold_data import fold_speaker_rows, load_fold_data
 from trainers.gpu_memory import is_out_of_memory, limit_memory, peak_memory_mib, release_cached_memory
 from trainers.reproducibility import reproducible_mode
 from trainers.run_fold import FoldResult, run_fold
@@ -223,7 +223,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
             if str(fold) in state["done"]:
                 continue
             fold_table = inputs.folds[inputs.folds["fold"] == fold]
-            rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
+            rows = fold_speaker_rows(inputs.manifest, fold_table)  # any label: for the speakers' statistics
             cache_dir = inputs.experiment.data.cache_dir
             data = load_fold_data(
                 manifest=rows,
