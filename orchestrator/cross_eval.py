@@ -26,6 +26,7 @@ from orchestrator.experiment import ExperimentSummary, PreparedData, run_tune
 from orchestrator.leaderboard import BASELINE, connect
 from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_FILE, folder_to_read, resolve_storage
 from search_space.architecture import architecture_key, architecture_text, parse_architecture
+from trainers.fold_data import fold_speaker_rows
 from trainers.folds import read_folds
 from trainers.manifest import read_manifest
 
@@ -51,7 +52,7 @@ def load_experiment(storage: str, experiment: str) -> tuple[ExperimentConfig, Pr
         manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
         folds, _ = read_folds(data_dir / FOLDS_FILE)
     classes = tuple(config.data.classes) if config.data.classes else tuple(sorted(folds["label"].unique()))
-    used = manifest[manifest["utt_id"].isin(folds["utt_id"])].reset_index(drop=True)
+    used = fold_speaker_rows(manifest, folds).reset_index(drop=True)
     prepared = PreparedData(manifest=used, folds=folds, classes=classes, data_dir=location.shown(location.root))
     return config, prepared
 

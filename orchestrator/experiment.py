@@ -29,6 +29,7 @@ from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
 from trainers.features import extract_features
+from trainers.fold_data import fold_speaker_rows
 from trainers.folds import make_folds
 from trainers.manifest import build_manifest, read_manifest, write_manifest
 
@@ -80,7 +81,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
             write_manifest(scanned, folder / MANIFEST_FILE)
         write_parquet_atomically(folds, folder / FOLDS_FILE)
         write_text_atomically(folder / CONFIG_FILE, dump_config(config))  # `sernas export` rebuilds from it
-    used = manifest[manifest["utt_id"].isin(folds["utt_id"])]
+    used = fold_speaker_rows(manifest, folds)  # every clip of the folds' speakers: speaker statistics read them all
     with progress_bars(enabled=progress) as show_progress:
         summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=show_progress)
     if summary.failed:

@@ -28,7 +28,7 @@ from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_F
 from search_space.architecture import architecture_text, parse_architecture
 from trainers.evaluate import train_final_model
 from trainers.features import extract_features, get_preset
-from trainers.fold_data import concat_splits, load_fold_data
+from trainers.fold_data import concat_splits, fold_speaker_rows, load_fold_data
 from trainers.folds import read_folds
 from trainers.manifest import read_manifest
 from trainers.model_bundle import save_bundle
@@ -126,7 +126,7 @@ def export_model(
         folds, _ = read_folds(data_dir / FOLDS_FILE)
     _, evaluation = settings_from(config, json.loads(run["params_json"]))
     data_fold = int(fold if fold is not None else folds["fold"].min())
-    rows = manifest[manifest["utt_id"].isin(folds.loc[folds["fold"] == data_fold, "utt_id"])]
+    rows = fold_speaker_rows(manifest, folds[folds["fold"] == data_fold])  # any label: for the speakers' statistics
     extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)
     classes = tuple(json.loads(run["classes"]))
     data = load_fold_data(
@@ -139,7 +139,9 @@ def export_model(
     )
     parts = (data.train, data.valid) if fold is not None else (data.train, data.valid, data.test)
     raw = concat_splits(*parts)
-    normalizer = Normalizer(evaluation.normalization).fit(raw.x, raw.valid_lengths)  # stats of what it trains on
+    normalizer = Normalizer(evaluation.normalization).fit(  # train: stats of what it trains on
+        raw.x, raw.valid_lengths, speaker_stats=data.speaker_stats
+    )
     training = raw.normalized(normalizer)
     if fold is not None:
         trained_on = (

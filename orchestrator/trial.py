@@ -45,7 +45,7 @@ from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
 from trainers.device import trial_device
 from trainers.features import extract_features_once
-from trainers.fold_data import load_fold_data
+from trainers.fold_data import fold_speaker_rows, load_fold_data
 from trainers.folds import make_inner_folds
 from trainers.gpu_memory import is_out_of_memory, limit_memory, peak_memory_mib, release_cached_memory
 from trainers.reproducibility import reproducible_mode
@@ -281,7 +281,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                 continue
             fold = unit.fold
             fold_table = unit_table(inputs, unit)
-            rows = inputs.manifest[inputs.manifest["utt_id"].isin(fold_table["utt_id"])]
+            rows = fold_speaker_rows(inputs.manifest, fold_table)  # any label: for the speakers' statistics
             data = load_fold_data(
                 manifest=rows,
                 folds=fold_table,

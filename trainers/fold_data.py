@@ -4,11 +4,17 @@ A trial keeps the whole fold in memory as stacked tensors (IEMOCAP's ~5.5k utter
 1 x 128 x 128 float32 are ~360 MB), so a batch is plain indexing and training never waits for
 I/O. Class order is fixed by the experiment (``classes``), never by what one split contains,
 so class indices mean the same thing on every fold.
+
+The manifest given to ``load_fold_data`` may hold more rows than the fold table: every
+utterance of the fold's speakers, whatever its label (``fold_speaker_rows``). The fold table
+alone decides what is in train/valid/test; the other rows only feed the per-speaker statistics
+of ``speaker`` normalisation (``trainers.normalization``), which come from all of a speaker's
+audio, never from the utterances that the protocol's classes kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,7 +23,7 @@ import torch
 
 from trainers.features import FeaturePreset, get_preset, load_features
 from trainers.folds import SEARCH_ROLES, SPLITS
-from trainers.normalization import Normalizer
+from trainers.normalization import Normalizer, SpeakerStatistics, pooled_statistics
 
 
 @dataclass(frozen=True)
@@ -75,12 +81,23 @@ class FoldData:
     valid: Split
     test: Split
     train_roles: tuple[str | None, ...] = ()  # search role of each train utterance (weights/alphas)
+    # speaker -> (mean, std) (1, C, F, 1) over all of that speaker's audio in the manifest (any label)
+    speaker_stats: SpeakerStatistics | None = None
 
     def normalized(self, normalizer: Normalizer) -> tuple[FoldData, Normalizer]:
-        """Every split normalised; ``train`` statistics come from the training split only.
+        """Every split normalised; ``train`` statistics come from the training split only, ``speaker``
+        statistics from all of each speaker's audio (``speaker_stats``, from ``load_fold_data``).
 
-        Returns the data and the fitted normaliser (what an exported model must apply)."""
-        fitted = normalizer.fit(self.train.x, self.train.valid_lengths)
+        Returns the data and the fitted normaliser (what an exported model must apply). Raises
+        ValueError for ``speaker`` when the fold carries no ``speaker_stats``: statistics of the
+        fold's own utterances would depend on which of a speaker's clips the protocol kept."""
+        if normalizer.mode == "speaker" and self.speaker_stats is None:
+            raise ValueError(
+                f"fold {self.fold} carries no speaker statistics, but speaker normalisation needs each speaker's "
+                "statistics over all of that speaker's audio: load the fold with load_fold_data, which computes them "
+                "from the manifest."
+            )
+        fitted = normalizer.fit(self.train.x, self.train.valid_lengths, speaker_stats=self.speaker_stats)
         data = replace(
             self,
             train=self.train.normalized(fitted),
@@ -127,6 +144,56 @@ def inverse_frequency_weights(labels: torch.Tensor, *, n_classes: int) -> torch.
     return torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), torch.zeros(()))
 
 
+def fold_speaker_rows(manifest: pd.DataFrame, folds: pd.DataFrame) -> pd.DataFrame:
+    """Every row of ``manifest`` whose speaker appears in ``folds``, any label: what a fold's data
+    and its speakers' statistics read (``load_fold_data``), so what needs features."""
+    return manifest[manifest["speaker"].isin(folds["speaker"])]
+
+
+def speaker_statistics(
+    manifest: pd.DataFrame,
+    *,
+    speakers: Iterable[str],
+    preset: FeaturePreset | str,
+    cache_dir: str | Path | None = None,
+    manifest_path: str | Path | None = None,
+    loaded: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each of ``speakers``' per-bin mean and std ``(1, C, F, 1)`` over the valid frames of all of
+    that speaker's rows in ``manifest`` (every label), one speaker in memory at a time.
+
+    ``loaded`` (utt_id -> features ``(C, F, T)``) are features already in memory; the other rows
+    are read from the feature cache. Rows are taken in manifest order, so the statistics do not
+    depend on which of them were loaded before. Raises ValueError naming a speaker with no row.
+    """
+    preset = get_preset(preset)
+    loaded = loaded or {}
+    wanted = list(dict.fromkeys(str(s) for s in speakers))
+    rows_of = {
+        str(name): rows for name, rows in manifest[manifest["speaker"].isin(wanted)].groupby("speaker", sort=False)
+    }
+    absent = [s for s in wanted if s not in rows_of]
+    if absent:
+        raise ValueError(
+            f"speaker(s) {', '.join(absent[:5])} have no row in the manifest: their speaker statistics need at "
+            "least one utterance of each."
+        )
+    stats = {}
+    for speaker in wanted:
+        rows = rows_of[speaker]
+        in_memory = torch.tensor([utt in loaded for utt in rows["utt_id"]], dtype=torch.bool)  # (n,)
+        x = torch.empty((len(rows), *preset.output_shape), dtype=torch.float32)  # (n, C, F, T) of this speaker
+        if in_memory.any():
+            x[in_memory] = torch.stack([loaded[utt] for utt in rows.loc[in_memory.numpy(), "utt_id"]])
+        if not in_memory.all():
+            x[~in_memory] = load_features(
+                rows[(~in_memory).numpy()], preset=preset, cache_dir=cache_dir, manifest_path=manifest_path
+            )
+        lengths = torch.tensor([preset.valid_frames(float(d)) for d in rows["duration_s"]], dtype=torch.int64)
+        stats[speaker] = pooled_statistics(x, lengths)  # (1, C, F, 1) each
+    return stats
+
+
 def load_fold_data(
     *,
     manifest: pd.DataFrame,
@@ -137,7 +204,13 @@ def load_fold_data(
     classes: Sequence[str] | None = None,
     manifest_path: str | Path | None = None,
 ) -> FoldData:
-    """Join the fold table with the manifest and load the cached features of its utterances."""
+    """Join the fold table with the manifest and load the cached features of its utterances.
+
+    ``manifest`` may hold more rows than the fold's utterances (``fold_speaker_rows``: every
+    utterance of its speakers, any label); each speaker's statistics (``FoldData.speaker_stats``,
+    for ``speaker`` normalisation) come from all of that speaker's rows in it, so their features
+    must be in the cache too.
+    """
     table = folds[folds["fold"] == fold]
     if table.empty:
         raise ValueError(f"fold {fold} is not in the fold table (folds present: {sorted(folds['fold'].unique())}).")
@@ -153,6 +226,14 @@ def load_fold_data(
             f"(first: {', '.join(missing.head(3))}); was the fold table made from another manifest?"
         )
     subset = rows.loc[table["utt_id"]].reset_index(drop=True)
+    moved = (subset["speaker"].astype(str).to_numpy() != table["speaker"].astype(str).to_numpy()).nonzero()[0]
+    if len(moved):
+        first = moved[0]
+        raise ValueError(
+            f"{len(moved)} utterance(s) of fold {fold} have another speaker in the manifest than in the fold table "
+            f"(first: {subset['utt_id'].iloc[first]}: {subset['speaker'].iloc[first]} vs "
+            f"{table['speaker'].iloc[first]}); was the fold table made from another manifest?"
+        )
     preset = get_preset(preset)
     features = load_features(subset, preset=preset, cache_dir=cache_dir, manifest_path=manifest_path)
     class_index = {name: index for index, name in enumerate(classes)}
@@ -173,7 +254,15 @@ def load_fold_data(
     if "search_role" in table.columns:
         train_rows = table.loc[(table["split"] == "train").to_numpy(), "search_role"]
         roles = tuple(None if pd.isna(role) else str(role) for role in train_rows)
-    return FoldData(fold=fold, classes=classes, **splits, train_roles=roles)
+    stats = speaker_statistics(
+        manifest,
+        speakers=table["speaker"],
+        preset=preset,
+        cache_dir=cache_dir,
+        manifest_path=manifest_path,
+        loaded=dict(zip(subset["utt_id"], features)),
+    )
+    return FoldData(fold=fold, classes=classes, **splits, train_roles=roles, speaker_stats=stats)
 
 
 def iterate_batches(

@@ -9,27 +9,45 @@ padded frames are set to 0 after normalising. Modes (``Normalization``):
 - ``utterance``: each clip by its own per-frequency-bin mean and std; uses nothing but the clip,
   but it also removes the clip's level and spectral tilt, which carry emotion (arousal): on the
   demo it left every trial at chance (nested estimate 0.245 vs 0.385 with ``train``).
-- ``speaker``: each speaker's clips by that speaker's per-bin mean and std, over all of that
-  speaker's utterances in the fold, test speakers included. That uses each speaker's
+- ``speaker``: each speaker's clips by that speaker's per-bin mean and std over *all of that
+  speaker's audio in the manifest*: every utterance of the speaker, whatever its label, including
+  the ones the protocol's class selection drops (``fru``, ``xxx``, ...), test speakers included.
+  So a speaker's statistics never depend on which of their clips carry the chosen labels (taking
+  them over the fold's selected utterances would let the labels shape the test speakers'
+  inputs). ``trainers.fold_data.load_fold_data`` computes them, one speaker at a time
+  (``SpeakerStatistics``), and ``Normalizer.fit`` attaches them. That uses each speaker's
   *unlabelled* audio (common in SER, e.g. per-speaker z-normalisation on IEMOCAP); labels never.
-  ``sernas predict`` treats the files of one call as one speaker.
+  Without attached statistics (``sernas predict``) the clips of one call are taken as all of
+  their speaker's audio: the files of one call count as one speaker.
 - ``none``: features as computed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 
-__all__ = ["NORMALIZATIONS", "SPEAKER_MIN_CLIPS", "Normalization", "Normalizer", "valid_mask"]
+__all__ = [
+    "NORMALIZATIONS",
+    "SPEAKER_MIN_CLIPS",
+    "Normalization",
+    "Normalizer",
+    "SpeakerStatistics",
+    "pooled_statistics",
+    "valid_mask",
+]
 
 Normalization = Literal["utterance", "train", "speaker", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("utterance", "train", "speaker", "none")
 _EPS = 1e-5
 SPEAKER_MIN_CLIPS = 5
 """Fewer clips of a speaker than this make ``speaker`` statistics little more than the clips' own."""
+
+SpeakerStatistics = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+"""speaker -> (mean, std), each ``(1, C, F, 1)``, over the valid frames of all of the speaker's audio."""
 
 
 def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
@@ -45,23 +63,35 @@ def _stats(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...]) -> tuple[
     return mean, var.sqrt()
 
 
+def pooled_statistics(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and std ``(1, C, F, 1)`` over the valid frames of every clip of ``x`` (N, C, F, T)."""
+    return _stats(x, valid_mask(lengths, x.shape[-1]), (0, 3))
+
+
 @dataclass(frozen=True)
 class Normalizer:
-    """A normalisation mode and, for ``train``, its fitted statistics ``(1, C, F, 1)``."""
+    """A normalisation mode and its statistics: for ``train`` ``mean``/``std`` ``(1, C, F, 1)``, for
+    ``speaker`` (optionally) ``speaker_stats`` of every speaker it will see."""
 
     mode: Normalization = "train"
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    speaker_stats: SpeakerStatistics | None = None  # never stored in a bundle: they describe the fold's speakers
 
     def __post_init__(self) -> None:
         if self.mode not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, but got {self.mode!r}.")
 
-    def fit(self, x: torch.Tensor, lengths: torch.Tensor) -> Normalizer:
-        """For ``train``: the statistics of the training features ``x`` (N, C, F, T); else itself."""
+    def fit(
+        self, x: torch.Tensor, lengths: torch.Tensor, *, speaker_stats: SpeakerStatistics | None = None
+    ) -> Normalizer:
+        """For ``train``: the statistics of the training features ``x`` (N, C, F, T); for ``speaker``:
+        ``speaker_stats`` attached (each speaker's statistics over all of their audio); else itself."""
+        if self.mode == "speaker" and speaker_stats is not None:
+            return replace(self, speaker_stats=dict(speaker_stats))
         if self.mode != "train":
             return self
-        mean, std = _stats(x, valid_mask(lengths, x.shape[-1]), (0, 3))
+        mean, std = pooled_statistics(x, lengths)
         return replace(self, mean=mean, std=std)
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor, speakers: tuple[str, ...] | None = None) -> torch.Tensor:
@@ -78,16 +108,32 @@ class Normalizer:
         else:  # speaker
             if speakers is None or len(speakers) != len(x):
                 raise ValueError("speaker normalisation needs the speaker of every utterance.")
-            mean, std = torch.empty_like(x[:, :, :, :1]), torch.empty_like(x[:, :, :, :1])
+            mean, std = torch.empty_like(x[:, :, :, :1]), torch.empty_like(x[:, :, :, :1])  # (N, C, F, 1)
             for speaker in dict.fromkeys(speakers):
                 rows = torch.tensor([i for i, s in enumerate(speakers) if s == speaker])
                 mean[rows], std[rows] = (
-                    part.expand(len(rows), -1, -1, -1) for part in _stats(x[rows], mask[rows], (0, 3))
+                    part.expand(len(rows), -1, -1, -1) for part in self._speaker(speaker, x, mask, rows)
                 )
         return (x - mean) / (std + _EPS) * mask
 
+    def _speaker(
+        self, speaker: str, x: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, std)`` ``(1, C, F, 1)`` of ``speaker``: the attached statistics, or (none attached)
+        those of the speaker's clips in ``x``, taken as all of that speaker's audio."""
+        if self.speaker_stats is None:
+            return _stats(x[rows], mask[rows], (0, 3))
+        if speaker not in self.speaker_stats:
+            known = sorted(self.speaker_stats)
+            raise ValueError(
+                f"speaker {speaker!r} has no speaker statistics; they were computed for {len(known)} speaker(s) "
+                f"({', '.join(known[:5])}{', ...' if len(known) > 5 else ''})."
+            )
+        return self.speaker_stats[speaker]
+
     def state(self) -> dict:
-        """What a model bundle stores to normalise as in training."""
+        """What a model bundle stores to normalise as in training (never ``speaker_stats``: a bundle
+        meets new speakers, whose statistics come from the clips it is given)."""
         return {
             "mode": self.mode,
             "mean": None if self.mean is None else self.mean.tolist(),

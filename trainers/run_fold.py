@@ -68,7 +68,8 @@ def run_fold(
     """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``.
 
     The fold's features are first normalised as ``evaluation.normalization`` says (statistics
-    from the training speakers, or per utterance / per speaker; never from labels).
+    from the training speakers, per utterance, or per speaker over all of that speaker's audio,
+    ``FoldData.speaker_stats``; never from labels).
 
     ``architecture`` may be its text (genotype JSON or a model name), parsed here.
     """

@@ -184,7 +184,8 @@ def run_search_command(
     ) as error:
         raise UserError(str(error)) from None
     console.print(
-        f"Prepared {len(prepared.manifest)} utterances, {prepared.folds['fold'].nunique()} folds, classes "
+        f"Prepared {prepared.folds['utt_id'].nunique()} utterances ({len(prepared.manifest)} clips of their speakers "
+        f"for speaker statistics), {prepared.folds['fold'].nunique()} folds, classes "
         f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir})."
     )
     with ray_session(address):

@@ -1,6 +1,7 @@
 """A real experiment: local Ray (2 CPUs), real Optuna, real Parquet leaderboard, real training."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +124,34 @@ def test_invalid_config_names_the_key(tmp_path, capsys):
     config = write_config(tmp_path / "bad.yaml", name="bad", extra="  num_sampels: 3")
     assert main(["search", "--config", str(config)]) == 2
     assert "tune.num_sampels" in capsys.readouterr().err
+
+
+def test_prepared_data_holds_every_clip_of_the_folds_speakers_with_features(tmp_path):
+    """Speaker statistics read all of a speaker's audio, so the prepared manifest (what trials
+    load, cross-eval and export rebuild) keeps the clips the protocol drops, with their features."""
+    from orchestrator.config import load_config
+    from orchestrator.experiment import prepare_data
+    from orchestrator.storage import MANIFEST_FILE
+    from trainers.fold_data import fold_speaker_rows, load_fold_data
+    from trainers.manifest import read_manifest
+
+    config = load_config(write_config(tmp_path / "exp.yaml", name="prepared"))
+    prepared = prepare_data(config, progress=False)
+    everything = read_manifest(Path(prepared.data_dir) / MANIFEST_FILE)
+    speakers = set(prepared.folds["speaker"])
+    assert sorted(prepared.manifest["utt_id"]) == sorted(everything.loc[everything.speaker.isin(speakers), "utt_id"])
+    dropped = prepared.manifest[~prepared.manifest["utt_id"].isin(prepared.folds["utt_id"])]
+    assert len(dropped) and set(dropped["label"]) <= {"fru", "xxx"}  # exc merges into hap
+    table = prepared.folds[prepared.folds["fold"] == 1]
+    data = load_fold_data(  # as a trial loads it: the features of the dropped clips are in the cache
+        manifest=fold_speaker_rows(prepared.manifest, table),
+        folds=table,
+        fold=1,
+        preset=config.data.preset,
+        cache_dir=config.data.cache_dir,
+        classes=prepared.classes,
+    )
+    assert set(data.speaker_stats) == speakers
 
 
 def test_a_clearly_bad_configuration_is_pruned_early(ray_cluster, tmp_path, capsys):

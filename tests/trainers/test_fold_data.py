@@ -2,10 +2,13 @@ import pytest
 import torch
 
 from conftest import build_fake_iemocap
-from trainers.features import extract_features, get_preset
-from trainers.fold_data import Split, iterate_batches, load_fold_data
+from trainers.features import extract_features, get_preset, load_features
+from trainers.fold_data import Split, fold_speaker_rows, iterate_batches, load_fold_data
 from trainers.folds import FoldProtocol, make_folds
 from trainers.manifest import build_manifest
+from trainers.normalization import Normalizer, pooled_statistics
+
+CLASSES = ("neu", "hap", "sad", "ang")
 
 
 @pytest.fixture(scope="module")
@@ -14,9 +17,7 @@ def prepared(tmp_path_factory):
     corpus = build_fake_iemocap(root / "iemocap", sessions=(1, 2, 3), per_dialog=4)
     manifest = build_manifest(dataset="iemocap", root=corpus.root).frame
     extract_features(manifest, preset="logmel-64", cache_dir=root / "cache")
-    folds = make_folds(
-        manifest, protocol=FoldProtocol(scheme="loso", classes=("neu", "hap", "sad", "ang"), merges={"exc": "hap"})
-    )
+    folds = make_folds(manifest, protocol=FoldProtocol(scheme="loso", classes=CLASSES, merges={"exc": "hap"}))
     return manifest, folds, root / "cache"
 
 
@@ -84,3 +85,60 @@ def test_batches_cover_every_sample_once_and_balanced_sampling_balances():
         ]
     )
     assert len(drawn) == 1000 and 0.4 < drawn.float().mean() < 0.6
+
+
+def load(manifest, folds, cache, classes=CLASSES, fold=2):
+    return load_fold_data(
+        manifest=manifest, folds=folds, fold=fold, preset="logmel-64", cache_dir=cache, classes=classes
+    )
+
+
+def test_speaker_statistics_cover_all_of_a_speakers_audio_whatever_its_label(prepared):
+    manifest, folds, cache = prepared
+    table = folds[folds.fold == 2]
+    data = load(fold_speaker_rows(manifest, table), folds, cache)
+    preset = get_preset("logmel-64")
+    assert set(data.speaker_stats) == set(table.speaker)
+    for speaker, (mean, std) in data.speaker_stats.items():
+        rows = manifest[manifest.speaker == speaker]  # every label, fru and xxx included
+        x = load_features(rows, preset=preset, cache_dir=cache)  # (n, 1, 64, 200)
+        lengths = torch.tensor([preset.valid_frames(d) for d in rows.duration_s])
+        expected_mean, expected_std = pooled_statistics(x, lengths)
+        assert mean.shape == std.shape == (1, 1, 64, 1)
+        assert torch.allclose(mean, expected_mean, atol=1e-6) and torch.allclose(std, expected_std, atol=1e-6)
+    dropped = manifest[manifest.speaker.isin(table.speaker) & ~manifest.utt_id.isin(table.utt_id)]
+    assert {"fru", "xxx"} <= set(dropped.label)  # the protocol dropped some of the speakers' clips
+
+
+@pytest.mark.parametrize(
+    ("classes", "merges"),
+    [(("neu", "sad", "ang"), {}), (CLASSES, {"exc": "hap", "fru": "ang", "xxx": "neu"})],
+    ids=["fewer-classes", "every-clip-labelled"],
+)
+def test_a_speakers_normalised_features_do_not_depend_on_the_class_selection(prepared, classes, merges):
+    manifest, folds, cache = prepared
+    other = make_folds(manifest, protocol=FoldProtocol(scheme="loso", classes=classes, merges=merges))
+    assert len(other[other.fold == 2]) != len(folds[folds.fold == 2])
+    normalizer = Normalizer("speaker")
+    data, _ = load(manifest, folds, cache).normalized(normalizer)
+    relabelled, _ = load(manifest, other, cache, classes=classes).normalized(normalizer)
+    for name in ("test", "valid", "train"):
+        a, b = getattr(data, name), getattr(relabelled, name)
+        shared = sorted(set(a.utt_ids) & set(b.utt_ids))
+        assert shared
+        rows_a = torch.tensor([a.utt_ids.index(u) for u in shared])
+        rows_b = torch.tensor([b.utt_ids.index(u) for u in shared])
+        assert torch.equal(a.x[rows_a], b.x[rows_b]), f"{name} features depend on which clips the protocol kept"
+
+
+def test_speaker_statistics_need_the_speakers_features_and_the_fold_table_s_speakers(prepared, tmp_path):
+    manifest, folds, cache = prepared
+    table = folds[folds.fold == 2]
+    only_selected = manifest[manifest.utt_id.isin(table.utt_id)]
+    extract_features(only_selected, preset="logmel-64", cache_dir=tmp_path / "cache")
+    with pytest.raises(LookupError, match="features of preset 'logmel-64' are missing"):
+        load(manifest, folds, tmp_path / "cache")  # the dropped clips were never computed
+    moved = manifest.copy()
+    moved.loc[moved.utt_id == table.utt_id.iloc[0], "speaker"] = "Ses09F"
+    with pytest.raises(ValueError, match="another speaker in the manifest than in the fold table"):
+        load(moved, folds, cache)

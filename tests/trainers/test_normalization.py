@@ -9,7 +9,7 @@ import torch
 from conftest import make_fold_data
 from trainers.features import get_preset
 from trainers.fold_data import Split
-from trainers.normalization import Normalizer, valid_mask
+from trainers.normalization import Normalizer, pooled_statistics, valid_mask
 
 
 def clips(pad_value: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,3 +62,29 @@ def test_speaker_normalisation_uses_each_speakers_own_frames():
         Normalizer("speaker")(x, lengths)
     with pytest.raises(ValueError, match="normalization must be one of utterance, train, speaker, none"):
         Normalizer("global")
+
+
+def test_attached_speaker_statistics_replace_those_of_the_clips_at_hand():
+    x, lengths = clips(0.0)  # (2, 1, 3, 6)
+    everything = torch.cat([x, x * 3 + 7])  # the speaker's other clips, e.g. of labels the protocol drops
+    stats = {"a": pooled_statistics(everything, torch.cat([lengths, lengths]))}
+    fitted = Normalizer("speaker").fit(x, lengths, speaker_stats=stats)
+    mean, std = stats["a"]  # (1, 1, 3, 1) each
+    expected = (x - mean) / (std + 1e-5) * valid_mask(lengths, 6)
+    assert torch.allclose(fitted(x, lengths, ("a", "a")), expected)
+    assert not torch.allclose(fitted(x, lengths, ("a", "a")), Normalizer("speaker")(x, lengths, ("a", "a")))
+    with pytest.raises(ValueError, match="speaker 'b' has no speaker statistics; they were computed for 1 speaker"):
+        fitted(x, lengths, ("a", "b"))
+    # A bundle never stores them: the speakers it meets are new, and their clips give their statistics.
+    assert "speaker_stats" not in fitted.state() and Normalizer.from_state(fitted.state()).speaker_stats is None
+
+
+def test_speaker_normalisation_of_a_fold_needs_statistics_of_all_of_each_speakers_audio():
+    data = make_fold_data(n_train=12, n_valid=6, n_test=6)
+    with pytest.raises(ValueError, match="fold 1 carries no speaker statistics"):
+        data.normalized(Normalizer("speaker"))
+    speakers = {*data.train.speakers, *data.valid.speakers, *data.test.speakers}
+    stats = {s: (torch.zeros(1, 1, 16, 1), torch.full((1, 1, 16, 1), 2.0)) for s in speakers}
+    normalized, fitted = replace(data, speaker_stats=stats).normalized(Normalizer("speaker"))
+    assert fitted.speaker_stats == stats
+    assert torch.allclose(normalized.test.x, data.test.x / (2.0 + 1e-5))
