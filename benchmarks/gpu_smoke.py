@@ -211,11 +211,11 @@ def _sharing_config(path: Path, *, name: str, gpu: float, trials: int, data: dic
 device: auto
 data: {{dataset: iemocap, manifest: {data["m.parquet"]}, preset: logmel-32, cache_dir: {data["features"]},
        classes: [neu, hap, sad, ang], merges: {{exc: hap}}}}
-folds: {{scheme: loso, use: [1, 2]}}
+folds: {{scheme: loso, use: [1]}}
 search: {{epochs: 3, batch_size: 16, shape: {{layers: 3, nodes: 3, init_channels: 8, lstm_hidden: 32}}}}
 eval: {{epochs: 3, batch_size: 16, shape: {{layers: 3, nodes: 3, init_channels: 8, lstm_hidden: 32}}}}
-space: {{seed: {{grid: {list(range(trials))}}}}}
-tune: {{num_samples: 1, searcher: random, pruner: {{kind: none}}, resources: {{cpu: 2, gpu: {gpu}}},
+space: {{weights_lr: {{uniform: [0.01, 0.02]}}}}
+tune: {{num_samples: {trials}, searcher: random, pruner: {{kind: none}}, resources: {{cpu: 2, gpu: {gpu}}},
        max_failures: 0, storage: {path.parent / "runs"}}}
 """
     )
