@@ -13,17 +13,7 @@ from trainers.settings import EvalSettings, ModelShape, SearchSettings
 
 CPU = torch.device("cpu")
 SHAPE = ModelShape(layers=3, nodes=2, init_channels=4, lstm_hidden=8)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: extra threads only spin (a 1-epoch search takes 30x longer on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_data():
