@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.config import ExperimentConfig, dump_config
+from orchestrator.resume_check import check_prepared_data, write_data_fingerprint
 from orchestrator.storage import (
     CONFIG_FILE,
     FOLDS_FILE,
@@ -47,8 +48,11 @@ def storage_root(config: ExperimentConfig) -> StorageLocation:
     return resolve_storage(config.tune.storage)
 
 
-def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> PreparedData:
-    """Manifest, features and folds for ``config``, written under ``<storage>/<name>/data`` (local or not)."""
+def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: bool = False) -> PreparedData:
+    """Manifest, features and folds for ``config``, written under ``<storage>/<name>/data`` (local or not).
+
+    With ``resume`` they must equal the run's, which are then left as they are
+    (``orchestrator.resume_check.check_prepared_data`` raises ``ResumeRefused`` naming what changed)."""
     data = config.data
     data_location = storage_root(config).experiment_data(config.name)
     scanned = None
@@ -76,11 +80,13 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
             )
         scanned, manifest = result, result.frame
     folds = make_folds(manifest, protocol=config.fold_protocol(), folds=config.folds.use)
-    with folder_to_write(data_location) as folder:
-        if scanned is not None:
-            write_manifest(scanned, folder / MANIFEST_FILE)
-        write_parquet_atomically(folds, folder / FOLDS_FILE)
-        write_text_atomically(folder / CONFIG_FILE, dump_config(config))  # `sernas export` rebuilds from it
+    if not (resume and check_prepared_data(data_location, manifest=manifest, folds=folds)):
+        with folder_to_write(data_location) as folder:
+            if scanned is not None:
+                write_manifest(scanned, folder / MANIFEST_FILE)
+            write_parquet_atomically(folds, folder / FOLDS_FILE)
+            write_text_atomically(folder / CONFIG_FILE, dump_config(config))  # `sernas export` rebuilds from it
+            write_data_fingerprint(folder, manifest=manifest, folds=folds)  # what --resume compares with
     used = fold_speaker_rows(manifest, folds)  # every clip of the folds' speakers: speaker statistics read them all
     with progress_bars(enabled=progress) as show_progress:
         summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=show_progress)

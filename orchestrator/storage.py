@@ -7,7 +7,7 @@ never loses a slash through ``Path(...)`` and a local path is always absolute.
 Layout under a storage root (the one owner of these locations)::
 
     <storage>/<experiment>/                     Ray Tune's experiment state and checkpoints
-    <storage>/<experiment>/data/                config.yaml, manifest.parquet, folds.parquet
+    <storage>/<experiment>/data/                config.yaml, manifest.parquet, folds.parquet, fingerprint.json
     <storage>/<experiment>/optuna.journal       the experiment's Optuna study (see orchestrator.study);
                                                 on an object store, a copy of the journal the driver
                                                 keeps on its own disk (``StorageLocation.study_journal``)
@@ -36,6 +36,7 @@ __all__ = [
     "CONFIG_FILE",
     "DATA_DIR",
     "DATA_FILES",
+    "DATA_FINGERPRINT_FILE",
     "FOLDS_FILE",
     "MANIFEST_FILE",
     "STUDY_CACHE_ENV",
@@ -55,6 +56,7 @@ MANIFEST_FILE = "manifest.parquet"  # in DATA_DIR, when the experiment scanned i
 FOLDS_FILE = "folds.parquet"
 CONFIG_FILE = "config.yaml"  # the validated experiment config, which `sernas export` rebuilds from
 DATA_FILES = (CONFIG_FILE, MANIFEST_FILE, FOLDS_FILE)
+DATA_FINGERPRINT_FILE = "fingerprint.json"  # in DATA_DIR: hashes of the manifest and folds (orchestrator.resume_check)
 ARCHIVE_DIR = "_archive"  # no experiment is named so: names never start with "_" (orchestrator.names)
 RESTART_CHOICES = ("archive", "remove")  # how a used experiment name starts afresh: its run moved there, or deleted
 STUDY_FILE = "optuna.journal"  # <storage>/<experiment>/optuna.journal: the experiment's Optuna study

@@ -346,6 +346,7 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                     device=device,
                     work_dir=fold_dir,
                     reporter=report,
+                    preset=inputs.experiment.data.preset,
                 )
             except Exception as error:
                 peak = peak_memory_mib(device)

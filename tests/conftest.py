@@ -281,6 +281,20 @@ def write_experiment_config(
     return path
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: on tiny tensors extra threads only spin (a 1-epoch search
+    of a 3-cell supernet took 30x longer with 2 threads on a busy 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray in this process for end-to-end tests (2 CPUs, no dashboard), shut down afterwards;

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,16 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def check_resumable(state: Mapping[str, Any], *, identity: Mapping[str, Any], path: Path) -> None:
+def check_resumable(
+    state: Mapping[str, Any], *, identity: Mapping[str, Any], path: Path, optional: Collection[str] = ()
+) -> None:
     """Refuse (``CheckpointError``) a loaded ``state`` written by another run than ``identity``.
 
     ``identity`` is what the run writes into its checkpoints to say whose they are: ``kind``
     first, then e.g. ``settings``, ``fold``, ``classes``, ``architecture``. The message names
     the checkpoint and the first differing key (``weights.lr`` inside the settings).
+    ``optional`` names fields that checkpoints of older versions do not record: those are
+    compared only when ``state`` has them, so such a checkpoint resumes as it did before.
     """
     missing = "<missing>"
     if state.get("kind") != identity["kind"]:
@@ -79,6 +83,8 @@ def check_resumable(state: Mapping[str, Any], *, identity: Mapping[str, Any], pa
             f"checkpoint {path} is a {state.get('kind')!r} checkpoint, expected a {identity['kind']!r} one."
         )
     for field, expected in identity.items():
+        if field in optional and field not in state:
+            continue
         stored = state.get(field, missing)
         if not isinstance(expected, Mapping):
             if stored != expected:

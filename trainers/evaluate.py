@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,12 +144,14 @@ def run_evaluation(
     device: torch.device,
     reporter: Reporter = ignore_reports,
     checkpoint_path: Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Train ``architecture`` on train speakers, pick the epoch on valid speakers, test once.
 
     ``architecture`` may be its text (genotype JSON or a model name). Resumes from
     ``checkpoint_path`` when it holds a checkpoint of the same settings, architecture, fold and
-    classes (``CheckpointError`` naming what differs otherwise).
+    classes (``CheckpointError`` naming what differs otherwise), and of the same ``provenance``
+    (recorded as the checkpoint's ``data``, as in ``run_search``) unless it predates that record.
     """
     architecture = parse_architecture(architecture)
     text = architecture_text(architecture)
@@ -163,12 +165,13 @@ def run_evaluation(
         "architecture": text,
         "fold": data.fold,
         "classes": list(data.classes),
+        **({"data": dict(provenance)} if provenance is not None else {}),
     }
     start_epoch, history, elapsed = 1, [], 0.0
     best = {"epoch": 0, "ua": -1.0, "valid": {}, "state": copy.deepcopy(run.model.state_dict())}
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
-        check_resumable(state, identity=identity, path=checkpoint_path)
+        check_resumable(state, identity=identity, path=checkpoint_path, optional=("data",))
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])

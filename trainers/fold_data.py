@@ -14,6 +14,7 @@ audio, never from the utterances that the protocol's classes kept.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -128,6 +129,19 @@ class FoldData:
                 )
             parts.append(self.train.subset(index))
         return parts[0], parts[1]
+
+    def utterance_digests(self) -> dict[str, str]:
+        """Per split (``train``, ``valid``, ``test``), 16 hex digits of SHA-256 over its sorted
+        ``utt_id``, class index and, on ``train``, search role: checkpoints record them, so that a
+        rerun on other utterances (an edited corpus or fold table) is refused instead of resumed."""
+        roles = {"train": self.train_roles} if len(self.train_roles) == len(self.train) else {}
+        digests = {}
+        for name in SPLITS:
+            split: Split = getattr(self, name)
+            role = roles.get(name) or ("",) * len(split)
+            entries = sorted(f"{utt}\t{int(y)}\t{r or ''}" for utt, y, r in zip(split.utt_ids, split.y.tolist(), role))
+            digests[name] = hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest()[:16]
+        return digests
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -55,6 +55,16 @@ class FoldResult:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
+def fold_provenance(data: FoldData, *, normalization: str, preset: str | None) -> dict[str, Any]:
+    """What a fold's checkpoints record about their data besides the settings: the normalisation
+    mode, the feature preset, and per split a hash of its utterances (``FoldData.utterance_digests``).
+
+    A checkpoint resumed on data made otherwise would finish a search or a training begun on
+    other inputs, silently; so these are compared on resume (``trainers.checkpoint``).
+    """
+    return {"normalization": normalization, "preset": preset, "utterances": data.utterance_digests()}
+
+
 def run_fold(
     data: FoldData,
     *,
@@ -64,6 +74,7 @@ def run_fold(
     device: torch.device,
     work_dir: str | Path,
     reporter: Reporter = ignore_reports,
+    preset: str | None = None,
 ) -> FoldResult:
     """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``.
 
@@ -71,7 +82,12 @@ def run_fold(
     from the training speakers, per utterance, or per speaker over all of that speaker's audio,
     ``FoldData.speaker_stats``; never from labels).
 
-    ``architecture`` may be its text (genotype JSON or a model name), parsed here.
+    ``architecture`` may be its text (genotype JSON or a model name), parsed here. ``preset``
+    names the feature preset ``data`` was loaded with (None: not known to the caller).
+
+    The checkpoints in ``work_dir`` record the normalisation, the preset and a hash of each
+    split's utterances (``fold_provenance``): a rerun with any of them changed stops with a
+    ``CheckpointError`` naming the field and both values instead of resuming the other run.
     """
     if (architecture is None) == (search is None):
         raise ValueError("give either search settings (to search an architecture) or an architecture, not both.")
@@ -79,6 +95,7 @@ def run_fold(
     work_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     reset_peak_memory(device)
+    provenance = fold_provenance(data, normalization=evaluation.normalization, preset=preset)
     data, _ = data.normalized(Normalizer(evaluation.normalization))
 
     search_seconds, epochs_run, stopped_early, alpha_entropy = 0.0, 0, None, None
@@ -86,7 +103,12 @@ def run_fold(
         architecture = parse_architecture(architecture)
     else:
         found = run_search(
-            data, settings=search, device=device, reporter=reporter, checkpoint_path=work_dir / "search.pt"
+            data,
+            settings=search,
+            device=device,
+            reporter=reporter,
+            checkpoint_path=work_dir / "search.pt",
+            provenance=provenance,
         )
         architecture, search_seconds = found.genotype, found.seconds
         epochs_run, stopped_early = found.epochs_run, found.stopped_early
@@ -103,6 +125,7 @@ def run_fold(
         device=device,
         reporter=report_eval,
         checkpoint_path=work_dir / "eval.pt",
+        provenance=provenance,
     )
     result = FoldResult(
         fold=data.fold,

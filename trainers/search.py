@@ -39,8 +39,10 @@ operation is parameter-free: the supernet has collapsed, and more epochs would n
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -176,12 +178,16 @@ def run_search(
     device: torch.device,
     reporter: Reporter = ignore_reports,
     checkpoint_path: Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Search a cell on ``data`` (train/valid only) and return the derived genotype.
 
     Resumes from ``checkpoint_path`` when it holds a checkpoint of the same settings, fold and
     classes (``CheckpointError``, a ``ValueError``, naming what differs otherwise, or if unreadable);
-    a resumed search ends exactly as an uninterrupted one would (on CPU).
+    a resumed search ends exactly as an uninterrupted one would (on CPU). ``provenance`` (what
+    ``data`` was made from: normalisation, feature preset, utterance hashes; see
+    ``trainers.run_fold``) is recorded as the checkpoint's ``data`` and must match too, unless
+    the checkpoint predates that record.
     """
     device = torch.device(device)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -214,10 +220,11 @@ def run_search(
         "settings": settings.model_dump(),
         "fold": data.fold,
         "classes": list(data.classes),
+        **({"data": dict(provenance)} if provenance is not None else {}),
     }
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
-        check_resumable(state, identity=identity, path=checkpoint_path)
+        check_resumable(state, identity=identity, path=checkpoint_path, optional=("data",))
         model.load_state_dict(state["model"])
         weight_optimizer.load_state_dict(state["weight_optimizer"])
         arch_optimizer.load_state_dict(state["arch_optimizer"])

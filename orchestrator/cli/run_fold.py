@@ -141,8 +141,9 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
             device=device,
             work_dir=args.out,
             reporter=report,
+            preset=args.preset,
         )
-    except CheckpointError as error:  # a damaged checkpoint, or one of another run, in --out
+    except CheckpointError as error:  # a damaged checkpoint, or one of another run (other data too), in --out
         raise UserError(str(error)) from None
     name = result.genotype_hash or result.architecture
     console.print(

@@ -159,6 +159,7 @@ def run_search_command(
     (``archive`` | ``remove``) says what to do with its results, prepare the data, run Tune, print the top."""
     from orchestrator.config import ConfigError, load_config
     from orchestrator.experiment import prepare_data, run_experiment, storage_root
+    from orchestrator.resume_check import check_resume
     from orchestrator.storage import StorageAccessError, StorageWriteError, check_access
     from trainers.corpora.scan import CorpusError
     from trainers.features import FeaturesNotFoundError
@@ -171,8 +172,11 @@ def run_search_command(
         check_access(storage_root(config), write=True)  # before any data is prepared or Ray starts
         if not resume:
             _one_run_per_name(config, restart=restart, command=command)
+        else:  # refuses a changed config before anything is written (the data: in prepare_data)
+            for warning in check_resume(config, data=storage_root(config).experiment_data(config.name)):
+                console.print(f"[yellow]{escape(warning)}[/]")
         started = time.perf_counter()
-        prepared = prepare_data(config)
+        prepared = prepare_data(config, resume=resume)
     except (
         ConfigError,
         CorpusError,

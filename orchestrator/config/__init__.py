@@ -21,7 +21,13 @@ pruner, resources), ``space`` (the search-space language, trial settings), ``exp
 
 from orchestrator.config.errors import ConfigError, validation_message
 from orchestrator.config.experiment import ExperimentConfig
-from orchestrator.config.loading import RESUME_SAFE_FIELDS, config_fingerprint, dump_config, load_config
+from orchestrator.config.loading import (
+    RESUME_SAFE_FIELDS,
+    config_fingerprint,
+    dump_config,
+    load_config,
+    without_resume_safe_fields,
+)
 from orchestrator.config.models import DataConfig, FoldsConfig, SyntheticOptions
 from orchestrator.config.space import DOMAIN_KINDS, SHORTHANDS, Domain, settings_for_trial, tune_param_space
 from orchestrator.config.tune import PRUNER_KINDS, PRUNER_OPTIONS, PrunerConfig, ResourcesConfig, TuneConfig
@@ -47,4 +53,5 @@ __all__ = [
     "settings_for_trial",
     "tune_param_space",
     "validation_message",
+    "without_resume_safe_fields",
 ]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from orchestrator.config.errors import ConfigError, error_lines, short_repr
 from orchestrator.config.experiment import ExperimentConfig
 
-__all__ = ["RESUME_SAFE_FIELDS", "config_fingerprint", "dump_config", "load_config"]
+__all__ = ["RESUME_SAFE_FIELDS", "config_fingerprint", "dump_config", "load_config", "without_resume_safe_fields"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -133,15 +133,22 @@ RESUME_SAFE_FIELDS: tuple[str, ...] = (
 computes; changing them does not stop a resume."""
 
 
+def without_resume_safe_fields(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` (a config dumped as JSON-like data, changed in place) without ``RESUME_SAFE_FIELDS``:
+    what must stay the same for a run to be resumed. A section absent from ``tree`` is skipped."""
+    for key in RESUME_SAFE_FIELDS:
+        *parents, leaf = key.split(".")
+        node: Any = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return tree
+
+
 def config_fingerprint(config: ExperimentConfig) -> str:
     """A short stable hash (16 hex digits) of the config's canonical JSON, minus
     ``RESUME_SAFE_FIELDS``; an experiment is resumed only under the same fingerprint."""
-    tree = config.model_dump(mode="json")
-    for key in RESUME_SAFE_FIELDS:
-        *parents, leaf = key.split(".")
-        node = tree
-        for part in parents:
-            node = node[part]
-        node.pop(leaf, None)
+    tree = without_resume_safe_fields(config.model_dump(mode="json"))
     canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

@@ -161,6 +161,17 @@ def test_run_fold_searches_then_evaluates_and_writes_result_json(tiny_prepared, 
 
 
 @pytest.mark.slow
+def test_run_fold_in_the_same_folder_with_another_normalisation_is_refused(tiny_prepared, tmp_path, capsys):
+    out = tmp_path / "fold2"
+    assert main(run_fold_args(tiny_prepared, out, "--normalization", "speaker")) == 0
+    capsys.readouterr()
+    assert main(run_fold_args(tiny_prepared, out, "--normalization", "utterance")) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {out / 'search.pt'} was written for a different run" in err
+    assert "normalization is 'speaker' there but 'utterance' now" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
 def test_run_fold_with_the_baseline_and_bad_options(tiny_prepared, tmp_path, capsys):
     import json
 
