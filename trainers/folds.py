@@ -301,8 +301,8 @@ def make_inner_folds(
 
     ``outer`` is the rows of one outer fold (``FOLD_COLUMNS``). Its non-test speakers (the
     outer validation and training speakers together) are dealt, in an order seeded by (seed,
-    fold, 2) that takes the genders in turn (``genders``: speaker -> gender, from the manifest),
-    into ``n_inner`` groups; inner fold ``i`` validates on group ``i`` and trains on the others,
+    fold, 2) that puts one gender after the other (``genders``: speaker -> gender, from the
+    manifest), round-robin into ``n_inner`` groups, so each gender spreads evenly over them; inner fold ``i`` validates on group ``i`` and trains on the others,
     which it splits by speaker into weight and alpha speakers (``arch_share``, seeded by (seed,
     fold, i, 1)). The outer test speakers stay ``test`` in every inner fold: scored once per
     evaluated network, read by nothing that chooses. Returns the rows of every inner fold
@@ -344,13 +344,7 @@ def make_inner_folds(
 
 
 def _dealing_order(speakers: pd.DataFrame, *, rng: np.random.Generator) -> list[str]:
-    """``speakers`` (columns speaker, gender) in a seeded order that takes the genders in turn
-    (F, M, F, M, ...), so that dealing them round-robin into groups balances every group."""
+    """``speakers`` (columns speaker, gender) in a seeded order, one gender after the other, so
+    that dealing them round-robin into groups spreads every gender over the groups evenly."""
     order = speakers.iloc[rng.permutation(len(speakers))]
-    queues = [list(order.loc[order["gender"] == g, "speaker"]) for g in dict.fromkeys(order["gender"])]
-    dealt: list[str] = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                dealt.append(str(queue.pop(0)))
-    return dealt
+    return [str(s) for gender in sorted(set(order["gender"])) for s in order.loc[order["gender"] == gender, "speaker"]]

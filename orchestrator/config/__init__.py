@@ -12,7 +12,7 @@ with a ``ConfigError`` naming the file and each bad key path, what was expected 
 
     configs/x.yaml: tune.num_samples: Input should be greater than or equal to 1 (got 0)
 
-Public API: ``load_config``, ``settings_for_trial``, ``tune_param_space``,
+Public API: ``load_config``, ``settings_for_trial``, ``optuna_distributions``, ``fixed_tune_params``,
 ``config_fingerprint``, ``dump_config``, ``validation_message``; the models. One module per
 concept: ``errors`` (ConfigError, messages), ``models`` (data, folds), ``tune`` (searcher,
 pruner, resources), ``space`` (the search-space language, trial settings), ``experiment``
@@ -29,7 +29,14 @@ from orchestrator.config.loading import (
     without_resume_safe_fields,
 )
 from orchestrator.config.models import DataConfig, FoldsConfig, SyntheticOptions
-from orchestrator.config.space import DOMAIN_KINDS, SHORTHANDS, Domain, settings_for_trial, tune_param_space
+from orchestrator.config.space import (
+    DOMAIN_KINDS,
+    SHORTHANDS,
+    Domain,
+    fixed_tune_params,
+    optuna_distributions,
+    settings_for_trial,
+)
 from orchestrator.config.tune import PRUNER_KINDS, PRUNER_OPTIONS, PrunerConfig, ResourcesConfig, TuneConfig
 
 __all__ = [
@@ -51,7 +58,8 @@ __all__ = [
     "dump_config",
     "load_config",
     "settings_for_trial",
-    "tune_param_space",
+    "fixed_tune_params",
+    "optuna_distributions",
     "validation_message",
     "without_resume_safe_fields",
 ]

@@ -65,6 +65,19 @@ class ExperimentConfig(StrictModel):
                 data = {**data, "tune": {**tune, "storage": "runs"}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_pruner(cls, data: Any) -> Any:
+        """No pruner given: Wilcoxon over inner folds when there are inner folds, else none
+        (with one validation split per outer fold there is nothing for it to compare)."""
+        if not isinstance(data, Mapping):
+            return data
+        tune, folds = data.get("tune", {}), data.get("folds", {})
+        if isinstance(tune, Mapping) and tune.get("pruner") is None and isinstance(folds, Mapping):
+            kind = "wilcoxon" if folds.get("inner") is not None else "none"
+            data = {**data, "tune": {**tune, "pruner": {"kind": kind}}}
+        return data
+
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:

@@ -4,8 +4,8 @@ A space maps a parameter name (a shorthand such as ``weights_lr``, or a dotted s
 such as ``search.epochs``) to a fixed value or a domain (``{choice: [...]}``, ``{uniform: [a,
 b]}``, ...). This module parses and dumps those entries, checks that a name reaches a setting,
 turns a trial's sampled values into validated ``SearchSettings``/``EvalSettings``, and
-translates the space into a Ray Tune ``param_space`` and into the Optuna distributions the
-experiment's study records a trial's parameters with.
+translates the space into the Optuna distributions each outer fold's study samples a trial's
+parameters from (``orchestrator.nested``), and the fixed values every trial's config holds.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ __all__ = [
     "settings_for_trial",
     "settings_path_error",
     "targets",
-    "tune_param_space",
 ]
 
 DOMAIN_KINDS = ("choice", "grid", "uniform", "loguniform", "randint", "quniform")
@@ -242,26 +241,6 @@ def _tune_value(name: str, value: Any) -> Any:
     return plain_value(value)
 
 
-def tune_param_space(config: ExperimentConfig) -> dict[str, Any]:
-    """The space as a Ray Tune ``param_space``: ``{space name: domain or fixed value}``.
-
-    ``primitives`` values (lists) become comma-joined strings; ``settings_for_trial`` reads them.
-    """
-    from ray import tune  # lazily: loading a config must not import ray
-
-    space: dict[str, Any] = {}
-    for name, entry in config.space.items():
-        if not isinstance(entry, Domain):
-            space[name] = _tune_value(name, entry)
-        elif entry.kind == "choice":
-            space[name] = tune.choice([_tune_value(name, value) for value in entry.args])
-        elif entry.kind == "grid":
-            space[name] = tune.grid_search([_tune_value(name, value) for value in entry.args])
-        else:
-            space[name] = getattr(tune, entry.kind)(*entry.args)
-    return space
-
-
 def optuna_category(value: Any) -> Any:
     """A Tune value as an Optuna category, which must be None, bool, int, float or str: numpy
     scalars become Python ones, anything else (a list) its JSON text."""
@@ -273,8 +252,8 @@ def optuna_category(value: Any) -> Any:
 
 
 def optuna_distributions(config: ExperimentConfig) -> dict[str, Any]:
-    """The sampled (non-fixed) parameters of the space as Optuna distributions, keyed like
-    ``tune_param_space``, with values as Tune hands them to a trial (``primitives`` joined).
+    """The sampled (non-fixed) parameters of the space as Optuna distributions, keyed by space
+    name, with values as a trial's config holds them (``primitives`` joined).
 
     ``quniform`` becomes a plain float range: Ray rounds to multiples of q, which need not
     line up with the lower bound as Optuna's ``step`` would require.

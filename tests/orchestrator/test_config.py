@@ -17,9 +17,10 @@ from orchestrator.config import (
     ExperimentConfig,
     config_fingerprint,
     dump_config,
+    fixed_tune_params,
     load_config,
+    optuna_distributions,
     settings_for_trial,
-    tune_param_space,
 )
 from trainers.settings import EvalSettings, SearchSettings
 
@@ -225,13 +226,33 @@ def test_data_pruner_and_resources_checks(write):
     assert config.tune.pruner.model_dump(exclude={"kind"}) == config.tune.pruner.options
 
 
-def test_wilcoxon_over_too_few_folds_is_refused_with_the_fix(write):
+def test_wilcoxon_over_too_few_inner_folds_is_refused_with_the_fix(write):
     path = write()
-    message = error_of(path, "tune.pruner={kind: wilcoxon}", "folds.use=[1, 2]")
-    assert "tune.pruner: wilcoxon cannot prune any trial before its last fold" in message
-    pruner = load_config(path, overrides=["tune.pruner={kind: wilcoxon}", "folds.use=null"]).tune.pruner
-    assert pruner.options == {"p_threshold": 0.1, "n_startup_steps": 2}  # Optuna's defaults, 5 folds
+    message = error_of(path, "tune.pruner={kind: wilcoxon}", "folds.inner=3")
+    assert "tune.pruner: wilcoxon compares a trial with its outer fold's best trial over inner folds" in message
+    assert "set folds.inner" in error_of(path, "tune.pruner={kind: wilcoxon}")  # no inner folds: nothing to compare
+    pruner = load_config(path, overrides=["tune.pruner={kind: wilcoxon}", "folds.inner=5"]).tune.pruner
+    assert pruner.options == {"p_threshold": 0.1, "n_startup_steps": 2}  # Optuna's defaults, 4 differences
     assert load_config(path, overrides=["tune.pruner={kind: none}", "folds.use=[1]"]).tune.pruner.options == {}
+
+
+def test_the_default_pruner_follows_the_inner_folds(write):
+    path = write()
+    assert load_config(path, overrides=["tune.pruner=null"]).tune.pruner.kind == "none"
+    assert load_config(path, overrides=["tune.pruner=null", "folds.inner=5"]).tune.pruner.kind == "wilcoxon"
+
+
+def test_seeds_are_replicates_never_a_sampled_parameter(write):
+    path = write()
+    message = error_of(path, "space.seed={grid: [0, 1]}")
+    assert "space.seed: seeds are replicates, not a hyperparameter" in message
+    assert load_config(path, overrides=["space.seed=3"]).space["seed"] == 3
+
+
+def test_epoch_pruners_need_the_same_epochs_in_every_trial(write):
+    path = write()
+    message = error_of(path, "tune.pruner={kind: median}", "space.search.epochs={choice: [1, 2]}")
+    assert "space.search.epochs: pruner median compares trials at the same phase and epoch" in message
 
 
 def test_yaml_syntax_error_names_file_and_line(write):
@@ -256,6 +277,7 @@ def test_overrides_nested_new_keys_lists_and_domains(write):
             "data.merges={}",
             "space.layers={choice: [3, 4, 5]}",
             "space.search.epochs={choice: [1, 2]}",  # a dotted space name stays one key
+            "tune.pruner={kind: none}",  # (an epoch pruner needs the same epochs in every trial)
             "search.alphas.lr=1e-3",  # YAML 1.2 float, not the string '1e-3'
             "tune.resources.gpu=0.25",  # resources is absent from the file: created
             "folds.use=null",
@@ -335,15 +357,14 @@ def test_every_shorthand_reaches_real_settings():
                 model = model.model_fields[part].annotation
 
 
-def test_tune_param_space_makes_ray_domains(write):
-    from ray import tune
-    from ray.tune.search.sample import Categorical, Float, Integer, Quantized
+def test_the_space_becomes_optuna_distributions_whose_samples_make_settings(write):
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     config = load_config(
         write(),
         overrides=[
             "tune.searcher=random",
-            "space.seed={grid: [0, 1]}",
             "space.lstm_hidden={randint: [8, 33]}",
             "space.dropout={uniform: [0.0, 0.5]}",
             "space.weight_decay={quniform: [0.0001, 0.001, 0.0001]}",
@@ -351,32 +372,18 @@ def test_tune_param_space_makes_ray_domains(write):
             "space.nodes=3",
         ],
     )
-    space = tune_param_space(config)
-    assert isinstance(space["layers"], Categorical) and space["layers"].categories == [3, 4]
-    assert isinstance(space["weights_lr"], Float) and isinstance(space["weights_lr"].get_sampler(), Float._LogUniform)
-    assert (space["weights_lr"].lower, space["weights_lr"].upper) == (0.01, 0.1)
-    assert space["seed"] == tune.grid_search([0, 1])
-    hidden = space["lstm_hidden"]
-    assert isinstance(hidden, Integer) and (hidden.lower, hidden.upper) == (8, 33)
-    assert isinstance(space["dropout"].get_sampler(), Float._Uniform)
-    quantized = space["weight_decay"].get_sampler()
-    assert isinstance(quantized, Quantized) and quantized.q == 0.0001
-    assert isinstance(quantized.get_sampler(), Float._Uniform)
-    assert space["primitives"].categories == ["sep_conv_3x3,skip_connect", "dil_conv_3x3"]
-    assert space["nodes"] == 3
-    # Whatever Ray samples, settings_for_trial accepts.
-    sampled = {
-        name: (
-            value.sample()
-            if hasattr(value, "sample")
-            else value["grid_search"][0]
-            if isinstance(value, dict)
-            else value
-        )
-        for name, value in space.items()
-    }
-    search, evaluation = settings_for_trial(config, sampled)
-    assert 8 <= search.shape.lstm_hidden < 33 and search.shape.lstm_hidden == evaluation.shape.lstm_hidden
+    distributions = optuna_distributions(config)
+    assert distributions["layers"] == CategoricalDistribution([3, 4])
+    assert distributions["weights_lr"] == FloatDistribution(0.01, 0.1, log=True)
+    assert distributions["lstm_hidden"] == IntDistribution(8, 32)  # Ray's upper bound is exclusive
+    assert distributions["primitives"].choices == ("sep_conv_3x3,skip_connect", "dil_conv_3x3")
+    assert "nodes" not in distributions and fixed_tune_params(config)["nodes"] == 3
+    # Whatever an outer fold's study samples, settings_for_trial accepts.
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        sampled = {**fixed_tune_params(config), **study.ask(fixed_distributions=distributions).params}
+        search, evaluation = settings_for_trial(config, sampled)
+        assert 8 <= search.shape.lstm_hidden < 33 and search.shape.lstm_hidden == evaluation.shape.lstm_hidden
 
 
 # ------------------------------------------------------------------------------- fingerprint
@@ -425,7 +432,7 @@ def test_the_annotated_example_in_the_docs_loads(tmp_path):
     path.write_text(example)
     config = load_config(path)
     assert config.space["primitives"].args[1] == ("sep_conv_3x3", "dil_conv_3x3")
-    assert set(tune_param_space(config)) == set(config.space)
+    assert set(optuna_distributions(config)) | set(fixed_tune_params(config)) == set(config.space)
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ def test_round_trip_of_a_row(tmp_path: Path) -> None:
     table = pq.read_table(path)
     assert table.schema.equals(SCHEMA, check_metadata=False) and table.num_rows == 1
     stored = table.to_pylist()[0]
-    assert stored["schema_version"] == SCHEMA_VERSION == 2
+    assert stored["schema_version"] == SCHEMA_VERSION == 3
     assert abs((datetime.now(UTC) - stored["written_at"]).total_seconds()) < 60
     assert json.loads(stored["genotype"]) == GENOTYPE
     assert stored["params_json"] == '{"layers":4,"seed":0}'  # canonical JSON
@@ -101,7 +101,7 @@ def test_json_columns_accept_text_and_store_it_canonically(tmp_path: Path) -> No
         ({"status": "failed"}, "column 'error' must say what went wrong"),
         ({"ua": None}, "column 'ua' must not be null in a completed row"),
         ({"fold": 0}, "column 'fold' must be >= 1"),
-        ({"schema_version": 1}, "column 'schema_version' must be 2"),
+        ({"schema_version": 1}, "column 'schema_version' must be 3"),
         ({"stage": "final"}, "column 'stage' must be one of"),
         ({"source_fold": 2}, "column 'source_fold' must be null in a search row"),
         ({"stage": "cross-eval", "test_seen_in_search": 1}, "column 'test_seen_in_search' must be a bool"),

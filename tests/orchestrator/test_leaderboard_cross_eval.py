@@ -140,10 +140,25 @@ def test_version_1_files_read_as_search_rows(tmp_path: Path) -> None:
     with connect(tmp_path / "mixed") as board:
         assert board.damaged == ()
         runs = board.sql("SELECT trial_id, schema_version, stage FROM runs ORDER BY trial_id")
-        assert runs["stage"].tolist() == ["search", "search"] and runs["schema_version"].tolist() == [2, 1]
+        assert runs["stage"].tolist() == ["search", "search"] and runs["schema_version"].tolist() == [3, 1]
         assert board.summary("genotype")["folds_covered"].tolist() == [2]
 
 
 def test_a_search_row_must_not_name_a_source() -> None:
     with pytest.raises(ValueError, match="column 'test_seen_in_search' must be null in a search row"):
         write_fold_row("/nonexistent", make_leaderboard_row(test_seen_in_search=True))
+
+
+def test_version_2_rows_read_with_null_outer_and_inner_folds(tmp_path: Path) -> None:
+    """Rows written before nested selection lack outer_fold/inner_fold: they read as null, and the
+    runs view keeps one row per (trial, fold) as before."""
+    _write_version_1_row(tmp_path, "old", 1)
+    write_fold_row(tmp_path, make_leaderboard_row(trial_id="new", fold=1, outer_fold=1, inner_fold=1, n_inner_folds=2))
+    write_fold_row(tmp_path, make_leaderboard_row(trial_id="new", fold=1, outer_fold=1, inner_fold=2, n_inner_folds=2))
+    with connect(tmp_path) as board:
+        rows = board.sql("SELECT trial_id, outer_fold, inner_fold FROM runs ORDER BY trial_id, inner_fold")
+    assert rows.to_dict("records") == [
+        {"trial_id": "new", "outer_fold": 1, "inner_fold": 1},
+        {"trial_id": "new", "outer_fold": 1, "inner_fold": 2},
+        {"trial_id": "old", "outer_fold": None, "inner_fold": None},
+    ]

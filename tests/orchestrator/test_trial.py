@@ -24,7 +24,9 @@ GENOTYPE = Genotype(
 )
 INPUTS = SimpleNamespace(
     experiment=SimpleNamespace(
-        name="exp", data=SimpleNamespace(dataset="synthetic", preset="logmel-32"), folds=SimpleNamespace(scheme="loso")
+        name="exp",
+        data=SimpleNamespace(dataset="synthetic", preset="logmel-32"),
+        folds=SimpleNamespace(scheme="loso", inner=3),
     ),
     folds=pd.DataFrame({"fold": [1, 1, 2, 3]}),
     classes=("ang", "hap"),
@@ -69,6 +71,7 @@ def _row(result: FoldResult | None, error: str | None):
         search=SEARCH,
         evaluation=EVALUATION,
         fold=2,
+        inner_fold=2,
         result=result,
         error=error,
         node_id="local",
@@ -84,7 +87,10 @@ def _row(result: FoldResult | None, error: str | None):
 )
 def test_a_finished_fold(tmp_path: Path, architecture, genotype_hash, stored_genotype, stored_hash) -> None:
     row = _row(_result(architecture, genotype_hash), None)
-    stored = pq.read_table(write_fold_row(tmp_path, row)).to_pylist()[0]
+    path = write_fold_row(tmp_path, row)
+    assert path.endswith("t1/fold=2-inner=2-attempt=1.parquet")
+    stored = pq.read_table(path).to_pylist()[0]
+    assert (stored["fold"], stored["outer_fold"], stored["inner_fold"], stored["n_inner_folds"]) == (2, 2, 2, 3)
     assert stored["status"] == "completed" and stored["error"] is None
     assert stored["genotype"] == stored_genotype and stored["genotype_hash"] == stored_hash
     assert stored["n_folds"] == 3 and stored["attempt"] == 1 and stored["seed"] == 7 and stored["node_id"] == "local"
@@ -110,3 +116,41 @@ def test_a_failed_fold(tmp_path: Path) -> None:
     assert stored["status"] == "failed" and stored["error"] == "RuntimeError: boom"
     assert all(stored[name] is None for name in RESULT_COLUMNS)
     assert stored["layers"] == 3 and stored["fold_scheme"] == "loso"
+
+
+def test_a_search_trial_runs_its_outer_folds_inner_folds_and_a_cross_eval_trial_every_fold() -> None:
+    from orchestrator.trial import Unit, trial_units, unit_table
+
+    speakers = [f"s{i}{g}" for i in range(1, 6) for g in "FM"]
+    folds = pd.DataFrame(
+        {
+            "utt_id": [f"{s}-{k}" for s in speakers for k in range(2)],
+            "fold": 1,
+            "split": [
+                "test" if s.startswith("s1") else "valid" if s.startswith("s2") else "train"
+                for s in speakers
+                for _ in range(2)
+            ],
+            "label": ["neu", "ang"] * len(speakers),
+            "speaker": [s for s in speakers for _ in range(2)],
+            "session": [int(s[1]) for s in speakers for _ in range(2)],
+            "search_role": [None if s[:2] in ("s1", "s2") else "weights" for s in speakers for _ in range(2)],
+        }
+    )
+    manifest = folds[["utt_id", "speaker"]].assign(gender=folds["speaker"].str[-1])
+    inputs = SimpleNamespace(
+        experiment=SimpleNamespace(folds=SimpleNamespace(inner=3, arch_share=0.5, seed=0)),
+        folds=folds,
+        manifest=manifest,
+    )
+    assert trial_units(inputs, outer_fold=1) == [Unit(1, 1), Unit(1, 2), Unit(1, 3)]
+    assert trial_units(inputs, outer_fold=None) == [Unit(1)]
+    assert unit_table(inputs, Unit(1)) is not None and unit_table(inputs, Unit(1)).equals(folds)
+    tables = [unit_table(inputs, unit) for unit in trial_units(inputs, outer_fold=1)]
+    valid = [set(table.loc[table["split"] == "valid", "speaker"]) for table in tables]
+    assert set().union(*valid) == {
+        s for s in speakers if not s.startswith("s1")
+    }  # every non-test speaker validates once
+    assert all(set(table.loc[table["split"] == "test", "speaker"]) == {"s1F", "s1M"} for table in tables)
+    inputs.experiment.folds.inner = None
+    assert trial_units(inputs, outer_fold=1) == [Unit(1)]

@@ -2,7 +2,15 @@ import pandas as pd
 import pytest
 
 from conftest import build_fake_iemocap
-from trainers.folds import FoldProtocol, check_folds, make_folds, parse_merges, read_folds, write_folds
+from trainers.folds import (
+    FoldProtocol,
+    check_folds,
+    make_folds,
+    make_inner_folds,
+    parse_merges,
+    read_folds,
+    write_folds,
+)
 from trainers.manifest import build_manifest
 
 
@@ -184,3 +192,34 @@ def test_roles_are_seeded_and_checked(tmp_path):
     first.drop(columns=["search_role"]).to_parquet(old)
     with pytest.raises(ValueError, match="predates speaker roles"):
         read_folds(old)
+
+
+def test_inner_folds_partition_an_outer_folds_non_test_speakers_and_keep_its_test_speakers(manifest):
+    table = make_folds(manifest, protocol=FoldProtocol(scheme="speaker-pairs"))
+    genders = dict(zip(manifest["speaker"], manifest["gender"]))
+    outer = table[table["fold"] == 2]
+    inner = make_inner_folds(outer, n_inner=4, arch_share=0.5, seed=0, genders=genders)
+    assert sorted(inner["inner_fold"].unique()) == [1, 2, 3, 4]
+    test = set(outer.loc[outer["split"] == "test", "speaker"])
+    valid_groups = []
+    for number, rows in inner.groupby("inner_fold"):
+        assert set(rows.loc[rows["split"] == "test", "speaker"]) == test, number  # scored, never used to choose
+        assert len(rows) == len(outer) and set(rows["utt_id"]) == set(outer["utt_id"])
+        valid = set(rows.loc[rows["split"] == "valid", "speaker"])
+        assert len(valid) == 2 and {genders[s] for s in valid} == {"F", "M"}, number  # gender-balanced
+        assert set(rows.loc[rows["search_role"] == "alphas", "speaker"])  # the search has alpha speakers
+        valid_groups.append(valid)
+    non_test = set(outer["speaker"]) - test
+    assert set().union(*valid_groups) == non_test and sum(map(len, valid_groups)) == len(non_test)  # a partition
+    again = make_inner_folds(outer, n_inner=4, arch_share=0.5, seed=0, genders=genders)
+    assert again.equals(inner)  # the same on every node: seeded
+    other = make_inner_folds(outer, n_inner=4, arch_share=0.5, seed=1, genders=genders)
+    assert not other.equals(inner)
+
+
+def test_inner_folds_refuse_what_cannot_be_built(manifest):
+    outer = make_folds(manifest, protocol=FoldProtocol(scheme="speaker-pairs"))
+    with pytest.raises(ValueError, match="folds.inner = 8 needs at least 9 non-test speakers in fold 1"):
+        make_inner_folds(outer[outer["fold"] == 1], n_inner=8)
+    with pytest.raises(ValueError, match="takes the rows of one outer fold"):
+        make_inner_folds(outer, n_inner=2)
