@@ -174,6 +174,7 @@ def run_experiment(
         sampler=config.tune.searcher,
         seed=config.tune.seed,
         multi_objective=multi,
+        startup_trials=config.tune.startup_trials,
     )
     tune_config = tune.TuneConfig(
         num_samples=searcher.total,

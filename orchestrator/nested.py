@@ -39,11 +39,11 @@ def fold_seed(seed: int | None, fold: int) -> int | None:
 
 
 def make_sampler(
-    kind: str, *, seed: int | None, distributions: Mapping[str, BaseDistribution]
+    kind: str, *, seed: int | None, distributions: Mapping[str, BaseDistribution], startup_trials: int = 10
 ) -> optuna.samplers.BaseSampler:
     """The Optuna sampler of a config's ``tune.searcher`` (``optuna-tpe``, ``random`` or ``grid``)."""
     if kind == "optuna-tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
@@ -78,6 +78,7 @@ class OuterFoldSearcher(Searcher):
         sampler: str,
         seed: int | None,
         multi_objective: bool = False,
+        startup_trials: int = 10,
     ) -> None:
         super().__init__(metric=None, mode=None)
         if not folds:
@@ -92,6 +93,7 @@ class OuterFoldSearcher(Searcher):
         self.sampler = sampler
         self.seed = seed
         self.multi_objective = multi_objective
+        self.startup_trials = startup_trials
         self.assigned = 0
         self._reset()
 
@@ -120,7 +122,12 @@ class OuterFoldSearcher(Searcher):
             self._studies[fold] = self.handle.open(
                 fold=fold,
                 storage=self._storage,
-                sampler=make_sampler(self.sampler, seed=fold_seed(self.seed, fold), distributions=self.distributions),
+                sampler=make_sampler(
+                    self.sampler,
+                    seed=fold_seed(self.seed, fold),
+                    distributions=self.distributions,
+                    startup_trials=self.startup_trials,
+                ),
                 multi_objective=self.multi_objective,
             )
         return self._studies[fold]

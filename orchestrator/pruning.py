@@ -183,10 +183,13 @@ class OptunaPruningScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         study = self.study(self._fold(trial))
         if result.get("report") == FOLD_REPORT:
-            unit = int(result["unit"])
-            optuna_trial.set_user_attr(f"fold{unit}_valid_ua", float(result[FOLD_OBJECTIVE]))
+            # k: the inner fold, or without inner folds (one unit) the outer fold, as documented above
+            k = int(
+                result["inner_fold"] if result.get("inner_fold") is not None else result.get("fold", result["unit"])
+            )
+            optuna_trial.set_user_attr(f"fold{k}_valid_ua", float(result[FOLD_OBJECTIVE]))
             if FOLD_TEST_UA in result:
-                optuna_trial.set_user_attr(f"fold{unit}_test_ua", float(result[FOLD_TEST_UA]))
+                optuna_trial.set_user_attr(f"fold{k}_test_ua", float(result[FOLD_TEST_UA]))
         observed = self._step_and_value(result)
         if observed is None or self.multi_objective:  # Optuna prunes single-objective studies only
             return TrialScheduler.CONTINUE

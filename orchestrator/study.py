@@ -138,7 +138,8 @@ class StudyHandle:
         path = self._local_journal()
         if path is None:
             return 0
-        _cut_torn_tail(path)
+        # No cut here or in studies(): a reader (sernas dashboard, a test polling a live run) may
+        # run beside a driver that is appending, and Optuna's reader skips an unfinished last line.
         summaries = optuna.study.get_all_study_summaries(journal_storage(path), include_best_trial=False)
         return sum(summary.n_trials for summary in summaries if self._mine(summary.study_name))
 
@@ -174,8 +175,7 @@ class StudyHandle:
         path = self._local_journal()
         if path is None:
             return {}
-        _cut_torn_tail(path)
-        storage = journal_storage(path)
+        storage = journal_storage(path)  # read-only: a torn tail is left to the next writer (see trials)
         prefix = f"{self.experiment}.fold"
         found = {}
         for summary in optuna.study.get_all_study_summaries(storage, include_best_trial=False):

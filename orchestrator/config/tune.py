@@ -111,6 +111,12 @@ class TuneConfig(StrictModel):
     )
     searcher: Literal["optuna-tpe", "random", "grid"] = "optuna-tpe"
     multi_objective: bool = Field(False, description="optuna-tpe over (UA max, parameters min)")
+    startup_trials: int = Field(
+        10,
+        ge=0,
+        description="optuna-tpe: trials of each outer fold's study sampled at random before TPE models its "
+        "history (Optuna's n_startup_trials)",
+    )
     pruner: PrunerConfig = PrunerConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_failures: int = Field(1, ge=0, description="restarts of a crashed trial from its checkpoint")

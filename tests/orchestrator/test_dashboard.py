@@ -1,5 +1,5 @@
-"""``sernas dashboard``: a real optuna-dashboard on 127.0.0.1 serving an experiment's study,
-read back over its HTTP API (the routes of optuna_dashboard/_app.py)."""
+"""``sernas dashboard``: a real optuna-dashboard on 127.0.0.1 serving an experiment's studies
+(one per outer fold, in one journal), read back over its HTTP API (the routes of optuna_dashboard/_app.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_study import BAD, GOOD, bad_trial_decisions, run_good_trial, wilcoxon_scheduler
+from ray.tune.schedulers import TrialScheduler
+from test_study import BAD, GOOD, bad_trial_decisions, make_searcher, run_good_trial, wilcoxon_scheduler
 
 from orchestrator.cli import main
 from orchestrator.study import StudyHandle
@@ -33,9 +34,11 @@ def _get(url: str) -> dict:
 
 def test_the_dashboard_serves_the_experiments_trials_on_loopback(tmp_path: Path):
     storage = tmp_path / "runs"
-    scheduler = wilcoxon_scheduler(StudyHandle(storage=str(storage), experiment="demo"))
-    run_good_trial(scheduler)
-    bad_trial_decisions(scheduler)  # pruned at fold 4
+    handle = StudyHandle(storage=str(storage), experiment="demo")
+    searcher, scheduler = make_searcher(handle, folds=(1, 2)), wilcoxon_scheduler(handle)
+    run_good_trial(scheduler, searcher)  # outer fold 1
+    run_good_trial(scheduler, searcher, "other")  # outer fold 2
+    assert bad_trial_decisions(scheduler, searcher)[-1] == TrialScheduler.STOP  # outer fold 1, pruned at inner fold 4
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "dashboard", "--storage", str(storage), "--experiment", "demo"]
@@ -55,9 +58,10 @@ def test_the_dashboard_serves_the_experiments_trials_on_loopback(tmp_path: Path)
             except (urllib.error.URLError, ConnectionError):
                 assert time.monotonic() < deadline, "optuna-dashboard did not answer"
                 time.sleep(0.2)
-        [study] = studies
-        assert study["study_name"] == "demo"
-        detail = _get(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}")
+        by_name = {study["study_name"]: study for study in studies}  # one study per outer fold
+        assert sorted(by_name) == ["demo.fold1", "demo.fold2"]
+        detail = _get(f"http://127.0.0.1:{port}/api/studies/{by_name['demo.fold1']['study_id']}")
+        other = _get(f"http://127.0.0.1:{port}/api/studies/{by_name['demo.fold2']['study_id']}")
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
@@ -76,6 +80,8 @@ def test_the_dashboard_serves_the_experiments_trials_on_loopback(tmp_path: Path)
     assert good["values"] == pytest.approx([sum(GOOD) / 5])
     assert [v["value"] for v in trials["bad"]["intermediate_values"]] == pytest.approx(BAD[:4])
     assert {a["key"] for a in good["user_attrs"]} >= {"fold1_test_ua", "mean_test_ua"}
+    [other_trial] = other["trials"]
+    assert other_trial["state"] == "Complete" and other_trial["values"] == pytest.approx([sum(GOOD) / 5])
 
 
 def test_no_study_is_a_clear_error(tmp_path: Path, capsys):

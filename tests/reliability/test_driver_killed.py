@@ -1,7 +1,7 @@
 """Kill the driver of a running experiment with SIGKILL, then finish it with --resume."""
 
+import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -17,7 +17,7 @@ from conftest import kill_driver_when, kill_ray_processes_of, write_pruning_conf
 from conftest import write_experiment_config as write_config
 from orchestrator.leaderboard import connect
 from orchestrator.pruning import PRUNER_HISTORY, TUNE_TRIAL_ID
-from orchestrator.study import StudyHandle, journal_storage
+from orchestrator.study import StudyHandle
 
 pytestmark = pytest.mark.slow
 
@@ -32,27 +32,35 @@ def _sernas(*args: str, env: dict) -> subprocess.Popen:
     )
 
 
-def _study_trials(storage: Path, experiment: str) -> dict[str, optuna.trial.FrozenTrial]:
-    """The experiment's Optuna study as Optuna reads it (read-only; the driver may be writing),
-    by Tune trial id."""
+def _fold_studies(storage: Path, experiment: str) -> dict[int, dict[str, optuna.trial.FrozenTrial]]:
+    """Every outer fold's Optuna study (``<experiment>.fold<k>``) as Optuna reads it, by fold, each
+    by Tune trial id. Read-only: the driver may be appending (StudyHandle.studies never rewrites the
+    journal, and Optuna's reader skips an unfinished last line); nothing before the first trial."""
     handle = StudyHandle(storage=str(storage), experiment=experiment)
     if not handle.journal.exists():
         return {}
-    summaries = optuna.study.get_all_study_summaries(journal_storage(handle.journal))
-    if experiment not in {summary.study_name for summary in summaries}:
-        return {}
-    study = optuna.load_study(study_name=experiment, storage=journal_storage(handle.journal))
-    return {trial.user_attrs[TUNE_TRIAL_ID]: trial for trial in study.trials}
+    return {
+        fold: {trial.user_attrs[TUNE_TRIAL_ID]: trial for trial in study.trials}
+        for fold, study in handle.studies().items()
+    }
 
 
-def _searcher_trials(experiment_dir: Path) -> dict[str, optuna.trial.FrozenTrial]:
-    """The TPE searcher's own study (Tune's OptunaSearch state, saved with the experiment) by Tune trial id."""
+def _study_trials(storage: Path, experiment: str) -> dict[str, optuna.trial.FrozenTrial]:
+    """The trials of every outer fold's study together, by Tune trial id (each is in one study)."""
+    trials = {}
+    for by_id in _fold_studies(storage, experiment).values():
+        assert not trials.keys() & by_id.keys(), "a Tune trial in two outer folds' studies"
+        trials |= by_id
+    return trials
+
+
+def _searcher_assigned(experiment_dir: Path) -> int:
+    """How many trials the searcher had handed out (OuterFoldSearcher's state, saved by Tune with
+    the experiment; its history is the studies themselves, in the journal)."""
     # One file per driver session, named by its start time; the newest session's is the latest
     # state (Tune's own rule; mtimes do not tell: a resumed run syncs the old session's files up too).
     state_file = max(experiment_dir.glob("searcher-state-*.pkl"), key=lambda path: path.name)
-    state = pickle.loads(state_file.read_bytes())
-    frozen = {trial.number: trial for trial in state["_ot_study"].trials}
-    return {trial_id: frozen[trial.number] for trial_id, trial in state["_ot_trials"].items()}
+    return int(json.loads(state_file.read_text())["assigned"])
 
 
 def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
@@ -84,7 +92,7 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
         kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     with connect(tmp_path / "runs", experiment="resume") as board:
-        runs = board.sql("SELECT trial_id, fold, status, written_at, valid_ua, ua FROM runs")
+        runs = board.sql("SELECT trial_id, fold, inner_fold, status, written_at, valid_ua, ua FROM runs")
         trials = board.sql("SELECT trial_id, status FROM trials")
     assert len(runs) == 6 and set(runs["status"]) == {"completed"}  # 3 trials x 2 folds, once each
     assert not runs.duplicated(["trial_id", "fold"]).any()
@@ -93,23 +101,25 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
     # before Tune had its checkpoint, may be run again: its newer row replaces the old one).
     assert (pd.to_datetime(runs["written_at"], utc=True) > killed_at).sum() >= 6 - before
 
-    # The Optuna study: every trial once, each fold's validation UA reported exactly once (the
-    # folds before the kill included), test UA beside as attributes, the mean as the value.
+    # The Optuna studies: every trial once, in its outer fold's study; each unit's validation UA
+    # reported exactly once, at the unit's step (the units before the kill included), test UA beside
+    # as attributes (named by the inner fold, or the outer fold without inner folds), the mean as
+    # the value.
     study = _study_trials(tmp_path / "runs", "resume")
     assert sorted(study) == sorted(trials["trial_id"])
-    for trial_id, trial in study.items():
-        rows = runs[runs["trial_id"] == trial_id].sort_values("fold")
-        assert trial.state == TrialState.COMPLETE and len(rows) == 2
-        assert trial.intermediate_values == pytest.approx(dict(zip(rows["fold"], rows["valid_ua"])))
-        assert trial.value == pytest.approx(rows["valid_ua"].mean())
-        assert [trial.user_attrs[f"fold{fold}_test_ua"] for fold in rows["fold"]] == pytest.approx(list(rows["ua"]))
-    # The TPE searcher's history survived too: Tune saves OptunaSearch with the experiment and
-    # restores it on resume (a fresh searcher would hold none of the trials it suggested before).
-    searcher = _searcher_trials(tmp_path / "runs" / "resume")
-    assert sorted(searcher) == sorted(study)
-    for trial_id, trial in searcher.items():
-        assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(study[trial_id].value)
-        assert trial.params["weights_lr"] == pytest.approx(study[trial_id].params["weights_lr"])
+    for fold, by_id in _fold_studies(tmp_path / "runs", "resume").items():
+        for trial_id, trial in by_id.items():
+            rows = runs[runs["trial_id"] == trial_id].sort_values("inner_fold")
+            assert set(rows["fold"]) == {fold}, (trial_id, fold)
+            assert trial.state == TrialState.COMPLETE and len(rows) >= 1
+            assert trial.intermediate_values == pytest.approx(dict(enumerate(rows["valid_ua"], start=1)))
+            assert trial.value == pytest.approx(rows["valid_ua"].mean())
+            names = [fold if pd.isna(inner) else int(inner) for inner in rows["inner_fold"]]
+            assert [trial.user_attrs[f"fold{k}_test_ua"] for k in names] == pytest.approx(list(rows["ua"]))
+    # The searcher's state survived too: Tune saves it with the experiment and restores it on
+    # resume. It is the count of trials handed out (its history is the studies above), and it
+    # counts every trial once (a lost count would hand the first trials out again).
+    assert _searcher_assigned(tmp_path / "runs" / "resume") == len(study)
 
 
 def test_a_pruning_decision_after_resume_uses_the_trials_finished_before_the_kill(tmp_path):
