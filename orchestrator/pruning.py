@@ -56,6 +56,7 @@ from orchestrator.study import (
 PruneOver = Literal["folds", "epochs"]
 FOLD_REPORT = "fold"  # value of result["report"] for the per-inner-fold summary a trial reports
 PRUNE_STEP = "prune_step"  # an epoch report's step on the trial's fixed schedule (orchestrator.trial)
+FINAL_STEP = "final_step"  # true on the trial's very last epoch report (never pruned: nothing left to save)
 PRUNER_HISTORY = "pruner_history"  # user attribute: complete trials at the trial's latest decision
 
 
@@ -202,7 +203,9 @@ class OptunaPruningScheduler(FIFOScheduler):
         last_fold = result.get("report") == FOLD_REPORT and int(result.get("folds_done", 0)) >= int(
             result.get("n_folds", 1 << 30)
         )
-        if last_fold or not optuna_trial.should_prune():  # after its last inner fold a trial is complete, never pruned
+        if (
+            last_fold or result.get(FINAL_STEP) or not optuna_trial.should_prune()
+        ):  # after its last inner fold a trial is complete, never pruned
             return TrialScheduler.CONTINUE
         metric = FOLD_OBJECTIVE if self.over == "folds" else EPOCH_OBJECTIVE
         decision = PruneDecision(

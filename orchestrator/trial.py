@@ -37,7 +37,7 @@ import torch
 from orchestrator.candidates import SEED_KEY, Candidate, candidate_of, seen_in_search
 from orchestrator.config import ExperimentConfig, settings_for_trial
 from orchestrator.leaderboard import FoldRow, write_fold_row
-from orchestrator.pruning import FOLD_REPORT, PRUNE_STEP
+from orchestrator.pruning import FINAL_STEP, FOLD_REPORT, PRUNE_STEP
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 from orchestrator.study import MEAN_PARAMS, OUTER_FOLD_KEY
 from search_space.architecture import architecture_key, parse_architecture
@@ -306,6 +306,9 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
                         **unit_facts,
                         "report": EPOCH_REPORT,
                         PRUNE_STEP: (position - 1) * unit_span + step,
+                        # the trial's last epoch: its training is all done, so it is never pruned there
+                        FINAL_STEP: position == len(units)
+                        and (position - 1) * unit_span + step >= position * unit_span,
                         "folds_done": len(state["done"]),
                         "n_folds": len(units),
                         OBJECTIVE: mean_done("valid_ua"),

@@ -9,7 +9,7 @@ from ray.tune.schedulers import TrialScheduler
 from test_study import BAD, GOOD, epoch_result, fold_results, make_searcher, new_trial
 
 from orchestrator.config import PRUNER_KINDS, PrunerConfig
-from orchestrator.pruning import OptunaPruningScheduler, make_pruner
+from orchestrator.pruning import FINAL_STEP, OptunaPruningScheduler, make_pruner
 from orchestrator.selection import FOLD_TEST_UA, MEAN_TEST_UA
 from orchestrator.study import StudyHandle
 
@@ -73,6 +73,25 @@ def test_median_pruner_stops_the_worse_trial_at_the_same_epoch(tmp_path: Path):
     scheduler.on_trial_complete(None, a, fold_results(a, [0.6])[-1])
     scheduler.on_trial_add(None, b)
     assert scheduler.on_trial_result(None, b, epoch_result(1, 0.25, n_folds=1)) == TrialScheduler.STOP
+
+
+def test_a_trial_is_never_pruned_at_its_last_epoch(tmp_path: Path):
+    """After its last epoch a trial's training is all done: stopping it would save nothing and
+    would record a finished trial as pruned."""
+    study = handle(tmp_path)
+    searcher = make_searcher(study)
+    scheduler = OptunaPruningScheduler(
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1), over="epochs", study=study
+    )
+    a, b = new_trial(searcher, "a"), new_trial(searcher, "b")
+    scheduler.on_trial_add(None, a)
+    for step, ua in enumerate((0.4, 0.5, 0.6), start=1):
+        scheduler.on_trial_result(None, a, epoch_result(step, ua, n_folds=1))
+    scheduler.on_trial_complete(None, a, fold_results(a, [0.6])[-1])
+    scheduler.on_trial_add(None, b)
+    last = {**epoch_result(3, 0.25, n_folds=1), FINAL_STEP: True}
+    assert scheduler.on_trial_result(None, b, last) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, b, {**last, FINAL_STEP: False}) == TrialScheduler.STOP
 
 
 def test_make_pruner_names_the_kinds():
