@@ -168,7 +168,9 @@ def export_model(
         "trial_id": str(run["trial_id"]),
         "fold": fold,
         "genotype_hash": str(run["genotype_hash"]),
-        "chosen_by": "mean validation UA over folds (genotype); best validation UA among its runs (settings)",
+        "chosen_by": "validation figures, no study: mean validation UA of the genotype's runs over folds (the "
+        "genotypes view's rank), then its run with the best validation UA (settings); a deployment study over all "
+        "speakers is not built yet (docs/selection.md)",
         "genotype_mean_valid_ua": float(runs.groupby("fold")["valid_ua"].mean().mean()),
         "epochs": epochs,
         "trained_on": trained_on,

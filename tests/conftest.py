@@ -495,9 +495,22 @@ def free_cluster_base_port() -> int:
 
 
 def write_pruning_config(path: Path, *, name: str) -> Path:
-    """An experiment whose grid runs a good learning rate (0.1) first and a frozen one (1e-7)
-    second, one at a time, under a median pruner that needs one complete trial: the frozen trial
-    is pruned once the good one has finished."""
+    """An experiment of one outer fold (LOSO fold 1) whose grid runs a good learning rate (0.1)
+    first and a frozen one (1e-7) second, one at a time, under a median pruner that needs one
+    complete trial: the frozen trial is pruned once the good one has finished. The fold's grid
+    sampler shuffles the grid with a seed drawn from ``tune.seed``: the first seed that puts the
+    good rate first is the one written."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from orchestrator.nested import fold_seed, make_sampler
+
+    distributions = {"weights_lr": CategoricalDistribution([0.1, 0.0000001])}
+    for seed in range(100):
+        sampler = make_sampler("grid", seed=fold_seed(seed, 1), distributions=distributions)
+        study = optuna.create_study(sampler=sampler)
+        if study.ask(fixed_distributions=distributions).params["weights_lr"] == 0.1:
+            break
     return write_experiment_config(
         path,
         name=name,
@@ -506,8 +519,10 @@ def write_pruning_config(path: Path, *, name: str) -> Path:
         concurrent=1,
         eval_epochs=6,
         per_speaker=32,
+        folds="{scheme: loso, use: [1]}",
         space_lr="{grid: [0.1, 0.0000001]}",
         pruner="{kind: median, n_startup_trials: 1, n_warmup_steps: 0}",
+        extra=f"  seed: {seed}",
     )
 
 

@@ -214,9 +214,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     console.print(
-        f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment} (chosen by validation "
-        f"UA; settings of trial {result.trial_id}): retrained from scratch on {escape(result.trained_on)} -> "
-        f"{result.out}"
+        f"Exported genotype [bold]{escape(result.genotype_hash)}[/] of {result.experiment} (chosen from validation "
+        f"figures, not by a study: no deployment study over all speakers yet; settings of trial {result.trial_id}): "
+        f"retrained from scratch on {escape(result.trained_on)} -> {result.out}"
     )
     if result.nested_estimate is not None:
         console.print(f"What to expect on new speakers: {escape(result.nested_estimate.headline())}")

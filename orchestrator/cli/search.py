@@ -90,20 +90,22 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
         return
     console.print(f"[bold]{experiment}[/]: {escape(estimate.headline())}")
     table = Table(
-        title=f"Best trials of {experiment}, ranked by mean validation UA over folds (test UA: reported, never "
-        "used; WA and F1: sernas leaderboard)",
+        title=f"Best trials of {experiment}, ranked by mean validation UA over their inner folds (each trial "
+        "belongs to one outer fold's study; test UA: reported, never used; WA and F1: sernas leaderboard)",
         title_justify="left",
     )
-    for column in ("rank", "trial", "valid UA", "test UA", "folds", "status", "params"):
+    for column in ("rank", "trial", "outer fold", "valid UA", "test UA", "networks", "status", "params"):
         table.add_column(column, justify="left" if column in ("rank", "trial", "status") else "right", no_wrap=True)
     configs = []
     for row in top.itertuples():
+        planned = 1 if pd.isna(row.n_inner_folds) else int(row.n_inner_folds)
         table.add_row(
             str(row.rank),
             row.trial_id,
+            str(row.outer_fold) if row.folds_covered == 1 else f"{row.folds_covered}/{row.n_folds}",
             _mean_and_spread(row.mean_valid_ua, row.std_valid_ua),
             _mean_and_spread(row.mean_ua, row.std_ua),
-            f"{row.folds_covered}/{row.n_folds}",
+            f"{row.runs}/{planned}" if row.folds_covered == 1 else str(row.runs),
             str(row.trial_status),
             f"{row.mean_params:,.0f}",
         )
