@@ -4,10 +4,22 @@
 
 Both sides run the same tiny trials (a 4-speaker synthetic corpus, one LOSO fold, 1 search and
 1 evaluation epoch of a 3-cell supernet on logmel-32) one at a time: Tune with
-``max_concurrent=1`` and ``reuse_actors=True``, including our per-epoch checkpoints, leaderboard
-row and trial status file; the loop calls ``trainers.run_fold`` directly. The overhead per
-trial is the difference of the two wall times divided by the number of trials. Ray's start-up
-is timed separately and not counted.
+``max_concurrent=1`` and ``reuse_actors=True``, including the outer fold's Optuna study (the
+searcher's ask, the scheduler's tell), our per-epoch checkpoints, leaderboard row and trial
+status file; the loop calls ``trainers.run_fold`` directly. The overhead per trial is the
+difference of the two wall times divided by the number of trials. Ray's start-up is timed
+separately and not counted.
+
+Changed with nested selection (issue 24): the trials used to differ only by their seed (a
+``seed`` grid of ``--trials`` values, which sernas now refuses: seeds are replicates, not a
+hyperparameter), so the loop ran seeds 0..N-1. Now the space is fixed (seed 0) and Tune runs
+``--trials`` identical trials on the one outer fold (``tune.num_samples`` counts trials per
+outer fold; one fold here, so it is the trial count), each training one network on the outer
+fold's own validation split (no ``folds.inner``), and the loop runs the same settings
+``--trials`` times: the same work per trial on both sides, as before. The config also sets
+``folds.valid_speakers: 1`` and ``search.arch_data: valid``, the defaults of the last
+measurement: the 4-speaker corpus has 2 non-test speakers, too few for today's defaults (2
+validation speakers; alphas on a share of the training speakers).
 """
 
 from __future__ import annotations
@@ -35,14 +47,16 @@ def make_config(root: Path, trials: int) -> dict:
             "classes": ["neu", "hap", "sad", "ang"],
             "merges": {"exc": "hap"},
         },
-        "folds": {"scheme": "loso", "use": [1]},
-        "search": {"epochs": 1, "batch_size": 32, "weights": {"lr_min": 0.0}},
+        "folds": {"scheme": "loso", "use": [1], "valid_speakers": 1},  # 4 speakers: 2 test, 1 valid, 1 train
+        # One training speaker: the alphas learn on the validation speaker (the default splits the
+        # training speakers, which needs two).
+        "search": {"epochs": 1, "batch_size": 32, "arch_data": "valid", "weights": {"lr_min": 0.0}},
         "eval": {"epochs": 1, "batch_size": 32, "weights": {"lr_min": 0.0}},
-        "space": {"layers": 3, "nodes": 1, "init_channels": 4, "lstm_hidden": 8, "seed": {"grid": list(range(trials))}},
+        "space": {"layers": 3, "nodes": 1, "init_channels": 4, "lstm_hidden": 8, "seed": 0},
         "tune": {
-            "num_samples": 1,
+            "num_samples": trials,  # per outer fold; one outer fold here
             "max_concurrent": 1,
-            "searcher": "grid",
+            "searcher": "random",  # nothing sampled: every trial has the fixed space
             "pruner": {"kind": "none"},
             "resources": {"cpu": 1},
             "storage": str(root / "runs"),
@@ -63,6 +77,7 @@ def main() -> None:
     from rich.console import Console
 
     from orchestrator.config import load_config, settings_for_trial
+    from orchestrator.config.space import fixed_tune_params
     from orchestrator.experiment import prepare_data, run_experiment
     from trainers.fold_data import load_fold_data
     from trainers.run_fold import run_fold
@@ -83,14 +98,14 @@ def main() -> None:
             cache_dir=config.data.cache_dir,
             classes=prepared.classes,
         )
-        for seed in range(args.trials):
-            search, evaluation = settings_for_trial(config, {"seed": seed})
+        search, evaluation = settings_for_trial(config, fixed_tune_params(config))  # what every Tune trial runs
+        for number in range(args.trials):
             run_fold(
                 data,
                 evaluation=evaluation,
                 search=search,
                 device=torch.device("cpu"),
-                work_dir=root / "loop" / str(seed),
+                work_dir=root / "loop" / str(number),
             )
         loop_seconds = time.perf_counter() - started
 
@@ -111,7 +126,9 @@ def main() -> None:
         "ray_start_seconds": round(ray_start_seconds, 2),
         "overhead_per_trial_seconds": round((tune_seconds - loop_seconds) / args.trials, 3),
         "tune_over_loop": round(tune_seconds / loop_seconds, 2),
-        "what": "1 fold x (1 search + 1 eval epoch) per trial, sequential on both sides, reuse_actors=True",
+        "what": "1 outer fold (its own validation split, no inner folds) x (1 search + 1 eval epoch) per trial, "
+        "identical trials (fixed space, seed 0), sequential on both sides, reuse_actors=True, with the outer fold's "
+        "Optuna study",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

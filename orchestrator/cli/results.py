@@ -33,14 +33,16 @@ __all__ = ["TABLE_FIRST", "cmd_export", "cmd_leaderboard", "cmd_predict", "cmd_r
 FOLDS = "folds"
 TABLE_FIRST: dict[str, tuple[str, ...]] = {
     "genotype": ("rank", "genotype_hash", "mean_valid_ua", "mean_ua", FOLDS, "mean_params", "std_valid_ua", "std_ua"),
-    "trial": (
+    "trial": (  # a search trial belongs to one outer fold; runs = its networks (inner folds) finished
         "rank",
         "trial_id",
+        "outer_fold",
         "mean_valid_ua",
         "mean_ua",
-        FOLDS,
+        "runs",
         "mean_params",
         "trial_status",
+        FOLDS,
         "std_valid_ua",
         "std_ua",
     ),

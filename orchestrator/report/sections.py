@@ -80,7 +80,7 @@ def ranked_section(trials: pd.DataFrame, genotypes: pd.DataFrame) -> str:
         "n_folds",
         "complete",
     ]
-    trial_columns = ["experiment", "rank", "trial_id", *metrics, "trial_status", "seed"]
+    trial_columns = ["experiment", "rank", "trial_id", "outer_fold", *metrics, "runs", "trial_status", "seed"]
     trial_columns += ["collapsed_searches", "mean_alpha_entropy", "mean_params", "total_seconds", "params_json"]
     genotype_columns = ["experiment", "rank", "genotype_hash", *metrics, "trials", "seeds", "runs", "pruned_runs"]
     genotype_columns += ["collapsed_searches", "mean_alpha_entropy"]
@@ -89,9 +89,11 @@ def ranked_section(trials: pd.DataFrame, genotypes: pd.DataFrame) -> str:
         trial_columns.remove("experiment")
         genotype_columns.remove("experiment")
     return (
-        "<p>Ranked by mean <strong>validation</strong> UA over the speaker-independent folds (each fold weighs "
-        "the same); test UA is reported beside it and never orders anything. Entries missing folds (greyed) are "
-        "ranked after every complete one.</p>"
+        "<p>Ranked by mean <strong>validation</strong> UA (a trial: over the inner folds of its one outer fold; "
+        "a genotype or configuration: over the outer folds it was found on, each weighing the same); test UA is "
+        "reported beside it and never orders anything. Incomplete entries (greyed: a trial its study recorded as "
+        "pruned, failed or unfinished; in older leaderboards, one missing folds) are ranked after every complete "
+        "one.</p>"
         + _collapse_note(trials)
         + "<h3>Trials</h3>"
         + html_table(with_test_names(trials), trial_columns)
