@@ -5,7 +5,9 @@
 to the first fold, trial 1 to the second, ...), so every study advances at the same pace. For a
 new trial the searcher asks that fold's study (``study.ask`` with the space's distributions), so
 the study's own sampler proposes it, seeded by (``tune.seed``, fold), from that study's trials
-only. The trial's config carries its outer fold under ``OUTER_FOLD_KEY``.
+only. The trial's config carries its outer fold under ``OUTER_FOLD_KEY``. A driver that reopens a
+study on ``--resume`` seeds its sampler from the trials already there too, so it goes on with new
+proposals instead of repeating the first ones.
 
 Everything after the ask happens in the pruning scheduler (``orchestrator.pruning``), which sees
 every result and every end of a trial: it reports validation figures, lets the study's pruner
@@ -31,11 +33,14 @@ from orchestrator.study import OUTER_FOLD_KEY, TUNE_TRIAL_ID, StudyHandle
 __all__ = ["OuterFoldSearcher", "fold_seed", "make_sampler"]
 
 
-def fold_seed(seed: int | None, fold: int) -> int | None:
-    """The sampler seed of outer fold ``fold``'s study: from (seed, fold), so studies differ and reruns repeat."""
+def fold_seed(seed: int | None, fold: int, *, trials_before: int = 0) -> int | None:
+    """The sampler seed of outer fold ``fold``'s study, from (seed, fold), so studies differ and a
+    rerun repeats; ``trials_before`` (the study's trials when a resumed driver reopens it) starts a
+    new stream, or a restored sampler would propose the first trials' parameters again."""
     if seed is None:
         return None
-    return int(np.random.SeedSequence([int(seed), int(fold)]).generate_state(1)[0])
+    entropy = [int(seed), int(fold)] + ([int(trials_before)] if trials_before else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def make_sampler(
@@ -119,17 +124,14 @@ class OuterFoldSearcher(Searcher):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             if self._storage is None:
                 self._storage = self.handle.storage_for_use()
-            self._studies[fold] = self.handle.open(
-                fold=fold,
-                storage=self._storage,
-                sampler=make_sampler(
-                    self.sampler,
-                    seed=fold_seed(self.seed, fold),
-                    distributions=self.distributions,
-                    startup_trials=self.startup_trials,
-                ),
-                multi_objective=self.multi_objective,
+            study = self.handle.open(fold=fold, storage=self._storage, multi_objective=self.multi_objective)
+            study.sampler = make_sampler(
+                self.sampler,
+                seed=fold_seed(self.seed, fold, trials_before=len(study.get_trials(deepcopy=False))),
+                distributions=self.distributions,
+                startup_trials=self.startup_trials,
             )
+            self._studies[fold] = study
         return self._studies[fold]
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:

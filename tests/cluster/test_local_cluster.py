@@ -68,13 +68,13 @@ def test_submit_runs_an_experiment_across_both_nodes(local_cluster, tmp_path, ca
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
     assert "Submitted job raysubmit_" in out and f"{cluster.dashboard_url}/#/jobs/raysubmit_" in out
-    assert "SUCCEEDED" in out and "2 trials (2 completed, 0 pruned, 0 failed)" in out
+    assert "SUCCEEDED" in out and "4 trials (4 completed, 0 pruned, 0 failed)" in out  # 2 per outer fold
     assert token.value not in out
     with connect(storage, experiment="cluster-e2e") as board:
         runs = board.sql("SELECT trial_id, fold, node_id FROM runs")
         nodes = board.sql("SELECT DISTINCT node_id FROM runs")
     assert len(runs) == 4 and runs["node_id"].str.len().gt(0).all()
-    # 2 trials of 1 CPU on two 1-CPU nodes run concurrently, so each node gets one.
+    # 4 trials of 1 CPU on two 1-CPU nodes, 2 at a time: both nodes get work.
     sizing = [line for line in out.splitlines() if "max_concurrent" in line]
     assert len(nodes) == 2, f"all trials ran on one node: {runs.to_dict('records')}; {sizing}"
     first = min(p.stat().st_mtime for p in (storage / "leaderboard").rglob("*.parquet"))
@@ -88,7 +88,7 @@ def test_submit_runs_an_experiment_across_both_nodes(local_cluster, tmp_path, ca
     assert "already has results" in out and "--restart" in out and "FAILED" in out, out[-3000:]
     assert main([*submit, "--restart", "archive", "--wait"]) == 0
     out = capsys.readouterr().out
-    assert "--restart archive" in out and "2 trials (2 completed, 0 pruned, 0 failed)" in out, out[-3000:]
+    assert "--restart archive" in out and "4 trials (4 completed, 0 pruned, 0 failed)" in out, out[-3000:]
     assert len(list((storage / "_archive").glob("cluster-e2e-*"))) == 1
     with connect(storage, experiment="cluster-e2e") as board:
         assert len(board.sql("SELECT trial_id FROM runs")) == 4  # the new run's rows only

@@ -28,19 +28,21 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     config = write_config(tmp_path / "exp.yaml", name="small", extra="  checkpoint_every: 2")
     assert main(["search", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "2 trials (2 completed, 0 pruned, 0 failed)" in out and "Best trials of small" in out
+    assert "4 trials (4 completed, 0 pruned, 0 failed)" in out and "Best trials of small" in out  # 2 per outer fold
     # tune.checkpoint_every: 2 -> every 2nd epoch report carries a checkpoint, every fold summary does
     for results in (tmp_path / "runs" / "small").glob("*/result.json"):
         reports = [json.loads(line) for line in results.read_text().splitlines()]
         epochs = [r for r in reports if r["report"] == "epoch"]
-        assert len(epochs) == 2 * 3  # 2 folds x (1 search + 2 evaluation epochs)
-        assert [bool(r.get("checkpoint_dir_name")) for r in epochs] == [False, True] * 3
+        assert len(epochs) == 3  # 1 network (its outer fold's validation split) x (1 search + 2 evaluation epochs)
+        assert [bool(r.get("checkpoint_dir_name")) for r in epochs] == [False, True, False]
+        assert [r["prune_step"] for r in epochs] == [1, 2, 3] and [r["final_step"] for r in epochs][-1]
         assert all(r.get("checkpoint_dir_name") for r in reports if r["report"] == "fold")
     with connect(tmp_path / "runs", experiment="small") as board:
         runs = board.sql("SELECT * FROM runs ORDER BY trial_id, fold")
         trials = board.sql("SELECT * FROM trials")
     assert len(runs) == 4 and set(runs["status"]) == {"completed"}
-    assert runs.groupby("trial_id")["fold"].apply(sorted).tolist() == [[1, 2], [1, 2]]
+    assert runs.groupby("trial_id")["fold"].nunique().eq(1).all()  # a trial belongs to one outer fold
+    assert runs.groupby("fold")["trial_id"].nunique().tolist() == [2, 2] and runs["inner_fold"].isna().all()
     assert runs["ua"].between(0, 1).all() and runs["genotype"].notna().all()
     assert (runs["attempt"] == 1).all() and runs["node_id"].str.len().gt(0).all()
     assert set(trials["status"]) == {"completed"}
@@ -50,18 +52,19 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     assert main(["leaderboard", "--storage", str(tmp_path / "runs"), "--by", "trial", "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     ranked = document["rows"]
-    assert [entry["rank"] for entry in ranked] == [1, 2] and all(entry["complete"] for entry in ranked)
+    assert [entry["rank"] for entry in ranked] == [1, 2, 3, 4] and all(entry["complete"] for entry in ranked)
     by_trial = runs.groupby("trial_id")[["ua", "valid_ua"]].mean()
     for entry in ranked:
         assert entry["mean_ua"] == pytest.approx(by_trial.loc[entry["trial_id"], "ua"])
         assert entry["mean_valid_ua"] == pytest.approx(by_trial.loc[entry["trial_id"], "valid_ua"])
     assert ranked[0]["mean_valid_ua"] >= ranked[1]["mean_valid_ua"]
-    # The nested estimate: per fold the trial best on validation, scored on test.
+    # The nested estimate: per outer fold the trial its study would choose (best on validation), scored on test.
     estimate = document["nested_estimate"][runs["experiment"].iloc[0]]
     picks = runs.sort_values(["valid_ua", "trial_id"], ascending=[False, True]).groupby("fold").head(1)
     assert [pick["trial_id"] for pick in estimate["picks"]] == picks.sort_values("fold")["trial_id"].tolist()
     assert estimate["mean_test_ua"] == pytest.approx(picks["ua"].mean())
-    assert estimate["best_mean_test_ua"] == pytest.approx(by_trial["ua"].max())
+    assert estimate["best_mean_test_ua"] == pytest.approx(runs.groupby("fold")["ua"].max().mean())
+    assert [pick["candidates"] for pick in estimate["picks"]] == [2, 2]
     assert (
         main(
             [
@@ -155,8 +158,8 @@ def test_prepared_data_holds_every_clip_of_the_folds_speakers_with_features(tmp_
 
 
 def test_a_clearly_bad_configuration_is_pruned_early(ray_cluster, tmp_path, capsys):
-    """Grid order runs the good learning rate first; the frozen one (lr 1e-7) cannot learn and
-    the median pruner stops it at the first epoch where it falls below the good trial."""
+    """One outer fold whose grid runs the good learning rate first; the frozen one (lr 1e-7) cannot
+    learn and its study's median pruner stops it at the first epoch where it falls below the good trial."""
     config = write_pruning_config(tmp_path / "prune.yaml", name="prune")
     assert main(["search", "--config", str(config)]) == 0
     out = capsys.readouterr().out
@@ -165,11 +168,11 @@ def test_a_clearly_bad_configuration_is_pruned_early(ray_cluster, tmp_path, caps
         trials = board.sql("SELECT * FROM trials").set_index("trial_id")
         runs = board.sql("SELECT trial_id, fold, status, weights_lr FROM runs")
     pruned = trials[trials["status"] == "pruned"]
-    assert len(pruned) == 1 and "median pruner stopped it" in pruned["reason"].iloc[0]
+    reason = pruned["reason"].iloc[0]
+    assert len(pruned) == 1 and "MedianPruner at step" in reason and "outer fold 1" in reason, reason
     good = trials[trials["status"] == "completed"].index
     assert len(good) == 1
-    # The good trial covered both folds; the pruned one fewer, and its finished folds (if any)
-    # are kept with status pruned.
-    assert sorted(runs.loc[runs.trial_id == good[0], "fold"]) == [1, 2]
-    assert (runs.loc[runs.trial_id == pruned.index[0], "status"] == "pruned").all()
-    assert len(runs.loc[runs.trial_id == pruned.index[0]]) < 2
+    # The good trial finished its one network (outer fold 1's validation split); the pruned one
+    # was stopped at an epoch of it, so it has no row.
+    assert sorted(runs.loc[runs.trial_id == good[0], "fold"]) == [1]
+    assert len(runs.loc[runs.trial_id == pruned.index[0]]) == 0

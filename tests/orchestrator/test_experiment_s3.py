@@ -49,7 +49,7 @@ def test_search_leaderboard_report_export_and_cross_eval_on_the_object_store(s3_
     env = {**os.environ, **s3_server.env(), "PYTHONPATH": str(ROOT), "RAY_TMPDIR": ray_tmp}
     try:
         out = _sernas("search", "--config", str(config), "--storage", storage, env=env, cwd=work)
-        assert f"data in {storage}/s3-e2e/data" in out and "2 trials (2 completed, 0 pruned, 0 failed)" in out
+        assert f"data in {storage}/s3-e2e/data" in out and "4 trials (4 completed, 0 pruned, 0 failed)" in out
         assert f"Leaderboard part files: {storage}/leaderboard/s3-e2e/" in out
         assert s3_server.secret_key not in out
 
@@ -58,7 +58,7 @@ def test_search_leaderboard_report_export_and_cross_eval_on_the_object_store(s3_
         monkeypatch.chdir(work)
         with connect(storage, experiment="s3-e2e") as board:
             runs = board.sql("SELECT trial_id, fold, status FROM runs")
-        assert len(runs) == 4 and set(runs["status"]) == {"completed"}  # 2 trials x 2 folds
+        assert len(runs) == 4 and set(runs["status"]) == {"completed"}  # 2 trials x 2 outer folds, 1 network each
         assert main(["leaderboard", "--storage", storage, "--experiment", "s3-e2e", "--compact"]) == 0
         assert "s3-e2e" in capsys.readouterr().out
         with connect(storage, experiment="s3-e2e", compact_at=None) as board:

@@ -24,7 +24,9 @@ def _trials(storage: Path, experiment: str) -> list[str]:
 
 
 def test_search_refuses_a_used_name_then_archives_it_when_told(local_ray, tmp_path, capsys):
-    config = write_experiment_config(tmp_path / "once.yaml", name="once", samples=1, concurrent=1)
+    config = write_experiment_config(
+        tmp_path / "once.yaml", name="once", samples=1, concurrent=1, folds="{scheme: loso, use: [2]}"
+    )
     storage = tmp_path / "runs"
     assert main(["search", "--config", str(config)]) == 0
     first = _trials(storage, "once")
@@ -64,7 +66,9 @@ def test_demo_run_again_archives_the_earlier_demo(local_ray, tmp_path, capsys, m
     # The demo's own code path on a smaller config (same name, corpus inside the experiment folder
     # like configs/demo.yaml's runs/demo/corpus), so that it runs twice in a test's time.
     (tmp_path / "runs" / "demo").mkdir(parents=True)
-    inside = write_experiment_config(tmp_path / "runs" / "demo" / "demo.yaml", name="demo", samples=1, concurrent=1)
+    inside = write_experiment_config(
+        tmp_path / "runs" / "demo" / "demo.yaml", name="demo", samples=1, concurrent=1, folds="{scheme: loso, use: [2]}"
+    )
     config = inside.rename(tmp_path / "demo.yaml")
     monkeypatch.setattr(orchestrator.cli.search, "DEMO_CONFIG", config)
     storage = tmp_path / "runs"  # the experiment folder runs/demo holds the corpus and feature cache

@@ -461,3 +461,20 @@ def test_a_restored_searcher_continues_the_round_robin_where_it_was(tmp_path: Pa
     assert [restored.suggest(f"t{n}")[OUTER_FOLD_KEY] for n in range(4, 6)] == [2, 3]
     assert restored.suggest("t6") == Searcher.FINISHED
     assert {fold: len(study.trials) for fold, study in handle.studies().items()} == {1: 2, 2: 2, 3: 2}
+
+
+def test_a_resumed_searcher_proposes_new_parameters_not_the_first_ones_again(tmp_path: Path):
+    """A sampler rebuilt with the same seed would replay its random stream: the resumed driver's
+    first trial of a fold would repeat that fold's first trial (seen with TPE's startup trials)."""
+    handle = StudyHandle(storage=str(tmp_path / "runs"), experiment="exp")
+    searcher = make_searcher(handle, folds=(1,), per_fold=4, sampler="optuna-tpe")
+    at_start = pickle.dumps(searcher)
+    first = [searcher.suggest(f"t{n}")["weights_lr"] for n in range(2)]
+    searcher.save(str(tmp_path / "searcher-state.pkl"))
+    restored = pickle.loads(at_start)
+    restored.restore(str(tmp_path / "searcher-state.pkl"))
+    later = [restored.suggest(f"t{n}")["weights_lr"] for n in range(2, 4)]
+    assert not set(later) & set(first)
+    again = make_searcher(StudyHandle(storage=str(tmp_path / "again"), experiment="exp"), folds=(1,), per_fold=4)
+    again.sampler = "optuna-tpe"
+    assert [again.suggest(f"t{n}")["weights_lr"] for n in range(2)] == first  # a fresh run repeats: seeded

@@ -35,7 +35,7 @@ def ray_with_a_gpu():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where CUDA does not work")
 def test_a_trial_given_a_gpu_where_cuda_does_not_work_fails_at_once(ray_with_a_gpu, tmp_path, capsys):
-    config = write_experiment_config(tmp_path / "exp.yaml", name="nocuda", samples=1)
+    config = write_experiment_config(tmp_path / "exp.yaml", name="nocuda", samples=1, folds="{scheme: loso, use: [1]}")
     overrides = ["device=auto", "tune.resources.gpu=0.5", "tune.max_concurrent=null", "tune.max_failures=0"]
     assert main(["search", "--config", str(config), *[a for o in overrides for a in ("--set", o)]]) == 1
     out = capsys.readouterr().out
@@ -63,7 +63,7 @@ def oom_trial(params, *, inputs):
 
 
 def test_cuda_out_of_memory_makes_the_trial_infeasible_not_retried(ray_with_a_gpu, tmp_path):
-    path = write_experiment_config(tmp_path / "exp.yaml", name="oom", samples=1)
+    path = write_experiment_config(tmp_path / "exp.yaml", name="oom", samples=1, folds="{scheme: loso, use: [1]}")
     config = load_config(path, overrides=["tune.max_failures=2"])
     summary = run_experiment(config, prepared=prepare_data(config, progress=False), trial_function=oom_trial)
     assert summary.trials == 1 and summary.infeasible == 1 and summary.failed == 1 and summary.completed == 0

@@ -1,6 +1,6 @@
-"""SIGKILL the Ray worker running a trial in the middle of a fold: Tune restarts the trial from its
-last checkpoint, which continues the fold at the next epoch, and the leaderboard ends with exactly
-one completed row per (trial, fold)."""
+"""SIGKILL the Ray worker running a trial in the middle of one of its inner folds: Tune restarts the
+trial from its last checkpoint, which continues that inner fold at the next epoch, and the
+leaderboard ends with exactly one completed row per (trial, inner fold)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from orchestrator.leaderboard import connect
 
 pytestmark = pytest.mark.slow
 
-KILL_FOLD, KILL_EPOCH = 2, 1  # the trial's last fold, after its first evaluation epoch (of EVAL_EPOCHS)
+KILL_FOLD, KILL_EPOCH = 2, 1  # the trial's last inner fold, after its first evaluation epoch (of EVAL_EPOCHS)
 EVAL_EPOCHS = 3
 # Every epoch/fold result the driver received, in order; the kill is recorded as an event too.
 # (Module level: Tune pickles its callbacks, so their attributes would be copies.)
@@ -38,7 +38,7 @@ class KillingProgress(orchestrator.progress.ExperimentProgress):
                 "trial_id": trial.trial_id,
                 "pid": result["pid"],
                 "report": result.get("report"),
-                "fold": result.get("fold"),
+                "fold": result.get("inner_fold"),
                 "phase": result.get("phase"),
                 "epoch": result.get("epoch"),
             }
@@ -46,7 +46,7 @@ class KillingProgress(orchestrator.progress.ExperimentProgress):
 
     def on_trial_save(self, iteration, trials, trial, **info):
         result = trial.last_result
-        if (result.get("report"), result.get("fold"), result.get("phase"), result.get("epoch")) == (
+        if (result.get("report"), result.get("inner_fold"), result.get("phase"), result.get("epoch")) == (
             "epoch",
             KILL_FOLD,
             "eval",
@@ -76,6 +76,7 @@ def test_a_killed_worker_resumes_its_fold_from_the_checkpoint(local_ray, tmp_pat
         concurrent=1,
         searcher="random",
         eval_epochs=EVAL_EPOCHS,
+        folds="{scheme: loso, use: [1], inner: 2}",  # one trial of two networks (inner folds)
         extra="  max_failures: 2",
     )
     assert main(["search", "--config", str(config)]) == 0
@@ -103,7 +104,7 @@ def test_a_killed_worker_resumes_its_fold_from_the_checkpoint(local_ray, tmp_pat
     # Exactly one completed row per (trial, fold) in the raw part files, the killed fold's written
     # by the second attempt and the fold finished before the kill by the first.
     with connect(tmp_path / "runs", experiment="killed") as board:
-        rows = board.sql("SELECT trial_id, fold, attempt, status FROM fold_rows ORDER BY fold")
+        rows = board.sql("SELECT trial_id, inner_fold AS fold, attempt, status FROM fold_rows ORDER BY inner_fold")
         trials = board.sql("SELECT trial_id, status FROM trials")
         assert board.damaged == () and board.scan.temporary == ()
     assert rows.to_dict("records") == [
@@ -116,4 +117,4 @@ def test_a_killed_worker_resumes_its_fold_from_the_checkpoint(local_ray, tmp_pat
     states = sorted((tmp_path / "runs" / "killed").glob(f"*{trial_id}*/checkpoint_*/state.json"))
     assert states, "no trial checkpoint in the storage"
     last = json.loads(states[-1].read_text())
-    assert last["attempt"] == 2 and sorted(last["done"]) == ["1", str(KILL_FOLD)]
+    assert last["attempt"] == 2 and sorted(last["done"]) == ["1.1", f"1.{KILL_FOLD}"]

@@ -20,7 +20,7 @@ def tiny_data():
     return make_fold_data(n_train=24, n_valid=12, n_test=12)
 
 
-def fold(data, work, *, normalization="speaker", preset="logmel-32"):
+def fold(data, work, *, normalization="train", preset="logmel-32"):
     return run_fold(
         data,
         evaluation=EvalSettings(shape=SHAPE, epochs=1, batch_size=8, normalization=normalization),
@@ -46,7 +46,7 @@ def test_a_rerun_with_another_normalisation_is_refused_not_resumed(tmp_path):
         fold(data, tmp_path, normalization="utterance")
     message = str(refused.value)
     assert f"checkpoint {tmp_path / 'search.pt'} was written for a different run" in message
-    assert "normalization is 'speaker' there but 'utterance' now" in message
+    assert "normalization is 'train' there but 'utterance' now" in message
     assert (tmp_path / "search.pt").read_bytes() == before and not (tmp_path / "eval.pt").exists()
 
 
@@ -72,7 +72,7 @@ def test_checkpoints_without_the_data_record_resume_as_before(tmp_path):
     first = fold(data, tmp_path)
     interrupted_after_the_search(tmp_path)
     state = load_checkpoint(tmp_path / "search.pt")
-    assert state["data"]["normalization"] == "speaker" and state["data"]["preset"] == "logmel-32"
+    assert state["data"]["normalization"] == "train" and state["data"]["preset"] == "logmel-32"
     assert set(state["data"]["utterances"]) == {"train", "valid", "test"}
     del state["data"]  # as written before checkpoints recorded their data
     save_checkpoint(state, tmp_path / "search.pt")
