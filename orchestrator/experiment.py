@@ -327,12 +327,11 @@ def run_tune(
 def trial_states(study: Any) -> dict[str, str]:
     """Tune trial id -> ``completed`` / ``pruned`` / ``failed`` / ``running`` as the experiment's
     studies record it (the one place that says whether a trial was pruned)."""
-    from orchestrator.study import TUNE_TRIAL_ID
+    from orchestrator.study import TRIAL_STATUS, TUNE_TRIAL_ID
 
-    words = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "running"}
     states = {}
     for fold_study in study.studies().values():
         for frozen in fold_study.get_trials(deepcopy=False):  # the newest Optuna trial of a Tune trial wins
             if TUNE_TRIAL_ID in frozen.user_attrs:
-                states[frozen.user_attrs[TUNE_TRIAL_ID]] = words[frozen.state.name]
+                states[frozen.user_attrs[TUNE_TRIAL_ID]] = TRIAL_STATUS[frozen.state.name]
     return states

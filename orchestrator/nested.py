@@ -28,7 +28,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from ray.tune.search import Searcher
 
-from orchestrator.study import OUTER_FOLD_KEY, TUNE_TRIAL_ID, StudyHandle
+from orchestrator.study import OUTER_FOLD_KEY, TUNE_TRIAL_ID, OpenStudies, StudyHandle
 
 __all__ = ["OuterFoldSearcher", "fold_seed", "make_sampler"]
 
@@ -108,31 +108,23 @@ class OuterFoldSearcher(Searcher):
         return self.trials_per_fold * len(self.folds)
 
     def _reset(self) -> None:
-        self._storage = None
-        self._studies: dict[int, optuna.Study] = {}
+        self.study = OpenStudies(self.handle, multi_objective=self.multi_objective, sampler_for=self._sampler)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_storage", "_studies")}
+        return {k: v for k, v in self.__dict__.items() if k != "study"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._reset()
 
-    def study(self, fold: int) -> optuna.Study:
-        """Outer fold ``fold``'s study, with its sampler (opened once per process)."""
-        if fold not in self._studies:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            if self._storage is None:
-                self._storage = self.handle.storage_for_use()
-            study = self.handle.open(fold=fold, storage=self._storage, multi_objective=self.multi_objective)
-            study.sampler = make_sampler(
-                self.sampler,
-                seed=fold_seed(self.seed, fold, trials_before=len(study.get_trials(deepcopy=False))),
-                distributions=self.distributions,
-                startup_trials=self.startup_trials,
-            )
-            self._studies[fold] = study
-        return self._studies[fold]
+    def _sampler(self, fold: int, trials_before: int) -> optuna.samplers.BaseSampler:
+        """Outer fold ``fold``'s sampler, seeded from (seed, fold) and the trials its study already holds."""
+        return make_sampler(
+            self.sampler,
+            seed=fold_seed(self.seed, fold, trials_before=trials_before),
+            distributions=self.distributions,
+            startup_trials=self.startup_trials,
+        )
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the space comes from the experiment's config, not from Tune's param_space

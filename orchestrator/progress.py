@@ -17,7 +17,7 @@ from rich.markup import escape
 from orchestrator.candidates import CANDIDATE_KEY, candidate_of
 from orchestrator.pruning import FOLD_REPORT
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
-from orchestrator.study import OUTER_FOLD_KEY, recorded_end
+from orchestrator.study import OUTER_FOLD_KEY, TRIAL_STATUS, recorded_end
 from orchestrator.terminal import TrialBoard
 from orchestrator.trial import INFEASIBLE_REPORT
 
@@ -114,7 +114,7 @@ class ExperimentProgress(Callback):
         if recorded is None:
             return None
         state, reason = recorded
-        return {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(state.name, "failed"), reason
+        return TRIAL_STATUS.get(state.name, "failed"), reason
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         last = trial.last_result or {}

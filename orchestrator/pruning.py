@@ -48,6 +48,7 @@ from orchestrator.study import (
     OUTER_FOLD_KEY,
     PRUNED_REASON,
     TUNE_TRIAL_ID,
+    OpenStudies,
     StudyHandle,
     find_trial,
     trial_outcome,
@@ -91,30 +92,17 @@ class OptunaPruningScheduler(FIFOScheduler):
         self._reset()
 
     def _reset(self) -> None:
-        self._storage = None
-        self._studies: dict[int, optuna.Study] = {}
+        self.study = OpenStudies(self.handle, pruner=self.pruner, multi_objective=self.multi_objective)
         self._optuna_ids: dict[str, int] = {}  # Tune trial id -> Optuna trial id (storage's)
         self.pruned: dict[str, PruneDecision] = {}  # decided by this process
 
     # What Tune pickles (at the start, into tuner.pkl): the settings and the handle, no study.
     def __getstate__(self) -> dict[str, Any]:
-        hidden = ("_storage", "_studies", "_optuna_ids", "pruned")
-        return {k: v for k, v in self.__dict__.items() if k not in hidden}
+        return {k: v for k, v in self.__dict__.items() if k not in ("study", "_optuna_ids", "pruned")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._reset()
-
-    def study(self, fold: int) -> optuna.Study:
-        """Outer fold ``fold``'s study, with the pruner (opened once per process)."""
-        if fold not in self._studies:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            if self._storage is None:
-                self._storage = self.handle.storage_for_use()
-            self._studies[fold] = self.handle.open(
-                fold=fold, storage=self._storage, pruner=self.pruner, multi_objective=self.multi_objective
-            )
-        return self._studies[fold]
 
     @staticmethod
     def _fold(trial: Trial) -> int | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from trainers.atomic_io import write_atomically
 
 __all__ = [
     "OUTER_FOLD_KEY",
+    "OpenStudies",
+    "TRIAL_STATUS",
     "TUNE_TRIAL_ID",
     "StudyHandle",
     "TrialOutcome",
@@ -48,6 +51,14 @@ __all__ = [
 
 OUTER_FOLD_KEY = "outer_fold"  # a search trial's Tune config: the outer fold whose study owns it
 TUNE_TRIAL_ID = "tune_trial_id"  # user attribute: the Tune trial an Optuna trial stands for
+TRIAL_STATUS = {
+    "COMPLETE": "completed",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "running",
+}
+"""An Optuna trial state's name as the leaderboard's trial status (``TRIAL_STATUSES``) says it."""
 PRUNED_REASON = "pruned_reason"  # user attribute: why the pruner stopped the trial
 MEAN_PARAMS = "mean_params"  # a trial's final result: mean trainable parameters over its inner folds
 
@@ -193,6 +204,37 @@ class StudyHandle:
         location.write_bytes(
             location.study_copy(self.experiment), self.journal.read_bytes(), what="the Optuna study journal"
         )
+
+
+class OpenStudies:
+    """The outer folds' studies of one handle, each opened once per process over one journal
+    storage (never pickled: a searcher or scheduler rebuilt by ``--resume`` opens them anew).
+    ``sampler_for(fold, trials_before)`` gives a study its sampler once it is open."""
+
+    def __init__(
+        self,
+        handle: StudyHandle,
+        *,
+        pruner: optuna.pruners.BasePruner | None = None,
+        multi_objective: bool = False,
+        sampler_for: Callable[[int, int], optuna.samplers.BaseSampler] | None = None,
+    ) -> None:
+        self.handle, self.pruner, self.multi_objective, self.sampler_for = handle, pruner, multi_objective, sampler_for
+        self._storage: JournalStorage | None = None
+        self._studies: dict[int, optuna.Study] = {}
+
+    def __call__(self, fold: int) -> optuna.Study:
+        if fold not in self._studies:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            if self._storage is None:
+                self._storage = self.handle.storage_for_use()
+            study = self.handle.open(
+                fold=fold, storage=self._storage, pruner=self.pruner, multi_objective=self.multi_objective
+            )
+            if self.sampler_for is not None:
+                study.sampler = self.sampler_for(fold, len(study.get_trials(deepcopy=False)))
+            self._studies[fold] = study
+        return self._studies[fold]
 
 
 def find_trial(study: optuna.Study, tune_trial_id: str) -> FrozenTrial | None:

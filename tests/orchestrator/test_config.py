@@ -88,8 +88,10 @@ def test_shipped_config_loads_and_round_trips(path):
 def test_demo_is_small_and_the_paper_config_follows_the_paper():
     demo = load_config(REPO / "configs/demo.yaml")
     assert demo.data.dataset == "synthetic" and demo.data.preset == "logmel-32"
-    assert demo.search.epochs <= 3 and demo.eval.epochs <= 8 and demo.tune.num_samples >= 4
-    assert demo.folds.scheme == "speaker-pairs" and len(demo.folds.use) >= 2
+    assert demo.search.epochs <= 3 and demo.eval.epochs <= 8 and demo.tune.num_samples >= 3
+    assert demo.folds.scheme == "speaker-pairs" and len(demo.folds.use) >= 2  # several outer folds, a study each
+    assert demo.folds.inner == 3 and demo.tune.pruner.kind == "wilcoxon"  # pruning over inner folds
+    assert "seed" in demo.space and not hasattr(demo.space["seed"], "kind")  # seeds are replicates, never sampled
     assert demo.tune.resources.cpu == 1 and demo.tune.resources.gpu == 0
     paper = load_config(REPO / "configs/iemocap-paper.yaml")
     assert paper.data.dataset == "iemocap" and paper.data.improvised_only
