@@ -26,11 +26,14 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from orchestrator.study import OUTER_FOLD_KEY, TUNE_TRIAL_ID, OpenStudies, StudyHandle
 
-__all__ = ["OuterFoldSearcher", "fold_seed", "make_sampler"]
+__all__ = ["ASK_INDEX", "OuterFoldSearcher", "fold_seed", "make_sampler"]
+
+ASK_INDEX = "ask_index"  # user attribute: the trial's place in the order the searcher handed trials out
 
 
 def fold_seed(seed: int | None, fold: int, *, trials_before: int = 0) -> int | None:
@@ -132,15 +135,29 @@ class OuterFoldSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.assigned >= self.total:
             return Searcher.FINISHED
-        fold = self.folds[self.assigned % len(self.folds)]
+        index = self.assigned
+        fold = self.folds[index % len(self.folds)]
         study = self.study(fold)
-        with warnings.catch_warnings():  # GridSampler warns when a grid is exhausted and resampled
-            warnings.simplefilter("ignore", UserWarning)
-            trial = study.ask(fixed_distributions=self.distributions)
+        trial = self._unclaimed(study, index)
+        if trial is None:
+            with warnings.catch_warnings():  # GridSampler warns when a grid is exhausted and resampled
+                warnings.simplefilter("ignore", UserWarning)
+                trial = study.ask(fixed_distributions=self.distributions)
+            trial.set_user_attr(ASK_INDEX, index)
         trial.set_user_attr(TUNE_TRIAL_ID, trial_id)
         self.assigned += 1
         self.handle.save()
         return {**self.fixed, **trial.params, OUTER_FOLD_KEY: fold}
+
+    @staticmethod
+    def _unclaimed(study: optuna.Study, index: int) -> optuna.trial.Trial | None:
+        """The trial asked as number ``index`` by a driver killed before Tune saved it (Tune saves its
+        trials and this searcher's count together, so after ``--resume`` it asks for that trial
+        again): handed out once more instead of asking anew, so no trial stays RUNNING forever."""
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.user_attrs.get(ASK_INDEX) == index and not frozen.intermediate_values:
+                return optuna.trial.Trial(study, frozen._trial_id)
+        return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Nothing to do: the scheduler, which sees every end (pruned ones too), tells the study."""

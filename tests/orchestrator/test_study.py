@@ -478,3 +478,25 @@ def test_a_resumed_searcher_proposes_new_parameters_not_the_first_ones_again(tmp
     again = make_searcher(StudyHandle(storage=str(tmp_path / "again"), experiment="exp"), folds=(1,), per_fold=4)
     again.sampler = "optuna-tpe"
     assert [again.suggest(f"t{n}")["weights_lr"] for n in range(2)] == first  # a fresh run repeats: seeded
+
+
+def test_a_trial_asked_after_tunes_last_save_is_handed_out_again_not_left_running(tmp_path: Path):
+    """The driver is killed after the searcher asked a study for a trial but before Tune saved that
+    trial (and the searcher's count): on --resume Tune asks for it again, and the searcher hands out
+    the same Optuna trial, so the study holds no trial that stays RUNNING forever."""
+    handle = StudyHandle(storage=str(tmp_path / "runs"), experiment="exp")
+    searcher = make_searcher(handle, folds=(1, 2), per_fold=2)
+    at_start = pickle.dumps(searcher)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.save(str(tmp_path / "searcher-state.pkl"))  # Tune's last save: two trials
+    orphan = searcher.suggest("c")  # asked, then the driver dies before Tune saves it
+
+    restored = pickle.loads(at_start)
+    restored.restore(str(tmp_path / "searcher-state.pkl"))
+    again = restored.suggest("c2")
+    assert again == orphan  # the same parameters and outer fold
+    trials = handle.studies()[1].trials
+    assert len(trials) == 2 and trials[-1].user_attrs[TUNE_TRIAL_ID] == "c2"
+    restored.suggest("d")
+    assert sum(len(study.trials) for study in handle.studies().values()) == 4
