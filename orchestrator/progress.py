@@ -126,7 +126,7 @@ class ExperimentProgress(Callback):
         elif recorded is not None and recorded[0] == "pruned" or recorded is None and folds_done < planned:
             status = "pruned"
             reason = (recorded[1] if recorded is not None else None) or f"{self.pruner_name} pruner stopped it"
-            reason += f" after {folds_done}/{planned} folds"
+            reason += f" after {folds_done}/{planned} {'inner folds' if last.get('inner_fold') else 'folds'}"
             if last.get("report") != FOLD_REPORT:  # stopped inside a fold, at an epoch
                 reason += f" (fold {last.get('fold')}, {last.get('phase')} epoch {last.get('epoch')})"
             message = f"[yellow]{trial.trial_id} pruned[/]: {escape(reason)}"
