@@ -183,6 +183,15 @@ class ExperimentConfig(StrictModel):
                     True,
                 )
             )
+        if self.tune.multi_objective and self.tune.pruner.kind != "none":
+            errors.append(
+                (
+                    ("tune", "pruner"),
+                    "Optuna prunes single-objective studies only, but tune.multi_objective is on: use pruner "
+                    "none, or one objective",
+                    self.tune.pruner.model_dump(),
+                )
+            )
         errors.extend(self._wilcoxon_reachable())
         errors.extend(self._seeds_are_replicates())
         errors.extend(self._epoch_steps_align())

@@ -251,6 +251,11 @@ def test_seeds_are_replicates_never_a_sampled_parameter(write):
     assert load_config(path, overrides=["space.seed=3"]).space["seed"] == 3
 
 
+def test_two_objectives_take_no_pruner(write):
+    message = error_of(write(), "tune.multi_objective=true", "tune.pruner={kind: median}")
+    assert "tune.pruner: Optuna prunes single-objective studies only" in message
+
+
 def test_epoch_pruners_need_the_same_epochs_in_every_trial(write):
     path = write()
     message = error_of(path, "tune.pruner={kind: median}", "space.search.epochs={choice: [1, 2]}")
