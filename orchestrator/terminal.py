@@ -176,7 +176,10 @@ class TrialBoard:
             self._say(
                 f"[dim]{self.counts_text()}; "
                 + "; ".join(
-                    f"{t.trial_id} fold {t.fold} {t.phase} epoch {t.epoch} valid UA {t.valid_ua:.3f}" for t in running
+                    f"{t.trial_id} starting"
+                    if t.epoch is None
+                    else f"{t.trial_id} fold {t.fold} {t.phase} epoch {t.epoch} valid UA {t.valid_ua:.3f}"
+                    for t in running
                 )
                 + "[/]"
             )

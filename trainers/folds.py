@@ -11,7 +11,7 @@ Schemes:
   the female speaker of session k+1 (cyclic), i.e. {Ses01M, Ses02F}, {Ses02M, Ses03F}, ...,
   {Ses05M, Ses01F} on IEMOCAP. Needs one F and one M speaker per session.
 
-Every speaker of a fold has exactly one role (``docs/folds.md``):
+Every speaker of a fold has exactly one role (docs/selection.md, "Four roles per fold"):
 
 - ``test``: evaluated once at the end, reported, never used to choose anything;
 - ``valid``: chooses the evaluation epoch and every choice between trials;

@@ -91,7 +91,9 @@ class FoldRow:
     )
     n_folds: int = _column(pa.int32(), "number of outer folds the experiment runs", required=True)
     attempt: int = _column(
-        pa.int32(), "attempt of this (trial, fold), from 0; a rerun writes a new attempt", required=True
+        pa.int32(),
+        "attempt of this (trial, fold, inner fold): a trial's first run writes 1, a rerun the next",
+        required=True,
     )
     status: str = _column(
         pa.string(), "`completed` or `failed` as written; `runs` reports `pruned` from the trial status", required=True

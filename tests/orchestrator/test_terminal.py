@@ -98,3 +98,13 @@ def test_off_a_terminal_every_event_is_one_plain_line() -> None:
     assert "\x1b" not in stream.getvalue() and "┃" not in stream.getvalue() and "valid UA  " not in stream.getvalue()
     with pytest.raises(ValueError, match="state must be one of"):
         board.ended("t1", state="done", message="")
+
+
+def test_a_trial_that_has_not_reported_reads_as_starting_in_the_status_line() -> None:
+    stream = io.StringIO()
+    board = TrialBoard(console=Console(file=stream, width=200), n_folds=1, every_s=0.0)
+    board.started("t1", params="lr=0.1")
+    board.started("t2", params="lr=0.2")
+    board.epoch("t1", fold=1, phase="search", epoch=1, valid_ua=0.4)
+    status = [line for line in stream.getvalue().splitlines() if "t1 fold 1 search epoch 1" in line]
+    assert status and "t2 starting" in status[0] and "None" not in status[0] and "nan" not in status[0]
