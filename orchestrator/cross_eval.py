@@ -160,4 +160,5 @@ def run_cross_eval(
         pruner_name="none",
         resume=resume,
         console=console,
+        params_first=("genotype", SEED_KEY, "from"),
     )

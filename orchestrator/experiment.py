@@ -146,7 +146,7 @@ def run_experiment(
     from orchestrator.config.space import fixed_tune_params, optuna_distributions
     from orchestrator.nested import OuterFoldSearcher, grid_size
     from orchestrator.pruning import OptunaPruningScheduler, make_pruner
-    from orchestrator.study import StudyHandle
+    from orchestrator.study import OUTER_FOLD_KEY, StudyHandle
 
     console = console or Console(highlight=False, soft_wrap=True)
     pruner, over = make_pruner(config.tune.pruner.kind, **config.tune.pruner.options)
@@ -201,6 +201,7 @@ def run_experiment(
         console=console,
         trial_function=trial_function,
         study=study,
+        params_first=(OUTER_FOLD_KEY, *distributions),
     )
 
 
@@ -229,6 +230,7 @@ def run_tune(
     console=None,
     trial_function: Callable[..., None] | None = None,
     study: Any = None,
+    params_first: tuple[str, ...] = (),
 ) -> ExperimentSummary:
     """What ``sernas search`` and ``sernas cross-eval`` share: run ``orchestrator.trial.run_trial``
     over ``param_space`` as the Tune experiment ``<storage>/<tune_name>`` with the experiment's
@@ -237,6 +239,7 @@ def run_tune(
     ``tune_config`` (a ``tune.TuneConfig``) and ``param_space`` are only needed when starting.
     ``study`` (an ``orchestrator.study.StudyHandle``) is where a search's trial states are
     decided: the progress lines, status files and counts read completed / pruned / failed there.
+    ``params_first``: the parameters that tell trials apart, shown first in the progress lines.
     """
     import functools
     import time
@@ -256,7 +259,12 @@ def run_tune(
     # Networks per trial: a search trial's inner folds (or its one validation split), a cross-eval trial's folds.
     n_folds = int(prepared.folds["fold"].nunique()) if study is None else (config.folds.inner or 1)
     progress = ExperimentProgress(
-        console=console, write_status=write_status, n_folds=n_folds, pruner_name=pruner_name, study=study
+        console=console,
+        write_status=write_status,
+        n_folds=n_folds,
+        pruner_name=pruner_name,
+        study=study,
+        first=params_first,
     )
     inputs = TrialInputs(
         experiment=config, manifest=prepared.manifest, folds=prepared.folds, classes=prepared.classes, storage=storage

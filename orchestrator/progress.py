@@ -34,11 +34,13 @@ class ExperimentProgress(Callback):
         pruner_name: str,
         every_s: float = 30.0,
         study: Any = None,
+        first: tuple[str, ...] = (),
     ) -> None:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.n_folds = n_folds
         self.pruner_name = pruner_name
         self.study = study  # an orchestrator.study.StudyHandle: where a search trial's end is decided
+        self.first = first  # parameters that vary between trials: shown before the ones all share
         self.write_status = write_status
         self.every_s = every_s
         self.board = TrialBoard(console=self.console, n_folds=n_folds, every_s=every_s)
@@ -58,8 +60,8 @@ class ExperimentProgress(Callback):
         if self.board is None:
             self.board = TrialBoard(console=self.console, n_folds=self.n_folds, every_s=self.every_s)
 
-    @staticmethod
-    def _params(trial) -> str:
+    def _params(self, trial) -> str:
+        """The trial's parameters, those that tell trials apart first (``first``), then the shared ones."""
         config = {k: v for k, v in (trial.config or {}).items()}
         candidate = candidate_of(config)
         if candidate is not None:  # a cross-eval trial: its genotype and where it came from
@@ -67,7 +69,8 @@ class ExperimentProgress(Callback):
             config["genotype"] = candidate.genotype_hash
             if candidate.source_trial_id is not None:
                 config["from"] = f"{candidate.source_trial_id}/fold{candidate.source_fold}"
-        return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config.items()))
+        order = sorted(config, key=lambda key: (key not in self.first, key))
+        return " ".join(f"{k}={config[k]:.3g}" if isinstance(config[k], float) else f"{k}={config[k]}" for k in order)
 
     def _pending(self, trials: list) -> None:
         for other in trials:
