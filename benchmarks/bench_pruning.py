@@ -97,7 +97,7 @@ def make_config(root: Path, *, arm: str, trials: int, seed: int) -> dict:
         "search": {"epochs": 1, "batch_size": 16, "order": "first", "weights": {"lr_min": 0.0}},
         "eval": {"epochs": 8, "batch_size": 16, "weights": {"lr_min": 0.0}},
         "space": {
-            "layers": 2,
+            "layers": 3,  # the fewest that search a normal cell
             "nodes": 1,
             "init_channels": 4,
             "lstm_hidden": {"choice": [16, 32]},
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "trials": live["trials"],
         "searcher": f"random, seed {args.seed} (each outer fold's study seeded by (seed, fold))",
         "unpruned_run": live,
-        "what": "synthetic 10 speakers x 16 utterances, logmel-32, 2-cell supernet with 1 node, 5 speaker-pair "
+        "what": "synthetic 10 speakers x 16 utterances, logmel-32, 3-cell supernet with 1 node, 5 speaker-pair "
         f"outer folds, {args.trials} trials per outer fold, each over {INNER_FOLDS} inner folds (2 validation "
         "speakers each) x (1 first-order search epoch + 8 evaluation epochs), seed fixed at 0; pruners replayed "
         "over the recorded results, one trial at a time, one Optuna study per outer fold",

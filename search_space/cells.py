@@ -160,6 +160,19 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
     return tuple(sorted({layers // 3, 2 * layers // 3}))
 
 
+def search_depth_problem(layers: int) -> str | None:
+    """Why a supernet of ``layers`` cells cannot search a normal cell (None when it can): below 3
+    layers every cell is a reduction cell, so ``alphas_normal`` never gets a gradient and the
+    "derived" normal cell would be the initial noise."""
+    if len(reduction_layers(layers)) < layers:
+        return None
+    return (
+        f"a search needs at least 3 layers, but got {layers}: with fewer, every cell is a reduction cell "
+        "(they sit at 1/3 and 2/3 depth), so the normal cell's alphas would never train and its derived "
+        "genotype would be initial noise"
+    )
+
+
 def stack_cells(
     *, layers: int, in_channels: int, stem_multiplier: int, init_channels: int, make_cell: Callable[..., nn.Module]
 ) -> tuple[nn.Sequential, nn.ModuleList, int]:

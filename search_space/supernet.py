@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_space.cells import SearchCell, stack_cells
+from search_space.cells import SearchCell, search_depth_problem, stack_cells
 from search_space.genotype import (
     Genotype,
     alpha_entropy,
@@ -97,6 +97,9 @@ class SuperNet(nn.Module):
             _check_int(name, value)
         if init_channels % pc_k != 0:
             raise ValueError(f"init_channels ({init_channels}) must be divisible by pc_k ({pc_k}).")
+        depth_problem = search_depth_problem(layers)
+        if depth_problem is not None:
+            raise ValueError(f"{depth_problem}.")
         self._config: dict[str, Any] = {
             "layers": layers,
             "nodes": nodes,

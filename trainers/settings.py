@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search_space import PRIMITIVES, validate_primitives
+from search_space.cells import search_depth_problem
 from trainers.normalization import Normalization
 
 
@@ -111,6 +112,13 @@ class SearchSettings(_Settings):
     @model_validator(mode="after")
     def _known_primitives(self) -> SearchSettings:
         validate_primitives(self.primitives)
+        return self
+
+    @model_validator(mode="after")
+    def _searchable_depth(self) -> SearchSettings:
+        problem = search_depth_problem(self.shape.layers)
+        if problem is not None:
+            raise ValueError(f"shape.layers: {problem}")
         return self
 
 

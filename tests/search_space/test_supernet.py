@@ -141,3 +141,24 @@ def test_checkpointing_gives_the_same_step():
     torch.testing.assert_close(runs[0][0], runs[1][0])
     for a, b in zip(runs[0][1] + runs[0][2], runs[1][1] + runs[1][2]):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_supernet_without_a_normal_cell_is_refused(layers):
+    """Below 3 layers every cell is a reduction cell: alphas_normal would never get a gradient and
+    the derived normal cell would be the initial noise."""
+    assert set(reduction_layers(layers)) == set(range(layers))
+    with pytest.raises(ValueError, match=f"a search needs at least 3 layers, but got {layers}"):
+        make(layers=layers)
+    net = make(layers=3)
+    assert len(reduction_layers(3)) < 3 and net.alphas_normal is not None
+
+
+def test_search_settings_name_the_shallow_shape():
+    from pydantic import ValidationError
+
+    from trainers.settings import EvalSettings, ModelShape, SearchSettings
+
+    with pytest.raises(ValidationError, match="shape.layers: a search needs at least 3 layers, but got 2"):
+        SearchSettings(shape=ModelShape(layers=2))
+    assert EvalSettings(shape=ModelShape(layers=2)).shape.layers == 2  # a fixed network may be that shallow
