@@ -94,6 +94,7 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         lstm_layers=shape.lstm_layers,
         dropout=shape.dropout,
         pc_k=settings.pc_k,
+        edge_normalization=settings.edge_normalization,
         in_channels=data.input_shape[0],
         checkpoint=settings.recompute is not False,
     )

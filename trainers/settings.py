@@ -77,6 +77,11 @@ class SearchSettings(_Settings):
     shape: ModelShape = ModelShape()
     primitives: tuple[str, ...] = PRIMITIVES
     pc_k: int = Field(1, ge=1, description="PC-DARTS partial channels: 1/K of the channels are searched")
+    edge_normalization: bool = Field(
+        False,
+        description="PC-DARTS edge normalisation: per-edge betas weigh each node's inputs (in the search and in "
+        "the derivation), steadying the choice that partial channels make noisy",
+    )
     order: Literal["first", "second"] = "first"
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(32, ge=1)

@@ -144,6 +144,7 @@ SHORTHANDS: Mapping[str, tuple[str, ...]] = {
     "alphas_lr": ("search.alphas.lr",),
     "order": ("search.order",),
     "pc_k": ("search.pc_k",),
+    "edge_normalization": ("search.edge_normalization",),
     "primitives": ("search.primitives",),
     "warmup_epochs": ("search.warmup_epochs",),
     "max_skip_normal": ("search.max_skip_normal",),

@@ -393,3 +393,19 @@ def test_mixed_precision_search_runs_weight_steps_and_measurements_in_bf16_only_
     assert seen == expected_dtypes(mixed_precision)
     assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["valid_loss"]) for h in result.history)
     assert result.epochs_run == 2
+
+
+def test_pc_darts_edge_normalisation_is_a_setting_whose_betas_train(tmp_path):
+    """search.edge_normalization reaches the supernet (PC-DARTS' per-edge betas) and its betas
+    learn like the alphas; off, the supernet has none."""
+    data = tiny_data()
+    plain = build_supernet(data, settings(epochs=1))
+    assert not any("betas" in name for name, _ in plain.named_arch_parameters())
+    config = settings(epochs=1, pc_k=2, edge_normalization=True)
+    seed_everything(config.seed)
+    initial = build_supernet(data, config)
+    betas = {name: p.detach().clone() for name, p in initial.named_arch_parameters() if "betas" in name}
+    assert set(betas) == {"betas_normal", "betas_reduce"}
+    run_search(data, settings=config, device=CPU, checkpoint_path=tmp_path / "search.pt")
+    state = load_checkpoint(tmp_path / "search.pt")
+    assert all(not torch.equal(state["model"][name], value) for name, value in betas.items())
