@@ -49,8 +49,8 @@ def build_network(architecture: Architecture, *, settings: EvalSettings, n_class
     shape = settings.shape
     return build_model(
         architecture,
-        layers=shape.layers + settings.deepen,
-        init_channels=max(1, round(shape.init_channels * settings.widen)),
+        layers=settings.network_layers,
+        init_channels=settings.network_init_channels,
         n_classes=n_classes,
         lstm_hidden=shape.lstm_hidden,
         lstm_layers=shape.lstm_layers,

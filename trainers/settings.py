@@ -161,3 +161,13 @@ class EvalSettings(_Settings):
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1)
     mixed_precision: bool = Field(False, description="bf16 autocast for training and evaluation (GPU)")
+
+    @property
+    def network_layers(self) -> int:
+        """Cells of the evaluated network: ``shape.layers`` deepened by ``deepen``."""
+        return self.shape.layers + self.deepen
+
+    @property
+    def network_init_channels(self) -> int:
+        """First-cell channels of the evaluated network: ``shape.init_channels`` widened by ``widen``."""
+        return max(1, round(self.shape.init_channels * self.widen))

@@ -115,9 +115,46 @@ class FoldRow:
     params_json: str | Mapping[str, Any] = _column(
         pa.string(), "the trial's sampled parameters, canonical JSON object (seed under the key `seed`)", required=True
     )
-    layers: int | None = _column(pa.int32(), "cells in the network")
+    layers: int | None = _column(
+        pa.int32(),
+        "cells of the configured shape (`eval.shape.layers`; the space's `layers` sets the search's too), before `deepen`",
+    )
     nodes: int | None = _column(pa.int32(), "intermediate nodes per cell")
-    init_channels: int | None = _column(pa.int32(), "channels of the first cell")
+    init_channels: int | None = _column(pa.int32(), "first-cell channels of the configured shape, before `widen`")
+    eval_layers: int | None = _column(
+        pa.int32(),
+        "cells of the network that was evaluated (`eval.shape.layers` + `eval.deepen`); null before schema 3",
+        since=3,
+        default=None,
+    )
+    eval_init_channels: int | None = _column(
+        pa.int32(),
+        "first-cell channels of the network that was evaluated (`eval.shape.init_channels` x `eval.widen`); null "
+        "before schema 3",
+        since=3,
+        default=None,
+    )
+    normalization: str | None = _column(
+        pa.string(), "input normalisation (`eval.normalization`); null before schema 3", since=3, default=None
+    )
+    widen: float | None = _column(pa.float64(), "`eval.widen`; null before schema 3", since=3, default=None)
+    deepen: int | None = _column(pa.int32(), "`eval.deepen`; null before schema 3", since=3, default=None)
+    imbalance: str | None = _column(
+        pa.string(), "class-imbalance handling (`eval.imbalance`); null before schema 3", since=3, default=None
+    )
+    arch_data: str | None = _column(
+        pa.string(),
+        "what trains the alphas (`search.arch_data`); null without a search and before schema 3",
+        since=3,
+        default=None,
+    )
+    primitives: str | Sequence[str] | None = _column(
+        pa.string(),
+        "JSON list of the search space's candidate operations (`search.primitives`); null without a search and "
+        "before schema 3",
+        since=3,
+        default=None,
+    )
     lstm_hidden: int | None = _column(pa.int32(), "LSTM hidden units")
     darts_order: str | None = _column(pa.string(), "DARTS approximation: `first` or `second` order")
     pc_k: int | None = _column(pa.int32(), "PC-DARTS partial-channel factor K (1 = all channels)")

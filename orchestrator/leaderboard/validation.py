@@ -29,7 +29,7 @@ from orchestrator.names import check_name
 
 __all__ = ["validate_fold_row", "validate_trial_row"]
 
-_JSON_COLUMNS = {"params_json": dict, "genotype": dict, "classes": list, "confusion": list}
+_JSON_COLUMNS = {"params_json": dict, "genotype": dict, "classes": list, "confusion": list, "primitives": list}
 _COMPLETED_NEEDS = ("genotype_hash", "ua", "wa", "macro_f1")
 _FRACTIONS = ("ua", "wa", "macro_f1", "valid_ua")
 

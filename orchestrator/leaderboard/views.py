@@ -48,6 +48,10 @@ CONFIG_COLUMNS = (  # what a config is made of (the columns of --by config)
     "weights_lr",
     "search_epochs",
     "eval_epochs",
+    "eval_layers",
+    "eval_init_channels",
+    "normalization",
+    "arch_data",
 )
 Summary = Literal["genotype", "trial", "config"]
 _SUMMARY_KEYS: dict[str, tuple[str, ...]] = {

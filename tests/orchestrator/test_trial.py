@@ -15,6 +15,7 @@ from orchestrator.leaderboard.schema import RESULT_COLUMNS
 from orchestrator.trial import _fold_row
 from search_space.genotype import Genotype
 from trainers.run_fold import FoldResult
+from trainers.settings import EvalSettings, ModelShape, SearchSettings, WeightOptimizer
 
 GENOTYPE = Genotype(
     normal=[("sep_conv_3x3", 0), ("skip_connect", 1)],
@@ -31,10 +32,9 @@ INPUTS = SimpleNamespace(
     folds=pd.DataFrame({"fold": [1, 1, 2, 3]}),
     classes=("ang", "hap"),
 )
-SEARCH = SimpleNamespace(order="first", pc_k=1, weights=SimpleNamespace(lr=0.025), epochs=3)
-EVALUATION = SimpleNamespace(
-    shape=SimpleNamespace(layers=3, nodes=2, init_channels=8, lstm_hidden=16), seed=7, epochs=2
-)
+SHAPE = ModelShape(layers=3, nodes=2, init_channels=8, lstm_hidden=16)
+SEARCH = SearchSettings(shape=SHAPE, order="first", pc_k=1, weights=WeightOptimizer(lr=0.025), epochs=3)
+EVALUATION = EvalSettings(shape=SHAPE, seed=7, epochs=2, widen=2.0, deepen=1)
 
 
 def _result(architecture: str, genotype_hash: str | None) -> FoldResult:
@@ -91,6 +91,16 @@ def test_a_finished_fold(tmp_path: Path, architecture, genotype_hash, stored_gen
     assert path.endswith("t1/fold=2-inner=2-attempt=1.parquet")
     stored = pq.read_table(path).to_pylist()[0]
     assert (stored["fold"], stored["outer_fold"], stored["inner_fold"], stored["n_inner_folds"]) == (2, 2, 2, 3)
+    # The row describes the network that was evaluated (widened and deepened) and the settings that
+    # change results, not only the configured shape.
+    assert (stored["layers"], stored["init_channels"]) == (3, 8)
+    assert (stored["eval_layers"], stored["eval_init_channels"], stored["widen"], stored["deepen"]) == (4, 16, 2.0, 1)
+    assert (stored["normalization"], stored["imbalance"], stored["arch_data"]) == (
+        "speaker",
+        "weighted-loss",
+        "train-speakers",
+    )
+    assert json.loads(stored["primitives"]) == list(SEARCH.primitives)
     assert stored["status"] == "completed" and stored["error"] is None
     assert stored["genotype"] == stored_genotype and stored["genotype_hash"] == stored_hash
     assert stored["n_folds"] == 3 and stored["attempt"] == 1 and stored["seed"] == 7 and stored["node_id"] == "local"
