@@ -63,7 +63,7 @@ _SUMMARY_EXTRA: dict[str, str] = {
     "genotype": "",
     "trial": ", any_value(seed) AS seed, any_value(trial_status) AS trial_status, "
     "count(DISTINCT genotype_hash) AS genotypes, any_value(params_json) AS params_json, "
-    "min(fold) AS outer_fold, any_value(n_inner_folds) AS n_inner_folds",
+    "CASE WHEN count(DISTINCT fold) = 1 THEN min(fold) END AS outer_fold, any_value(n_inner_folds) AS n_inner_folds",
     "config": "".join(f', any_value("{name}") AS "{name}"' for name in CONFIG_COLUMNS)
     + ", count(DISTINCT genotype_hash) AS genotypes",
 }
