@@ -101,9 +101,15 @@ def test_make_pruner_names_the_kinds():
         make_pruner("asha")
 
 
-def test_make_pruner_knows_every_kind_the_config_accepts():
+def test_make_pruner_builds_every_kind_the_config_accepts_with_its_options():
+    expected = {"wilcoxon": "WilcoxonPruner", "median": "MedianPruner", "hyperband": "HyperbandPruner", "none": None}
+    assert set(PRUNER_KINDS) == set(expected)
     for kind in PRUNER_KINDS:
-        make_pruner(kind, **PrunerConfig(kind=kind).options)
+        options = PrunerConfig(kind=kind).options
+        pruner, _ = make_pruner(kind, **options)
+        assert (None if pruner is None else type(pruner).__name__) == expected[kind]
+    median, _ = make_pruner("median", n_startup_trials=7, n_warmup_steps=3)
+    assert (median._n_startup_trials, median._n_warmup_steps) == (7, 3)  # the options reach the pruner
 
 
 @pytest.mark.parametrize("over", ["folds", "epochs"])
