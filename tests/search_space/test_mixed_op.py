@@ -78,3 +78,22 @@ def test_checkpointing_changes_neither_values_gradients_nor_running_stats(pc_k):
                 torch.testing.assert_close(u, v)
         else:
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("pc_k", [2, 4])
+def test_exactly_one_kth_of_the_channels_pass_through_the_operations(pc_k):
+    """PC-DARTS: the first C/K channels go through the weighted operations, the other C - C/K
+    bypass them unchanged, and the two are shuffled back together."""
+    C = 8
+    op = MixedOp(C, 1, primitives=["none", "skip_connect", "sep_conv_3x3"], pc_k=pc_k).eval()
+    x = torch.randn(2, C, 6, 6)
+    none_only = torch.tensor([1.0, 0.0, 0.0])  # the searched channels come out as zeros
+    with torch.no_grad():
+        out = op(x, none_only)  # (2, C, 6, 6)
+    zero = [c for c in range(C) if torch.count_nonzero(out[:, c]) == 0]
+    assert len(zero) == C // pc_k
+    passed = sorted(c for c in range(C) if c not in zero)
+    unshuffled = channel_shuffle(torch.cat([torch.zeros_like(x[:, : C // pc_k]), x[:, C // pc_k :]], dim=1), pc_k)
+    assert torch.equal(out, unshuffled) and len(passed) == C - C // pc_k
+    convs = [m for m in op.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(conv.in_channels == C // pc_k for conv in convs if conv.groups == 1)

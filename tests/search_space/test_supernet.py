@@ -162,3 +162,19 @@ def test_search_settings_name_the_shallow_shape():
     with pytest.raises(ValidationError, match="shape.layers: a search needs at least 3 layers, but got 2"):
         SearchSettings(shape=ModelShape(layers=2))
     assert EvalSettings(shape=ModelShape(layers=2)).shape.layers == 2  # a fixed network may be that shallow
+
+
+def test_pc_darts_edge_weights_decide_which_inputs_a_node_keeps():
+    """With edge normalisation a node keeps the two inputs with the strongest alpha times the
+    softmax of its edges' betas: an edge whose alphas are strongest is dropped when its beta is low."""
+    net = make(pc_k=2, edge_normalization=True, primitives=["none", "skip_connect", "sep_conv_3x3"])
+    conv = net.primitives.index("sep_conv_3x3")
+    with torch.no_grad():
+        net.alphas_normal.zero_()
+        net.alphas_normal[:, conv] = 1.0
+        net.alphas_normal[2, conv] = 5.0  # node 1's edge from input 0: strongest by its alphas
+        net.betas_normal.zero_()
+    assert ("sep_conv_3x3", 0) in net.genotype().normal[2:4]
+    with torch.no_grad():
+        net.betas_normal[2] = -10.0  # ... but its edge weight is small
+    assert [index for _, index in net.genotype().normal[2:4]] == [1, 2]
