@@ -94,7 +94,7 @@ def _start_training(
     that order (building draws the initial weights from the seeded RNG)."""
     generator = seed_everything(settings.seed)
     model = build_network(architecture, settings=settings, n_classes=n_classes, in_channels=train.x.shape[1])
-    model = model.to(device)  # not channels_last: see run_search
+    model = model.to(device)  # weights in the default layout; activations channels_last inside (see run_search)
     weights = list(model.parameters())
     optimizer, scheduler = sgd_with_cosine(weights, settings=settings.weights, epochs=epochs)
     loss_fn = make_loss(train.y, n_classes=n_classes, imbalance=settings.imbalance, device=device)

@@ -193,8 +193,9 @@ def run_search(
     device = torch.device(device)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     generator = seed_everything(settings.seed)
-    # Not channels_last: ~1.4x faster on one CPU thread, but torch 2.13's CPU backward crashes
-    # (segfault) with it on 2 threads for some genotypes (dilated 5x5 convs, odd batch sizes).
+    # The weights stay in the default layout (channels_last *weights* crashed torch 2.13's
+    # multi-threaded CPU backward); the supernet keeps its activations channels_last itself
+    # (SuperNet(channels_last=True), search_space.fast_conv).
     recompute = resolve_recompute(data, settings, device)
     model = build_supernet(data, settings.model_copy(update={"recompute": recompute})).to(device)
     weights, arch = list(model.weight_parameters()), list(model.arch_parameters())
