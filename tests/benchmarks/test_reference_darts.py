@@ -143,7 +143,7 @@ def test_benchmark_cli_writes_results_and_skips_a_reference_that_would_not_fit(t
         "--batch",
         "2",
         "--layers",
-        "1",
+        "3",  # the fewest that search a normal cell
         "--nodes",
         "1",
         "--channels",
