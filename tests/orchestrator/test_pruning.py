@@ -60,7 +60,9 @@ def test_epoch_reports_are_ignored_when_pruning_over_folds_and_vice_versa(tmp_pa
     assert folds.study(1).trials[1].intermediate_values == {1: 0.4}  # at its inner fold (unit)
 
 
-def test_median_pruner_stops_the_worse_trial_at_the_same_epoch(tmp_path: Path):
+def median_after_one_good_trial(tmp_path: Path):
+    """A median pruner over epochs whose study holds one complete trial (UA 0.4, 0.5, 0.6), and a
+    second trial just added: (scheduler, that trial)."""
     study = handle(tmp_path)
     searcher = make_searcher(study)
     scheduler = OptunaPruningScheduler(
@@ -72,23 +74,18 @@ def test_median_pruner_stops_the_worse_trial_at_the_same_epoch(tmp_path: Path):
         scheduler.on_trial_result(None, a, epoch_result(step, ua, n_folds=1))
     scheduler.on_trial_complete(None, a, fold_results(a, [0.6])[-1])
     scheduler.on_trial_add(None, b)
+    return scheduler, b
+
+
+def test_median_pruner_stops_the_worse_trial_at_the_same_epoch(tmp_path: Path):
+    scheduler, b = median_after_one_good_trial(tmp_path)
     assert scheduler.on_trial_result(None, b, epoch_result(1, 0.25, n_folds=1)) == TrialScheduler.STOP
 
 
 def test_a_trial_is_never_pruned_at_its_last_epoch(tmp_path: Path):
     """After its last epoch a trial's training is all done: stopping it would save nothing and
     would record a finished trial as pruned."""
-    study = handle(tmp_path)
-    searcher = make_searcher(study)
-    scheduler = OptunaPruningScheduler(
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=1), over="epochs", study=study
-    )
-    a, b = new_trial(searcher, "a"), new_trial(searcher, "b")
-    scheduler.on_trial_add(None, a)
-    for step, ua in enumerate((0.4, 0.5, 0.6), start=1):
-        scheduler.on_trial_result(None, a, epoch_result(step, ua, n_folds=1))
-    scheduler.on_trial_complete(None, a, fold_results(a, [0.6])[-1])
-    scheduler.on_trial_add(None, b)
+    scheduler, b = median_after_one_good_trial(tmp_path)
     last = {**epoch_result(3, 0.25, n_folds=1), FINAL_STEP: True}
     assert scheduler.on_trial_result(None, b, last) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, b, {**last, FINAL_STEP: False}) == TrialScheduler.STOP
