@@ -151,13 +151,21 @@ def make_fold_data(
     seed: int = 0,
     signal: float = 1.5,
     fold: int = 1,
+    normalization: str | None = "speaker",
 ):
     """A FoldData of random features in which class k adds ``signal`` to frequency band k, so a
     model can learn it; each split is drawn independently (like different speakers). The first
-    half of train plays the weight speakers of the search, the second half the alpha speakers."""
+    half of train plays the weight speakers of the search, the second half the alpha speakers.
+
+    Each split's clips are all of its speakers' audio, so they give the speaker statistics; the
+    data come normalised with ``normalization`` (the settings' default, ``speaker``: run_search
+    and run_evaluation refuse raw features); None: raw."""
+    from dataclasses import replace
+
     import torch
 
     from trainers.fold_data import FoldData, Split
+    from trainers.normalization import Normalizer, pooled_statistics
 
     generator = torch.Generator().manual_seed(seed)
 
@@ -170,7 +178,7 @@ def make_fold_data(
         speakers = tuple(f"{name}-speaker{i % 2}" for i in range(n))  # two speakers per split
         return Split(x=x, y=y, utt_ids=tuple(f"{name}{i}" for i in range(n)), speakers=speakers)
 
-    return FoldData(
+    raw = FoldData(
         fold=fold,
         classes=tuple(f"c{k}" for k in range(n_classes)),
         train=split(n_train, "train"),
@@ -178,6 +186,13 @@ def make_fold_data(
         test=split(n_test, "test"),
         train_roles=tuple("weights" if i < n_train // 2 else "alphas" for i in range(n_train)),
     )
+    stats = {}
+    for part in (raw.train, raw.valid, raw.test):
+        for speaker in sorted(set(part.speakers)):
+            mine = torch.tensor([s == speaker for s in part.speakers])
+            stats[speaker] = pooled_statistics(part.x[mine], part.valid_lengths[mine])
+    raw = replace(raw, speaker_stats=stats)
+    return raw if normalization is None else raw.normalized(Normalizer(normalization))[0]
 
 
 def make_leaderboard_row(**overrides) -> dict:

@@ -152,7 +152,11 @@ def run_evaluation(
     ``checkpoint_path`` when it holds a checkpoint of the same settings, architecture, fold and
     classes (``CheckpointError`` naming what differs otherwise), and of the same ``provenance``
     (recorded as the checkpoint's ``data``, as in ``run_search``) unless it predates that record.
+
+    ``data`` must be normalised as ``settings.normalization`` says (``FoldData.normalized``;
+    ``run_fold`` does it): raw or otherwise normalised features are refused with a ValueError.
     """
+    data.require_normalization(settings.normalization)
     architecture = parse_architecture(architecture)
     text = architecture_text(architecture)
     n_classes = len(data.classes)

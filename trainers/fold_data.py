@@ -24,7 +24,7 @@ import torch
 
 from trainers.features import FeaturePreset, get_preset, load_features
 from trainers.folds import SEARCH_ROLES, SPLITS
-from trainers.normalization import Normalizer, SpeakerStatistics, pooled_statistics
+from trainers.normalization import Normalization, Normalizer, SpeakerStatistics, pooled_statistics
 
 
 @dataclass(frozen=True)
@@ -84,14 +84,24 @@ class FoldData:
     train_roles: tuple[str | None, ...] = ()  # search role of each train utterance (weights/alphas)
     # speaker -> (mean, std) (1, C, F, 1) over all of that speaker's audio in the manifest (any label)
     speaker_stats: SpeakerStatistics | None = None
+    # the normalisation mode applied to every split (``normalized``); None: raw features, which
+    # run_search and run_evaluation refuse (require_normalization)
+    normalization: Normalization | None = None
 
     def normalized(self, normalizer: Normalizer) -> tuple[FoldData, Normalizer]:
         """Every split normalised; ``train`` statistics come from the training split only, ``speaker``
         statistics from all of each speaker's audio (``speaker_stats``, from ``load_fold_data``).
 
-        Returns the data and the fitted normaliser (what an exported model must apply). Raises
-        ValueError for ``speaker`` when the fold carries no ``speaker_stats``: statistics of the
-        fold's own utterances would depend on which of a speaker's clips the protocol kept."""
+        Returns the data, which records the mode it was normalised with, and the fitted normaliser
+        (what an exported model must apply). Raises ValueError for data normalised already (twice
+        would standardise standardised features), and for ``speaker`` when the fold carries no
+        ``speaker_stats``: statistics of the fold's own utterances would depend on which of a
+        speaker's clips the protocol kept."""
+        if self.normalization is not None:
+            raise ValueError(
+                f"fold {self.fold} is normalised already ({self.normalization!r}); normalise the raw fold "
+                "from load_fold_data once."
+            )
         if normalizer.mode == "speaker" and self.speaker_stats is None:
             raise ValueError(
                 f"fold {self.fold} carries no speaker statistics, but speaker normalisation needs each speaker's "
@@ -104,8 +114,29 @@ class FoldData:
             train=self.train.normalized(fitted),
             valid=self.valid.normalized(fitted),
             test=self.test.normalized(fitted),
+            normalization=normalizer.mode,
         )
         return data, fitted
+
+    def require_normalization(self, expected: Normalization | None = None) -> None:
+        """Refuse to train on features that were not normalised (or not as ``expected`` says).
+
+        ``load_fold_data`` returns raw features; ``run_fold`` normalises them as
+        ``EvalSettings.normalization`` says. Called from Python, ``run_search`` or
+        ``run_evaluation`` on the raw fold would silently train on unnormalised inputs.
+        """
+        if self.normalization is None:
+            wanted = expected or "train"
+            raise ValueError(
+                f"fold {self.fold} holds raw features: normalise them first, e.g. "
+                f"data, _ = data.normalized(Normalizer({wanted!r})) (Normalizer('none') keeps them as computed), "
+                "or call run_fold, which normalises as EvalSettings.normalization says."
+            )
+        if expected is not None and self.normalization != expected:
+            raise ValueError(
+                f"fold {self.fold} was normalised with {self.normalization!r}, but the settings say "
+                f"normalization={expected!r}: normalise the raw fold with Normalizer({expected!r})."
+            )
 
     def search_splits(self) -> tuple[Split, Split]:
         """``(weight_data, alpha_data)``: the training speakers split by speaker for the search.

@@ -189,7 +189,11 @@ def run_search(
     ``data`` was made from: normalisation, feature preset, utterance hashes; see
     ``trainers.run_fold``) is recorded as the checkpoint's ``data`` and must match too, unless
     the checkpoint predates that record.
+
+    ``data`` must be normalised (``FoldData.normalized``; ``run_fold`` does it): raw features are
+    refused with a ValueError saying how.
     """
+    data.require_normalization()
     device = torch.device(device)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     generator = seed_everything(settings.seed)

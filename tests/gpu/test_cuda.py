@@ -165,7 +165,7 @@ def test_one_paper_shape_step_fits_a_quarter_of_the_card():
 
 def test_a_model_exported_on_cuda_predicts_the_same_labels_on_the_cpu(tmp_path):
     preset = get_preset("logmel-32")
-    data = make_fold_data(n_classes=3, shape=preset.output_shape, n_train=48)
+    data = make_fold_data(n_classes=3, shape=preset.output_shape, n_train=48, normalization=None)
     settings = EvalSettings(shape=ModelShape(layers=3, init_channels=8, lstm_hidden=16), epochs=2, batch_size=16)
     model = train_final_model(
         data.train, architecture="baseline", settings=settings, n_classes=3, epochs=2, device=CUDA

@@ -39,7 +39,7 @@ def test_utterance_normalisation_ignores_padding_and_zeroes_it():
 
 
 def test_train_statistics_come_from_the_training_split_only():
-    data = make_fold_data(n_train=12, n_valid=6, n_test=6)
+    data = make_fold_data(n_train=12, n_valid=6, n_test=6, normalization=None)
     poisoned = replace(data, test=Split(x=torch.full_like(data.test.x, 1e6), y=data.test.y, utt_ids=data.test.utt_ids))
     clean, fitted = data.normalized(Normalizer("train"))
     dirty, fitted_dirty = poisoned.normalized(Normalizer("train"))
@@ -80,7 +80,7 @@ def test_attached_speaker_statistics_replace_those_of_the_clips_at_hand():
 
 
 def test_speaker_normalisation_of_a_fold_needs_statistics_of_all_of_each_speakers_audio():
-    data = make_fold_data(n_train=12, n_valid=6, n_test=6)
+    data = replace(make_fold_data(n_train=12, n_valid=6, n_test=6, normalization=None), speaker_stats=None)
     with pytest.raises(ValueError, match="fold 1 carries no speaker statistics"):
         data.normalized(Normalizer("speaker"))
     speakers = {*data.train.speakers, *data.valid.speakers, *data.test.speakers}
@@ -88,3 +88,37 @@ def test_speaker_normalisation_of_a_fold_needs_statistics_of_all_of_each_speaker
     normalized, fitted = replace(data, speaker_stats=stats).normalized(Normalizer("speaker"))
     assert fitted.speaker_stats == stats
     assert torch.allclose(normalized.test.x, data.test.x / (2.0 + 1e-5))
+
+
+def test_training_refuses_raw_or_otherwise_normalised_features_and_a_second_normalisation():
+    """run_search(load_fold_data(...)) used to train on raw features: the fold now says how it was
+    normalised, and search and evaluation refuse raw (or differently normalised) data."""
+    from trainers.evaluate import run_evaluation
+    from trainers.search import run_search
+    from trainers.settings import EvalSettings, ModelShape, SearchSettings
+
+    raw = make_fold_data(n_train=12, n_valid=6, n_test=6, normalization=None)
+    shape = ModelShape(layers=3, nodes=2, init_channels=4, lstm_hidden=8)
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueError, match=r"fold 1 holds raw features: normalise them first"):
+        run_search(raw, settings=SearchSettings(shape=shape, epochs=1, batch_size=8), device=cpu)
+    with pytest.raises(ValueError, match=r"fold 1 holds raw features"):
+        run_evaluation(raw, architecture="baseline", settings=EvalSettings(shape=shape, epochs=1), device=cpu)
+    normalized, _ = raw.normalized(Normalizer("train"))
+    assert normalized.normalization == "train"
+    with pytest.raises(ValueError, match=r"normalised with 'train', but the settings say normalization='speaker'"):
+        run_evaluation(
+            normalized,
+            architecture="baseline",
+            settings=EvalSettings(shape=shape, epochs=1, normalization="speaker"),
+            device=cpu,
+        )
+    with pytest.raises(ValueError, match=r"fold 1 is normalised already \('train'\)"):
+        normalized.normalized(Normalizer("train"))
+    trained = run_evaluation(
+        normalized,
+        architecture="baseline",
+        settings=EvalSettings(shape=shape, epochs=1, batch_size=8, normalization="train"),
+        device=cpu,
+    )
+    assert 0.0 <= trained.test["ua"] <= 1.0  # and it trains once normalised as its settings say
