@@ -77,7 +77,7 @@ def main() -> None:
     from rich.console import Console
 
     from orchestrator.config import load_config, settings_for_trial
-    from orchestrator.config.space import fixed_tune_params
+    from orchestrator.config.optuna_space import fixed_tune_params
     from orchestrator.experiment import prepare_data, run_experiment
     from trainers.fold_data import load_fold_data
     from trainers.run_fold import run_fold

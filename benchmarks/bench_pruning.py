@@ -133,7 +133,7 @@ def run_unpruned(root: Path, *, trials: int, seed: int) -> tuple[dict, list[list
     from rich.console import Console
 
     from orchestrator.config import load_config
-    from orchestrator.config.space import optuna_distributions
+    from orchestrator.config.optuna_space import optuna_distributions
     from orchestrator.experiment import prepare_data, run_experiment, storage_root
     from orchestrator.study import TUNE_TRIAL_ID, StudyHandle
 

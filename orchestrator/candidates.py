@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.config import ExperimentConfig, settings_for_trial
-from orchestrator.config.space import Domain, build_settings
+from orchestrator.config.domain import Domain
+from orchestrator.config.trial_settings import build_settings
 
 __all__ = [
     "CANDIDATE_KEY",

@@ -143,7 +143,7 @@ def run_experiment(
     from rich.markup import escape
 
     from orchestrator.concurrency import decide_concurrency
-    from orchestrator.config.space import fixed_tune_params, optuna_distributions
+    from orchestrator.config.optuna_space import fixed_tune_params, optuna_distributions
     from orchestrator.nested import OuterFoldSearcher, grid_size
     from orchestrator.pruning import OptunaPruningScheduler, make_pruner
     from orchestrator.study import OUTER_FOLD_KEY, StudyHandle

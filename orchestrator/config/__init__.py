@@ -15,10 +15,14 @@ with a ``ConfigError`` naming the file and each bad key path, what was expected 
 Public API: ``load_config``, ``settings_for_trial``, ``optuna_distributions``, ``fixed_tune_params``,
 ``config_fingerprint``, ``dump_config``, ``validation_message``; the models. One module per
 concept: ``errors`` (ConfigError, messages), ``models`` (data, folds), ``tune`` (searcher,
-pruner, resources), ``space`` (the search-space language, trial settings), ``experiment``
-(``ExperimentConfig``), ``loading`` (YAML in and out, fingerprint).
+pruner, resources), ``domain`` (the YAML grammar of space entries), ``trial_settings`` (what a
+space name sets, a trial's settings), ``optuna_space`` (the space as Optuna distributions and
+fixed Tune values), ``experiment`` (``ExperimentConfig``), ``loading`` (YAML in and out,
+fingerprint). Each module imports only those listed before it, so only ``loading`` and this
+package import ``experiment`` (tests/orchestrator/test_config.py holds that).
 """
 
+from orchestrator.config.domain import DOMAIN_KINDS, Domain
 from orchestrator.config.errors import ConfigError, validation_message
 from orchestrator.config.experiment import ExperimentConfig
 from orchestrator.config.loading import (
@@ -29,14 +33,8 @@ from orchestrator.config.loading import (
     without_resume_safe_fields,
 )
 from orchestrator.config.models import DataConfig, FoldsConfig, SyntheticOptions
-from orchestrator.config.space import (
-    DOMAIN_KINDS,
-    SHORTHANDS,
-    Domain,
-    fixed_tune_params,
-    optuna_distributions,
-    settings_for_trial,
-)
+from orchestrator.config.optuna_space import fixed_tune_params, optuna_distributions
+from orchestrator.config.trial_settings import SHORTHANDS, settings_for_trial
 from orchestrator.config.tune import PRUNER_KINDS, PRUNER_OPTIONS, PrunerConfig, ResourcesConfig, TuneConfig
 
 __all__ = [

@@ -11,18 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from orchestrator.config.domain import Domain, SpaceEntry, dump_space_entry, plain_value
 from orchestrator.config.errors import Issue, raise_at, short_repr, validation_message
 from orchestrator.config.models import DataConfig, FoldsConfig, StrictModel
-from orchestrator.config.space import (
-    SHORTHANDS,
-    Domain,
-    SpaceEntry,
-    build_settings,
-    dump_space_entry,
-    plain_value,
-    settings_path_error,
-    targets,
-)
+from orchestrator.config.trial_settings import SHORTHANDS, build_settings, settings_path_error, targets
 from orchestrator.config.tune import TuneConfig
 from orchestrator.names import NAME_RULE, check_name
 from trainers.device import DEVICE_SPEC_HELP, check_device_spec, device_spec_problem

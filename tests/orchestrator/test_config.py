@@ -1,5 +1,6 @@
 """Experiment configs: what loads, what fails (and how the message names the key), trial settings."""
 
+import ast
 import math
 import os
 import subprocess
@@ -111,6 +112,40 @@ def test_loading_a_config_does_not_import_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# orchestrator/config's modules, lowest first (docs/config.md's table): each imports only those before it.
+CONFIG_LAYERS = ("errors", "models", "tune", "domain", "trial_settings", "optuna_space", "experiment", "loading")
+
+
+def _config_imports(module: str) -> set[str]:
+    """The orchestrator.config modules a module imports anywhere (TYPE_CHECKING and function bodies too)."""
+    tree = ast.parse((REPO / "orchestrator/config" / f"{module}.py").read_text())
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from .x import y / from . import x
+                base = ".".join(["orchestrator", "config"][: 3 - node.level] + ([base] if base else []))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name == "orchestrator.config" or name.startswith("orchestrator.config."):
+                imported.add(name.removeprefix("orchestrator.config").removeprefix(".").split(".")[0] or "__init__")
+    return imported & ({"__init__"} | set(CONFIG_LAYERS))
+
+
+def test_config_modules_import_only_lower_ones_so_there_is_no_cycle():
+    files = {path.stem for path in (REPO / "orchestrator/config").glob("*.py")} - {"__init__"}
+    assert files == set(CONFIG_LAYERS), "place a new orchestrator/config module in CONFIG_LAYERS (and docs/config.md)"
+    for position, module in enumerate(CONFIG_LAYERS):
+        upward = _config_imports(module) - set(CONFIG_LAYERS[:position])
+        assert not upward, f"orchestrator/config/{module}.py imports {sorted(upward)}, which sit above it"
+    for module in ("domain", "trial_settings", "optuna_space"):
+        assert "experiment" not in _config_imports(module)
 
 
 def test_relative_paths_are_taken_from_the_working_directory(write, tmp_path, monkeypatch):
