@@ -3,7 +3,7 @@
 A search trial measures each genotype on the one fold it searched; ``sernas cross-eval`` gives
 every chosen genotype a UA on every fold of the protocol, for K seeds, so genotypes can be
 compared on the same folds and seeds. It reads the experiment's prepared data and config from
-the storage (as ``sernas export`` does), chooses the ``top`` genotypes by mean validation UA of
+the storage (``orchestrator.experiment.load_experiment``, as ``sernas export`` does), chooses the ``top`` genotypes by mean validation UA of
 the search rows (never by test UA) plus the ones named, and runs one Ray Tune trial per
 (genotype, seed) with ``orchestrator.experiment.run_tune``, the same machinery as ``sernas
 search``: resources, failure handling, ``--resume``, progress lines, trial status files. Its
@@ -21,40 +21,18 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.candidates import CANDIDATE_KEY, SEED_KEY, Candidate, cross_eval_name
-from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.config import ExperimentConfig
 from orchestrator.experiment import ExperimentSummary, PreparedData, run_tune
 from orchestrator.leaderboard import BASELINE, connect
-from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_FILE, folder_to_read, resolve_storage
 from search_space.architecture import architecture_key, architecture_text, parse_architecture
-from trainers.fold_data import fold_speaker_rows
-from trainers.folds import read_folds
-from trainers.manifest import read_manifest
 
-__all__ = ["choose_candidates", "load_experiment", "run_cross_eval"]
+__all__ = ["choose_candidates", "run_cross_eval"]
 
 _SOURCE_SQL = """
 SELECT trial_id, fold, params_json, genotype, valid_ua FROM runs
 WHERE stage = 'search' AND experiment = ? AND genotype_hash = ? AND status IN ('completed', 'pruned')
 ORDER BY valid_ua DESC NULLS LAST, fold, trial_id
 """
-
-
-def load_experiment(storage: str, experiment: str) -> tuple[ExperimentConfig, PreparedData]:
-    """The config and prepared data (manifest, folds, classes) that ``sernas search`` left in ``storage``."""
-    location = resolve_storage(storage).experiment_data(experiment)
-    with folder_to_read(location, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
-        if not (data_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(
-                f"{location.shown(location.path(CONFIG_FILE))} is missing: cross-eval needs the prepared data of "
-                f"the experiment {experiment!r} (written by sernas search in {location.shown(location.root)})."
-            )
-        config = load_config(data_dir / CONFIG_FILE, overrides=[f"tune.storage={storage}"])
-        manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
-        folds, _ = read_folds(data_dir / FOLDS_FILE)
-    classes = tuple(config.data.classes) if config.data.classes else tuple(sorted(folds["label"].unique()))
-    used = fold_speaker_rows(manifest, folds).reset_index(drop=True)
-    prepared = PreparedData(manifest=used, folds=folds, classes=classes, data_dir=location.shown(location.root))
-    return config, prepared
 
 
 def _from_search(board: Any, experiment: str, genotype_hash: str) -> Candidate | None:

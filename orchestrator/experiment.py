@@ -15,13 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.config import ExperimentConfig, dump_config
+from orchestrator.config import ExperimentConfig, dump_config, load_config
 from orchestrator.resume_check import check_prepared_data, write_data_fingerprint
 from orchestrator.storage import (
     CONFIG_FILE,
+    DATA_FILES,
     FOLDS_FILE,
     MANIFEST_FILE,
     StorageLocation,
+    folder_to_read,
     folder_to_write,
     resolve_storage,
 )
@@ -31,7 +33,7 @@ from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
 from trainers.features import extract_features
 from trainers.fold_data import fold_speaker_rows
-from trainers.folds import make_folds
+from trainers.folds import make_folds, protocol_classes, read_folds
 from trainers.manifest import build_manifest, read_manifest, write_manifest
 
 
@@ -96,13 +98,34 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
             f"{len(summary.failed)} utterance(s) could not be turned into features "
             f"(first: {first.path}: {first.reason}); fix or exclude them (sernas manifest --skip-bad)."
         )
-    classes = tuple(data.classes) if data.classes else tuple(sorted(folds["label"].unique()))
     return PreparedData(
         manifest=used.reset_index(drop=True),
         folds=folds,
-        classes=classes,
+        classes=protocol_classes(folds, classes=data.classes),
         data_dir=data_location.shown(data_location.root),
     )
+
+
+def load_experiment(storage: str, experiment: str, *, needed_by: str) -> tuple[ExperimentConfig, PreparedData]:
+    """The config and prepared data (manifest, folds, classes) that ``sernas search`` left in
+    ``storage``, as ``prepare_data`` returned them, for the commands that come after a search.
+
+    A missing experiment is a FileNotFoundError naming the config file and ``needed_by`` (the
+    command), so that the CLI shows a user's mistake as a sentence, never a traceback."""
+    location = resolve_storage(storage).experiment_data(experiment)
+    with folder_to_read(location, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
+        if not (data_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"{location.shown(location.path(CONFIG_FILE))} is missing: {needed_by} needs the prepared data of "
+                f"the experiment {experiment!r} (written by sernas search in {location.shown(location.root)})."
+            )
+        config = load_config(data_dir / CONFIG_FILE, overrides=[f"tune.storage={storage}"])
+        manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
+        folds, _ = read_folds(data_dir / FOLDS_FILE)
+    used = fold_speaker_rows(manifest, folds).reset_index(drop=True)
+    classes = protocol_classes(folds, classes=config.data.classes)
+    prepared = PreparedData(manifest=used, folds=folds, classes=classes, data_dir=location.shown(location.root))
+    return config, prepared
 
 
 @dataclass(frozen=True)

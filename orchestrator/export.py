@@ -21,16 +21,13 @@ import pandas as pd
 import torch
 
 from orchestrator.candidates import settings_from
-from orchestrator.config import load_config
+from orchestrator.experiment import load_experiment
 from orchestrator.leaderboard import connect
 from orchestrator.selection import NestedEstimate, nested_estimates
-from orchestrator.storage import CONFIG_FILE, DATA_FILES, FOLDS_FILE, MANIFEST_FILE, folder_to_read, resolve_storage
 from search_space.architecture import architecture_text, parse_architecture
 from trainers.evaluate import train_final_model
 from trainers.features import extract_features, get_preset
 from trainers.fold_data import concat_splits, fold_speaker_rows, load_fold_data
-from trainers.folds import read_folds
-from trainers.manifest import read_manifest
 from trainers.model_bundle import save_bundle
 from trainers.normalization import Normalizer
 
@@ -114,21 +111,18 @@ def export_model(
         run = runs.iloc[0]
         epochs = max(1, round(float(epochs_per_fold.median())))
     name = str(run["experiment"])
-    location = resolve_storage(storage).experiment_data(name)
-    with folder_to_read(location, DATA_FILES) as data_dir:  # a local copy when the storage is an object store
-        if not (data_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(
-                f"{location.shown(location.path(CONFIG_FILE))} is missing: export needs the prepared data "
-                f"of the experiment {name!r} (written by sernas search in {location.shown(location.root)})."
-            )
-        config = load_config(data_dir / CONFIG_FILE)
-        manifest = read_manifest(config.data.manifest or data_dir / MANIFEST_FILE)
-        folds, _ = read_folds(data_dir / FOLDS_FILE)
-    _, evaluation = settings_from(config, json.loads(run["params_json"]))
-    data_fold = int(fold if fold is not None else folds["fold"].min())
-    rows = fold_speaker_rows(manifest, folds[folds["fold"] == data_fold])  # any label: for the speakers' statistics
-    extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)
+    config, prepared = load_experiment(storage, name, needed_by="export")
     classes = tuple(json.loads(run["classes"]))
+    if classes != prepared.classes:  # the run's list (the bundle's numbering) must be the data's
+        raise ValueError(
+            f"run {run['trial_id']} of the experiment {name!r} has classes {list(classes)}, but its prepared data "
+            f"in {prepared.data_dir} give {list(prepared.classes)}; were they written again since that run?"
+        )
+    _, evaluation = settings_from(config, json.loads(run["params_json"]))
+    folds = prepared.folds
+    data_fold = int(fold if fold is not None else folds["fold"].min())
+    rows = fold_speaker_rows(prepared.manifest, folds[folds["fold"] == data_fold])  # any label: speaker statistics
+    extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)
     data = load_fold_data(
         manifest=rows,
         folds=folds,

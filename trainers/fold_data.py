@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from trainers.features import FeaturePreset, get_preset, load_features
-from trainers.folds import SEARCH_ROLES, SPLITS
+from trainers.folds import SEARCH_ROLES, SPLITS, protocol_classes
 from trainers.normalization import Normalization, Normalizer, SpeakerStatistics, pooled_statistics
 
 
@@ -259,7 +259,7 @@ def load_fold_data(
     table = folds[folds["fold"] == fold]
     if table.empty:
         raise ValueError(f"fold {fold} is not in the fold table (folds present: {sorted(folds['fold'].unique())}).")
-    classes = tuple(classes) if classes is not None else tuple(sorted(folds["label"].unique()))
+    classes = protocol_classes(folds, classes=classes)
     unknown = sorted(set(table["label"]) - set(classes))
     if unknown:
         raise ValueError(f"fold {fold} has labels {unknown} outside the classes {list(classes)}.")

@@ -108,6 +108,14 @@ def apply_protocol_labels(manifest: pd.DataFrame, protocol: FoldProtocol) -> pd.
     return frame
 
 
+def protocol_classes(folds: pd.DataFrame, *, classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The class list of a fold table: ``classes`` in their given order (the config's, which the
+    table's labels were restricted to), else every label of the table, sorted.
+
+    One rule, so that searching, cross-evaluating and exporting number the classes alike."""
+    return tuple(classes) if classes is not None else tuple(sorted(folds["label"].unique()))
+
+
 def _test_speaker_sets(frame: pd.DataFrame, scheme: str) -> list[set[str]]:
     sessions = sorted(frame["session"].unique())
     if len(sessions) < 2:

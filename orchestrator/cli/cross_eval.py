@@ -68,7 +68,8 @@ def print_cross_eval(storage: str, experiment: str) -> None:
 
 def cmd_cross_eval(args: argparse.Namespace) -> int:
     from orchestrator.config import ConfigError
-    from orchestrator.cross_eval import choose_candidates, load_experiment, run_cross_eval
+    from orchestrator.cross_eval import choose_candidates, run_cross_eval
+    from orchestrator.experiment import load_experiment
 
     check_storage(args.storage)
     if args.seeds < 1:
@@ -83,7 +84,7 @@ def cmd_cross_eval(args: argparse.Namespace) -> int:
             if args.resume
             else choose_candidates(args.storage, experiment=args.experiment, top=args.top, genotypes=args.genotype)
         )
-        config, prepared = load_experiment(args.storage, args.experiment)
+        config, prepared = load_experiment(args.storage, args.experiment, needed_by="cross-eval")
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     n_folds = prepared.folds["fold"].nunique()

@@ -8,6 +8,7 @@ from trainers.folds import (
     make_folds,
     make_inner_folds,
     parse_merges,
+    protocol_classes,
     read_folds,
     write_folds,
 )
@@ -223,3 +224,9 @@ def test_inner_folds_refuse_what_cannot_be_built(manifest):
         make_inner_folds(outer[outer["fold"] == 1], n_inner=8)
     with pytest.raises(ValueError, match="takes the rows of one outer fold"):
         make_inner_folds(outer, n_inner=2)
+
+
+def test_protocol_classes_keep_the_given_order_else_sort_the_labels() -> None:
+    folds = pd.DataFrame({"label": ["sad", "ang", "neu", "ang"]})
+    assert protocol_classes(folds) == ("ang", "neu", "sad")
+    assert protocol_classes(folds, classes=["neu", "sad", "ang"]) == ("neu", "sad", "ang")  # the config's numbering
