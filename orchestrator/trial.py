@@ -18,6 +18,11 @@ every trial). After the unit it appends one leaderboard row and reports a summar
 fold's test speakers beside them (read by nobody that chooses). A restarted trial (a crash with
 ``max_failures``, or ``sernas search --resume``) copies its last checkpoint back, skips the
 units it finished and continues the current one from its last epoch.
+
+``run_trial`` is the Ray glue (trial id, node, device, features); the loop is
+``run_trial_units``, which talks to Tune only through a ``TrialSession`` (``TuneSession``: restore
+the last checkpoint, report), and decides with small functions: ``begin_attempt`` (the attempt
+and the units done, from the checkpoint), ``units_to_run`` and ``prune_step`` / ``is_final_step``.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import math
 import shutil
 import socket
 import tempfile
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -50,6 +56,7 @@ from trainers.folds import make_inner_folds
 from trainers.gpu_memory import is_out_of_memory, limit_memory, peak_memory_mib, release_cached_memory
 from trainers.reproducibility import reproducible_mode
 from trainers.run_fold import FoldResult, run_fold
+from trainers.settings import EvalSettings, SearchSettings
 
 STATE_NAME = "state.json"
 EPOCH_REPORT = "epoch"
@@ -230,27 +237,121 @@ def unit_table(inputs: TrialInputs, unit: Unit) -> pd.DataFrame:
     return inner[inner["inner_fold"] == unit.inner_fold].drop(columns="inner_fold")
 
 
+@dataclass
+class CheckpointState:
+    """What a trial's checkpoint records (``state.json`` in its work folder): the attempt of the run
+    that wrote it (1 for a trial's first run, one more for each restart from a checkpoint) and,
+    per finished unit (``Unit.key``), its ``valid_ua``, ``ua``, ``genotype_hash`` and ``params``."""
+
+    attempt: int
+    done: dict[str, dict[str, Any]]
+
+    def mean(self, key: str) -> float:
+        """Mean over the finished units of their validation (``valid_ua``) or test (``ua``) UA, or parameters."""
+        values = [done.get(key, math.nan) for done in self.done.values()]
+        return sum(values) / len(values) if values else math.nan
+
+    def save(self, work: Path) -> None:
+        write_text_atomically(work / STATE_NAME, json.dumps({"attempt": self.attempt, "done": self.done}))
+
+
+def begin_attempt(work: Path) -> CheckpointState:
+    """The state of a run starting in ``work``, where the trial's last checkpoint (if any) was
+    copied: that checkpoint's state with the attempt counted up, or attempt 1 with nothing done.
+    Written back at once, so every checkpoint of this run carries its attempt."""
+    path = work / STATE_NAME
+    saved = json.loads(path.read_text()) if path.exists() else {"attempt": 0, "done": {}}
+    state = CheckpointState(attempt=int(saved["attempt"]) + 1, done=dict(saved["done"]))
+    state.save(work)
+    return state
+
+
+def units_to_run(units: Sequence[Unit], *, done: Collection[str]) -> list[tuple[int, Unit]]:
+    """The units whose key is not in ``done``, each with its position among all of ``units``
+    (from 1): a restarted trial reports its remaining units at the same prune steps."""
+    return [(position, unit) for position, unit in enumerate(units, start=1) if unit.key not in done]
+
+
+def prune_step(position: int, step: int, *, unit_span: int) -> int:
+    """The pruner's step of epoch ``step`` (from 1) of the unit at ``position`` (from 1), each unit
+    spanning ``unit_span`` epochs: the same step means the same unit, phase and epoch in every trial."""
+    return (position - 1) * unit_span + step
+
+
+def is_final_step(position: int, step: int, *, unit_span: int, n_units: int) -> bool:
+    """Whether the epoch is the trial's last (its training all done: never pruned there)."""
+    return position == n_units and step >= unit_span
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What a trial's parameters decide: its settings, the parameters its rows record, its units."""
+
+    search: SearchSettings
+    evaluation: EvalSettings
+    row_params: dict[str, Any]
+    units: tuple[Unit, ...]
+    candidate: Candidate | None = None  # a cross-eval trial's (no search)
+
+    @property
+    def unit_span(self) -> int:
+        """Epochs per unit on the pruner's fixed schedule: search epochs, then evaluation epochs."""
+        return (self.search.epochs if self.candidate is None else 0) + self.evaluation.epochs
+
+
+def plan_trial(params: dict[str, Any], *, inputs: TrialInputs) -> TrialPlan:
+    """The plan of a search trial (its config names its outer fold) or a cross-eval trial (its
+    config holds a ``Candidate`` and a seed)."""
+    candidate = candidate_of(params)
+    if candidate is None:
+        if OUTER_FOLD_KEY not in params:
+            raise ValueError(f"a search trial needs its outer fold ({OUTER_FOLD_KEY}) in its config: {params!r}")
+        row_params = {k: v for k, v in params.items() if k != OUTER_FOLD_KEY}
+        search, evaluation = settings_for_trial(inputs.experiment, row_params)
+        units = trial_units(inputs, outer_fold=int(params[OUTER_FOLD_KEY]))
+    else:  # cross-eval: the source trial's settings (or the base ones), no search
+        search, evaluation = candidate.settings(inputs.experiment, seed=params[SEED_KEY])
+        row_params = dict(candidate.params or {})
+        units = trial_units(inputs, outer_fold=None)
+    return TrialPlan(
+        search=search, evaluation=evaluation, row_params=row_params, units=tuple(units), candidate=candidate
+    )
+
+
+class TrialSession(Protocol):
+    """What a trial needs of Ray Tune's session (``TuneSession``); ``run_trial_units`` runs with any."""
+
+    def restore(self, work: Path) -> None:
+        """Copy the trial's last reported checkpoint into ``work`` (nothing on a first run)."""
+
+    def report(self, metrics: dict[str, Any], *, checkpoint: Path | None = None) -> None:
+        """Report ``metrics``, with the folder ``checkpoint`` as a checkpoint; raises ``SystemExit``
+        when Tune stops the trial (Ray's session does)."""
+
+
+class TuneSession:
+    """``TrialSession`` of a Ray Tune function trainable: ``tune.get_checkpoint`` and ``tune.report``."""
+
+    def restore(self, work: Path) -> None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            checkpoint.to_directory(str(work))
+
+    def report(self, metrics: dict[str, Any], *, checkpoint: Path | None = None) -> None:
+        from ray import tune
+
+        tune.report(metrics, checkpoint=None if checkpoint is None else tune.Checkpoint.from_directory(str(checkpoint)))
+
+
 def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
     """The function trainable (wrap with ``tune.with_parameters(run_trial, inputs=...)``)."""
     import ray
     from ray import tune
 
-    context = tune.get_context()
-    trial_id = context.get_trial_id()
-    candidate = candidate_of(params)
-    outer_fold = None
-    if candidate is None:
-        row_params = {k: v for k, v in params.items() if k != OUTER_FOLD_KEY}
-        if OUTER_FOLD_KEY not in params:
-            raise ValueError(f"a search trial needs its outer fold ({OUTER_FOLD_KEY}) in its config: {params!r}")
-        outer_fold = int(params[OUTER_FOLD_KEY])
-        search, evaluation = settings_for_trial(inputs.experiment, row_params)
-    else:  # cross-eval: the source trial's settings (or the base ones), no search
-        search, evaluation = candidate.settings(inputs.experiment, seed=params[SEED_KEY])
-        row_params = dict(candidate.params or {})
-    units = trial_units(inputs, outer_fold=outer_fold)
-    # Epochs per unit on the pruner's fixed schedule: search epochs, then evaluation epochs.
-    unit_span = (search.epochs if candidate is None else 0) + evaluation.epochs
+    trial_id = tune.get_context().get_trial_id()
+    plan = plan_trial(params, inputs=inputs)
     cpus, gpus = inputs.experiment.tune.resources.cpu, inputs.experiment.tune.resources.gpu
     torch.set_num_threads(max(1, int(cpus)))
     node_id = ray.get_runtime_context().get_node_id()
@@ -267,147 +368,158 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
         workers=_node_cpus(ray, node_id),
         where=where,
     )
-
     work = Path(tempfile.mkdtemp(prefix=f"sernas-{trial_id}-"))
     try:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            checkpoint.to_directory(str(work))
-        state_path = work / STATE_NAME
-        state = json.loads(state_path.read_text()) if state_path.exists() else {"attempt": 0, "done": {}}
-        state["attempt"] += 1
-        write_text_atomically(state_path, json.dumps(state))
-
-        def mean_done(key: str) -> float:
-            """Mean over the finished units of their validation (``valid_ua``) or test (``ua``) UA, or parameters."""
-            values = [done.get(key, math.nan) for done in state["done"].values()]
-            return sum(values) / len(values) if values else math.nan
-
-        epochs_reported = 0
-        for position, unit in enumerate(units, start=1):
-            if unit.key in state["done"]:
-                continue
-            fold = unit.fold
-            fold_table = unit_table(inputs, unit)
-            rows = fold_speaker_rows(inputs.manifest, fold_table)  # any label: for the speakers' statistics
-            data = load_fold_data(
-                manifest=rows,
-                folds=fold_table,
-                fold=fold,
-                preset=inputs.experiment.data.preset,
-                cache_dir=inputs.experiment.data.cache_dir,
-                classes=inputs.classes,
-            )
-            unit_facts = {
-                "fold": fold,
-                "unit": position,
-                **({"inner_fold": unit.inner_fold} if unit.inner_fold else {}),
-            }
-
-            def report(step: int, metrics: dict[str, Any], unit_facts=unit_facts, position: int = position) -> None:
-                nonlocal epochs_reported  # a checkpoint every tune.checkpoint_every epochs (and after each unit)
-                epochs_reported += 1
-                keep = epochs_reported % inputs.experiment.tune.checkpoint_every == 0
-                tune.report(
-                    {
-                        **_scalar_metrics(metrics),
-                        **unit_facts,
-                        "report": EPOCH_REPORT,
-                        PRUNE_STEP: (position - 1) * unit_span + step,
-                        # the trial's last epoch: its training is all done, so it is never pruned there
-                        FINAL_STEP: position == len(units)
-                        and (position - 1) * unit_span + step >= position * unit_span,
-                        "folds_done": len(state["done"]),
-                        "n_folds": len(units),
-                        OBJECTIVE: mean_done("valid_ua"),
-                        MEAN_TEST_UA: mean_done("ua"),
-                    },
-                    checkpoint=tune.Checkpoint.from_directory(str(work)) if keep else None,
-                )
-
-            fold_dir = work / f"fold{unit.key}"
-
-            def record(
-                result: FoldResult | None, error: str | None, unit: Unit = unit, peak: float | None = None
-            ) -> None:
-                """Append this unit's leaderboard row, finished or failed."""
-                row = _fold_row(
-                    inputs,
-                    trial_id=trial_id,
-                    attempt=state["attempt"],
-                    params=row_params,
-                    search=search,
-                    evaluation=evaluation,
-                    fold=unit.fold,
-                    inner_fold=unit.inner_fold,
-                    result=result,
-                    error=error,
-                    node_id=node_id,
-                    candidate=candidate,
-                    peak_gpu_mib=result.peak_gpu_mib if result is not None else peak,
-                )
-                write_fold_row(inputs.storage, row)
-
-            try:
-                result = run_fold(
-                    data,
-                    evaluation=evaluation,
-                    search=search if candidate is None else None,
-                    architecture=None if candidate is None else candidate.architecture,
-                    device=device,
-                    work_dir=fold_dir,
-                    reporter=report,
-                    preset=inputs.experiment.data.preset,
-                )
-            except Exception as error:
-                peak = peak_memory_mib(device)
-                if is_out_of_memory(error):  # it would recur on every retry: infeasible, not failed
-                    reason = _infeasible_reason(error, fold=fold, gpus=gpus, peak=peak)
-                    record(None, reason, peak=peak)
-                    tune.report(
-                        {
-                            **unit_facts,
-                            "report": INFEASIBLE_REPORT,
-                            "reason": reason,
-                            "folds_done": len(state["done"]),
-                            "n_folds": len(units),
-                            OBJECTIVE: math.nan,  # the study records a failure, not a score
-                            MEAN_TEST_UA: math.nan,
-                        }
-                    )
-                    return
-                record(None, f"{type(error).__name__}: {error}", peak=peak)
-                raise
-            finally:
-                release_cached_memory(device)
-            record(result, None)
-            state["done"][unit.key] = {
-                "valid_ua": result.valid_ua,
-                "ua": result.ua,
-                "genotype_hash": result.genotype_hash,
-                "params": result.params,
-            }
-            write_text_atomically(state_path, json.dumps(state))
-            shutil.rmtree(fold_dir, ignore_errors=True)  # finished: its resumable checkpoints are dead weight
-            tune.report(
-                {
-                    **unit_facts,
-                    "report": FOLD_REPORT,
-                    FOLD_OBJECTIVE: result.valid_ua,
-                    FOLD_TEST_UA: result.ua,
-                    "fold_test_wa": result.wa,
-                    "fold_test_macro_f1": result.macro_f1,
-                    "genotype_hash": _genotype_hash(result),
-                    "params": result.params,
-                    "folds_done": len(state["done"]),
-                    "n_folds": len(units),
-                    OBJECTIVE: mean_done("valid_ua"),
-                    MEAN_TEST_UA: mean_done("ua"),
-                    MEAN_PARAMS: mean_done("params"),
-                    "search_seconds": result.search_seconds,
-                    "eval_seconds": result.eval_seconds,
-                },
-                checkpoint=tune.Checkpoint.from_directory(str(work)),
-            )
+        run_trial_units(
+            plan, inputs=inputs, session=TuneSession(), work=work, trial_id=trial_id, node_id=node_id, device=device
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_trial_units(
+    plan: TrialPlan,
+    *,
+    inputs: TrialInputs,
+    session: TrialSession,
+    work: Path,
+    trial_id: str,
+    node_id: str,
+    device: torch.device,
+) -> None:
+    """Run the units of ``plan`` that the session's last checkpoint (copied into the empty folder
+    ``work``) does not mark done, as attempt ``begin_attempt``.
+
+    Per unit: its epochs are reported (with a checkpoint of ``work`` every ``tune.checkpoint_every``);
+    then its leaderboard row is written, and only then the checkpoint that marks it done is
+    reported, so a crash between the two reruns the unit as the next attempt (a second row, which
+    the ``runs`` view supersedes) and never leaves a unit done without its row. A unit that raises
+    writes a failed row and re-raises (Tune may restart the trial); one that runs out of CUDA memory
+    writes an infeasible row, reports ``INFEASIBLE_REPORT`` and ends the trial. A trial that Tune
+    stops (``SystemExit`` out of a report) writes no row for the unit it was in."""
+    gpus = inputs.experiment.tune.resources.gpu
+    units, unit_span, candidate = plan.units, plan.unit_span, plan.candidate
+    search, evaluation = plan.search, plan.evaluation
+    session.restore(work)
+    state = begin_attempt(work)
+
+    epochs_reported = 0
+    for position, unit in units_to_run(units, done=state.done):
+        fold = unit.fold
+        fold_table = unit_table(inputs, unit)
+        rows = fold_speaker_rows(inputs.manifest, fold_table)  # any label: for the speakers' statistics
+        data = load_fold_data(
+            manifest=rows,
+            folds=fold_table,
+            fold=fold,
+            preset=inputs.experiment.data.preset,
+            cache_dir=inputs.experiment.data.cache_dir,
+            classes=inputs.classes,
+        )
+        unit_facts = {
+            "fold": fold,
+            "unit": position,
+            **({"inner_fold": unit.inner_fold} if unit.inner_fold else {}),
+        }
+
+        def report(step: int, metrics: dict[str, Any], unit_facts=unit_facts, position: int = position) -> None:
+            nonlocal epochs_reported  # a checkpoint every tune.checkpoint_every epochs (and after each unit)
+            epochs_reported += 1
+            keep = epochs_reported % inputs.experiment.tune.checkpoint_every == 0
+            session.report(
+                {
+                    **_scalar_metrics(metrics),
+                    **unit_facts,
+                    "report": EPOCH_REPORT,
+                    PRUNE_STEP: prune_step(position, step, unit_span=unit_span),
+                    FINAL_STEP: is_final_step(position, step, unit_span=unit_span, n_units=len(units)),
+                    "folds_done": len(state.done),
+                    "n_folds": len(units),
+                    OBJECTIVE: state.mean("valid_ua"),
+                    MEAN_TEST_UA: state.mean("ua"),
+                },
+                checkpoint=work if keep else None,
+            )
+
+        fold_dir = work / f"fold{unit.key}"
+
+        def record(result: FoldResult | None, error: str | None, unit: Unit = unit, peak: float | None = None) -> None:
+            """Append this unit's leaderboard row, finished or failed."""
+            row = _fold_row(
+                inputs,
+                trial_id=trial_id,
+                attempt=state.attempt,
+                params=plan.row_params,
+                search=search,
+                evaluation=evaluation,
+                fold=unit.fold,
+                inner_fold=unit.inner_fold,
+                result=result,
+                error=error,
+                node_id=node_id,
+                candidate=candidate,
+                peak_gpu_mib=result.peak_gpu_mib if result is not None else peak,
+            )
+            write_fold_row(inputs.storage, row)
+
+        try:
+            result = run_fold(
+                data,
+                evaluation=evaluation,
+                search=search if candidate is None else None,
+                architecture=None if candidate is None else candidate.architecture,
+                device=device,
+                work_dir=fold_dir,
+                reporter=report,
+                preset=inputs.experiment.data.preset,
+            )
+        except Exception as error:
+            peak = peak_memory_mib(device)
+            if is_out_of_memory(error):  # it would recur on every retry: infeasible, not failed
+                reason = _infeasible_reason(error, fold=fold, gpus=gpus, peak=peak)
+                record(None, reason, peak=peak)
+                session.report(
+                    {
+                        **unit_facts,
+                        "report": INFEASIBLE_REPORT,
+                        "reason": reason,
+                        "folds_done": len(state.done),
+                        "n_folds": len(units),
+                        OBJECTIVE: math.nan,  # the study records a failure, not a score
+                        MEAN_TEST_UA: math.nan,
+                    }
+                )
+                return
+            record(None, f"{type(error).__name__}: {error}", peak=peak)
+            raise
+        finally:
+            release_cached_memory(device)
+        record(result, None)
+        state.done[unit.key] = {
+            "valid_ua": result.valid_ua,
+            "ua": result.ua,
+            "genotype_hash": result.genotype_hash,
+            "params": result.params,
+        }
+        state.save(work)
+        shutil.rmtree(fold_dir, ignore_errors=True)  # finished: its resumable checkpoints are dead weight
+        session.report(
+            {
+                **unit_facts,
+                "report": FOLD_REPORT,
+                FOLD_OBJECTIVE: result.valid_ua,
+                FOLD_TEST_UA: result.ua,
+                "fold_test_wa": result.wa,
+                "fold_test_macro_f1": result.macro_f1,
+                "genotype_hash": _genotype_hash(result),
+                "params": result.params,
+                "folds_done": len(state.done),
+                "n_folds": len(units),
+                OBJECTIVE: state.mean("valid_ua"),
+                MEAN_TEST_UA: state.mean("ua"),
+                MEAN_PARAMS: state.mean("params"),
+                "search_seconds": result.search_seconds,
+                "eval_seconds": result.eval_seconds,
+            },
+            checkpoint=work,
+        )
