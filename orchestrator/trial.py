@@ -43,6 +43,7 @@ import torch
 from orchestrator.candidates import SEED_KEY, Candidate, candidate_of, seen_in_search
 from orchestrator.config import ExperimentConfig, settings_for_trial
 from orchestrator.leaderboard import FoldRow, write_fold_row
+from orchestrator.leaderboard.predictions import write_predictions
 from orchestrator.pruning import FINAL_STEP, FOLD_REPORT, PRUNE_STEP
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 from orchestrator.study import MEAN_PARAMS, OUTER_FOLD_KEY
@@ -391,7 +392,7 @@ def run_trial_units(
     ``work``) does not mark done, as attempt ``begin_attempt``.
 
     Per unit: its epochs are reported (with a checkpoint of ``work`` every ``tune.checkpoint_every``);
-    then its leaderboard row is written, and only then the checkpoint that marks it done is
+    then its predictions and leaderboard row are written (in that order), and only then the checkpoint that marks it done is
     reported, so a crash between the two reruns the unit as the next attempt (a second row, which
     the ``runs`` view supersedes) and never leaves a unit done without its row. A unit that raises
     writes a failed row and re-raises (Tune may restart the trial); one that runs out of CUDA memory
@@ -460,6 +461,17 @@ def run_trial_units(
                 candidate=candidate,
                 peak_gpu_mib=result.peak_gpu_mib if result is not None else peak,
             )
+            if result is not None and result.predictions is not None:  # before the row: a row has its predictions
+                write_predictions(
+                    inputs.storage,
+                    result.predictions,
+                    experiment=row.experiment,
+                    stage=row.stage,
+                    trial_id=trial_id,
+                    fold=unit.fold,
+                    inner_fold=unit.inner_fold,
+                    attempt=state.attempt,
+                )
             write_fold_row(inputs.storage, row)
 
         try:

@@ -36,8 +36,10 @@ __all__ = ["EvaluationResult", "build_network", "run_evaluation", "train_final_m
 class EvaluationResult:
     architecture: str  # architecture_text: genotype JSON, or a model name such as "baseline"
     best_epoch: int
-    valid: dict[str, Any]  # metrics of the chosen epoch on the validation speakers
-    test: dict[str, Any]  # ua, wa, macro_f1, confusion, n: measured once on the test speakers
+    # metrics of the chosen epoch on the validation speakers; ``probabilities`` (N, K) float32
+    # (absent when resumed from a checkpoint written before they were kept)
+    valid: dict[str, Any]
+    test: dict[str, Any]  # ua, wa, macro_f1, confusion, n, probabilities (N, K): measured once on the test speakers
     params: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -210,6 +212,7 @@ def run_evaluation(
             device=device,
             loss_fn=run.loss_fn,
             autocast=settings.mixed_precision,
+            keep_probabilities=True,  # the chosen epoch's go into the run's predictions
         )
         if valid["ua"] > best["ua"]:  # first epoch reaching the best valid UA wins ties
             best = {"epoch": epoch, "ua": valid["ua"], "valid": valid, "state": copy.deepcopy(run.model.state_dict())}
@@ -241,6 +244,7 @@ def run_evaluation(
         batch_size=settings.batch_size,
         device=device,
         autocast=settings.mixed_precision,
+        keep_probabilities=True,
     )
     test["n"] = len(data.test)
     return EvaluationResult(

@@ -8,18 +8,20 @@ stopped, and ``result.json``, written atomically once the fold is finished.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from search_space import Architecture, architecture_key, architecture_text, parse_architecture
-from trainers.atomic_io import write_text_atomically
+from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.evaluate import run_evaluation
 from trainers.fold_data import FoldData
 from trainers.gpu_memory import peak_memory_mib, reset_peak_memory
 from trainers.normalization import Normalizer
+from trainers.predictions import PREDICTIONS_NAME, prediction_frame
 from trainers.reporting import Reporter, ignore_reports
 from trainers.search import run_search
 from trainers.settings import EvalSettings, SearchSettings
@@ -50,9 +52,14 @@ class FoldResult:
     search_settings: dict[str, Any] | None
     eval_settings: dict[str, Any]
     peak_gpu_mib: float | None = None  # the most GPU memory the fold's process held (MiB); None on the CPU
+    # every validation (chosen epoch) and test utterance's prediction (trainers.predictions); kept
+    # out of result.json: it is written beside it, as predictions.parquet
+    predictions: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        facts = asdict(replace(self, predictions=None))
+        del facts["predictions"]
+        return json.dumps(facts, indent=2, sort_keys=True)
 
 
 def fold_provenance(data: FoldData, *, normalization: str, preset: str | None) -> dict[str, Any]:
@@ -76,7 +83,9 @@ def run_fold(
     reporter: Reporter = ignore_reports,
     preset: str | None = None,
 ) -> FoldResult:
-    """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``.
+    """Search (when ``architecture`` is None) and evaluate; write ``work_dir/predictions.parquet``
+    (every validation and test utterance's prediction, ``trainers.predictions``), then
+    ``work_dir/result.json``.
 
     The fold's features are first normalised as ``evaluation.normalization`` says (statistics
     from the training speakers, per utterance, or per speaker over all of that speaker's audio,
@@ -149,6 +158,10 @@ def run_fold(
         search_settings=search.model_dump(mode="json") if search is not None else None,
         eval_settings=evaluation.model_dump(mode="json"),
         peak_gpu_mib=peak_memory_mib(device),
+        predictions=prediction_frame(
+            data, {"valid": evaluated.valid.get("probabilities"), "test": evaluated.test["probabilities"]}
+        ),
     )
+    write_parquet_atomically(result.predictions, work_dir / PREDICTIONS_NAME)
     write_text_atomically(work_dir / RESULT_NAME, result.to_json() + "\n")
     return result

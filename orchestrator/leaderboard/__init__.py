@@ -4,11 +4,12 @@ Layout under a storage root (a local path or a URI that ``pyarrow.fs`` understan
 
     <storage>/leaderboard/<experiment>/<trial_id>/fold=<k>[-inner=<i>]-attempt=<a>.parquet   one fold row
     <storage>/trials/<experiment>/<trial_id>.parquet                             trial status
+    <storage>/predictions/<experiment>/<trial_id>/<stage>-fold=<k>[-inner=<i>]-attempt=<a>.parquet  per utterance
     <storage>/.leaderboard-cache/footers.parquet                                 footer-check cache
     <storage>/.leaderboard-cache/snapshots/<kind>/<experiment>/<seq>-<id>.parquet compacted rows (a cache)
 
 One module per concept: ``schema`` (the typed ``FoldRow``, columns, version), ``validation``
-(checking rows), ``parts`` (file locations, atomic writes), ``footers`` (the footer-check
+(checking rows), ``predictions`` (per-utterance predictions), ``parts`` (file locations, atomic writes), ``footers`` (the footer-check
 cache), ``scan`` (listing good and damaged files), ``sources`` (rows of files as a DuckDB
 query, local or object store), ``snapshots`` (compaction), ``views`` (``connect``, the
 rankings) and ``cross_eval`` (the cross-eval view). This package re-exports their public names.
@@ -28,6 +29,13 @@ from orchestrator.leaderboard.parts import (
     trial_status_path,
     write_fold_row,
     write_trial_status,
+)
+from orchestrator.leaderboard.predictions import (
+    PREDICTION_SCHEMA,
+    PREDICTION_SPLITS,
+    PREDICTIONS_DIR,
+    predictions_path,
+    write_predictions,
 )
 from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_parts
 from orchestrator.leaderboard.schema import (
@@ -54,6 +62,11 @@ from orchestrator.leaderboard.views import (
 from orchestrator.storage import StorageLocation, resolve_storage
 
 __all__ = [
+    "PREDICTION_SCHEMA",
+    "PREDICTION_SPLITS",
+    "PREDICTIONS_DIR",
+    "predictions_path",
+    "write_predictions",
     "BASELINE",
     "CROSS_EVAL_SQL",
     "STAGES",

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from orchestrator.leaderboard.cross_eval import CROSS_EVAL_SQL
+from orchestrator.leaderboard.predictions import PREDICTION_SCHEMA
 from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_parts
 from orchestrator.leaderboard.schema import SCHEMA, TRIAL_SCHEMA
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, compact_scanned
@@ -141,6 +142,16 @@ QUALIFY row_number() OVER (PARTITION BY f.experiment, coalesce(f.stage, 'search'
 """
 
 
+_PREDICTIONS_SQL = """
+CREATE OR REPLACE VIEW predictions AS
+SELECT p.experiment, p.stage, p.trial_id, p.fold, p.inner_fold, p.attempt, p.split, p.utt_id, p.speaker, p.label,
+       p.predicted, p.probabilities, r.status, r.genotype_hash, r.seed, r.source_trial_id, r.classes
+FROM prediction_rows AS p
+JOIN runs AS r ON r.experiment = p.experiment AND r.stage = p.stage AND r.trial_id = p.trial_id
+              AND r.fold = p.fold AND r.inner_fold IS NOT DISTINCT FROM p.inner_fold AND r.attempt = p.attempt
+"""
+
+
 def _create_source(
     con: duckdb.DuckDBPyConnection,
     name: str,
@@ -179,7 +190,8 @@ class Leaderboard:
     Views: ``fold_rows`` (every row of every good part file), ``trials`` (trial status files),
     ``runs`` (latest attempt per (experiment, trial_id, fold), pruned trials' rows marked
     ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (search rows, see
-    ``summary_sql``) and ``cross_eval`` (cross-eval rows, see ``leaderboard.cross_eval``).
+    ``summary_sql``), ``cross_eval`` (cross-eval rows, see ``leaderboard.cross_eval``) and
+    ``predictions`` (each utterance a run of ``runs`` scored, ``leaderboard.predictions``).
     The file list is fixed at ``connect``: connect again to see rows written since.
     """
 
@@ -259,6 +271,7 @@ def connect(
         for name, files, schema, uniform, snapshots in (
             ("fold_rows", scan.parts, SCHEMA, scan.parts_uniform, scan.snapshots),
             ("trials", scan.trial_files, TRIAL_SCHEMA, scan.trials_uniform, scan.trial_snapshots),
+            ("prediction_rows", scan.prediction_files, PREDICTION_SCHEMA, scan.predictions_uniform, ()),
         ):
             _create_source(
                 con,
@@ -271,6 +284,7 @@ def connect(
                 snapshots=snapshots,
             )
         con.execute(_RUNS_SQL)
+        con.execute(_PREDICTIONS_SQL)
         for by, view in SUMMARY_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
         con.execute(f"CREATE OR REPLACE VIEW cross_eval AS {CROSS_EVAL_SQL}")

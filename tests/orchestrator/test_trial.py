@@ -425,6 +425,46 @@ def test_a_restart_after_the_row_but_before_its_checkpoint_reruns_the_unit_as_th
     assert runs.to_dict("records") == [{"inner_fold": 1, "attempt": 2}]
 
 
+def test_each_row_has_its_networks_predictions_and_the_view_holds_those_of_the_runs_attempt(
+    trial_inputs, first_unit_run, tmp_path: Path, one_torch_thread
+) -> None:
+    """Every validation and test utterance of unit 1.1 once, with its true label and speaker, from
+    the attempt the ``runs`` view reports (a rerun's file supersedes the first attempt's), written
+    no later than its row."""
+    from orchestrator.leaderboard import connect, part_path, predictions_path
+    from orchestrator.trial import Unit, unit_table
+
+    first, _ = first_unit_run
+    before_the_fold_report = [c for c, r in zip(first.checkpoints, first.results) if c and r["report"] == "epoch"][-1]
+    storage = _storage_copy(first_unit_run, tmp_path)
+    run_units(
+        trial_inputs,
+        tmp_path / "run",
+        storage=storage,
+        restore_from=before_the_fold_report,
+        stop_at=stopped_at_the_end_of_unit(1),
+    )
+    for attempt in (1, 2):
+        keys = {"experiment": "units", "trial_id": "t1", "fold": 1, "inner_fold": 1, "attempt": attempt}
+        written = storage / predictions_path(stage="search", **keys)
+        assert written.stat().st_mtime_ns <= (storage / part_path(**keys)).stat().st_mtime_ns
+    table = unit_table(trial_inputs, Unit(1, 1))
+    expected = table[table["split"].isin(["valid", "test"])]
+    with connect(storage, experiment="units") as board:
+        predictions = board.sql("SELECT * FROM predictions ORDER BY split, utt_id")
+    assert set(predictions["attempt"]) == {2} and set(predictions["inner_fold"]) == {1}
+    assert sorted(predictions["utt_id"]) == sorted(expected["utt_id"])  # each utterance once
+    truth = expected.set_index("utt_id")
+    assert (predictions["split"] == truth.loc[predictions["utt_id"], "split"].to_numpy()).all()
+    assert (predictions["label"] == truth.loc[predictions["utt_id"], "label"].to_numpy()).all()
+    assert (predictions["speaker"] == truth.loc[predictions["utt_id"], "speaker"].astype(str).to_numpy()).all()
+    probabilities = pd.DataFrame(predictions["probabilities"].tolist())
+    assert probabilities.shape[1] == len(trial_inputs.classes)
+    assert probabilities.sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
+    classes = list(trial_inputs.classes)
+    assert (predictions["predicted"] == [classes[row.argmax()] for row in probabilities.to_numpy()]).all()
+
+
 def test_a_trial_stopped_in_a_unit_writes_no_row_for_it(trial_inputs, first_unit_run, tmp_path: Path, one_torch_thread):
     """Tune stopping the trial (a pruner) at unit 1.2's first epoch: the ``SystemExit`` out of the
     report goes through, and no failed row is written for the unit (stopped is not failed)."""
