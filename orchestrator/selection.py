@@ -21,11 +21,14 @@ the old way: on each fold, the finished row with the best validation UA.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import pandas as pd
+
+from orchestrator.statistics import PooledMetrics, pooled_metrics
 
 __all__ = [
     "EPOCH_OBJECTIVE",
@@ -78,6 +81,9 @@ class NestedEstimate:
     std_test_ua: float  # sample std over folds (nan with one fold)
     best_mean_test_ua: float | None  # optimistic: mean over folds of the best test UA on each fold
     complete_trials: int
+    # every outer fold's test utterances once, as the chosen trials' networks predicted them, with
+    # speaker-bootstrap intervals (orchestrator.statistics); None without stored predictions
+    pooled: PooledMetrics | None = None
 
     @property
     def gap(self) -> float | None:
@@ -87,6 +93,7 @@ class NestedEstimate:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["picks"] = [asdict(pick) for pick in self.picks]
+        data["pooled"] = None if self.pooled is None else self.pooled.to_dict()
         data["gap"] = self.gap
         for key, value in data.items():
             if isinstance(value, float) and math.isnan(value):
@@ -98,6 +105,8 @@ class NestedEstimate:
         folds = f"{len(self.picks)}/{self.n_folds} outer folds"
         spread = "" if math.isnan(self.std_test_ua) else f" ± {self.std_test_ua:.3f}"
         text = f"nested estimate UA {self.mean_test_ua:.3f}{spread} ({folds}; validation chose, test reported)"
+        if self.pooled is not None:
+            text += f"; {self.pooled.text()}"
         if self.best_mean_test_ua is not None:
             text += (
                 f"; optimistic (test chose the trial on each fold, among {self.complete_trials} complete trials) "
@@ -135,6 +144,24 @@ ORDER BY v.experiment, v.fold
 """
 
 
+_CHOSEN_PREDICTIONS_SQL = """
+SELECT p.fold, p.trial_id, p.utt_id, p.speaker, p.label, p.predicted, p.classes
+FROM predictions AS p JOIN (SELECT unnest(?) AS fold, unnest(?) AS trial_id) AS c
+     ON c.fold = p.fold AND c.trial_id = p.trial_id
+WHERE p.experiment = ? AND p.stage = 'search' AND p.split = 'test' AND p.status = 'completed'
+"""
+
+
+def _pooled(board: Any, experiment: str, picks: tuple[FoldPick, ...]) -> PooledMetrics | None:
+    """Pooled test metrics of the trials the outer folds' studies chose (None without predictions)."""
+    rows: pd.DataFrame = board.sql(
+        _CHOSEN_PREDICTIONS_SQL, [[p.fold for p in picks], [p.trial_id for p in picks], experiment]
+    )
+    if rows.empty or set(rows["fold"]) != {p.fold for p in picks}:
+        return None  # a chosen trial without predictions (written before they were stored): no pooled figure
+    return pooled_metrics(rows, json.loads(rows["classes"].iloc[0]))
+
+
 def nested_estimates(board: Any) -> dict[str, NestedEstimate]:
     """The nested estimate of every experiment on ``board`` (an open ``Leaderboard``)."""
     picks: pd.DataFrame = board.sql(_PICKS_SQL)
@@ -163,5 +190,6 @@ def nested_estimates(board: Any) -> dict[str, NestedEstimate]:
             std_test_ua=float(pd.Series(tests).std()) if len(tests) > 1 else math.nan,
             best_mean_test_ua=sum(oracle) / len(oracle),
             complete_trials=int(sum(pick.candidates for pick in chosen)),
+            pooled=_pooled(board, str(experiment), chosen),
         )
     return estimates

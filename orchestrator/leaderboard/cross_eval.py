@@ -6,7 +6,10 @@ twice. A (genotype, fold, seed) run more than once counts once (its mean). Entri
 validation UA within each experiment, complete ones (every fold covered) first; test UA sits
 beside it. When the hand-made baseline was cross-evaluated too, every genotype is compared with
 it on the (fold, seed) pairs both have: mean test UA difference, and a Wilcoxon signed-rank
-p-value (two-sided, computed in Python by ``cross_eval_summary``).
+p-value over folds (two-sided; each fold's seeds averaged first, since seeds share the fold's
+test speakers; computed in Python by ``cross_eval_summary``), and from the stored predictions
+the speaker-level figures of ``leaderboard.comparisons`` (pooled UA with its interval, the
+difference with its interval, a speaker permutation p, Holm-corrected).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.leaderboard.comparisons import add_speaker_statistics
 from search_space.architecture import NamedModel, architecture_key
 
 __all__ = [
@@ -45,6 +49,14 @@ CROSS_EVAL_COLUMNS = (
     "mean_diff_vs_baseline",
     "wilcoxon_p",
     "wilcoxon_note",
+    "pooled_test_ua",
+    "pooled_test_ua_low",
+    "pooled_test_ua_high",
+    "diff_vs_baseline",
+    "diff_low",
+    "diff_high",
+    "speaker_p",
+    "speaker_p_holm",
 )
 """What tables show of ``cross_eval_summary`` (the CLI's ``--by cross-eval`` and the report)."""
 
@@ -126,7 +138,9 @@ def wilcoxon_vs_baseline(ua: list[float], baseline_ua: list[float]) -> tuple[flo
 
 
 def cross_eval_summary(board: Any, *, experiment: str | None = None, top: int | None = None) -> pd.DataFrame:
-    """The ``cross_eval`` view (of ``experiment``, ``top`` best of each) with ``wilcoxon_p`` and ``wilcoxon_note``."""
+    """The ``cross_eval`` view (of ``experiment``, ``top`` best of each) with ``wilcoxon_p`` and
+    ``wilcoxon_note`` (a fold-level test: each fold's seeds averaged first) and, from the stored
+    predictions, the speaker-level statistics of ``leaderboard.comparisons.SPEAKER_COLUMNS``."""
     if top is not None and top < 1:
         raise ValueError(f"top must be >= 1, but got {top}.")
     where = []
@@ -146,10 +160,11 @@ def cross_eval_summary(board: Any, *, experiment: str | None = None, top: int | 
             p, note = None, "the baseline"
         elif mine.empty:
             p, note = None, "n/a: baseline not cross-evaluated on its folds"
-        else:
-            p, note = wilcoxon_vs_baseline(mine["ua"].tolist(), mine["baseline_ua"].tolist())
+        else:  # seeds share their fold's test speakers: their mean is one observation per fold
+            per_fold = mine.groupby("fold")[["ua", "baseline_ua"]].mean()
+            p, note = wilcoxon_vs_baseline(per_fold["ua"].tolist(), per_fold["baseline_ua"].tolist())
         p_values.append(p)
         notes.append(note)
     frame["wilcoxon_p"] = pd.Series(p_values, index=frame.index, dtype="float64")
     frame["wilcoxon_note"] = notes
-    return frame
+    return add_speaker_statistics(board, frame, baseline=BASELINE)

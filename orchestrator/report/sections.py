@@ -53,12 +53,28 @@ def estimate_section(estimates: Mapping[str, NestedEstimate]) -> str:
             "result of the search."
         )
         picks = pd.DataFrame([vars(pick) for pick in estimate.picks])
+        pooled = estimate.pooled
+        pooled_text = (
+            "<p>No pooled figure: the chosen trials' predictions are not stored (rows written before them).</p>"
+            if pooled is None
+            else f"<p>Pooled over every outer fold's {pooled.utterances} test utterances ({pooled.speakers} "
+            f"speakers; each utterance once, the mean vote of the chosen trial's {pooled.networks} network(s)): "
+            f"<strong>UA {pooled.ua:.4f} [{pooled.ua_interval[0]:.4f}, {pooled.ua_interval[1]:.4f}]</strong>, "
+            f"WA {pooled.wa:.4f} [{pooled.wa_interval[0]:.4f}, {pooled.wa_interval[1]:.4f}], macro-F1 "
+            f"{pooled.macro_f1:.4f} [{pooled.macro_f1_interval[0]:.4f}, {pooled.macro_f1_interval[1]:.4f}] "
+            f"({pooled.confidence:.0%} percentile bootstrap over speakers, {pooled.resamples} resamples, seed "
+            f"{pooled.seed}).</p>"
+            + html_table(
+                pd.DataFrame({"speaker": list(pooled.per_speaker_ua), "test_ua": list(pooled.per_speaker_ua.values())}),
+                ["speaker", "test_ua"],
+            )
+        )
         parts.append(
             f"<h3>{html.escape(name)}</h3><p>Nested estimate (publish this): <strong>UA "
             f"{estimate.mean_test_ua:.4f}{spread}</strong> over {len(estimate.picks)}/{estimate.n_folds} outer "
             "folds. Each outer fold has its own Optuna study, which proposed, pruned and chose among that fold's "
             "trials on its non-test speakers only; the chosen trial's test UA on that fold is counted, and the test "
-            f"speakers chose nothing.</p><p>{optimistic}</p>"
+            f"speakers chose nothing.</p>{pooled_text}<p>{optimistic}</p>"
             + html_table(
                 picks, ["fold", "trial_id", "candidates", "genotype_hash", "valid_ua", "test_ua", "oracle_test_ua"]
             )

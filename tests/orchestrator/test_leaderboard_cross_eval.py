@@ -109,6 +109,72 @@ def test_a_rerun_pair_counts_once_and_seeds_pair_with_the_baselines(tmp_path: Pa
     assert a["mean_ua"] == pytest.approx(0.60)
 
 
+def test_seeds_of_a_fold_are_one_observation_in_the_wilcoxon_test(tmp_path: Path) -> None:
+    """Seeds share their fold's test speakers: pairing (fold, seed) would count 6 observations."""
+    _cross_rows(tmp_path, seeds=(0, 1))
+    with connect(tmp_path) as board:
+        a = cross_eval_summary(board, experiment="exp").set_index("genotype_hash").loc["aaaaaaaaaaaa"]
+    assert a["wilcoxon_note"] == "n=3" and a["wilcoxon_p"] == pytest.approx(0.25)
+
+
+def _cross_predictions(storage: Path, *, right_of: dict[str, int]) -> None:
+    """Test predictions of every cross-eval run of ``CROSS`` (seed 0): per fold 8 utterances of 2
+    speakers, two per class; a genotype is right on the first ``right_of[genotype]`` of each
+    speaker's 4 (one per class)."""
+    from orchestrator.leaderboard import write_predictions
+
+    classes = list(make_leaderboard_row()["classes"])
+    for genotype, folds in CROSS.items():
+        for fold in range(1, len(folds) + 1):
+            utterances = [f"f{fold}-u{i}" for i in range(8)]
+            labels = [classes[(i // 2) % 4] for i in range(8)]
+            right = [(i // 2) < right_of[genotype] for i in range(8)]
+            predicted = [label if ok else classes[(classes.index(label) + 1) % 4] for label, ok in zip(labels, right)]
+            frame = pd.DataFrame(
+                {
+                    "split": "test",
+                    "utt_id": utterances,
+                    "speaker": [f"f{fold}-s{i % 2}" for i in range(8)],
+                    "label": labels,
+                    "predicted": predicted,
+                    "probabilities": [[0.25] * 4] * 8,
+                }
+            )
+            write_predictions(
+                storage,
+                frame,
+                experiment="exp",
+                stage="cross-eval",
+                trial_id=f"x-{genotype[:4]}-0",
+                fold=fold,
+                attempt=make_leaderboard_row()["attempt"],
+            )
+
+
+def test_speaker_level_figures_from_the_predictions_with_holm_over_the_genotypes(tmp_path: Path) -> None:
+    _cross_rows(tmp_path)
+    _cross_predictions(tmp_path, right_of={"aaaaaaaaaaaa": 4, "bbbbbbbbbbbb": 1, "baseline": 2})
+    with connect(tmp_path) as board:
+        table = cross_eval_summary(board).set_index("genotype_hash")
+    a, b, base = table.loc["aaaaaaaaaaaa"], table.loc["bbbbbbbbbbbb"], table.loc["baseline"]
+    assert (a["pooled_test_ua"], base["pooled_test_ua"], b["pooled_test_ua"]) == pytest.approx((1.0, 0.5, 0.25))
+    assert a["pooled_test_ua_low"] <= 1.0 <= a["pooled_test_ua_high"] and a["test_speakers"] == 6
+    assert a["diff_vs_baseline"] == pytest.approx(0.5) and 0 < a["diff_low"] <= a["diff_high"]
+    # Better on each of 6 speakers: only no swap and the full swap are as extreme, 2 of 2^6.
+    assert a["speaker_p"] == pytest.approx(2 / 64) and a["speaker_note"] == "exact, 2^6 swaps"
+    # b shares folds 1-2 (4 speakers) with the baseline and is worse on each: 2 of 2^4.
+    assert b["diff_vs_baseline"] == pytest.approx(-0.25) and b["speaker_p"] == pytest.approx(2 / 16)
+    assert (a["speaker_p_holm"], b["speaker_p_holm"]) == pytest.approx((2 * 2 / 64, 2 / 16))
+    assert base["speaker_note"] == "the baseline" and math.isnan(base["speaker_p"])
+
+
+def test_entries_without_predictions_say_so(tmp_path: Path) -> None:
+    _cross_rows(tmp_path)
+    with connect(tmp_path) as board:
+        table = cross_eval_summary(board)
+    assert set(table["speaker_note"]) == {"no stored predictions"} and table["pooled_test_ua"].isna().all()
+
+
 def test_wilcoxon_says_why_there_is_no_p_value() -> None:
     assert wilcoxon_vs_baseline([0.5], [0.4]) == (None, "n/a: <2 pairs")
     assert wilcoxon_vs_baseline([0.5, 0.6], [0.5, 0.6]) == (None, "n/a: all differences zero")

@@ -79,6 +79,58 @@ def test_nested_estimate_picks_by_validation_and_reports_test(reversed_board: Pa
     assert estimate.to_dict()["gap"] == pytest.approx(0.39)
 
 
+def test_the_pooled_nested_estimate_reads_the_chosen_trials_predictions_once_per_utterance(
+    reversed_board: Path,
+) -> None:
+    """Every outer fold's test utterances once, as the trial validation chose (t1, right on half
+    of each class) predicted them, never the trial test would have chosen (t3, right on all)."""
+    import pandas as pd
+
+    from orchestrator.leaderboard import write_predictions
+
+    classes = list(make_leaderboard_row()["classes"])
+    for trial in VALID:
+        for fold in (1, 2, 3):
+            utterances = [f"f{fold}-u{i}" for i in range(2 * len(classes))]
+            labels = [classes[i % len(classes)] for i in range(len(utterances))]
+            right = [trial == "t3" or i < len(classes) for i in range(len(utterances))]
+            frame = pd.DataFrame(
+                {
+                    "split": "test",
+                    "utt_id": utterances,
+                    "speaker": [f"f{fold}-speaker{i % 2}" for i in range(len(utterances))],
+                    "label": labels,
+                    "predicted": [
+                        label if ok else classes[(classes.index(label) + 1) % len(classes)]
+                        for label, ok in zip(labels, right)
+                    ],
+                    "probabilities": [[1.0 / len(classes)] * len(classes)] * len(utterances),
+                }
+            )
+            for inner in (1, 2):
+                write_predictions(
+                    reversed_board,
+                    frame,
+                    experiment="exp",
+                    stage="search",
+                    trial_id=f"{trial}-f{fold}",
+                    fold=fold,
+                    inner_fold=inner,
+                    attempt=make_leaderboard_row()["attempt"],
+                )
+    with connect(reversed_board) as board:
+        pooled = nested_estimates(board)["exp"].pooled
+    assert pooled.ua == pytest.approx(0.5) and pooled.wa == pytest.approx(0.5)
+    assert pooled.utterances == 3 * 2 * len(classes) and pooled.speakers == 6 and pooled.networks == 2
+    assert pooled.ua_interval[0] <= 0.5 <= pooled.ua_interval[1]
+    assert "pooled UA 0.500 [" in nested_estimates_headline(reversed_board)
+
+
+def nested_estimates_headline(storage: Path) -> str:
+    with connect(storage) as board:
+        return nested_estimates(board)["exp"].headline()
+
+
 def test_only_trials_their_study_completed_are_chosen(reversed_board: Path) -> None:
     """A pruned trial (or one that never finished its inner folds) is no candidate, however good."""
     nested_rows(reversed_board, "t3-pruned", fold=1, valid_ua=0.95, test_ua=0.10, status="pruned")
