@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "baseline_ua": ("baseline_ua.py", []),
     "features": ("bench_features.py", []),
     "leaderboard": ("bench_leaderboard.py", ["--rows", "1000000", "--files", "10000", "--repeats", "2"]),
+    "predictions": ("bench_predictions.py", ["--utterances", "1000", "--repeats", "20"]),
     "orchestration": ("bench_orchestration.py", ["--trials", "50"]),
     "driver_memory": ("bench_driver_memory.py", ["--trials", "500"]),
     # Trials per outer fold (5 outer folds x 4 inner folds each): 30 trials, 1080 trial-epochs.
@@ -98,6 +99,15 @@ def _leaderboard(r: dict) -> list[str]:
         f"{_fmt(r.get('duckdb_cold_seconds'))} s | < 3 s | {_met(r.get('goal_met'))} |",
         f"| same query in pandas over the part files, vs DuckDB compacted | {_fmt(r.get('pandas_seconds'))} s "
         f"({_fmt(r.get('pandas_over_duckdb_compacted'))}x slower) | ratio | — |",
+    ]
+
+
+def _predictions(r: dict) -> list[str]:
+    return [
+        f"| per-utterance predictions ({r.get('classes')} classes): size and write time per 1,000 utterances, "
+        f"and the write vs one fold row's | {_fmt(r.get('bytes_per_1000_utterances', 0) / 1024)} KiB, "
+        f"{_fmt(r.get('write_ms_per_1000_utterances'))} ms ({_fmt(r.get('predictions_over_fold_row_write'))}x a fold "
+        "row's write) | small | — |"
     ]
 
 
@@ -239,6 +249,7 @@ SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "baseline_ua": _baseline,
     "features": _features,
     "leaderboard": _leaderboard,
+    "predictions": _predictions,
     "orchestration": _orchestration,
     "driver_memory": _driver_memory,
     "pruning": _pruning,
