@@ -97,11 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             write_fold_row(storage, fold_row(attempt))
             rows.append(time.perf_counter() - started)
             started = time.perf_counter()
-            write_predictions(storage, frame, experiment="bench", stage="search", trial_id="t1", fold=1, attempt=attempt)
+            write_predictions(
+                storage, frame, experiment="bench", stage="search", trial_id="t1", fold=1, attempt=attempt
+            )
             predictions.append(time.perf_counter() - started)
         size = (
-            storage / predictions_path(experiment="bench", stage="search", trial_id="t1", fold=1, attempt=1)
-        ).stat().st_size
+            (storage / predictions_path(experiment="bench", stage="search", trial_id="t1", fold=1, attempt=1))
+            .stat()
+            .st_size
+        )
     per_thousand = 1000 / args.utterances
     row_ms, predictions_ms = statistics.median(rows) * 1e3, statistics.median(predictions) * 1e3
     results = {

@@ -220,6 +220,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"figures, not by a study: no deployment study over all speakers yet; settings of trial {result.trial_id}): "
         f"retrained from scratch on {escape(result.trained_on)} -> {result.out}"
     )
+    if result.test is not None:
+        console.print(
+            f"Scored once on fold {result.fold}'s held-out test speakers: UA {result.test['ua']:.3f}, WA "
+            f"{result.test['wa']:.3f}, macro-F1 {result.test['macro_f1']:.3f} ({result.test['n']} utterances; "
+            f"each prediction -> {result.predictions})"
+        )
     if result.nested_estimate is not None:
         console.print(f"What to expect on new speakers: {escape(result.nested_estimate.headline())}")
     return 0
