@@ -70,7 +70,7 @@ def existing_run(
     A folder ``<experiment>/`` holding only the prepared data (``data/``) or ``inputs`` is no
     result: the driver writes it before Tune starts.
     """
-    from orchestrator.candidates import cross_eval_name  # (imports the config models: torch)
+    from orchestrator.candidates import cross_eval_name
 
     location = resolve_storage(storage)
     moves: list[str] = []

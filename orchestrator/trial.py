@@ -310,7 +310,7 @@ def plan_trial(params: dict[str, Any], *, inputs: TrialInputs) -> TrialPlan:
         row_params = {k: v for k, v in params.items() if k != OUTER_FOLD_KEY}
         search, evaluation = settings_for_trial(inputs.experiment, row_params)
         units = trial_units(inputs, outer_fold=int(params[OUTER_FOLD_KEY]))
-    else:  # cross-eval: the source trial's settings (or the base ones), no search
+    else:  # cross-eval: the settings of the candidate's params (the base ones, or its source trial's), no search
         search, evaluation = candidate.settings(inputs.experiment, seed=params[SEED_KEY])
         row_params = dict(candidate.params or {})
         units = trial_units(inputs, outer_fold=None)

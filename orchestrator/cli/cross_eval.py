@@ -3,7 +3,9 @@
 The genotypes come from the search rows, ranked by mean validation UA (``--top N``), plus the
 ones named (``--genotype HASH|JSON|baseline``, repeatable); each runs every fold of the
 experiment's protocol for ``--seeds K`` seeds as a Ray Tune experiment of evaluation-only
-trials (see ``orchestrator.cross_eval``), and the cross-eval genotype table is printed.
+trials (see ``orchestrator.cross_eval``), and the cross-eval genotype table is printed. Every
+candidate trains under the experiment's base settings, or with ``--settings source`` under its
+source trial's (the baseline under each of those): ``orchestrator.candidates.CROSS_EVAL_SETTINGS``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.candidates import CROSS_EVAL_SETTINGS
 from orchestrator.cli.common import Subcommands, UserError, check_storage, console, error_console
 from orchestrator.cli.search import ray_session
 
@@ -66,9 +69,18 @@ def print_cross_eval(storage: str, experiment: str) -> None:
     console.print(table)
 
 
+def _candidate_label(candidate) -> str:
+    """``hash (trial T, fold F)`` for a genotype the search found, ``baseline (trial T's settings)``."""
+    if candidate.source_fold is not None:
+        return f"{candidate.genotype_hash} (trial {candidate.source_trial_id}, fold {candidate.source_fold})"
+    if candidate.source_trial_id is not None:
+        return f"{candidate.genotype_hash} (trial {candidate.source_trial_id}'s settings)"
+    return candidate.genotype_hash
+
+
 def cmd_cross_eval(args: argparse.Namespace) -> int:
     from orchestrator.config import ConfigError
-    from orchestrator.cross_eval import choose_candidates, run_cross_eval
+    from orchestrator.cross_eval import check_settings, choose_candidates, run_cross_eval
     from orchestrator.experiment import load_experiment
 
     check_storage(args.storage)
@@ -78,30 +90,33 @@ def cmd_cross_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--top must be >= 1, but got {args.top}.")
     if not args.resume and args.top is None and not args.genotype:
         raise UserError("give --top N and/or --genotype HASH|JSON|baseline: nothing to cross-evaluate.")
+    settings = args.settings or "base"  # (on --resume: the interrupted run's, checked against its rows if given)
     try:
+        if args.resume and args.settings is not None:
+            check_settings(args.storage, experiment=args.experiment, settings=settings)
         candidates = (  # first: it only reads the leaderboard
             []
             if args.resume
-            else choose_candidates(args.storage, experiment=args.experiment, top=args.top, genotypes=args.genotype)
+            else choose_candidates(
+                args.storage, experiment=args.experiment, top=args.top, genotypes=args.genotype, settings=settings
+            )
         )
         config, prepared = load_experiment(args.storage, args.experiment, needed_by="cross-eval")
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     n_folds = prepared.folds["fold"].nunique()
     if args.resume:
-        console.print("Resuming: the genotypes and seeds are those of the interrupted cross-eval.")
+        console.print("Resuming: the genotypes, seeds and settings are those of the interrupted cross-eval.")
     else:
         console.print(
-            f"Cross-evaluating {len(candidates)} genotype(s) x {n_folds} folds x {args.seeds} seed(s): "
-            + ", ".join(
-                candidate.genotype_hash
-                + (
-                    f" (trial {candidate.source_trial_id}, fold {candidate.source_fold})"
-                    if candidate.source_fold
-                    else ""
-                )
-                for candidate in candidates
+            f"Cross-evaluating {len(candidates)} candidate(s) x {n_folds} folds x {args.seeds} seed(s) under "
+            + (
+                "the experiment's base settings"
+                if settings == "base"
+                else "each source trial's settings (the baseline under each of them)"
             )
+            + f" (--settings {settings}): "
+            + ", ".join(_candidate_label(candidate) for candidate in candidates)
         )
     with ray_session(args.address):
         summary = run_cross_eval(
@@ -135,6 +150,16 @@ def register(commands: Subcommands) -> None:
         help="also this genotype (a hash the search found, genotype JSON, or baseline); repeatable",
     )
     parser.add_argument("--seeds", type=int, default=1, help="evaluation seeds per genotype and fold (0..K-1)")
+    parser.add_argument(
+        "--settings",
+        choices=CROSS_EVAL_SETTINGS,
+        default=None,
+        help="what the candidates train under: base (the default) = every candidate, searched, given and the "
+        "baseline, under the experiment's base settings with the space's fixed values; source = each searched "
+        "genotype under the tuned settings of the search trial that found it, and the baseline once under each of "
+        "those, so that every genotype is compared with a baseline trained like it (candidates no search found: "
+        "base). One experiment's cross-eval keeps to one; --resume keeps the interrupted run's",
+    )
     parser.add_argument("--address", default=None, help="Ray address to join (auto, ray://host:10001); default: local")
     parser.add_argument(
         "--resume", action="store_true", help="finish an interrupted cross-eval (its genotypes and seeds)"

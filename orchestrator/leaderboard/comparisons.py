@@ -34,7 +34,7 @@ baseline on the utterances both scored, its paired interval, the two-sided speak
 permutation p and its Holm adjustment over the experiment's genotypes; a note when any is missing."""
 
 _PREDICTIONS_SQL = """
-SELECT experiment, genotype_hash, fold, seed, utt_id, speaker, label, predicted, classes
+SELECT experiment, genotype_hash, params_json AS settings, fold, seed, utt_id, speaker, label, predicted, classes
 FROM predictions WHERE stage = 'cross-eval' AND split = 'test' AND status = 'completed'
 """
 
@@ -42,7 +42,8 @@ FROM predictions WHERE stage = 'cross-eval' AND split = 'test' AND status = 'com
 def add_speaker_statistics(board: Any, frame: pd.DataFrame, *, baseline: str) -> pd.DataFrame:
     """``frame`` (rows of the ``cross_eval`` view) with ``SPEAKER_COLUMNS`` added.
 
-    ``baseline`` is the reference's ``genotype_hash``.
+    ``baseline`` is the reference's ``genotype_hash``; a genotype is compared only with the
+    baseline's runs under its own settings (the same ``params_json``, as the view pairs them).
     """
     predictions: pd.DataFrame = board.sql(_PREDICTIONS_SQL)
     values: dict[str, list[Any]] = {column: [] for column in SPEAKER_COLUMNS}
@@ -50,6 +51,9 @@ def add_speaker_statistics(board: Any, frame: pd.DataFrame, *, baseline: str) ->
     for row in frame.itertuples():
         mine = groups.get((row.experiment, row.genotype_hash))
         reference = groups.get((row.experiment, baseline))
+        if reference is not None and mine is not None:
+            reference = reference[reference["settings"].isin(set(mine["settings"]))]
+            reference = None if reference.empty else reference
         pooled = comparison = None
         note = ""
         if mine is None:
@@ -60,7 +64,7 @@ def add_speaker_statistics(board: Any, frame: pd.DataFrame, *, baseline: str) ->
             if row.genotype_hash == baseline:
                 note = "the baseline"
             elif reference is None:
-                note = "no baseline predictions"
+                note = "no baseline predictions under its settings"
             else:
                 comparison = paired_comparison(mine, reference, classes)
                 note = "no shared test utterances" if comparison is None else comparison.method

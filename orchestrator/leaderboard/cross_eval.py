@@ -5,11 +5,15 @@ Only ``stage = 'cross-eval'`` rows count here, and only search rows count in the
 twice. A (genotype, fold, seed) run more than once counts once (its mean). Entries rank by mean
 validation UA within each experiment, complete ones (every fold covered) first; test UA sits
 beside it. When the hand-made baseline was cross-evaluated too, every genotype is compared with
-it on the (fold, seed) pairs both have: mean test UA difference, and a Wilcoxon signed-rank
-p-value over folds (two-sided; each fold's seeds averaged first, since seeds share the fold's
-test speakers; computed in Python by ``cross_eval_summary``), and from the stored predictions
-the speaker-level figures of ``leaderboard.comparisons`` (pooled UA with its interval, the
-difference with its interval, a speaker permutation p, Holm-corrected).
+it on the (fold, seed) pairs both have under the same settings (the same ``params_json``: the
+space parameters a cross-eval run trained under, ``{}`` for the experiment's base settings): mean
+test UA difference, and a Wilcoxon signed-rank p-value over folds (two-sided; each fold's seeds
+averaged first, since seeds share the fold's test speakers; computed in Python by
+``cross_eval_summary``), and from the stored predictions the speaker-level figures of
+``leaderboard.comparisons`` (pooled UA with its interval, the difference with its interval, a
+speaker permutation p, Holm-corrected). A baseline trained under other settings is never its reference. (With
+``sernas cross-eval --settings source`` the baseline runs under several settings, one per source
+trial; its own entry pools them all.)
 """
 
 from __future__ import annotations
@@ -61,9 +65,9 @@ CROSS_EVAL_COLUMNS = (
 """What tables show of ``cross_eval_summary`` (the CLI's ``--by cross-eval`` and the report)."""
 
 _PER_PAIR = """
-per_pair AS (  -- one value per (genotype, fold, seed): a rerun counts once
-    SELECT experiment, genotype_hash, fold, seed, avg(ua) AS ua, avg(valid_ua) AS valid_ua, avg(wa) AS wa,
-           avg(macro_f1) AS macro_f1, bool_or(test_seen_in_search) AS seen
+per_pair AS (  -- one value per (genotype, settings, fold, seed): a rerun counts once
+    SELECT experiment, genotype_hash, params_json AS settings, fold, seed, avg(ua) AS ua, avg(valid_ua) AS valid_ua,
+           avg(wa) AS wa, avg(macro_f1) AS macro_f1, bool_or(test_seen_in_search) AS seen
     FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND ua IS NOT NULL
     GROUP BY ALL
 )"""
@@ -85,12 +89,12 @@ facts AS (
     FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND ua IS NOT NULL
     GROUP BY ALL
 ),
-paired AS (  -- the shared (fold, seed) pairs with the baseline
+paired AS (  -- the shared (fold, seed) pairs with the baseline trained under the same settings
     SELECT p.experiment, p.genotype_hash, CAST(count(*) AS INTEGER) AS baseline_pairs,
            avg(p.ua - b.ua) AS mean_diff_vs_baseline
     FROM per_pair AS p
     JOIN per_pair AS b ON b.genotype_hash = '{BASELINE}' AND b.experiment = p.experiment AND b.fold = p.fold
-                          AND b.seed = p.seed
+                          AND b.seed = p.seed AND b.settings = p.settings
     WHERE p.genotype_hash <> '{BASELINE}'
     GROUP BY ALL
 )
@@ -111,11 +115,11 @@ WITH {_PER_PAIR}
 SELECT p.experiment, p.genotype_hash, p.fold, p.seed, p.ua, b.ua AS baseline_ua
 FROM per_pair AS p
 JOIN per_pair AS b ON b.genotype_hash = '{BASELINE}' AND b.experiment = p.experiment AND b.fold = p.fold
-                      AND b.seed = p.seed
+                      AND b.seed = p.seed AND b.settings = p.settings
 WHERE p.genotype_hash <> '{BASELINE}'
 ORDER BY p.experiment, p.genotype_hash, p.fold, p.seed
 """
-"""Each genotype's test UA beside the baseline's, per shared (fold, seed)."""
+"""Each genotype's test UA beside the baseline's under the same settings, per shared (fold, seed)."""
 
 
 def wilcoxon_vs_baseline(ua: list[float], baseline_ua: list[float]) -> tuple[float | None, str]:
@@ -159,7 +163,7 @@ def cross_eval_summary(board: Any, *, experiment: str | None = None, top: int | 
         if row.genotype_hash == BASELINE:
             p, note = None, "the baseline"
         elif mine.empty:
-            p, note = None, "n/a: baseline not cross-evaluated on its folds"
+            p, note = None, "n/a: no baseline run under its settings on its folds"
         else:  # seeds share their fold's test speakers: their mean is one observation per fold
             per_fold = mine.groupby("fold")[["ua", "baseline_ua"]].mean()
             p, note = wilcoxon_vs_baseline(per_fold["ua"].tolist(), per_fold["baseline_ua"].tolist())

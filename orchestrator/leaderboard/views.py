@@ -145,7 +145,7 @@ QUALIFY row_number() OVER (PARTITION BY f.experiment, coalesce(f.stage, 'search'
 _PREDICTIONS_SQL = """
 CREATE OR REPLACE VIEW predictions AS
 SELECT p.experiment, p.stage, p.trial_id, p.fold, p.inner_fold, p.attempt, p.split, p.utt_id, p.speaker, p.label,
-       p.predicted, p.probabilities, r.status, r.genotype_hash, r.seed, r.source_trial_id, r.classes
+       p.predicted, p.probabilities, r.status, r.genotype_hash, r.seed, r.source_trial_id, r.params_json, r.classes
 FROM prediction_rows AS p
 JOIN runs AS r ON r.experiment = p.experiment AND r.stage = p.stage AND r.trial_id = p.trial_id
               AND r.fold = p.fold AND r.inner_fold IS NOT DISTINCT FROM p.inner_fold AND r.attempt = p.attempt

@@ -75,6 +75,8 @@ def test_cross_eval_entrypoint_joins_the_cluster():
         "--address",
         "auto",
     ]
+    sourced = shlex.split(build_cross_eval_entrypoint(storage="/r", experiment="demo", top=1, settings="source"))
+    assert sourced[sourced.index("--settings") + 1] == "source"
 
 
 def test_runtime_env_excludes_data_caches_and_outputs():
@@ -120,7 +122,11 @@ def test_address_defaults(monkeypatch, tmp_path):
         (["submit", "--stop", "raysubmit_x", "--config", "configs/demo.yaml"], "--stop JOB_ID takes no --config"),
         (["submit", "--cross-eval", "demo", "--top", "2"], "--cross-eval needs --storage"),
         (["submit", "--cross-eval", "demo", "--storage", "/r"], "--cross-eval needs --top N and/or --genotype"),
-        (["submit", "--config", "configs/demo.yaml", "--top", "2"], "--top, --genotype and --seeds go with"),
+        (
+            ["submit", "--config", "configs/demo.yaml", "--top", "2"],
+            "--top, --genotype, --seeds and --settings go with",
+        ),
+        (["submit", "--config", "configs/demo.yaml", "--settings", "source"], "--settings go with --cross-eval"),
         (["submit", "--config", "configs/demo.yaml", "--resume", "--restart", "remove"], "exclude each other"),
         (["submit", "--cross-eval", "demo", "--storage", "/r", "--restart", "archive"], "--restart goes with --config"),
         (["cluster", "local", "--workers", "-1", "--state", "{tmp}/s.json"], "workers must be in 0..16"),
