@@ -37,7 +37,7 @@ class EvaluationResult:
     architecture: str  # architecture_text: genotype JSON, or a model name such as "baseline"
     best_epoch: int
     valid: dict[str, Any]  # metrics of the chosen epoch on the validation speakers
-    test: dict[str, Any]  # ua, wa, macro_f1, confusion, n: measured once on the test speakers
+    test: dict[str, Any]  # ua, wa, macro_f1, absent_classes, confusion, n: measured once on the test speakers
     params: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)

@@ -80,7 +80,8 @@ def evaluate_split(
     loss_fn: nn.Module | None = None,
     autocast: bool = False,
 ) -> dict:
-    """UA, WA, macro-F1, confusion and mean loss over every sample of ``split`` (eval mode)."""
+    """UA, WA, macro-F1 (over all ``n_classes`` classes), ``absent_classes``, confusion and mean loss over
+    every sample of ``split`` (eval mode); see ``trainers.metrics``."""
     was_training = model.training
     model.eval()
     predictions, total_loss = [], 0.0
