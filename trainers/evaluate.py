@@ -24,6 +24,7 @@ from search_space import Architecture, architecture_text, build_model, count_par
 from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
+from trainers.metrics import absent_classes
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
 from trainers.settings import EvalSettings
@@ -181,6 +182,8 @@ def run_evaluation(
         run.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"], run.generator, device=device)
         start_epoch, history, elapsed, best = state["epoch"] + 1, state["history"], state["seconds"], state["best"]
+        if "confusion" in best["valid"]:  # a checkpoint written before the metrics named absent classes
+            best["valid"].setdefault("absent_classes", absent_classes(best["valid"]["confusion"]))
 
     def save() -> None:
         save_checkpoint(

@@ -57,7 +57,7 @@ def _search_rows(storage: Path) -> None:
         write_fold_row(
             storage,
             make_leaderboard_row(
-                trial_id=trial, fold=fold, genotype=genotype, genotype_hash=key, valid_ua=valid, ua=ua
+                trial_id=trial, fold=fold, genotype=genotype, genotype_hash=key, valid_ua=valid, test_ua=ua
             ),
         )
 
