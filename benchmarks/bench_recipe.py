@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from scipy.stats import wilcoxon
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
 from trainers.atomic_io import write_text_atomically
@@ -45,6 +44,7 @@ from trainers.features import extract_features, get_preset
 from trainers.fold_data import FoldData, load_fold_data
 from trainers.folds import FoldProtocol, make_folds
 from trainers.manifest import build_manifest
+from trainers.metrics import classification_metrics
 from trainers.run_fold import run_fold
 from trainers.settings import EvalSettings, ModelShape, SearchSettings, SpecAugment
 
@@ -141,14 +141,15 @@ def logistic_regression_ua(corpus: Corpus, fold: int, *, per_speaker: bool = Fal
     fit_x = scaler.transform(np.concatenate([train, valid]))
     fit_y = np.concatenate([data.train.y.numpy(), data.valid.y.numpy()])
     model = LogisticRegression(max_iter=5000).fit(fit_x, fit_y)
-    return float(balanced_accuracy_score(data.test.y.numpy(), model.predict(scaler.transform(test))))
+    predicted = model.predict(scaler.transform(test))
+    return float(classification_metrics(data.test.y.numpy(), predicted, n_classes=len(data.classes))["ua"])
 
 
 def run_network(data: FoldData, *, work: Path, evaluation: EvalSettings, **kind: Any) -> dict:
     started = time.perf_counter()
     result = run_fold(data, evaluation=evaluation, device=torch.device("cpu"), work_dir=work, **kind)
     return {
-        "ua": result.ua,
+        "ua": result.test_ua,
         "valid_ua": result.valid_ua,
         "best_epoch": result.best_epoch,
         "architecture": result.architecture,

@@ -118,11 +118,11 @@ class NestedEstimate:
 _TRIAL_FOLD_SQL = """
 WITH eligible AS (  -- nested rows: trials their study recorded COMPLETE; older rows: finished folds
     SELECT * FROM runs
-    WHERE stage = 'search' AND ua IS NOT NULL AND valid_ua IS NOT NULL AND (
+    WHERE stage = 'search' AND test_ua IS NOT NULL AND valid_ua IS NOT NULL AND (
         (outer_fold IS NOT NULL AND status = 'completed' AND trial_status = 'completed')
         OR (outer_fold IS NULL AND status IN ('completed', 'pruned')))
 )
-SELECT experiment, fold, max(n_folds) AS n_folds, trial_id, avg(valid_ua) AS valid_ua, avg(ua) AS test_ua,
+SELECT experiment, fold, max(n_folds) AS n_folds, trial_id, avg(valid_ua) AS valid_ua, avg(test_ua) AS test_ua,
        arg_min(genotype_hash, coalesce(inner_fold, 0)) AS genotype_hash
 FROM eligible GROUP BY experiment, fold, trial_id
 """

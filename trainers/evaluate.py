@@ -24,6 +24,7 @@ from search_space import Architecture, architecture_text, build_model, count_par
 from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
+from trainers.metrics import absent_classes
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
 from trainers.settings import EvalSettings
@@ -36,13 +37,15 @@ __all__ = ["EvaluationResult", "build_network", "run_evaluation", "train_final_m
 class EvaluationResult:
     architecture: str  # architecture_text: genotype JSON, or a model name such as "baseline"
     best_epoch: int
-    # metrics of the chosen epoch on the validation speakers; ``probabilities`` (N, K) float32
-    # (absent when resumed from a checkpoint written before they were kept)
-    valid: dict[str, Any]
-    test: dict[str, Any]  # ua, wa, macro_f1, confusion, n, probabilities (N, K): measured once on the test speakers
+    valid: dict[str, Any]  # metrics of the chosen epoch on the validation speakers
+    test: dict[str, Any]  # ua, wa, macro_f1, absent_classes, confusion, n: measured once on the test speakers
     params: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    # softmax per utterance (N, K) float32, in split order: the chosen epoch's on the validation
+    # speakers (None when resumed from a checkpoint written before they were kept), and the test's
+    valid_probabilities: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    test_probabilities: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def build_network(architecture: Architecture, *, settings: EvalSettings, n_classes: int, in_channels: int) -> nn.Module:
@@ -183,6 +186,8 @@ def run_evaluation(
         run.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"], run.generator, device=device)
         start_epoch, history, elapsed, best = state["epoch"] + 1, state["history"], state["seconds"], state["best"]
+        if "confusion" in best["valid"]:  # a checkpoint written before the metrics named absent classes
+            best["valid"].setdefault("absent_classes", absent_classes(best["valid"]["confusion"]))
 
     def save() -> None:
         save_checkpoint(
@@ -214,8 +219,15 @@ def run_evaluation(
             autocast=settings.mixed_precision,
             keep_probabilities=True,  # the chosen epoch's go into the run's predictions
         )
+        valid_probabilities = valid.pop("probabilities")
         if valid["ua"] > best["ua"]:  # first epoch reaching the best valid UA wins ties
-            best = {"epoch": epoch, "ua": valid["ua"], "valid": valid, "state": copy.deepcopy(run.model.state_dict())}
+            best = {
+                "epoch": epoch,
+                "ua": valid["ua"],
+                "valid": valid,
+                "valid_probabilities": valid_probabilities,
+                "state": copy.deepcopy(run.model.state_dict()),
+            }
         epoch_seconds = time.perf_counter() - done.started
         elapsed += epoch_seconds
         metrics = {
@@ -247,10 +259,13 @@ def run_evaluation(
         keep_probabilities=True,
     )
     test["n"] = len(data.test)
+    test_probabilities = test.pop("probabilities")
     return EvaluationResult(
         architecture=text,
         best_epoch=best["epoch"],
         valid=best["valid"],
+        valid_probabilities=best.get("valid_probabilities"),
+        test_probabilities=test_probabilities,
         test=test,
         params=count_parameters(run.model),
         seconds=elapsed,

@@ -35,13 +35,15 @@ class FoldResult:
     classes: list[str]
     architecture: str  # architecture_text: genotype JSON or a model name ("baseline")
     genotype_hash: str  # architecture_key: the genotype's hash, or the model name
-    ua: float
-    wa: float
-    macro_f1: float
+    test_ua: float  # UA, WA, macro-F1 over every protocol class (trainers.metrics)
+    test_wa: float
+    test_macro_f1: float
     confusion: list[list[int]]
     test_utterances: int
+    test_absent_classes: list[str]  # classes with no test utterance (recall 0 in test_ua)
     best_epoch: int
     valid_ua: float
+    valid_absent_classes: list[str]  # classes with no validation utterance (recall 0 in valid_ua)
     params: int
     search_seconds: float
     eval_seconds: float
@@ -141,13 +143,15 @@ def run_fold(
         classes=list(data.classes),
         architecture=architecture_text(architecture),
         genotype_hash=architecture_key(architecture),
-        ua=evaluated.test["ua"],
-        wa=evaluated.test["wa"],
-        macro_f1=evaluated.test["macro_f1"],
+        test_ua=evaluated.test["ua"],
+        test_wa=evaluated.test["wa"],
+        test_macro_f1=evaluated.test["macro_f1"],
         confusion=evaluated.test["confusion"],
         test_utterances=evaluated.test["n"],
+        test_absent_classes=[data.classes[k] for k in evaluated.test["absent_classes"]],
         best_epoch=evaluated.best_epoch,
         valid_ua=evaluated.valid["ua"],
+        valid_absent_classes=[data.classes[k] for k in evaluated.valid["absent_classes"]],
         params=evaluated.params,
         search_seconds=search_seconds,
         eval_seconds=evaluated.seconds,
@@ -159,7 +163,7 @@ def run_fold(
         eval_settings=evaluation.model_dump(mode="json"),
         peak_gpu_mib=peak_memory_mib(device),
         predictions=prediction_frame(
-            data, {"valid": evaluated.valid.get("probabilities"), "test": evaluated.test["probabilities"]}
+            data, {"valid": evaluated.valid_probabilities, "test": evaluated.test_probabilities}
         ),
     )
     write_parquet_atomically(result.predictions, work_dir / PREDICTIONS_NAME)

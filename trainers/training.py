@@ -81,7 +81,8 @@ def evaluate_split(
     autocast: bool = False,
     keep_probabilities: bool = False,
 ) -> dict:
-    """UA, WA, macro-F1, confusion and mean loss over every sample of ``split`` (eval mode).
+    """UA, WA, macro-F1 (over all ``n_classes`` classes), ``absent_classes``, confusion and mean loss over
+    every sample of ``split`` (eval mode); see ``trainers.metrics``.
 
     ``keep_probabilities`` adds ``probabilities``: the softmax of each sample's logits,
     ``(N, n_classes)`` float32 on the CPU, in ``split`` order (what ``trainers.predictions`` stores).

@@ -59,7 +59,7 @@ def print_cross_eval(storage: str, experiment: str) -> None:
             str(row.rank),
             str(row.genotype_hash),
             _number(row.mean_valid_ua),
-            _number(row.mean_ua) + ("" if pd.isna(row.std_ua) else f"±{row.std_ua:.3f}"),
+            _number(row.mean_test_ua) + ("" if pd.isna(row.std_test_ua) else f"±{row.std_test_ua:.3f}"),
             f"{row.folds_covered}/{row.n_folds}" + ("" if row.seeds == 1 else f"x{row.seeds}"),
             str(row.seen_folds),
             _number(row.mean_params / 1000, "{:,.0f}k"),

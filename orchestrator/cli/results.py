@@ -32,22 +32,40 @@ __all__ = ["TABLE_FIRST", "cmd_export", "cmd_leaderboard", "cmd_predict", "cmd_r
 # its order (csv/json/parquet carry every column). "folds" is folds_covered/n_folds in one cell.
 FOLDS = "folds"
 TABLE_FIRST: dict[str, tuple[str, ...]] = {
-    "genotype": ("rank", "genotype_hash", "mean_valid_ua", "mean_ua", FOLDS, "mean_params", "std_valid_ua", "std_ua"),
+    "genotype": (
+        "rank",
+        "genotype_hash",
+        "mean_valid_ua",
+        "mean_test_ua",
+        FOLDS,
+        "mean_params",
+        "std_valid_ua",
+        "std_test_ua",
+    ),
     "trial": (  # a search trial belongs to one outer fold; runs = its networks (inner folds) finished
         "rank",
         "trial_id",
         "outer_fold",
         "mean_valid_ua",
-        "mean_ua",
+        "mean_test_ua",
         "runs",
         "mean_params",
         "trial_status",
         FOLDS,
         "std_valid_ua",
-        "std_ua",
+        "std_test_ua",
     ),
-    "config": ("rank", "mean_valid_ua", "mean_ua", FOLDS, "mean_params"),  # then leaderboard.views.CONFIG_COLUMNS
-    "cross-eval": ("rank", "genotype_hash", "mean_valid_ua", "mean_ua", FOLDS, "seeds", "seen_folds", "mean_params"),
+    "config": ("rank", "mean_valid_ua", "mean_test_ua", FOLDS, "mean_params"),  # then leaderboard.views.CONFIG_COLUMNS
+    "cross-eval": (
+        "rank",
+        "genotype_hash",
+        "mean_valid_ua",
+        "mean_test_ua",
+        FOLDS,
+        "seeds",
+        "seen_folds",
+        "mean_params",
+    ),
 }
 _RIGHT_TEXT = {FOLDS}  # text columns aligned like numbers
 
@@ -107,7 +125,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     import duckdb
 
-    from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect, cross_eval_summary
+    from orchestrator.leaderboard import AUTO_COMPACT_FILES, absent_class_notes, connect, cross_eval_summary
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
     if args.top is not None and args.top < 1:
@@ -135,6 +153,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         except duckdb.Error as error:
             raise UserError(f"query failed: {str(error).splitlines()[0]}") from None
         estimates = {} if args.sql else nested_estimates(board)
+        absent = [] if args.sql else absent_class_notes(board)
     optimistic = not args.sql and args.rank_by == "test"
     if optimistic:
         error_console.print(f"[yellow]{OPTIMISTIC_NOTE}.[/]")
@@ -144,7 +163,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if frame.empty:
             console.print("No rows.")
         else:
-            ranked_by = "test UA (optimistic)" if optimistic else "validation UA; mean_ua is test, never used to rank"
+            ranked_by = (
+                "test UA (optimistic)" if optimistic else "validation UA; mean_test_ua is test, never used to rank"
+            )
             title = "query" if args.sql else f"leaderboard by {args.by}, ranked by {ranked_by}"
             if cross_eval:
                 title += (
@@ -157,6 +178,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 ),
                 soft_wrap=False,  # the title and the caption wrap at the table's width
             )
+        for note in absent:  # a split without some class: its UA counts that class as recall 0
+            console.print(f"[yellow]note: {escape(note)}[/]")
     elif args.format == "csv":
         text = frame.to_csv(index=False)
         Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
@@ -168,6 +191,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 "rank_by": args.rank_by,
                 "optimistic": optimistic,
                 "nested_estimate": {name: estimate.to_dict() for name, estimate in estimates.items()},
+                "absent_classes": absent,
                 "rows": json.loads(text),
             }
             text = json.dumps(document, indent=2) + "\n"

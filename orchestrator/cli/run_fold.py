@@ -147,11 +147,17 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     name = result.genotype_hash or result.architecture
     console.print(
-        f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.ua:.3f}  WA {result.wa:.3f}  "
-        f"macro-F1 {result.macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
+        f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.test_ua:.3f}  WA {result.test_wa:.3f}  "
+        f"macro-F1 {result.test_macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
         f"chosen on valid (UA {result.valid_ua:.3f}); {result.params:,} parameters; search "
         f"{result.search_seconds:.0f} s, evaluation {result.eval_seconds:.0f} s -> {Path(args.out) / RESULT_NAME}"
     )
+    for split, absent in (("test", result.test_absent_classes), ("validation", result.valid_absent_classes)):
+        if absent:  # UA averages over every protocol class: these count as recall 0
+            console.print(
+                f"[yellow]note: no {split} utterance of class {escape(', '.join(absent))}: it counts as recall 0 "
+                f"in the {split} UA (and F1 0 in macro-F1).[/]"
+            )
     return 0
 
 

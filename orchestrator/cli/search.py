@@ -81,7 +81,7 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
             row.trial_id,
             str(row.outer_fold) if row.folds_covered == 1 else f"{row.folds_covered}/{row.n_folds}",
             _mean_and_spread(row.mean_valid_ua, row.std_valid_ua),
-            _mean_and_spread(row.mean_ua, row.std_ua),
+            _mean_and_spread(row.mean_test_ua, row.std_test_ua),
             f"{row.runs}/{planned}" if row.folds_covered == 1 else str(row.runs),
             str(row.trial_status),
             f"{row.mean_params:,.0f}",

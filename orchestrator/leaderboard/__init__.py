@@ -12,11 +12,13 @@ One module per concept: ``schema`` (the typed ``FoldRow``, columns, version), ``
 (checking rows), ``predictions`` (per-utterance predictions), ``parts`` (file locations, atomic writes), ``footers`` (the footer-check
 cache), ``scan`` (listing good and damaged files), ``sources`` (rows of files as a DuckDB
 query, local or object store), ``snapshots`` (compaction), ``views`` (``connect``, the
-rankings) and ``cross_eval`` (the cross-eval view). This package re-exports their public names.
+rankings), ``cross_eval`` (the cross-eval view) and ``absent_classes`` (runs whose splits lack a
+class). This package re-exports their public names.
 """
 
 from __future__ import annotations
 
+from orchestrator.leaderboard.absent_classes import ABSENT_CLASSES_SQL, absent_class_notes
 from orchestrator.leaderboard.cross_eval import BASELINE, CROSS_EVAL_SQL, cross_eval_summary
 from orchestrator.leaderboard.parts import (
     CACHE_DIR,
@@ -41,6 +43,7 @@ from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_
 from orchestrator.leaderboard.schema import (
     COLUMN_DOCS,
     FOLD_STATUSES,
+    RENAMED_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
     STAGES,
@@ -67,7 +70,10 @@ __all__ = [
     "PREDICTIONS_DIR",
     "predictions_path",
     "write_predictions",
+    "ABSENT_CLASSES_SQL",
     "BASELINE",
+    "RENAMED_COLUMNS",
+    "absent_class_notes",
     "CROSS_EVAL_SQL",
     "STAGES",
     "cross_eval_summary",

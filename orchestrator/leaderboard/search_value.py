@@ -116,7 +116,9 @@ def search_verdicts(board: Any, frame: pd.DataFrame, *, baseline: str) -> list[S
             beaten = int((randoms["mean_test_ua"] < row.mean_test_ua).sum())
             above = int((randoms["mean_test_ua"] > row.mean_test_ua).sum())
             mine = mine_of[mine_of["genotype_hash"] == row.genotype_hash]
-            reference = mine_of[(mine_of["genotype_hash"] == baseline) & mine_of["settings"].isin(set(mine["settings"]))]
+            reference = mine_of[
+                (mine_of["genotype_hash"] == baseline) & mine_of["settings"].isin(set(mine["settings"]))
+            ]
             classes = json.loads(mine["classes"].iloc[0]) if not mine.empty else []
             verdicts.append(
                 SearchVerdict(
@@ -130,7 +132,9 @@ def search_verdicts(board: Any, frame: pd.DataFrame, *, baseline: str) -> list[S
                     random_mean_test_ua=random_mean,
                     relative_improvement=100.0 * (float(row.mean_test_ua) - random_mean) / random_mean,
                     folds_p=_folds_p(
-                        per_fold[per_fold["experiment"] == experiment], row.genotype_hash, list(randoms["genotype_hash"])
+                        per_fold[per_fold["experiment"] == experiment],
+                        row.genotype_hash,
+                        list(randoms["genotype_hash"]),
                     ),
                     vs_random=None
                     if mine.empty or random_predictions.empty

@@ -29,9 +29,17 @@ from orchestrator.names import check_name
 
 __all__ = ["validate_fold_row", "validate_trial_row"]
 
-_JSON_COLUMNS = {"params_json": dict, "genotype": dict, "classes": list, "confusion": list, "primitives": list}
-_COMPLETED_NEEDS = ("genotype_hash", "ua", "wa", "macro_f1")
-_FRACTIONS = ("ua", "wa", "macro_f1", "valid_ua")
+_ABSENT_CLASSES = ("test_absent_classes", "valid_absent_classes")  # JSON lists of names out of `classes`
+_JSON_COLUMNS = {
+    "params_json": dict,
+    "genotype": dict,
+    "classes": list,
+    "confusion": list,
+    "primitives": list,
+    **dict.fromkeys(_ABSENT_CLASSES, list),
+}
+_COMPLETED_NEEDS = ("genotype_hash", "test_ua", "test_wa", "test_macro_f1")
+_FRACTIONS = ("test_ua", "test_wa", "test_macro_f1", "valid_ua")
 
 
 def _canonical_json(value: Any) -> str:
@@ -158,6 +166,14 @@ def validate_fold_row(row: FoldRow | Mapping[str, Any]) -> dict[str, Any]:
     for name in _FRACTIONS:
         if clean[name] is not None and not 0.0 <= clean[name] <= 1.0:
             raise ValueError(f"column {name!r} must be a fraction in [0, 1], but got {clean[name]}.")
+    classes = json.loads(clean["classes"])
+    for name in _ABSENT_CLASSES:
+        if clean[name] is not None:
+            unknown = [value for value in json.loads(clean[name]) if value not in classes]
+            if unknown:
+                raise ValueError(
+                    f"column {name!r} must list names out of column 'classes' {classes}, but got {unknown!r}."
+                )
     return clean
 
 

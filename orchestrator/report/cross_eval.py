@@ -18,8 +18,8 @@ from orchestrator.report.html import empty, figure_html, html_table
 __all__ = ["CROSS_EVAL_FOLDS_SQL", "cross_eval_section"]
 
 CROSS_EVAL_FOLDS_SQL = """
-SELECT experiment, genotype_hash, fold, avg(ua) AS ua, bool_or(test_seen_in_search) AS seen
-FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND ua IS NOT NULL
+SELECT experiment, genotype_hash, fold, avg(test_ua) AS test_ua, bool_or(test_seen_in_search) AS seen
+FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND test_ua IS NOT NULL
 GROUP BY ALL
 """
 """Test UA per (genotype, fold), the mean over seeds, and whether the genotype's search saw the fold's test speakers."""
@@ -38,7 +38,7 @@ def _heatmap(table: pd.DataFrame, folds: pd.DataFrame) -> str:
     for record in folds.itertuples():
         row = index.get((record.experiment, record.genotype_hash))
         if row is not None:
-            grid[row, int(record.fold) - 1] = record.ua
+            grid[row, int(record.fold) - 1] = record.test_ua
             seen[row, int(record.fold) - 1] = bool(record.seen) if not pd.isna(record.seen) else False
     fig = Figure(figsize=(1.6 + 0.8 * n_folds, 1 + 0.4 * len(keys)))
     ax = fig.add_subplot()

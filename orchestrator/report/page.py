@@ -15,7 +15,8 @@ external script, font or image is referenced. Sections (each ``<section id=...>`
 ``confusion``     confusion matrix of the best trial, summed over its folds
 ``cells``         the best genotype's normal and reduction cells (nodes, edges labelled with ops)
 
-A section without data shows one sentence instead. Damaged part files are listed in a note.
+A section without data shows one sentence instead. Damaged part files are listed in a note, and so
+are runs whose test or validation speakers lacked a class (``leaderboard.absent_classes``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.leaderboard import Leaderboard, StorageLocation, connect, cross_eval_summary
+from orchestrator.leaderboard import Leaderboard, StorageLocation, absent_class_notes, connect, cross_eval_summary
 from orchestrator.report.cells import cells_section
 from orchestrator.report.cross_eval import CROSS_EVAL_FOLDS_SQL, cross_eval_section
 from orchestrator.report.html import CSS, SCORED, SEARCH
@@ -95,13 +96,25 @@ def _damage_note(board: Leaderboard) -> str:
     )
 
 
+def _absent_note(board: Leaderboard) -> str:
+    """A note naming the runs whose test or validation speakers lacked a class (recall 0 in that UA)."""
+    notes = absent_class_notes(board)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return (
+        '<div class="note"><strong>Classes absent from a split</strong> (UA averages over every class of the '
+        f"protocol, so such a class counts as recall 0 there):<ul>{items}</ul></div>"
+    )
+
+
 def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     trials = board.summary("trial")
     genotypes = board.summary("genotype")
-    folds = board.sql(f"SELECT experiment, trial_id, fold, ua FROM runs WHERE {SCORED}")
+    folds = board.sql(f"SELECT experiment, trial_id, fold, test_ua FROM runs WHERE {SCORED}")
     per_trial = board.sql(
         f"SELECT experiment, trial_id, any_value(layers) AS layers, any_value(seed) AS seed, "
-        f"max(status) AS status, avg(ua) AS ua FROM runs WHERE {SCORED} GROUP BY ALL"
+        f"max(status) AS status, avg(test_ua) AS test_ua FROM runs WHERE {SCORED} GROUP BY ALL"
     )
     runs = board.sql(
         "SELECT experiment, trial_id, status, written_at, coalesce(search_epochs_run, 0) + "
@@ -155,7 +168,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         f"<h1>{html.escape(title)}</h1>"
         f"<p>Leaderboard <code>{html.escape(storage)}</code>; {len(trials)} trial(s) with finished folds, "
         f"{failed} failed run(s) left out of the rankings; written {created}.</p>"
-        f"{_damage_note(board)}<nav><ul>{toc}</ul></nav>{sections}</body></html>\n"
+        f"{_damage_note(board)}{_absent_note(board)}<nav><ul>{toc}</ul></nav>{sections}</body></html>\n"
     )
 
 

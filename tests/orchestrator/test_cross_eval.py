@@ -60,7 +60,7 @@ def _search_rows(storage: Path) -> None:
         write_fold_row(
             storage,
             make_leaderboard_row(
-                trial_id=trial, fold=fold, genotype=genotype, genotype_hash=key, valid_ua=valid, ua=ua
+                trial_id=trial, fold=fold, genotype=genotype, genotype_hash=key, valid_ua=valid, test_ua=ua
             ),
         )
 
@@ -167,7 +167,7 @@ def test_source_settings_train_the_baseline_under_each_source_trials_settings(tm
                     params_json=plan.row_params,
                     source_trial_id=candidate.source_trial_id,
                     source_fold=candidate.source_fold,
-                    ua=ua[candidate.source_trial_id],
+                    test_ua=ua[candidate.source_trial_id],
                 ),
             )
     with connect(storage, experiment="exp") as board:

@@ -13,7 +13,7 @@ import pytest
 from conftest import make_leaderboard_row
 from orchestrator.leaderboard import SCHEMA, connect, cross_eval_summary, write_fold_row
 from orchestrator.leaderboard.cross_eval import wilcoxon_vs_baseline
-from orchestrator.leaderboard.schema import ADDED_COLUMNS
+from orchestrator.leaderboard.schema import ADDED_COLUMNS, RENAMED_COLUMNS
 from orchestrator.leaderboard.validation import validate_fold_row
 from orchestrator.selection import nested_estimates
 
@@ -34,7 +34,7 @@ CROSS = {  # genotype -> per fold (valid_ua, ua, seen); seed 0
 def _search_rows(storage: Path) -> None:
     for trial, fold, genotype, valid, ua in SEARCH:
         write_fold_row(
-            storage, make_leaderboard_row(trial_id=trial, fold=fold, genotype_hash=genotype, valid_ua=valid, ua=ua)
+            storage, make_leaderboard_row(trial_id=trial, fold=fold, genotype_hash=genotype, valid_ua=valid, test_ua=ua)
         )
 
 
@@ -52,7 +52,7 @@ def _cross_rows(storage: Path, *, seeds=(0,)) -> None:
                         seed=seed,
                         genotype_hash=genotype,
                         valid_ua=valid,
-                        ua=ua,
+                        test_ua=ua,
                         test_seen_in_search=seen,
                         params=1000 if genotype == "baseline" else 500,
                         **source,
@@ -84,7 +84,7 @@ def test_the_cross_eval_view_against_hand_computed_values(tmp_path: Path) -> Non
     # ranked by mean validation UA, complete entries first: a (0.65), baseline (0.50), then b (2 of 3 folds)
     assert table["rank"].to_dict() == {"aaaaaaaaaaaa": 1, "baseline": 2, "bbbbbbbbbbbb": 3}
     a = table.loc["aaaaaaaaaaaa"]
-    assert a["mean_ua"] == pytest.approx(0.60) and a["std_ua"] == pytest.approx(0.10)
+    assert a["mean_test_ua"] == pytest.approx(0.60) and a["std_test_ua"] == pytest.approx(0.10)
     assert a["mean_valid_ua"] == pytest.approx(0.65) and a["std_valid_ua"] == pytest.approx(0.10)
     assert (a["folds_covered"], a["n_folds"], a["complete"], a["seeds"], a["seen_folds"]) == (3, 3, True, 1, 1)
     assert a["mean_params"] == 500 and a["source_trial_id"] == "s1" and a["source_fold"] == 1
@@ -106,7 +106,7 @@ def test_a_rerun_pair_counts_once_and_seeds_pair_with_the_baselines(tmp_path: Pa
     with connect(tmp_path) as board:
         a = cross_eval_summary(board, experiment="exp").set_index("genotype_hash").loc["aaaaaaaaaaaa"]
     assert (a["pairs"], a["seeds"], a["baseline_pairs"]) == (6, 2, 6)
-    assert a["mean_ua"] == pytest.approx(0.60)
+    assert a["mean_test_ua"] == pytest.approx(0.60)
 
 
 def test_seeds_of_a_fold_are_one_observation_in_the_wilcoxon_test(tmp_path: Path) -> None:
@@ -183,14 +183,18 @@ def test_wilcoxon_says_why_there_is_no_p_value() -> None:
 
 
 def _write_version_1_row(storage: Path, trial_id: str, fold: int) -> None:
-    """A row as schema version 1 wrote it: no stage and no source columns."""
+    """A row as schema version 1 wrote it: no stage and no source columns, test UA under its old name ``ua``."""
     row = {**validate_fold_row(make_leaderboard_row(trial_id=trial_id, fold=fold)), "schema_version": 1}
+    former = {new: old for old, new in RENAMED_COLUMNS.items()}
     old = pa.schema(
-        [f for f in SCHEMA if f.name not in ADDED_COLUMNS], metadata={b"sernas.leaderboard.schema_version": b"1"}
+        [f.with_name(former.get(f.name, f.name)) for f in SCHEMA if f.name not in ADDED_COLUMNS],
+        metadata={b"sernas.leaderboard.schema_version": b"1"},
     )
     folder = storage / "leaderboard" / "exp" / trial_id
     folder.mkdir(parents=True)
-    table = pa.Table.from_pylist([{name: row[name] for name in old.names}], schema=old)
+    table = pa.Table.from_pylist(
+        [{former.get(name, name): row[name] for name in SCHEMA.names if name not in ADDED_COLUMNS}], schema=old
+    )
     pq.write_table(table, folder / f"fold={fold}-attempt=0.parquet")
 
 
@@ -206,7 +210,7 @@ def test_version_1_files_read_as_search_rows(tmp_path: Path) -> None:
     with connect(tmp_path / "mixed") as board:
         assert board.damaged == ()
         runs = board.sql("SELECT trial_id, schema_version, stage FROM runs ORDER BY trial_id")
-        assert runs["stage"].tolist() == ["search", "search"] and runs["schema_version"].tolist() == [3, 1]
+        assert runs["stage"].tolist() == ["search", "search"] and runs["schema_version"].tolist() == [4, 1]
         assert board.summary("genotype")["folds_covered"].tolist() == [2]
 
 

@@ -34,7 +34,7 @@ def nested_rows(storage: Path, trial: str, *, fold: int, valid_ua: float, test_u
                 inner_fold=inner,
                 n_inner_folds=2,
                 valid_ua=valid_ua + shift,
-                ua=test_ua,
+                test_ua=test_ua,
                 genotype_hash=HASHES[trial.split("-")[0]],
                 best_epoch=fold + 1,
             ),
@@ -142,7 +142,7 @@ def test_only_trials_their_study_completed_are_chosen(reversed_board: Path) -> N
 
 def test_rows_before_nesting_pick_per_fold_and_break_ties_by_trial_id_not_by_test(tmp_path: Path) -> None:
     for trial, test_ua in (("t1", 0.30), ("t2", 0.90)):
-        write_fold_row(tmp_path, make_leaderboard_row(trial_id=trial, fold=1, n_folds=1, valid_ua=0.5, ua=test_ua))
+        write_fold_row(tmp_path, make_leaderboard_row(trial_id=trial, fold=1, n_folds=1, valid_ua=0.5, test_ua=test_ua))
     with connect(tmp_path) as board:
         estimate = nested_estimates(board)["exp"]
     assert [pick.trial_id for pick in estimate.picks] == ["t1"] and estimate.mean_test_ua == pytest.approx(0.30)

@@ -51,13 +51,15 @@ def _result(architecture: str, genotype_hash: str | None) -> FoldResult:
         classes=["ang", "hap"],
         architecture=architecture,
         genotype_hash=genotype_hash,
-        ua=0.6,
-        wa=0.7,
-        macro_f1=0.5,
+        test_ua=0.6,
+        test_wa=0.7,
+        test_macro_f1=0.5,
         confusion=[[3, 1], [1, 3]],
         test_utterances=8,
+        test_absent_classes=[],
         best_epoch=1,
         valid_ua=0.55,
+        valid_absent_classes=["hap"],
         params=1000,
         search_seconds=1.5,
         eval_seconds=2.5,
@@ -115,6 +117,8 @@ def test_a_finished_fold(tmp_path: Path, architecture, genotype_hash, stored_gen
     assert json.loads(stored["confusion"]) == [[3, 1], [1, 3]] and stored["classes"] == '["ang","hap"]'
     assert stored["params_json"] == '{"layers":3,"seed":7}' and stored["weights_lr"] == 0.025
     assert stored["search_stop_reason"] == "epochs" and stored["alpha_entropy"] == 1.25
+    assert (stored["test_ua"], stored["test_wa"], stored["test_macro_f1"], stored["valid_ua"]) == (0.6, 0.7, 0.5, 0.55)
+    assert (stored["test_absent_classes"], stored["valid_absent_classes"]) == ("[]", '["hap"]')  # names, flagged
 
 
 def test_the_collapse_guard_verdict_and_no_search_reach_the_row(tmp_path: Path) -> None:

@@ -272,7 +272,7 @@ def test_corrupt_parquet_part_is_named_and_skipped_and_every_good_row_answers(tm
     storage = tmp_path / "runs"
     good = [(trial, fold) for trial in ("t1", "t2") for fold in (1, 2, 3)]
     for trial, fold in good:
-        write_fold_row(storage, make_leaderboard_row(trial_id=trial, fold=fold, ua=0.5 + fold / 100))
+        write_fold_row(storage, make_leaderboard_row(trial_id=trial, fold=fold, test_ua=0.5 + fold / 100))
     garbage = storage / "leaderboard" / "exp" / "t3" / "fold=1-attempt=0.parquet"
     garbage.parent.mkdir(parents=True)
     garbage.write_bytes(b"PAR1" + b"\x00" * 200)

@@ -247,3 +247,28 @@ def test_mask_padding_off_lets_the_padding_count():
         with torch.no_grad():
             change = (net(longer, lengths) - net(x, lengths)).abs().max()
         assert (change > 1e-3) == moved, (mask, float(change))
+
+
+def test_a_checkpoint_from_before_absent_classes_resumes_with_them(tmp_path):
+    """Checkpoints written before the metrics named absent classes: derived from the stored confusion."""
+    from trainers.checkpoint import save_checkpoint
+    from trainers.fold_data import Split
+
+    data = make_fold_data(n_train=24, n_valid=12, n_test=12)
+    keep = data.valid.y != 1  # no validation utterance of class c1
+    valid = Split(
+        x=data.valid.x[keep],
+        y=data.valid.y[keep],
+        utt_ids=tuple(u for u, k in zip(data.valid.utt_ids, keep.tolist()) if k),
+        speakers=tuple(s for s, k in zip(data.valid.speakers, keep.tolist()) if k),
+    )
+    data, path = dataclasses.replace(data, valid=valid), tmp_path / "eval.pt"
+    first = run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path)
+    assert first.valid["absent_classes"] == [1] and first.test["absent_classes"] == []
+    state = load_checkpoint(path)
+    del state["best"]["valid"]["absent_classes"]  # as an older checkpoint holds it
+    save_checkpoint(state, path)
+    resumed = run_evaluation(
+        data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path
+    )
+    assert resumed.valid == first.valid and resumed.test == first.test
