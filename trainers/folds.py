@@ -410,7 +410,7 @@ def fold_counts(table: pd.DataFrame) -> pd.DataFrame:
     counts["test speakers"] = speakers.get("test")
     alphas = table[table["search_role"] == "alphas"].groupby("fold")["speaker"]
     counts["alpha speakers"] = alphas.apply(lambda s: ",".join(sorted(set(s)))).reindex(counts.index)
-    counts["speakers"] = pd.Series({fold: speaker_check(rows) for fold, rows in table.groupby("fold")})
+    counts["speaker check"] = pd.Series({fold: speaker_check(rows) for fold, rows in table.groupby("fold")})
     return counts
 
 

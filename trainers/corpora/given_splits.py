@@ -89,6 +89,21 @@ class GivenSplits:
         return False
 
 
+def implied_merges(labels: Mapping[str, Any]) -> dict[str, str]:
+    """The merges a label mapping makes: raw labels mapped to one class merge into the one named
+    like the class (``{"exc": "hap", "hap": "hap"}``), else the first listed (EmoBox's IEMOCAP
+    ``{"hap": "Happy", "exc": "Happy"}`` merges exc into hap). Numeric values (s3prl's class
+    indices) merge labels sharing an index the same way."""
+    groups: dict[str, list[str]] = {}
+    for raw, target in labels.items():
+        groups.setdefault(str(target), []).append(str(raw))
+    merges = {}
+    for target, raws in groups.items():
+        into = target if target in raws else raws[0]
+        merges.update({raw: into for raw in raws if raw != into})
+    return merges
+
+
 def fold_number(name: str) -> int | None:
     """The fold number a folder name ends in (``fold_3``, ``Session3``, ``3``), or None."""
     match = re.search(r"(\d+)$", name)
