@@ -126,3 +126,25 @@ def test_folds_from_files_the_manifest_lacks_exit_2(tmp_path, capsys):
 def test_mistaken_folds_and_manifest_options_exit_2(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_run_fold_refuses_a_fold_whose_test_speakers_train_unless_asked(tmp_path, capsys):
+    emobox = build_emobox(tmp_path / "EmoBox", sessions=(1, 2))
+    listing = (emobox.root / "iemocap.jsonl").read_text().splitlines()
+    for number in emobox.folds:  # one fold testing every third utterance: its speakers also train
+        for path in (emobox.root / f"fold_{number}").iterdir():
+            path.unlink()
+        (emobox.root / f"fold_{number}").rmdir()
+    (emobox.root / "fold_1").mkdir()
+    (emobox.root / "fold_1" / "iemocap_test_fold_1.jsonl").write_text("\n".join(listing[::3]) + "\n")
+    train = [line for n, line in enumerate(listing) if n % 3]
+    (emobox.root / "fold_1" / "iemocap_train_fold_1.jsonl").write_text("\n".join(train) + "\n")
+    code, manifest, folds = _import(emobox, tmp_path)
+    assert code == 0
+    argv = ["folds", "--manifest", str(manifest), "--from", "emobox", "--root", str(emobox.root), "--out", str(folds)]
+    assert main([*argv, "--valid-speakers", "1"]) == 0
+    assert "not speaker-independent" in capsys.readouterr().out
+    run = ["run-fold", "--manifest", str(manifest), "--folds", str(folds), "--fold", "1", "--out", str(tmp_path / "r")]
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    assert "fold 1: test speaker(s)" in err and "--accept-speaker-overlap" in err and not (tmp_path / "r").exists()
