@@ -46,7 +46,7 @@ def test_an_emobox_import_reproduces_its_folds_exactly(tmp_path):
     table = given_folds(manifest, splits, protocol=GIVEN)
     counts = fold_counts(table)
     print("\nEmoBox fixture (3 sessions, leave-one-session-out): utterances per fold and split")
-    print(counts[["train", "valid", "test", "speakers"]].to_string())
+    print(counts[["train", "valid", "test", "speaker check"]].to_string())
     for fold, expected in emobox.folds.items():
         rows = table[table["fold"] == fold]
         assert set(rows.loc[rows["split"] == "test", "utt_id"]) == expected["test"]  # their test, exactly
