@@ -33,7 +33,9 @@ from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
 from trainers.features import extract_features
 from trainers.fold_data import fold_speaker_rows
-from trainers.folds import make_folds, protocol_classes, read_folds
+from trainers.folds import make_folds, protocol_classes, read_folds, require_speaker_independence
+from trainers.given_folds import given_folds
+from trainers.imports import read_given_splits
 from trainers.manifest import build_manifest, read_manifest, write_manifest
 
 
@@ -71,7 +73,14 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
             except FileExistsError as error:  # a user's folder, or another synthetic corpus: never written into
                 raise CorpusError(f"data.root {root}: {error}") from None
             dataset = "iemocap"
-        result = build_manifest(dataset=dataset, root=root, min_duration_s=data.min_duration_s)
+        result = build_manifest(
+            dataset=dataset,
+            root=root,
+            min_duration_s=data.min_duration_s,
+            audio_root=data.audio_root,
+            speakers=data.speakers,
+            corpus=data.corpus,
+        )
         if result.problems:  # (write_manifest's advice, --skip-bad, is an option of sernas manifest)
             raise CorpusError(
                 f"{len(result.problems)} problem(s) in {dataset} corpus at {result.root}; the experiment did not "
@@ -81,7 +90,11 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
                 result.problems,
             )
         scanned, manifest = result, result.frame
-    folds = make_folds(manifest, protocol=config.fold_protocol(), folds=config.folds.use)
+    folds = fold_table(config, manifest)
+    if not config.folds.accept_speaker_overlap:  # checked, never assumed: flagged folds are searched only on request
+        require_speaker_independence(
+            folds, opt_in="folds.accept_speaker_overlap: true (--set folds.accept_speaker_overlap=true)"
+        )
     if not (resume and check_prepared_data(data_location, manifest=manifest, folds=folds)):
         with folder_to_write(data_location) as folder:
             if scanned is not None:
@@ -104,6 +117,15 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
         classes=protocol_classes(folds, classes=data.classes),
         data_dir=data_location.shown(data_location.root),
     )
+
+
+def fold_table(config: ExperimentConfig, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The fold table of ``config``: made from the manifest's sessions, or (``folds.scheme: given``)
+    the folds of the split files at ``data.root``, exactly."""
+    if config.folds.scheme != "given":
+        return make_folds(manifest, protocol=config.fold_protocol(), folds=config.folds.use)
+    splits = read_given_splits(config.data.dataset, config.data.root, corpus=config.data.corpus)
+    return given_folds(manifest, splits, protocol=config.fold_protocol(), folds=config.folds.use)
 
 
 def load_experiment(storage: str, experiment: str, *, needed_by: str) -> tuple[ExperimentConfig, PreparedData]:

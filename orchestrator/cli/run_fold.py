@@ -79,7 +79,7 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
     from trainers.device import resolve_device
     from trainers.features import FeaturesNotFoundError
     from trainers.fold_data import load_fold_data
-    from trainers.folds import read_folds
+    from trainers.folds import read_folds, require_speaker_independence
     from trainers.manifest import read_manifest
     from trainers.run_fold import RESULT_NAME, run_fold
     from trainers.settings import EvalSettings, ModelShape, SearchSettings
@@ -102,6 +102,8 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         manifest = read_manifest(args.manifest)
         folds, protocol = read_folds(args.folds)
+        if not args.accept_speaker_overlap:  # checked, never assumed (trainers.folds.speaker_check)
+            require_speaker_independence(folds[folds["fold"] == args.fold], opt_in="--accept-speaker-overlap")
         data = load_fold_data(
             manifest=manifest,
             folds=folds,
@@ -169,6 +171,11 @@ def register(commands: Subcommands) -> None:
     fold.add_argument("--manifest", required=True, type=Path)
     fold.add_argument("--folds", required=True, type=Path)
     fold.add_argument("--fold", required=True, type=int)
+    fold.add_argument(
+        "--accept-speaker-overlap",
+        action="store_true",
+        help="run a fold that is not speaker-independent (its test speakers also train or validate, or are unknown)",
+    )
     fold.add_argument(
         "--genotype",
         default=None,

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from orchestrator.config.domain import Domain, SpaceEntry, dump_space_entry, plain_value
 from orchestrator.config.errors import Issue, raise_at, short_repr, validation_message
-from orchestrator.config.models import DataConfig, FoldsConfig, StrictModel
+from orchestrator.config.models import SPLIT_FILE_DATASETS, DataConfig, FoldsConfig, StrictModel
 from orchestrator.config.trial_settings import SHORTHANDS, build_settings, settings_path_error, targets
 from orchestrator.config.tune import TuneConfig
 from orchestrator.names import NAME_RULE, check_name
@@ -184,6 +184,7 @@ class ExperimentConfig(StrictModel):
                     self.tune.pruner.model_dump(),
                 )
             )
+        errors.extend(self._given_folds_have_files())
         errors.extend(self._wilcoxon_reachable())
         errors.extend(self._seeds_are_replicates())
         errors.extend(self._epoch_steps_align())
@@ -192,6 +193,24 @@ class ExperimentConfig(StrictModel):
             errors.append((("device",), device_problem, self.device))
         raise_at(errors, "ExperimentConfig")
         return self
+
+    def _given_folds_have_files(self) -> list[Issue]:
+        """``folds.scheme: given`` reads the folds of split files: data.dataset must be their format
+        and data.root their folder (data.manifest may hold the manifest made from them)."""
+        if self.folds.scheme != "given":
+            return []
+        if self.data.dataset not in SPLIT_FILE_DATASETS:
+            return [
+                (
+                    ("folds", "scheme"),
+                    f"given folds come from split files: data.dataset must be one of {', '.join(SPLIT_FILE_DATASETS)}, "
+                    f"but it is {self.data.dataset!r}",
+                    "given",
+                )
+            ]
+        if self.data.root is None:
+            return [(("data", "root"), "folds.scheme given reads the folds from the split files at data.root", None)]
+        return []
 
     def _wilcoxon_reachable(self) -> list[Issue]:
         """A Wilcoxon pruner over too few inner folds can never reach its p threshold: say so now.

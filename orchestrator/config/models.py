@@ -12,7 +12,15 @@ from orchestrator.config.errors import Issue, raise_at
 from trainers.corpora.scan import DEFAULT_MIN_DURATION_S
 from trainers.folds import FoldProtocol
 
-__all__ = ["DataConfig", "Dataset", "FoldsConfig", "StrictModel", "SyntheticOptions", "absolute_path"]
+__all__ = [
+    "SPLIT_FILE_DATASETS",
+    "DataConfig",
+    "Dataset",
+    "FoldsConfig",
+    "StrictModel",
+    "SyntheticOptions",
+    "absolute_path",
+]
 
 
 class StrictModel(BaseModel):
@@ -44,7 +52,8 @@ class SyntheticOptions(StrictModel):
         return value
 
 
-Dataset = Literal["iemocap", "msp-improv", "csv", "synthetic"]
+Dataset = Literal["iemocap", "msp-improv", "csv", "synthetic", "emobox", "s3prl", "speechbrain"]
+SPLIT_FILE_DATASETS = ("emobox", "s3prl", "speechbrain")  # = trainers.imports.SPLIT_FORMATS (a test holds it)
 
 
 class DataConfig(StrictModel):
@@ -64,6 +73,18 @@ class DataConfig(StrictModel):
         description=("clips shorter than this (seconds) are bad input when root is scanned; 0 keeps every clip"),
     )
     synthetic: SyntheticOptions | None = Field(None, description="options of dataset synthetic (filled in for it)")
+    audio_root: Path | None = Field(
+        None, description="split files (emobox, s3prl, speechbrain): the folder their wav paths are relative to"
+    )
+    speakers: Path | None = Field(
+        None, description="split files: a CSV map utt_id (or key),speaker[,gender,session] of each utterance's speaker"
+    )
+    corpus: str | None = Field(
+        None,
+        min_length=1,
+        description="split files: the corpus they describe (its speaker naming rule); default: EmoBox's dataset "
+        "field, iemocap for s3prl and speechbrain",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -72,7 +93,7 @@ class DataConfig(StrictModel):
             data = {**data, "synthetic": {}}
         return data
 
-    @field_validator("root", "manifest", "cache_dir")
+    @field_validator("root", "manifest", "cache_dir", "audio_root", "speakers")
     @classmethod
     def _absolute_path(cls, value: Path | None) -> Path | None:
         return None if value is None else absolute_path(value)
@@ -127,6 +148,18 @@ class DataConfig(StrictModel):
                         target,
                     )
                 )
+        if self.dataset not in SPLIT_FILE_DATASETS:
+            for name in ("audio_root", "speakers", "corpus"):
+                value = getattr(self, name)
+                if value is not None:
+                    errors.append(
+                        (
+                            (name,),
+                            f"applies to split files (dataset {', '.join(SPLIT_FILE_DATASETS)}), but dataset is "
+                            f"{self.dataset!r}",
+                            str(value),
+                        )
+                    )
         raise_at(errors, "DataConfig")
         return self
 
@@ -134,7 +167,10 @@ class DataConfig(StrictModel):
 class FoldsConfig(StrictModel):
     """Speaker-independent folds (see ``trainers.folds``)."""
 
-    scheme: Literal["loso", "speaker-pairs"]
+    scheme: Literal["loso", "speaker-pairs", "given"] = Field(
+        description="loso | speaker-pairs (made from the manifest's sessions) | given (the folds of data.root's split "
+        "files, dataset emobox, s3prl or speechbrain)"
+    )
     use: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
         None, min_length=1, description="fold numbers; None: all"
     )
@@ -153,6 +189,11 @@ class FoldsConfig(StrictModel):
         ge=2,
         description="inner speaker folds per outer fold, built from its non-test speakers; null: choose on the "
         "outer fold's validation speakers (docs/selection.md)",
+    )
+    accept_speaker_overlap: bool = Field(
+        False,
+        description="search folds that are not speaker-independent (column speaker_check of the fold table: a test "
+        "speaker also trains or validates, or speakers are unknown); false: sernas search refuses them",
     )
 
     @field_validator("use")
