@@ -113,6 +113,7 @@ def build_cross_eval_entrypoint(
     genotypes: Sequence[str] = (),
     seeds: int = 1,
     settings: str | None = None,
+    random: int | None = None,
     resume: bool = False,
 ) -> str:
     parts = ["sernas", "cross-eval", "--storage", storage, "--experiment", experiment]
@@ -121,6 +122,7 @@ def build_cross_eval_entrypoint(
     for genotype in genotypes:
         parts += ["--genotype", genotype]
     parts += ["--seeds", str(seeds)] + (["--settings", settings] if settings is not None else [])
+    parts += ["--random", str(random)] if random is not None else []
     parts += ["--resume"] if resume else []
     parts += ["--address", "auto"]
     return shlex.join(parts)
@@ -185,6 +187,7 @@ def submit_cross_eval(
     genotypes: Sequence[str] = (),
     seeds: int = 1,
     settings: str | None = None,
+    random: int | None = None,
     resume: bool = False,
     working_dir: Path | None = None,
     pip_install_project: bool = False,
@@ -198,6 +201,7 @@ def submit_cross_eval(
         genotypes=genotypes,
         seeds=seeds,
         settings=settings,
+        random=random,
         resume=resume,
     )
     return submit_entrypoint(

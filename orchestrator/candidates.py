@@ -25,6 +25,7 @@ __all__ = [
     "CANDIDATE_KEY",
     "CROSS_EVAL_SETTINGS",
     "CROSS_EVAL_SUFFIX",
+    "RANDOM_CONTROL",
     "SEED_KEY",
     "Candidate",
     "CrossEvalSettings",
@@ -37,6 +38,7 @@ __all__ = [
 CANDIDATE_KEY = "candidate"  # a cross-eval trial's parameter: its Candidate as JSON
 SEED_KEY = "eval_seed"  # a cross-eval trial's parameter: the evaluation seed (0 .. K-1, the same for every candidate)
 CROSS_EVAL_SUFFIX = "-cross-eval"
+RANDOM_CONTROL = "random"  # Candidate.control and the rows' ``control`` of a random-architecture control
 
 CrossEvalSettings = Literal["base", "source"]
 CROSS_EVAL_SETTINGS: tuple[str, ...] = get_args(CrossEvalSettings)
@@ -76,6 +78,7 @@ class Candidate:
     source_fold: int | None = None
     params: Mapping[str, Any] | None = None
     found_on: tuple[int, ...] = field(default=())
+    control: str | None = None  # "random": a random-architecture control (RANDOM_CONTROL), never searched
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -28,17 +28,19 @@ import pandas as pd
 from orchestrator.candidates import (
     CANDIDATE_KEY,
     CROSS_EVAL_SETTINGS,
+    RANDOM_CONTROL,
     SEED_KEY,
     Candidate,
     CrossEvalSettings,
     cross_eval_name,
+    settings_from,
 )
 from orchestrator.config import ExperimentConfig
 from orchestrator.experiment import ExperimentSummary, PreparedData, run_tune
 from orchestrator.leaderboard import BASELINE, connect
 from search_space.architecture import architecture_key, architecture_text, parse_architecture
 
-__all__ = ["check_settings", "choose_candidates", "run_cross_eval"]
+__all__ = ["check_settings", "choose_candidates", "random_controls", "run_cross_eval"]
 
 # A cross-eval row's params_json says what it trained under (canonical JSON, so equal settings are equal
 # text): the space parameters applied to the base settings, "{}" for the base settings themselves.
@@ -131,6 +133,34 @@ def _under(chosen: dict[str, tuple[Candidate, str]], settings: CrossEvalSettings
     return under
 
 
+def random_controls(config: ExperimentConfig, *, count: int, seed: int = 0) -> list[Candidate]:
+    """``count`` distinct genotypes drawn uniformly from the experiment's own search space (the
+    primitives and nodes of its base search settings with the space's fixed values), seeded by
+    ``seed``: the random-architecture controls (Yang et al., ICLR 2020) a searched cell must beat.
+
+    Raises ValueError when the space holds fewer than ``count`` distinct genotypes.
+    """
+    from search_space.sampling import genotype_space_size, sample_genotypes
+
+    if count < 1:
+        raise ValueError(f"--random must be >= 1, but got {count}.")
+    search, _ = settings_from(config, None)
+    primitives, nodes = tuple(search.primitives), search.shape.nodes
+    size = genotype_space_size(primitives=primitives, nodes=nodes)
+    if size < count:
+        raise ValueError(
+            f"--random {count}: the search space ({nodes} nodes, {len(primitives)} primitives) holds {size}."
+        )
+    return [
+        Candidate(
+            architecture=architecture_text(genotype),
+            genotype_hash=architecture_key(genotype),
+            control=RANDOM_CONTROL,
+        )
+        for genotype in sample_genotypes(seed, count, primitives=primitives, nodes=nodes)
+    ]
+
+
 def choose_candidates(
     storage: str,
     *,
@@ -138,17 +168,20 @@ def choose_candidates(
     top: int | None,
     genotypes: Sequence[str] = (),
     settings: CrossEvalSettings = "base",
+    controls: Sequence[Candidate] = (),
 ) -> list[Candidate]:
     """The ``top`` genotypes by mean validation UA of the search rows, then those in ``genotypes``
     (a hash found by the search, genotype JSON, or ``baseline``), without repeats, each with the
     parameters it trains under (``settings``: see ``CROSS_EVAL_SETTINGS``; with ``source`` the
     baseline comes once per distinct source settings).
 
+    ``controls`` (``random_controls``) come last, trained like the rest (base settings in either mode).
+
     Raises ValueError naming ``--top`` or ``--genotype`` when there is nothing to choose, and
     naming ``--settings`` when the experiment's cross-eval rows were trained under the other settings.
     """
-    if top is None and not genotypes:
-        raise ValueError("give --top N and/or --genotype HASH|JSON|baseline: nothing to cross-evaluate.")
+    if top is None and not genotypes and not controls:
+        raise ValueError("give --top N, --genotype HASH|JSON|baseline and/or --random K: nothing to cross-evaluate.")
     if top is not None and top < 1:
         raise ValueError(f"--top must be >= 1, but got {top}.")
     chosen: dict[str, tuple[Candidate, str]] = {}  # genotype hash -> (candidate, its source params_json)
@@ -180,6 +213,8 @@ def choose_candidates(
             found = _from_search(board, experiment, key)
             given_only = Candidate(architecture=architecture_text(architecture), genotype_hash=key)
             chosen.setdefault(key, found or (given_only, _BASE))
+        for control in controls:  # a random draw the search also found stays the searched candidate
+            chosen.setdefault(control.genotype_hash, (control, _BASE))
     return _under(chosen, settings)
 
 

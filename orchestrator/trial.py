@@ -175,6 +175,7 @@ def _stage_facts(inputs: TrialInputs, candidate: Candidate | None, fold: int) ->
         "stage": "cross-eval",
         "source_trial_id": candidate.source_trial_id,
         "source_fold": candidate.source_fold,
+        "control": candidate.control,
         "test_seen_in_search": seen_in_search(inputs.folds, found_on=candidate.found_on, fold=fold),
     }
 

@@ -34,10 +34,11 @@ def _short_note(note: str) -> str:
 
 def print_cross_eval(storage: str, experiment: str) -> None:
     """The cross-eval genotypes of ``experiment``, ranked by mean validation UA, with the baseline comparison."""
-    from orchestrator.leaderboard import connect, cross_eval_summary
+    from orchestrator.leaderboard import BASELINE, connect, cross_eval_summary, search_verdicts
 
     with connect(storage, experiment=experiment) as board:
         frame = cross_eval_summary(board, experiment=experiment)
+        verdicts = search_verdicts(board, frame, baseline=BASELINE)
         damaged = board.scan.damage_report()
     for line in damaged:
         error_console.print(f"[yellow]{escape(line)}[/]")
@@ -57,7 +58,7 @@ def print_cross_eval(storage: str, experiment: str) -> None:
     for row in frame.itertuples():
         table.add_row(
             str(row.rank),
-            str(row.genotype_hash),
+            str(row.genotype_hash) + (" (random)" if getattr(row, "random_control", False) else ""),
             _number(row.mean_valid_ua),
             _number(row.mean_test_ua) + ("" if pd.isna(row.std_test_ua) else f"±{row.std_test_ua:.3f}"),
             f"{row.folds_covered}/{row.n_folds}" + ("" if row.seeds == 1 else f"x{row.seeds}"),
@@ -67,6 +68,8 @@ def print_cross_eval(storage: str, experiment: str) -> None:
             _number(row.wilcoxon_p, "{:.2f}") if not pd.isna(row.wilcoxon_p) else _short_note(row.wilcoxon_note),
         )
     console.print(table)
+    for verdict in verdicts:
+        console.print(escape(verdict.line()))
 
 
 def _candidate_label(candidate) -> str:
@@ -75,12 +78,14 @@ def _candidate_label(candidate) -> str:
         return f"{candidate.genotype_hash} (trial {candidate.source_trial_id}, fold {candidate.source_fold})"
     if candidate.source_trial_id is not None:
         return f"{candidate.genotype_hash} (trial {candidate.source_trial_id}'s settings)"
+    if candidate.control is not None:
+        return f"{candidate.genotype_hash} ({candidate.control} control)"
     return candidate.genotype_hash
 
 
 def cmd_cross_eval(args: argparse.Namespace) -> int:
     from orchestrator.config import ConfigError
-    from orchestrator.cross_eval import check_settings, choose_candidates, run_cross_eval
+    from orchestrator.cross_eval import check_settings, choose_candidates, random_controls, run_cross_eval
     from orchestrator.experiment import load_experiment
 
     check_storage(args.storage)
@@ -88,20 +93,30 @@ def cmd_cross_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--seeds must be >= 1, but got {args.seeds}.")
     if args.top is not None and args.top < 1:
         raise UserError(f"--top must be >= 1, but got {args.top}.")
-    if not args.resume and args.top is None and not args.genotype:
-        raise UserError("give --top N and/or --genotype HASH|JSON|baseline: nothing to cross-evaluate.")
+    if args.random is not None and args.random < 1:
+        raise UserError(f"--random must be >= 1, but got {args.random}.")
+    if not args.resume and args.top is None and not args.genotype and not args.random:
+        raise UserError("give --top N, --genotype HASH|JSON|baseline and/or --random K: nothing to cross-evaluate.")
     settings = args.settings or "base"  # (on --resume: the interrupted run's, checked against its rows if given)
     try:
         if args.resume and args.settings is not None:
             check_settings(args.storage, experiment=args.experiment, settings=settings)
-        candidates = (  # first: it only reads the leaderboard
+        config, prepared = load_experiment(args.storage, args.experiment, needed_by="cross-eval")
+        controls = (
+            random_controls(config, count=args.random, seed=args.random_seed) if args.random and not args.resume else []
+        )
+        candidates = (
             []
             if args.resume
             else choose_candidates(
-                args.storage, experiment=args.experiment, top=args.top, genotypes=args.genotype, settings=settings
+                args.storage,
+                experiment=args.experiment,
+                top=args.top,
+                genotypes=args.genotype,
+                settings=settings,
+                controls=controls,
             )
         )
-        config, prepared = load_experiment(args.storage, args.experiment, needed_by="cross-eval")
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     n_folds = prepared.folds["fold"].nunique()
@@ -150,6 +165,18 @@ def register(commands: Subcommands) -> None:
         help="also this genotype (a hash the search found, genotype JSON, or baseline); repeatable",
     )
     parser.add_argument("--seeds", type=int, default=1, help="evaluation seeds per genotype and fold (0..K-1)")
+    parser.add_argument(
+        "--random",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also K random-architecture controls: genotypes drawn uniformly from the experiment's own search space "
+        "(its primitives and nodes), trained exactly like the other candidates; the cross-eval table then says where "
+        "each searched genotype falls among them",
+    )
+    parser.add_argument(
+        "--random-seed", type=int, default=0, help="seed of the random controls' draw (recorded by their genotypes)"
+    )
     parser.add_argument(
         "--settings",
         choices=CROSS_EVAL_SETTINGS,

@@ -125,7 +125,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     import duckdb
 
-    from orchestrator.leaderboard import AUTO_COMPACT_FILES, absent_class_notes, connect, cross_eval_summary
+    from orchestrator.leaderboard import (
+        AUTO_COMPACT_FILES,
+        BASELINE,
+        absent_class_notes,
+        connect,
+        cross_eval_summary,
+        search_verdicts,
+    )
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
     if args.top is not None and args.top < 1:
@@ -148,6 +155,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 frame = board.sql(args.sql)
             elif cross_eval:
                 frame = cross_eval_summary(board, experiment=args.experiment, top=args.top)
+                verdicts = search_verdicts(board, frame, baseline=BASELINE)
             else:
                 frame = board.summary(args.by, where=args.where, top=args.top, rank_by=args.rank_by)
         except duckdb.Error as error:
@@ -157,9 +165,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     optimistic = not args.sql and args.rank_by == "test"
     if optimistic:
         error_console.print(f"[yellow]{OPTIMISTIC_NOTE}.[/]")
+    if not cross_eval:
+        verdicts = []
     if args.format == "table":
         for estimate in estimates.values():
             console.print(f"[bold]{escape(estimate.experiment)}[/]: {escape(estimate.headline())}")
+        for verdict in verdicts:
+            console.print(f"[bold]{escape(verdict.experiment)}[/]: {escape(verdict.line())}")
         if frame.empty:
             console.print("No rows.")
         else:
@@ -191,6 +203,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 "rank_by": args.rank_by,
                 "optimistic": optimistic,
                 "nested_estimate": {name: estimate.to_dict() for name, estimate in estimates.items()},
+                **({"search_verdicts": [verdict.to_dict() for verdict in verdicts]} if cross_eval else {}),
                 "absent_classes": absent,
                 "rows": json.loads(text),
             }

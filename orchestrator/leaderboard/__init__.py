@@ -51,6 +51,7 @@ from orchestrator.leaderboard.schema import (
     TRIAL_STATUSES,
     FoldRow,
 )
+from orchestrator.leaderboard.search_value import SearchVerdict, search_verdicts
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, Compaction, compact
 from orchestrator.leaderboard.sources import SOURCE_COLUMN
 from orchestrator.leaderboard.views import (
@@ -65,6 +66,8 @@ from orchestrator.leaderboard.views import (
 from orchestrator.storage import StorageLocation, resolve_storage
 
 __all__ = [
+    "SearchVerdict",
+    "search_verdicts",
     "PREDICTION_SCHEMA",
     "PREDICTION_SPLITS",
     "PREDICTIONS_DIR",

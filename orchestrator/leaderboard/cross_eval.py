@@ -40,6 +40,7 @@ CROSS_EVAL_COLUMNS = (
     "rank",
     "experiment",
     "genotype_hash",
+    "random_control",
     "mean_valid_ua",
     "std_valid_ua",
     "mean_test_ua",
@@ -87,7 +88,8 @@ entries AS (
 facts AS (
     SELECT experiment, genotype_hash, max(n_folds) AS n_folds, avg(params) AS mean_params,
            any_value(source_trial_id) AS source_trial_id, any_value(source_fold) AS source_fold,
-           any_value(genotype) AS genotype, count(*) AS runs, sum(coalesce(eval_seconds, 0)) AS total_seconds
+           any_value(genotype) AS genotype, count(*) AS runs, sum(coalesce(eval_seconds, 0)) AS total_seconds,
+           coalesce(bool_or(control = 'random'), false) AS random_control
     FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND test_ua IS NOT NULL
     GROUP BY ALL
 ),

@@ -202,6 +202,14 @@ class FoldRow:
         since=2,
         default=None,
     )
+    control: str | None = _column(
+        pa.string(),
+        "cross-eval rows: `random` for a random-architecture control (`sernas cross-eval --random K`: a genotype "
+        "drawn uniformly from the experiment's own space, trained like the other candidates); null otherwise and "
+        "before schema 4",
+        since=4,
+        default=None,
+    )
     test_seen_in_search: bool | None = _column(
         pa.bool_(),
         "cross-eval rows: whether a search that found the genotype trained or validated on this fold's test "

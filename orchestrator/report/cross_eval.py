@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from orchestrator.leaderboard.cross_eval import CROSS_EVAL_COLUMNS
+from orchestrator.leaderboard.search_value import SearchVerdict
 from orchestrator.report.cells import cells_section
 from orchestrator.report.html import empty, figure_html, html_table
 
@@ -58,15 +60,25 @@ def _heatmap(table: pd.DataFrame, folds: pd.DataFrame) -> str:
     return figure_html(fig, "cross-eval test UA per genotype and fold")
 
 
-def cross_eval_section(table: pd.DataFrame, folds: pd.DataFrame, genotypes: dict[tuple[str, str], str]) -> str:
+def cross_eval_section(
+    table: pd.DataFrame,
+    folds: pd.DataFrame,
+    genotypes: dict[tuple[str, str], str],
+    verdicts: Sequence[SearchVerdict] = (),
+) -> str:
     """``table``: ``cross_eval_summary``; ``folds``: rows of ``CROSS_EVAL_FOLDS_SQL``; ``genotypes``:
-    (experiment, hash) -> genotype JSON of the cross-evaluated genotypes that have one."""
+    (experiment, hash) -> genotype JSON of the cross-evaluated genotypes that have one; ``verdicts``:
+    where each searched genotype falls among the random controls (first, one line each)."""
     if table.empty:
         return empty(
             "No cross-eval rows: run sernas cross-eval --top N --genotype baseline to retrain the best genotypes "
             "on every fold."
         )
-    intro = (
+    verdict_lines = "".join(
+        f"<p><strong>{html.escape(verdict.experiment)}: {html.escape(verdict.line())}</strong></p>"
+        for verdict in verdicts
+    )
+    intro = verdict_lines + (
         "<p>Genotypes retrained from scratch on every fold (<code>sernas cross-eval</code>), ranked by mean "
         "validation UA over folds x seeds; test UA is reported. <strong>*</strong> and hatching mark folds whose "
         "test speakers trained or validated the search that found the genotype: its test UA there is optimistic, "

@@ -29,7 +29,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.leaderboard import Leaderboard, StorageLocation, absent_class_notes, connect, cross_eval_summary
+from orchestrator.leaderboard import (
+    BASELINE,
+    Leaderboard,
+    StorageLocation,
+    absent_class_notes,
+    connect,
+    cross_eval_summary,
+    search_verdicts,
+)
 from orchestrator.report.cells import cells_section
 from orchestrator.report.cross_eval import CROSS_EVAL_FOLDS_SQL, cross_eval_section
 from orchestrator.report.html import CSS, SCORED, SEARCH
@@ -135,6 +143,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     )
     estimates = nested_estimates(board)
     cross_table = cross_eval_summary(board, experiment=experiment)
+    verdicts = search_verdicts(board, cross_table, baseline=BASELINE)
     cross_folds = board.sql(CROSS_EVAL_FOLDS_SQL)
     cross_genotypes = {
         (str(r.experiment), str(r.genotype_hash)): str(r.genotype)
@@ -152,7 +161,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         "pruning": lambda: pruning_section(runs, statuses),
         "confusion": lambda: confusion_section(best, best_rows),
         "cells": lambda: cells_section(_best_genotype(board, genotypes) if not genotypes.empty else None),
-        "cross-eval": lambda: cross_eval_section(cross_table, cross_folds, cross_genotypes),
+        "cross-eval": lambda: cross_eval_section(cross_table, cross_folds, cross_genotypes, verdicts),
     }
     sections = "".join(
         f'<section id="{key}"><h2>{html.escape(title)}</h2>{bodies[key]()}</section>' for key, title in SECTIONS
