@@ -101,11 +101,11 @@ def cmd_cross_eval(args: argparse.Namespace) -> int:
     try:
         if args.resume and args.settings is not None:
             check_settings(args.storage, experiment=args.experiment, settings=settings)
-        config, prepared = load_experiment(args.storage, args.experiment, needed_by="cross-eval")
-        controls = (
-            random_controls(config, count=args.random, seed=args.random_seed) if args.random and not args.resume else []
-        )
-        candidates = (
+        controls, loaded = [], None
+        if args.random and not args.resume:  # drawn from the experiment's own space: its config first
+            loaded = load_experiment(args.storage, args.experiment, needed_by="cross-eval")
+            controls = random_controls(loaded[0], count=args.random, seed=args.random_seed)
+        candidates = (  # otherwise first: it only reads the leaderboard
             []
             if args.resume
             else choose_candidates(
@@ -117,6 +117,7 @@ def cmd_cross_eval(args: argparse.Namespace) -> int:
                 controls=controls,
             )
         )
+        config, prepared = loaded or load_experiment(args.storage, args.experiment, needed_by="cross-eval")
     except (ConfigError, FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     n_folds = prepared.folds["fold"].nunique()

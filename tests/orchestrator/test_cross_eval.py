@@ -218,10 +218,36 @@ def test_one_experiments_cross_eval_keeps_to_one_settings(tmp_path: Path, capsys
         choose_candidates(str(other), experiment="exp", top=1, genotypes=["baseline"])
 
 
+def test_random_controls_come_from_the_experiments_own_space_seeded_and_marked(tmp_path: Path) -> None:
+    from orchestrator.cross_eval import random_controls
+    from search_space.architecture import parse_architecture as parse
+
+    config = load_config(write_config(tmp_path / "exp.yaml", name="exp"))
+    search, _ = settings_from(config, None)
+    controls = random_controls(config, count=5, seed=3)
+    assert controls == random_controls(config, count=5, seed=3) != random_controls(config, count=5, seed=4)
+    assert len({c.genotype_hash for c in controls}) == 5 and {c.control for c in controls} == {"random"}
+    for control in controls:
+        genotype = parse(control.architecture)
+        assert architecture_key(genotype) == control.genotype_hash and control.source_fold is None
+        ops = {op for op, _ in (*genotype.normal, *genotype.reduce)}
+        assert ops <= set(search.primitives) - {"none"}
+        assert len(genotype.normal) == len(genotype.reduce) == 2 * search.shape.nodes
+    # they join the chosen candidates, under the base settings like the others, the rows say "random"
+    _searched(tmp_path / "runs", [("t1", 1, GENOTYPE, 0.8, 0.0777)])
+    chosen = choose_candidates(str(tmp_path / "runs"), experiment="exp", top=1, controls=controls[:2])
+    assert [c.control for c in chosen] == [None, "random", "random"] and all(c.params is None for c in chosen)
+    plan = _plans(tmp_path, chosen[1:2])[0]
+    assert plan.candidate.control == "random" and plan.row_params == {}
+    with pytest.raises(ValueError, match="--random 0 must|--random must be >= 1"):
+        random_controls(config, count=0)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ([], "give --top N and/or --genotype"),
+        ([], "give --top N, --genotype HASH|JSON|baseline and/or --random K"),
+        (["--random", "0"], "--random must be >= 1"),
         (["--top", "0"], "--top must be >= 1"),
         (["--genotype", "baseline", "--seeds", "0"], "--seeds must be >= 1"),
         (["--genotype", "nonsense"], "--genotype 'nonsense' is neither"),
@@ -250,15 +276,25 @@ def test_cross_eval_end_to_end(local_ray, tmp_path: Path, capsys) -> None:
         top = genotypes_before["genotype_hash"].iloc[0]
     capsys.readouterr()
     arguments = ["--storage", storage, "--experiment", "xe", "--top", "1", "--genotype", "baseline", "--seeds", "1"]
-    assert main(["cross-eval", *arguments]) == 0
+    assert main(["cross-eval", *arguments, "--random", "2"]) == 0
     out = capsys.readouterr().out
-    assert "2 trials (2 completed, 0 failed)" in out and "Cross-eval of xe, ranked by mean validation UA" in out
+    assert "4 trials (4 completed, 0 failed)" in out and "Cross-eval of xe, ranked by mean validation UA" in out
+    assert "random control)" in out and "the search beat " in out and " of 2 random cells with " in out
     assert "under the experiment's base settings (--settings base)" in out
     assert (tmp_path / "runs" / "xe-cross-eval").is_dir()  # its own Tune folder; rows under the experiment
     with connect(storage, experiment="xe") as board:
         pd.testing.assert_frame_equal(board.summary("genotype"), genotypes_before)  # search views: unchanged
-        rows = board.sql("SELECT * FROM runs WHERE stage = 'cross-eval' ORDER BY genotype_hash, fold")
+        controls = board.sql("SELECT * FROM runs WHERE stage = 'cross-eval' AND control = 'random'")
+        rows = board.sql(
+            "SELECT * FROM runs WHERE stage = 'cross-eval' AND control IS NULL ORDER BY genotype_hash, fold"
+        )
         table = cross_eval_summary(board, experiment="xe").set_index("genotype_hash")
+        predictions = board.sql("SELECT * FROM predictions WHERE stage = 'cross-eval' AND split = 'test'")
+    assert len(controls) == 4 and controls["genotype_hash"].nunique() == 2 and controls["source_fold"].isna().all()
+    assert table["random_control"].sum() == 2
+    # every cross-eval network's test utterances were stored: each test utterance once per network (4 x 2 folds)
+    assert len(predictions) == 4 * len(predictions.drop_duplicates("utt_id"))
+    assert table["pooled_test_ua"].notna().all() and table.loc[top, "speaker_note"].startswith("exact")
     assert len(rows) == 4 and set(rows["status"]) == {"completed"} and (rows["search_seconds"] == 0).all()
     assert set(rows["genotype_hash"]) == {top, "baseline"}
     assert set(rows["params_json"]) == {"{}"} and set(rows["weights_lr"]) == {BASE_LR}  # alike: the base settings
@@ -270,11 +306,16 @@ def test_cross_eval_end_to_end(local_ray, tmp_path: Path, capsys) -> None:
     }
     baseline = rows[rows["genotype_hash"] == "baseline"]
     assert baseline["source_fold"].isna().all() and baseline["test_seen_in_search"].isna().all()
-    assert set(table.index) == {top, "baseline"} and table["complete"].all() and (table["folds_covered"] == 2).all()
+    assert (
+        set(table.index) - set(controls["genotype_hash"]) == {top, "baseline"}
+        and table["complete"].all()
+        and (table["folds_covered"] == 2).all()
+    )
     assert table.loc[top, "baseline_pairs"] == 2 and table.loc[top, "seen_folds"] == 1
 
     assert main(["leaderboard", "--storage", storage, "--experiment", "xe", "--by", "cross-eval"]) == 0
-    assert "cross-eval rows only" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cross-eval rows only" in out and "the search beat " in out
     model = tmp_path / "baseline.pt"  # a genotype with cross-eval rows only exports too
     arguments = ["--storage", storage, "--experiment", "xe", "--genotype", "baseline", "--device", "cpu"]
     assert main(["export", *arguments, "--out", str(model)]) == 0 and model.is_file()

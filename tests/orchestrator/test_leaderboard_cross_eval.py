@@ -232,3 +232,42 @@ def test_version_2_rows_read_with_null_outer_and_inner_folds(tmp_path: Path) -> 
         {"trial_id": "new", "outer_fold": 1, "inner_fold": 2},
         {"trial_id": "old", "outer_fold": None, "inner_fold": None},
     ]
+
+
+def test_the_verdict_places_a_searched_genotype_among_the_random_controls(tmp_path: Path) -> None:
+    """Hand-computed: the searched genotype (mean test UA 0.70) beats 3 of 4 random controls."""
+    from orchestrator.leaderboard import BASELINE, search_verdicts
+
+    runs = {
+        "aaaaaaaaaaaa": ([0.6, 0.7, 0.8], None),
+        "r00000000001": ([0.5, 0.5, 0.5], "random"),
+        "r00000000002": ([0.55, 0.55, 0.55], "random"),
+        "r00000000003": ([0.9, 0.9, 0.9], "random"),
+        "r00000000004": ([0.4, 0.4, 0.4], "random"),
+    }
+    for genotype, (uas, control) in runs.items():
+        for fold, ua in enumerate(uas, start=1):
+            write_fold_row(
+                tmp_path,
+                make_leaderboard_row(
+                    trial_id=f"x-{genotype}",
+                    stage="cross-eval",
+                    fold=fold,
+                    genotype_hash=genotype,
+                    test_ua=ua,
+                    control=control,
+                    **({} if control else {"source_trial_id": "s1", "source_fold": 1}),
+                ),
+            )
+    with connect(tmp_path) as board:
+        table = cross_eval_summary(board)
+        (verdict,) = search_verdicts(board, table, baseline=BASELINE)
+    assert table.set_index("genotype_hash")["random_control"].to_dict() == {
+        genotype: control == "random" for genotype, (_, control) in runs.items()
+    }
+    assert (verdict.genotype_hash, verdict.random_controls, verdict.beaten, verdict.rank) == ("aaaaaaaaaaaa", 4, 3, 2)
+    assert verdict.percentile == pytest.approx(75.0) and verdict.random_mean_test_ua == pytest.approx(0.5875)
+    assert verdict.relative_improvement == pytest.approx(100 * (0.70 - 0.5875) / 0.5875)
+    assert verdict.folds_p == pytest.approx(1 / 8)  # 3 folds above the random mean: one-sided exact
+    assert verdict.vs_random is None and verdict.vs_baseline is None  # no predictions stored here
+    assert verdict.line().startswith("the search beat 3 of 4 random cells with aaaaaaaaaaaa (rank 2, percentile 75")
