@@ -37,6 +37,7 @@ from search_space.primitives import (
     build_op,
     validate_primitives,
 )
+from search_space.sampling import genotype_space_size, sample_genotype, sample_genotypes
 from search_space.supernet import SuperNet
 
 __all__ = [
@@ -66,9 +67,12 @@ __all__ = [
     "derive_genotype",
     "drop_path",
     "frozen_batchnorm_stats",
+    "genotype_space_size",
     "node_softmax",
     "num_edges",
     "parse_architecture",
     "reduction_layers",
+    "sample_genotype",
+    "sample_genotypes",
     "validate_primitives",
 ]
