@@ -38,7 +38,7 @@ from search_space.primitives import (
     validate_primitives,
 )
 from search_space.sampling import genotype_space_size, sample_genotype, sample_genotypes
-from search_space.supernet import SuperNet
+from search_space.supernet import MixingWeights, SuperNet
 
 __all__ = [
     "MODEL_NAMES",
@@ -50,6 +50,7 @@ __all__ = [
     "Cell",
     "Genotype",
     "MixedOp",
+    "MixingWeights",
     "NamedModel",
     "Network",
     "OpFactory",
