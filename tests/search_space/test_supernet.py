@@ -9,6 +9,7 @@ from search_space.genotype import Genotype, num_edges
 from search_space.primitives import PARAMETER_FREE_OPS, PRIMITIVES
 from search_space.supernet import SuperNet
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = dict(layers=3, nodes=2, init_channels=4, n_classes=3, lstm_hidden=6, dropout=0.1)
 
 
