@@ -1,7 +1,8 @@
 """Search space for DARTS on speech features (pure torch).
 
-Primitives and their registry, the Genotype value, the supernet's mixed edges and cells, the
-SuperNet, and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
+Primitives and their registry, the Genotype value and uniform draws from a space of them, the
+supernet's mixed edges and cells, the SuperNet (and the mixing weights that pick sub-networks of
+it), and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
 """
 
 from search_space.architecture import (
