@@ -11,8 +11,9 @@ from search_space import Genotype, MixingWeights, num_edges
 from trainers.checkpoint import load_checkpoint
 from trainers.fold_data import Split
 from trainers.perturbation import perturbation_selection
-from trainers.search import run_search
+from trainers.search import build_supernet, run_search, split_for_arch_data
 from trainers.settings import ModelShape, SearchSettings
+from trainers.shared_weights import shared_weight_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -129,6 +130,45 @@ def settings(**overrides) -> SearchSettings:
         selection="perturbation",
     )
     return SearchSettings(**{**values, **overrides})
+
+
+def test_on_a_real_supernet_the_first_decision_is_the_costliest_removal_measured_by_hand():
+    """The first normal edge of the seeded order keeps the op whose masking, measured directly on the
+    alpha speakers with batch statistics, leaves the lowest UA (then the highest loss)."""
+    data, config = tiny_data(), settings()
+    torch.manual_seed(0)
+    net = build_supernet(data, config)
+    with torch.no_grad():  # alphas away from uniform, so the masks differ
+        for p in net.arch_parameters():
+            p.copy_(torch.randn_like(p))
+    _, alpha_speakers = split_for_arch_data(data, config)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def measure(mixing):
+        (m,) = shared_weight_metrics(
+            net, [mixing], alpha_speakers, batch_size=8, device="cpu", loss_fn=loss_fn, batch_statistics=True
+        )
+        return m["ua"], m["loss"]
+
+    snapshots = []
+    initial = net.mixing_weights().detached()
+    perturbation_selection(
+        initial,
+        primitives=config.primitives,
+        nodes=2,
+        score=measure,
+        generator=torch.Generator().manual_seed(4),
+        finetune=snapshots.append,
+    )
+    first_edge = int(torch.randperm(num_edges(2), generator=torch.Generator().manual_seed(4))[0])
+    by_hand = {}
+    for k in (1, 2):  # skip_connect, sep_conv_3x3 ('none' is never a candidate)
+        masked = initial.detached()
+        masked.normal[first_edge, k] = 0.0
+        by_hand[k] = measure(masked)
+    expected = min(by_hand, key=lambda k: (by_hand[k][0], -by_hand[k][1]))
+    assert snapshots[0].normal[first_edge].tolist() == [1.0 if k == expected else 0.0 for k in range(3)]
+    assert by_hand[1] != by_hand[2]  # the two removals are told apart
 
 
 def test_a_search_with_perturbation_selection_records_it_and_uses_only_alpha_speakers(tmp_path):
