@@ -188,6 +188,21 @@ class _Cycle:
 # ---------------------------------------------------------------------------- the search loop
 
 
+_SETTINGS_ADDED_SINCE = ("method", "selection", "pt_finetune_epochs", "beta_decay", "random_ws_candidates")
+"""Search settings that checkpoints written before them do not record (issue 27)."""
+
+
+def _with_settings_added_since(state: dict) -> dict:
+    """``state`` whose settings lack ``_SETTINGS_ADDED_SINCE`` gets their defaults, which is what
+    that search ran with: it resumes under default settings, and is refused under others."""
+    stored = state.get("settings")
+    if not isinstance(stored, dict):
+        return state
+    fields = SearchSettings.model_fields
+    added = {name: fields[name].default for name in _SETTINGS_ADDED_SINCE if name not in stored}
+    return {**state, "settings": {**stored, **added}} if added else state
+
+
 def _is_collapsed(dominant: dict[str, list[str]]) -> bool:
     return all(op in PARAMETER_FREE_OPS for ops in dominant.values() for op in ops)
 
@@ -279,6 +294,7 @@ def run_search(
     }
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
+        state = _with_settings_added_since(state)
         check_resumable(state, identity=identity, path=checkpoint_path, optional=("data",))
         model.load_state_dict(state["model"])
         weight_optimizer.load_state_dict(state["weight_optimizer"])

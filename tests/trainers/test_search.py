@@ -11,7 +11,7 @@ import trainers.search as search_module
 from conftest import make_fold_data
 from search_space import PARAMETER_FREE_OPS, PRIMITIVES, Genotype, SuperNet, sample_genotypes
 from trainers.architect import DARTS_FD_SCALE, architecture_gradients, beta_decay_loss
-from trainers.checkpoint import CheckpointError, load_checkpoint
+from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.fold_data import Split
 from trainers.reproducibility import seed_everything
 from trainers.search import (
@@ -480,3 +480,19 @@ def test_beta_decay_ramps_linearly_and_decays_the_alphas(tmp_path):
     plain = load_checkpoint(tmp_path / "plain.pt")["model"]
     plain_loss = float(beta_decay_loss([plain["alphas_normal"], plain["alphas_reduce"]]))
     assert decayed.history[-1]["beta_decay_loss"] < plain_loss  # the regulariser pulls the log-sum-exp down
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_checkpoint_from_before_the_search_methods_resumes_under_their_defaults(tmp_path):
+    data, path = tiny_data(), tmp_path / "old.pt"
+    with pytest.raises(StopSearch):
+        run_search(data, settings=settings(), device=CPU, reporter=Recorder(stop_at=1), checkpoint_path=path)
+    state = load_checkpoint(path)
+    for name in ("method", "selection", "pt_finetune_epochs", "beta_decay", "random_ws_candidates"):
+        del state["settings"][name]
+    save_checkpoint(state, path)
+    with pytest.raises(ValueError, match="beta_decay is 0.0 there but 1.0 now"):  # what it ran with
+        run_search(data, settings=settings(beta_decay=1.0), device=CPU, checkpoint_path=path)
+    recorder = Recorder()
+    assert run_search(data, settings=settings(), device=CPU, reporter=recorder, checkpoint_path=path).epochs_run == 2
+    assert [step for step, _ in recorder.calls] == [2]
