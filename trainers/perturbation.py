@@ -72,7 +72,9 @@ def _mixing(cells: dict[str, _Cell]) -> MixingWeights:
     )
 
 
-def _masked(cells: dict[str, _Cell], kind: str, *, op: tuple[int, int] | None = None, edge: int | None = None):
+def _masked(
+    cells: dict[str, _Cell], kind: str, *, op: tuple[int, int] | None = None, edge: int | None = None
+) -> MixingWeights:
     """The current mixing with one op (edge row, column) or one edge of ``kind`` set to 0."""
     cell = cells[kind]
     ops, edges = cell.ops, cell.edges
