@@ -1,7 +1,8 @@
 """Search space for DARTS on speech features (pure torch).
 
-Primitives and their registry, the Genotype value, the supernet's mixed edges and cells, the
-SuperNet, and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
+Primitives and their registry, the Genotype value and uniform draws from a space of them, the
+supernet's mixed edges and cells, the SuperNet (and the mixing weights that pick sub-networks of
+it), and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
 """
 
 from search_space.architecture import (
@@ -38,7 +39,7 @@ from search_space.primitives import (
     validate_primitives,
 )
 from search_space.sampling import genotype_space_size, sample_genotype, sample_genotypes
-from search_space.supernet import SuperNet
+from search_space.supernet import MixingWeights, SuperNet
 
 __all__ = [
     "MODEL_NAMES",
@@ -50,6 +51,7 @@ __all__ = [
     "Cell",
     "Genotype",
     "MixedOp",
+    "MixingWeights",
     "NamedModel",
     "Network",
     "OpFactory",

@@ -69,6 +69,8 @@ class SpecAugment(_Settings):
 
 
 Imbalance = Literal["weighted-loss", "balanced-sampling", "none"]
+SearchMethod = Literal["darts", "random-ws"]
+Selection = Literal["argmax", "perturbation"]
 
 
 class SearchSettings(_Settings):
@@ -100,6 +102,32 @@ class SearchSettings(_Settings):
     )
     imbalance: Imbalance = "weighted-loss"
     spec_augment: SpecAugment = SpecAugment()
+    method: SearchMethod = Field(
+        "darts",
+        description="darts: bi-level DARTS; random-ws: random search with weight sharing (Li & Talwalkar 2019), "
+        "the supernet trained on uniformly sampled paths, then random_ws_candidates random genotypes ranked "
+        "by their shared-weight UA on the alpha speakers (docs/search.md)",
+    )
+    selection: Selection = Field(
+        "argmax",
+        description="how a darts search derives its genotype: argmax of the alphas (DARTS), or perturbation "
+        "(DARTS-PT, Wang et al. 2021): per edge the op whose removal costs the most alpha-speaker UA, then per "
+        "node the two edges whose removal costs most",
+    )
+    pt_finetune_epochs: int = Field(
+        0,
+        ge=0,
+        description="with selection=perturbation: epochs of weight training between two decisions (DARTS-PT: 5)",
+    )
+    beta_decay: float = Field(
+        0.0,
+        ge=0,
+        description="beta-DARTS regularisation (Ye et al. 2022): weight of the mean log-sum-exp of the alphas in "
+        "the architecture loss, ramped linearly to this value over the epochs (0: off)",
+    )
+    random_ws_candidates: int = Field(
+        16, ge=1, description="with method=random-ws: random genotypes ranked with the shared weights"
+    )
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     mixed_precision: bool = Field(
@@ -117,6 +145,24 @@ class SearchSettings(_Settings):
     @model_validator(mode="after")
     def _known_primitives(self) -> SearchSettings:
         validate_primitives(self.primitives)
+        return self
+
+    @model_validator(mode="after")
+    def _method_and_its_options(self) -> SearchSettings:
+        # settings that would silently do nothing are refused, naming what they need
+        if self.method == "random-ws":
+            if self.selection != "argmax":
+                raise ValueError(
+                    f"selection={self.selection!r} needs method='darts': random-ws chooses among random genotypes "
+                    "by their shared-weight UA, it has no alphas to select from"
+                )
+            if self.beta_decay > 0:
+                raise ValueError(f"beta_decay={self.beta_decay} needs method='darts': random-ws trains no alphas")
+        if self.pt_finetune_epochs > 0 and self.selection != "perturbation":
+            raise ValueError(
+                f"pt_finetune_epochs={self.pt_finetune_epochs} needs selection='perturbation' "
+                f"(it fine-tunes between DARTS-PT's decisions), but selection is {self.selection!r}"
+            )
         return self
 
     @model_validator(mode="after")
