@@ -47,7 +47,7 @@ class EvaluationResult:
 
 def build_network(architecture: Architecture, *, settings: EvalSettings, n_classes: int, in_channels: int) -> nn.Module:
     """The untrained network of ``architecture``, sized by ``settings.shape`` widened and deepened
-    by ``settings.widen`` / ``settings.deepen`` (on the CPU)."""
+    by ``settings.widen`` / ``settings.deepen``, with ``settings.shape``'s head options (on the CPU)."""
     shape = settings.shape
     return build_model(
         architecture,
@@ -60,6 +60,7 @@ def build_network(architecture: Architecture, *, settings: EvalSettings, n_class
         in_channels=in_channels,
         auxiliary=settings.auxiliary_weight > 0.0,
         mask_padding=settings.mask_padding,
+        head=shape.head,
     )
 
 

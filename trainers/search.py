@@ -97,6 +97,7 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         edge_normalization=settings.edge_normalization,
         in_channels=data.input_shape[0],
         checkpoint=settings.recompute is not False,
+        head=shape.head,
     )
 
 
