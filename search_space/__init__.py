@@ -21,7 +21,7 @@ from search_space.genotype import (
     node_softmax,
     num_edges,
 )
-from search_space.head import RecurrentHead
+from search_space.head import HeadOptions, RecurrentHead
 from search_space.mixed_op import MixedOp, channel_shuffle, frozen_batchnorm_stats
 from search_space.network import (
     BaselineCNNLSTM,
@@ -50,6 +50,7 @@ __all__ = [
     "BaselineCNNLSTM",
     "Cell",
     "Genotype",
+    "HeadOptions",
     "MixedOp",
     "MixingWeights",
     "NamedModel",

@@ -10,7 +10,7 @@ checkpoint. Because ``parameters()`` therefore yields them too, optimisers must 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from search_space.genotype import (
     node_softmax,
     num_edges,
 )
-from search_space.head import RecurrentHead, zero_padding
+from search_space.head import HeadOptions, RecurrentHead, zero_padding
 from search_space.primitives import PRIMITIVES, validate_primitives
 
 __all__ = ["MixingWeights", "SuperNet"]
@@ -70,7 +70,9 @@ class SuperNet(nn.Module):
     ``nodes`` intermediate nodes over ``primitives``; channels start at ``init_channels`` and
     double at every reduction; the stem has ``stem_multiplier * init_channels`` channels.
     ``pc_k > 1`` turns on PC-DARTS partial channels (``init_channels`` must be divisible by
-    ``pc_k``); ``edge_normalization=True`` adds PC-DARTS' per-edge betas.
+    ``pc_k``); ``edge_normalization=True`` adds PC-DARTS' per-edge betas. ``head``
+    (:class:`search_space.head.HeadOptions`) is the recurrent head's options, as in the
+    discrete networks.
 
     ``checkpoint=True`` (the default) recomputes each edge's inner activations in the backward
     pass instead of storing them (see :class:`search_space.MixedOp`): same values and
@@ -111,9 +113,11 @@ class SuperNet(nn.Module):
         checkpoint: bool = True,
         channels_last: bool = True,
         in_channels: int = 1,
+        head: HeadOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         primitives = validate_primitives(primitives)
+        head = HeadOptions.of(head)
         for name, value in (
             ("nodes", nodes),
             ("init_channels", init_channels),
@@ -143,6 +147,7 @@ class SuperNet(nn.Module):
             "checkpoint": bool(checkpoint),
             "channels_last": bool(channels_last),
             "in_channels": in_channels,
+            "head": head.to_dict(),
         }
         self.primitives = primitives
         self.nodes = nodes
@@ -164,6 +169,7 @@ class SuperNet(nn.Module):
             lstm_hidden=lstm_hidden,
             lstm_layers=lstm_layers,
             dropout=dropout,
+            options=head,
         )
 
         n_e, n_ops = num_edges(nodes), len(primitives)
@@ -181,7 +187,7 @@ class SuperNet(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords (JSON-ready); ``SuperNet(**net.config)`` rebuilds the net."""
-        return dict(self._config, primitives=list(self._config["primitives"]))
+        return dict(self._config, primitives=list(self._config["primitives"]), head=dict(self._config["head"]))
 
     # ------------------------------------------------------------------ parameters
 

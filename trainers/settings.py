@@ -9,12 +9,14 @@ config builds these objects; ``model_dump()`` is what checkpoints and results st
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_space import PRIMITIVES, validate_primitives
+from search_space import PRIMITIVES, HeadOptions, validate_primitives
 from search_space.cells import search_depth_problem
+from search_space.head import Pooling, SequenceInput
 from trainers.normalization import Normalization
 
 
@@ -23,7 +25,9 @@ class _Settings(BaseModel):
 
 
 class ModelShape(_Settings):
-    """Sizes shared by the supernet and the discrete network built from its genotype."""
+    """Sizes shared by the supernet and the discrete network built from its genotype (the
+    hand-made baseline included), and the recurrent head's options (search_space.head): the
+    genotype does not encode the head, these settings do."""
 
     layers: int = Field(4, ge=1, description="cells; reduction cells sit at 1/3 and 2/3 depth")
     nodes: int = Field(4, ge=1, description="intermediate nodes per cell (supernet only)")
@@ -31,6 +35,35 @@ class ModelShape(_Settings):
     lstm_hidden: int = Field(128, ge=1)
     lstm_layers: int = Field(1, ge=1)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    sequence_input: SequenceInput = Field(
+        "mean-frequency",
+        description="what the LSTM reads per time step: the CNN output averaged over frequency (C features) "
+        "or frequency-channels (frequency pooled to frequency_bins bands, flattened with the channels: C x K)",
+    )
+    frequency_bins: int = Field(
+        4, ge=1, le=64, description="with sequence_input frequency-channels: frequency bands K kept per step"
+    )
+    sequence_projection: int = Field(
+        0,
+        ge=0,
+        description="with sequence_input frequency-channels: a linear map of the C x K features to this many "
+        "per step before the LSTM (0: none)",
+    )
+    pooling: Pooling = Field(
+        "mean",
+        description="how a clip's LSTM outputs are pooled over its valid steps: mean, or stats (mean and "
+        "standard deviation, concatenated)",
+    )
+
+    @property
+    def head(self) -> HeadOptions:
+        """The recurrent head's options, as the networks take them."""
+        return HeadOptions(
+            sequence_input=self.sequence_input,
+            frequency_bins=self.frequency_bins,
+            sequence_projection=self.sequence_projection,
+            pooling=self.pooling,
+        )
 
 
 class WeightOptimizer(_Settings):
@@ -217,3 +250,22 @@ class EvalSettings(_Settings):
     def network_init_channels(self) -> int:
         """First-cell channels of the evaluated network: ``shape.init_channels`` widened by ``widen``."""
         return max(1, round(self.shape.init_channels * self.widen))
+
+
+def with_defaults_for_missing(stored: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``stored`` (a ``model_dump`` of ``model`` written by an older version) with every setting it
+    lacks filled in with its default, nested groups included.
+
+    A checkpoint records its settings; one written before a setting existed ran with that
+    setting's default, so it resumes under the default and is refused under any other value.
+    """
+    filled: dict[str, Any] = dict(stored)
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        nested = isinstance(kind, type) and issubclass(kind, BaseModel)
+        if name not in filled:
+            default = info.get_default(call_default_factory=True)
+            filled[name] = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+        elif nested and isinstance(filled[name], Mapping):
+            filled[name] = with_defaults_for_missing(filled[name], kind)
+    return filled

@@ -377,6 +377,15 @@ def test_settings_for_trial_applies_shorthands_to_search_and_eval(write):
     assert config.search.shape.layers == 4  # the config itself is untouched (frozen)
 
 
+def test_head_options_are_shape_shorthands_for_search_and_eval(write):
+    config = load_config(
+        write(), overrides=["space.pooling={choice: [mean, stats]}", "space.sequence_input=frequency-channels"]
+    )
+    search, evaluation = settings_for_trial(config, {"layers": 3, "weights_lr": 0.05, "pooling": "stats"})
+    assert search.shape.head == evaluation.shape.head
+    assert (evaluation.shape.pooling, evaluation.shape.sequence_input) == ("stats", "frequency-channels")
+
+
 def test_settings_for_trial_enforces_bounds_and_names(write):
     config = load_config(write())
     with pytest.raises(ConfigError, match=r"search\.weights\.lr: Input should be greater than 0"):
