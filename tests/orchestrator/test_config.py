@@ -185,7 +185,7 @@ def test_every_bad_key_is_reported(write):
     message = error_of(write(), "tune.num_samples=0", "data.preset=mfcc", "folds.scheme=kfold")
     assert "tune.num_samples: Input should be greater than or equal to 1 (got 0)" in message
     assert "data.preset: unknown feature preset 'mfcc'; expected one of: paper-mfcc" in message
-    assert "folds.scheme: Input should be 'loso', 'speaker-pairs' or 'given' (got 'kfold')" in message
+    assert "folds.scheme: Input should be 'loso', 'speaker-pairs', 'given' or 'cross-corpus' (got 'kfold')" in message
     assert all(line.startswith(f"{write()}: ") for line in message.splitlines())
 
 
