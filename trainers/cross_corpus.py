@@ -48,6 +48,7 @@ __all__ = [
     "FoldCorpora",
     "class_mapping",
     "combine_manifests",
+    "cross_corpus_summary",
     "cross_corpus_folds",
     "fold_corpora",
     "qualified_speaker",
@@ -238,3 +239,22 @@ def _one_fold(frame: pd.DataFrame, *, fold: int, protocol: FoldProtocol) -> pd.D
             "search_role": role,
         }
     )
+
+
+def cross_corpus_summary(folds: pd.DataFrame, manifest: pd.DataFrame, *, protocol: FoldProtocol) -> list[str]:
+    """Lines for people: per fold, which corpora train, validate and test (speakers, utterances), then
+    each corpus's class mapping (``class = raw labels (utterances)``)."""
+    lines = []
+    corpora = fold_corpora(folds, manifest)
+    for fold, rows in folds.groupby("fold"):
+        parts = []
+        for split in ("train", "valid", "test"):
+            chosen = rows[rows["split"] == split]
+            parts.append(f"{split} {chosen['speaker'].nunique()} speakers / {len(chosen)} utterances")
+        lines.append(f"fold {fold} {corpora[int(fold)].label}: {', '.join(parts)}")
+    for corpus, mapped in class_mapping(manifest, protocol=protocol).groupby("corpus", sort=False):
+        pairs = ", ".join(
+            f"{row['class']} = {row['raw_labels'] or '(none)'} ({row['utterances']})" for _, row in mapped.iterrows()
+        )
+        lines.append(f"classes of {corpus}: {pairs}")
+    return lines
