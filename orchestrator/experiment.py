@@ -67,7 +67,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
     else:  # cross-corpus: one manifest of every source, ids and speakers prefixed by the source's name
         frames = {}
         for index, source in enumerate(data.sources):
-            frames[source.name] = corpus_manifest(source, where=f"data.sources[{index}]")[1]
+            frames[source.name] = corpus_manifest(source, where=f"data.sources.{index}")[1]
         manifest = combine_manifests(frames)
         scanned = ManifestResult(
             frame=manifest,
