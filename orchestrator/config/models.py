@@ -231,12 +231,9 @@ class DataConfig(CorpusConfig):
 
     def _source_problems(self) -> list[Issue]:
         errors: list[Issue] = []
-        defaults = CorpusConfig.model_fields
-        for name in _CORPUS_KEYS:
-            value, default = getattr(self, name), defaults[name].default
-            if name == "dataset" or value != default:
-                if value is None:
-                    continue
+        for name in _CORPUS_KEYS:  # set on data itself (dataset's default is None there)
+            value = getattr(self, name)
+            if value != type(self).model_fields[name].default:
                 errors.append(
                     (
                         (name,),
