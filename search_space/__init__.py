@@ -39,6 +39,15 @@ from search_space.primitives import (
     validate_primitives,
 )
 from search_space.sampling import genotype_space_size, sample_genotype, sample_genotypes
+from search_space.sequence_cell import (
+    SEQUENCE_OPS,
+    MixedSequenceOp,
+    SearchSequenceCell,
+    SequenceCell,
+    build_sequence_op,
+    sequence_num_edges,
+    validate_sequence_ops,
+)
 from search_space.supernet import MixingWeights, SuperNet
 
 __all__ = [
@@ -46,18 +55,22 @@ __all__ = [
     "OPS",
     "PARAMETER_FREE_OPS",
     "PRIMITIVES",
+    "SEQUENCE_OPS",
     "Architecture",
     "BaselineCNNLSTM",
     "Cell",
     "Genotype",
     "HeadOptions",
     "MixedOp",
+    "MixedSequenceOp",
     "MixingWeights",
     "NamedModel",
     "Network",
     "OpFactory",
     "RecurrentHead",
     "SearchCell",
+    "SearchSequenceCell",
+    "SequenceCell",
     "SuperNet",
     "alpha_entropy",
     "architecture_key",
@@ -65,6 +78,7 @@ __all__ = [
     "baseline_channels",
     "build_model",
     "build_op",
+    "build_sequence_op",
     "channel_shuffle",
     "count_parameters",
     "derive_genotype",
@@ -77,5 +91,7 @@ __all__ = [
     "reduction_layers",
     "sample_genotype",
     "sample_genotypes",
+    "sequence_num_edges",
     "validate_primitives",
+    "validate_sequence_ops",
 ]
