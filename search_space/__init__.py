@@ -18,6 +18,7 @@ from search_space.genotype import (
     Genotype,
     alpha_entropy,
     derive_genotype,
+    derive_sequence,
     node_softmax,
     num_edges,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "channel_shuffle",
     "count_parameters",
     "derive_genotype",
+    "derive_sequence",
     "drop_path",
     "frozen_batchnorm_stats",
     "genotype_space_size",

@@ -279,6 +279,7 @@ class SequenceCell(nn.Module):
             if not 0 <= index <= node:
                 raise ValueError(f"sequence edge {e} (node {node}) reads state {index}, but may only read 0..{node}.")
         self.edges = edges
+        self.hidden = hidden
         self.ops = nn.ModuleList(build_sequence_op(op, hidden) for op, _ in edges)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
