@@ -116,3 +116,19 @@ def test_the_derived_network_builds_the_sequence_cell_and_ignores_padding() -> N
         rebuilt = build_model(Genotype.from_dict(config.pop("genotype")), **config)
         rebuilt.load_state_dict(searched.state_dict())
         torch.testing.assert_close(rebuilt.eval()(x, lengths), logits)
+
+
+def test_random_genotypes_can_draw_a_sequence_cell_without_changing_their_cnn_cells() -> None:
+    from search_space import sample_genotype
+
+    ops = ("none", "skip", "lstm", "attention")
+    plain = sample_genotype(3, primitives=PRIMITIVES, nodes=2)
+    with_sequence = sample_genotype(3, primitives=PRIMITIVES, nodes=2, sequence_ops=ops, sequence_nodes=3)
+    assert plain.sequence is None and with_sequence.normal == plain.normal and with_sequence.reduce == plain.reduce
+    seen = set()
+    for seed in range(200):
+        g = sample_genotype(seed, primitives=PRIMITIVES, nodes=1, sequence_ops=ops, sequence_nodes=3)
+        assert g.sequence_nodes == 3 and all(op != "none" for op, _ in g.sequence)
+        assert g.sequence[1][1] < g.sequence[2][1] and g.sequence[3][1] < g.sequence[4][1]  # distinct, increasing
+        seen.add(g.sequence)
+    assert len(seen) > 100  # 3 * (1 * 9) * (3 * 9) = 729 cells
