@@ -107,10 +107,18 @@ def sample_genotype(
 
 
 def sample_genotypes(
-    rng: torch.Generator | int, n: int, *, primitives: Sequence[str], nodes: int, distinct: bool = True
+    rng: torch.Generator | int,
+    n: int,
+    *,
+    primitives: Sequence[str],
+    nodes: int,
+    distinct: bool = True,
+    sequence_ops: Sequence[str] | None = None,
+    sequence_nodes: int | None = None,
 ) -> list[Genotype]:
-    """``n`` genotypes from ``sample_genotype``, in draw order; ``distinct`` redraws repeats (a
-    control set of K random cells should be K cells), which needs ``n <= genotype_space_size``."""
+    """``n`` genotypes from ``sample_genotype`` (with a sequence cell when ``sequence_ops`` is
+    given), in draw order; ``distinct`` redraws repeats (a control set of K random cells should be
+    K cells), which needs ``n <= genotype_space_size`` (the CNN cells' space, a lower bound)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be an int >= 0, but got {n!r}.")
     generator = _generator(rng)
@@ -124,7 +132,9 @@ def sample_genotypes(
     drawn: list[Genotype] = []
     seen: set[Genotype] = set()
     while len(drawn) < n:
-        genotype = sample_genotype(generator, primitives=primitives, nodes=nodes)
+        genotype = sample_genotype(
+            generator, primitives=primitives, nodes=nodes, sequence_ops=sequence_ops, sequence_nodes=sequence_nodes
+        )
         if distinct and genotype in seen:
             continue
         seen.add(genotype)

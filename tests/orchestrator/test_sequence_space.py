@@ -17,3 +17,16 @@ def test_the_yaml_space_reaches_the_sequence_settings() -> None:
         {"search.sequence.enabled": True, "search.sequence.ops": "none, lstm,attention", "search.sequence.nodes": 3},
     )
     assert built.search.sequence == SequenceSearch(enabled=True, ops=("none", "lstm", "attention"), nodes=3)
+
+
+def test_random_controls_draw_a_sequence_cell_when_the_experiment_searches_one(tmp_path) -> None:
+    from conftest import write_experiment_config
+    from orchestrator.config import load_config
+    from orchestrator.cross_eval import random_controls
+    from search_space.architecture import parse_architecture
+
+    path = write_experiment_config(tmp_path / "exp.yaml", name="exp")
+    assert all(parse_architecture(c.architecture).sequence is None for c in random_controls(load_config(path), count=3))
+    config = load_config(path, overrides=["search.sequence.enabled=true", "search.sequence.nodes=3"])
+    for control in random_controls(config, count=3):
+        assert parse_architecture(control.architecture).sequence_nodes == 3
