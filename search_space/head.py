@@ -28,6 +28,13 @@ result nor the pooling, whichever options are set. The LSTM runs along each samp
 axis, so (in eval mode) a sample's logits never depend on the other samples in its batch, unlike
 the released code, whose LSTM ran across the batch.
 
+A searched sequence stage (issue 28) replaces the LSTM when the head is given a
+``sequence_cell`` (a :class:`~search_space.sequence_cell.SequenceCell` of a genotype, or the
+supernet's :class:`~search_space.sequence_cell.SearchSequenceCell`): the per-step features are
+mapped linearly to the cell's hidden size H, the cell runs over each clip's valid steps, and the
+pooling reads its (B, T', H) output; ``lstm_layers`` is then unused. Without one (the default)
+the head is the fixed LSTM, parameter for parameter.
+
 Under autocast the projection and the LSTM run in float32: cuDNN would otherwise run the LSTM in
 float16 without loss scaling, and recurrent gradients underflow there.
 """
@@ -41,6 +48,8 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from search_space.sequence_cell import SearchSequenceCell, SequenceCell
 
 __all__ = [
     "POOLINGS",
@@ -175,6 +184,7 @@ class RecurrentHead(nn.Module):
         lstm_layers: int,
         dropout: float,
         options: HeadOptions | None = None,
+        sequence_cell: SequenceCell | SearchSequenceCell | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -191,9 +201,18 @@ class RecurrentHead(nn.Module):
         self.projection = None
         if options.sequence_input == "frequency-channels" and options.sequence_projection > 0:
             self.projection = nn.Linear(in_channels * options.frequency_bins, options.sequence_projection)
-        self.lstm = nn.LSTM(options.step_features(in_channels), lstm_hidden, num_layers=lstm_layers, batch_first=True)
+        self.sequence_cell = sequence_cell
+        if sequence_cell is None:
+            self.lstm: nn.Module | None = nn.LSTM(
+                options.step_features(in_channels), lstm_hidden, num_layers=lstm_layers, batch_first=True
+            )
+            width = lstm_hidden
+        else:
+            self.lstm = None
+            self.sequence_in = nn.Linear(options.step_features(in_channels), sequence_cell.hidden)
+            width = sequence_cell.hidden
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(options.pooled_features(lstm_hidden), n_classes)
+        self.classifier = nn.Linear(options.pooled_features(width), n_classes)
 
     def sequence(self, x: torch.Tensor) -> torch.Tensor:
         """What the LSTM reads: (B, T', S) from features ``x`` (B, C, F', T'), before any projection."""
@@ -204,10 +223,16 @@ class RecurrentHead(nn.Module):
         return banded.permute(0, 3, 1, 2).flatten(2)  # (B, T', C * K), channel-major
 
     def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, input_frames: int | None = None
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        input_frames: int | None = None,
+        sequence_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, n_classes) of features ``x`` (B, C, F, T'); ``lengths`` (B,) counts each
-        clip's valid frames among the network input's ``input_frames`` (None: all valid)."""
+        clip's valid frames among the network input's ``input_frames`` (None: all valid).
+        ``sequence_weights`` (E, n_ops): the softmaxed sequence alphas a search cell needs."""
         steps = None
         if lengths is not None:
             steps = head_lengths(lengths, input_frames=input_frames or x.shape[-1], frames=x.shape[-1])  # (B,)
@@ -217,7 +242,14 @@ class RecurrentHead(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.projection is not None:
                 x = self.projection(x)  # (B, T', P): per step, no mixing in time
-            out, _ = self.lstm(x)  # (B, T', H), at least float32 even under autocast
+            if self.lstm is not None:
+                out, _ = self.lstm(x)  # (B, T', H), at least float32 even under autocast
+            elif isinstance(self.sequence_cell, SearchSequenceCell):
+                if sequence_weights is None:
+                    raise ValueError("a head with a search sequence cell needs sequence_weights, but got None.")
+                out = self.sequence_cell(self.sequence_in(x), sequence_weights, steps)  # (B, T', H)
+            else:
+                out = self.sequence_cell(self.sequence_in(x), steps)  # (B, T', H)
         pooled = masked_time_mean(out, steps)  # (B, H): pool over the valid steps
         if self.options.pooling == "stats":
             pooled = torch.cat([pooled, masked_time_std(out, steps)], dim=1)  # (B, 2 H)

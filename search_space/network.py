@@ -18,6 +18,7 @@ from search_space.architecture import Architecture, NamedModel, parse_architectu
 from search_space.cells import Cell, reduction_layers, stack_cells
 from search_space.genotype import Genotype
 from search_space.head import HeadOptions, RecurrentHead, head_lengths, masked_time_mean, zero_padding
+from search_space.sequence_cell import SequenceCell
 
 __all__ = [
     "AuxiliaryHead",
@@ -63,7 +64,8 @@ class Network(nn.Module):
     :class:`AuxiliaryHead` after the last reduction cell (DARTS), read by :meth:`forward_with_aux`
     in training mode. ``head`` (:class:`search_space.head.HeadOptions`, or its dict) sets what the
     LSTM reads per time step and how it pools a clip; the genotype does not say, so it is part of
-    the network's ``config``.
+    the network's ``config``. A genotype with a ``sequence`` cell gets that cell (hidden size
+    ``lstm_hidden``) in place of the fixed LSTM; ``lstm_layers`` then goes unused.
 
     ``channels_last=True`` (the default) keeps the cells' activations in channels_last layout and
     runs the convolutions through :mod:`search_space.fast_conv`, as :class:`search_space.SuperNet`
@@ -141,6 +143,7 @@ class Network(nn.Module):
             lstm_layers=lstm_layers,
             dropout=dropout,
             options=head,
+            sequence_cell=None if genotype.sequence is None else SequenceCell(genotype.sequence, hidden=lstm_hidden),
         )
 
     @property

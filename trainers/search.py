@@ -118,6 +118,7 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         in_channels=data.input_shape[0],
         checkpoint=settings.recompute is not False,
         head=shape.head,
+        sequence=settings.sequence.for_supernet(lstm_hidden=shape.lstm_hidden),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_space import PRIMITIVES, HeadOptions, validate_primitives
+from search_space import PRIMITIVES, SEQUENCE_OPS, HeadOptions, validate_primitives, validate_sequence_ops
 from search_space.cells import search_depth_problem
 from search_space.head import Pooling, SequenceInput
 from trainers.normalization import Normalization
@@ -101,6 +101,34 @@ class SpecAugment(_Settings):
         return self.freq_masks > 0 or self.time_masks > 0
 
 
+class SequenceSearch(_Settings):
+    """The searched sequence stage (search_space/sequence_cell.py). Off by default: the fixed LSTM,
+    so existing configs and genotypes mean what they meant. On: the supernet's head runs a search
+    sequence cell of ``nodes`` nodes over ``ops`` at width ``hidden`` (None: ``shape.lstm_hidden``),
+    with its own alphas, and the derived genotype gets a ``sequence`` part (built at the
+    evaluation's ``lstm_hidden``)."""
+
+    enabled: bool = False
+    ops: tuple[str, ...] = SEQUENCE_OPS
+    nodes: int = Field(2, ge=1, description="intermediate nodes of the sequence cell")
+    hidden: int | None = Field(None, ge=1, description="width of the sequence cell (None: shape.lstm_hidden)")
+
+    @model_validator(mode="after")
+    def _known_ops(self) -> SequenceSearch:
+        validate_sequence_ops(self.ops)
+        if "bilstm" in self.ops and self.hidden is not None and self.hidden % 2 != 0:
+            raise ValueError(
+                f"hidden must be even with bilstm (it splits hidden between directions), but got {self.hidden}"
+            )
+        return self
+
+    def for_supernet(self, *, lstm_hidden: int) -> dict[str, Any] | None:
+        """What :class:`search_space.SuperNet` takes as ``sequence`` (None when off)."""
+        if not self.enabled:
+            return None
+        return {"ops": list(self.ops), "nodes": self.nodes, "hidden": self.hidden or lstm_hidden}
+
+
 Imbalance = Literal["weighted-loss", "balanced-sampling", "none"]
 SearchMethod = Literal["darts", "random-ws"]
 Selection = Literal["argmax", "perturbation"]
@@ -158,6 +186,9 @@ class SearchSettings(_Settings):
         description="beta-DARTS regularisation (Ye et al. 2022): weight of the mean log-sum-exp of the alphas in "
         "the architecture loss, ramped linearly to this value over the epochs (0: off)",
     )
+    sequence: SequenceSearch = Field(
+        SequenceSearch(), description="search the sequence stage after the CNN cells too (off: the fixed LSTM)"
+    )
     random_ws_candidates: int = Field(
         16, ge=1, description="with method=random-ws: random genotypes ranked with the shared weights"
     )
@@ -191,6 +222,20 @@ class SearchSettings(_Settings):
                 )
             if self.beta_decay > 0:
                 raise ValueError(f"beta_decay={self.beta_decay} needs method='darts': random-ws trains no alphas")
+        if self.sequence.enabled and (self.method != "darts" or self.selection != "argmax"):
+            raise ValueError(
+                f"sequence.enabled needs method='darts' and selection='argmax' (random-ws and perturbation do not "
+                f"yet decide a sequence cell), but got method={self.method!r}, selection={self.selection!r}"
+            )
+        if (
+            self.sequence.enabled
+            and "bilstm" in self.sequence.ops
+            and self.sequence.hidden is None
+            and self.shape.lstm_hidden % 2 != 0
+        ):
+            raise ValueError(
+                f"sequence.ops has bilstm, which needs an even width, but shape.lstm_hidden is {self.shape.lstm_hidden}"
+            )
         if self.pt_finetune_epochs > 0 and self.selection != "perturbation":
             raise ValueError(
                 f"pt_finetune_epochs={self.pt_finetune_epochs} needs selection='perturbation' "
