@@ -221,16 +221,29 @@ def _supernet(r: dict, *, equivalence: bool = True) -> list[str]:
 
 
 def _recipe(r: dict) -> list[str]:
-    means, test = r["mean_ua"], r["searched_vs_handmade"]
-    goal = r["goal"]
-    costs = ", ".join(f"{name} {a['cost']:+.3f}" for name, a in r["ablation"].items() if "cost" in a)
+    test, valid, goal = r["mean_test_ua"], r["mean_valid_ua"], r["goal"]
+    folds, speakers = (
+        r["comparisons"]["searched_vs_handmade"]["folds"],
+        r["comparisons"]["searched_vs_handmade"]["speakers"],
+    )
+    low, high = folds["interval_95"]
+    rows = r["ablation"]["rows"]
+    costs = ", ".join(
+        f"{name} {a['valid_cost']:+.3f} (Holm p {a['valid_folds']['p_holm']:.2g} / {a['valid_speakers']['p_holm']:.2g}; "
+        f"test {a['test_cost']:+.3f})"
+        for name, a in rows.items()
+        if "valid_cost" in a
+    )
     return [
-        f"| recipe, {r['protocol']}: mean test UA searched / hand-made / logistic regression on MFCC stats | "
-        f"{_fmt(means['searched'])} / {_fmt(means['handmade'])} / {_fmt(means['logistic'])}; searched > hand-made "
-        f"p = {_fmt(test['p_value'])} ({test.get('wins', 0)} wins of {test['n_pairs']}) | p < 0.05, both > logistic | "
-        f"{_met(goal['met'])} (p {_met(goal['searched_beats_handmade_p_below_0.05'])}, "
+        f"| recipe, {r['protocol']}: mean test UA (validation) searched / hand-made / logistic regression on MFCC "
+        f"stats | {_fmt(test['searched'])} ({_fmt(valid['searched'])}) / {_fmt(test['handmade'])} "
+        f"({_fmt(valid['handmade'])}) / {_fmt(test['logistic'])}; searched - hand-made {folds['mean_difference']:+.3f} "
+        f"[{low:+.3f}, {high:+.3f}], p = {_fmt(folds['p_value'])} over {folds['n']} folds (seeds averaged), "
+        f"p = {_fmt(speakers['p_value'])} over {speakers['n']} test speakers | fold p < 0.05, both > logistic | "
+        f"{_met(goal['met'])} (p {_met(goal['searched_beats_handmade_fold_p_below_0.05'])}, "
         f"vs logistic {_met(goal['both_beat_logistic'])}) |",
-        f"| recipe ablation (fixed genotypes, UA lost when a component is off) | {costs} | measure | — |",
+        f"| recipe ablation decided on validation (fixed genotypes, validation UA lost when a component changes; "
+        f"Holm-corrected p over folds / validation speakers; test beside) | {costs} | measure | — |",
     ]
 
 
