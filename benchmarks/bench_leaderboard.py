@@ -75,9 +75,9 @@ PANDAS_COLUMNS = [
     "written_at",
     "seed",
     "genotype_hash",
-    "ua",
-    "wa",
-    "macro_f1",
+    "test_ua",
+    "test_wa",
+    "test_macro_f1",
     "params",
     "search_seconds",
     "eval_seconds",
@@ -140,9 +140,9 @@ def generate(root: Path, *, rows: int, files: int, genotypes: int, seed: int = 0
         "layers": pa.array(layers[trial]),
         "genotype": pa.array(pool).take(pa.array(genotype_index)),
         "genotype_hash": hashes.take(pa.array(genotype_index)),
-        "ua": pa.array(ua),
-        "wa": pa.array(np.clip(ua + 0.03, 0, 1)),
-        "macro_f1": pa.array(np.clip(ua - 0.02, 0, 1)),
+        "test_ua": pa.array(ua),
+        "test_wa": pa.array(np.clip(ua + 0.03, 0, 1)),
+        "test_macro_f1": pa.array(np.clip(ua - 0.02, 0, 1)),
         "valid_ua": pa.array(np.clip(ua + 0.01, 0, 1)),
         "best_epoch": pa.array(rng.integers(1, 51, rows).astype("int32")),
         "params": pa.array(rng.integers(50_000, 3_000_000, rows)),
@@ -186,14 +186,16 @@ def pandas_top(files: list[str]) -> tuple[pd.DataFrame, float]:
     started = time.perf_counter()
     rows = pd.concat([pd.read_parquet(path, columns=PANDAS_COLUMNS) for path in files], ignore_index=True)
     rows = rows.sort_values(["attempt", "written_at"]).drop_duplicates(["experiment", "trial_id", "fold"], keep="last")
-    rows = rows[rows["status"].isin(["completed", "pruned"]) & rows["ua"].notna()]
+    rows = rows[rows["status"].isin(["completed", "pruned"]) & rows["test_ua"].notna()]
     keys = ["experiment", "genotype_hash"]
-    per_fold = rows.groupby(keys + ["fold"], observed=True)[["ua", "wa", "macro_f1"]].mean().reset_index()
+    per_fold = (
+        rows.groupby(keys + ["fold"], observed=True)[["test_ua", "test_wa", "test_macro_f1"]].mean().reset_index()
+    )
     across = per_fold.groupby(keys, observed=True).agg(
-        mean_ua=("ua", "mean"),
-        std_ua=("ua", "std"),
-        mean_wa=("wa", "mean"),
-        mean_macro_f1=("macro_f1", "mean"),
+        mean_test_ua=("test_ua", "mean"),
+        std_test_ua=("test_ua", "std"),
+        mean_test_wa=("test_wa", "mean"),
+        mean_test_macro_f1=("test_macro_f1", "mean"),
         folds_covered=("fold", "size"),
     )
     rows["seconds"] = rows["search_seconds"].fillna(0) + rows["eval_seconds"].fillna(0)
@@ -201,14 +203,14 @@ def pandas_top(files: list[str]) -> tuple[pd.DataFrame, float]:
         n_folds=("n_folds", "max"),
         trials=("trial_id", "nunique"),
         seeds=("seed", "nunique"),
-        runs=("ua", "size"),
+        runs=("test_ua", "size"),
         mean_params=("params", "mean"),
         total_seconds=("seconds", "sum"),
     )
     table = across.join(entry).reset_index()
     table["complete"] = table["folds_covered"] >= table["n_folds"]
     table = table.sort_values(
-        ["experiment", "complete", "mean_ua", "folds_covered", "genotype_hash"],
+        ["experiment", "complete", "mean_test_ua", "folds_covered", "genotype_hash"],
         ascending=[True, False, False, False, True],
     )
     table["rank"] = table.groupby("experiment").cumcount() + 1
@@ -245,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("the rankings of two DuckDB variants differ: the benchmark is broken")
     agree = (
         list(pandas_frame["genotype_hash"]) == list(cold_frame["genotype_hash"])
-        and np.allclose(pandas_frame["mean_ua"], cold_frame["mean_ua"])
-        and np.allclose(pandas_frame["std_ua"], cold_frame["std_ua"], equal_nan=True)
+        and np.allclose(pandas_frame["mean_test_ua"], cold_frame["mean_test_ua"])
+        and np.allclose(pandas_frame["std_test_ua"], cold_frame["std_test_ua"], equal_nan=True)
         and list(pandas_frame["folds_covered"]) == list(cold_frame["folds_covered"])
     )
     cold_total = cold_connect + cold_query
@@ -281,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         "pandas_over_duckdb_warm": round(pandas_seconds / warm_total, 1),
         "pandas_over_duckdb_cold": round(pandas_seconds / cold_total, 1),
         "pandas_agrees": bool(agree),
-        "best": {"genotype_hash": cold_frame["genotype_hash"].iloc[0], "mean_ua": float(cold_frame["mean_ua"].iloc[0])},
+        "best": {
+            "genotype_hash": cold_frame["genotype_hash"].iloc[0],
+            "mean_test_ua": float(cold_frame["mean_test_ua"].iloc[0]),
+        },
         "duckdb": duckdb.__version__,
         "pyarrow": pa.__version__,
         "pandas": pd.__version__,

@@ -46,11 +46,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from paired_stats import fold_comparison, holm, speaker_comparison  # benchmarks/, beside this script
+from paired_stats import fold_comparison, speaker_comparison  # benchmarks/, beside this script
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
+from orchestrator.statistics import holm
 from search_space import parse_architecture
 from trainers.atomic_io import write_text_atomically
 from trainers.checkpoint import load_checkpoint
@@ -60,7 +60,7 @@ from trainers.features import extract_features, get_preset, load_features
 from trainers.fold_data import FoldData, Split, load_fold_data
 from trainers.folds import FoldProtocol, make_folds
 from trainers.manifest import build_manifest
-from trainers.metrics import metrics_from_confusion
+from trainers.metrics import classification_metrics, metrics_from_confusion
 from trainers.normalization import Normalizer
 from trainers.run_fold import FoldResult, run_fold
 from trainers.settings import EvalSettings, ModelShape, SearchSettings, SpecAugment
@@ -168,6 +168,11 @@ def speaker_scalers(corpus: Corpus, stats: pd.DataFrame) -> dict[str, StandardSc
     }
 
 
+def _ua(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """UA over every protocol class (``trainers.metrics``: a class absent from ``truth`` counts)."""
+    return float(classification_metrics(truth, predicted, n_classes=len(CLASSES))["ua"])
+
+
 def logistic_regression(
     corpus: Corpus, fold: int, stats: pd.DataFrame, *, per_speaker: Mapping[str, StandardScaler] | None = None
 ) -> Run:
@@ -188,15 +193,13 @@ def logistic_regression(
     test = split == "test"
     predicted = model.predict(scaler.transform(x[test]))
     by_speaker = {
-        speaker: float(
-            balanced_accuracy_score(y[test][speakers[test] == speaker], predicted[speakers[test] == speaker])
-        )
+        speaker: _ua(y[test][speakers[test] == speaker], predicted[speakers[test] == speaker])
         for speaker in sorted(set(speakers[test]))
     }
     return {
         "fold": fold,
         "seed": None,
-        "test_ua": float(balanced_accuracy_score(y[test], predicted)),
+        "test_ua": _ua(y[test], predicted),
         "valid_ua": None,
         "test_speaker_ua": by_speaker,
     }
@@ -256,7 +259,7 @@ def run_network(data: FoldData, *, work: Path, evaluation: EvalSettings, **kind:
     return {
         "fold": data.fold,
         "seed": evaluation.seed,
-        "test_ua": result.ua,
+        "test_ua": result.test_ua,
         "valid_ua": result.valid_ua,
         **speaker_uas(data, result, work=work, evaluation=evaluation),
         "best_epoch": result.best_epoch,
@@ -487,7 +490,9 @@ def summarise(
     }
     results["goal"] = {
         "searched_beats_handmade_fold_p_below_0.05": comparisons["searched_vs_handmade"]["folds"]["p_value"] < ALPHA,
-        "both_beat_logistic": min(mean_test["searched"], mean_test["handmade"]) > mean_test["logistic"],
+        # The linear models' strongest form: per-speaker standardisation is the networks' own input.
+        "both_beat_logistic": min(mean_test["searched"], mean_test["handmade"])
+        > max(mean_test["logistic"], mean_test["logistic_per_speaker"]),
     }
     results["goal"]["met"] = all(results["goal"].values())
     return results

@@ -187,7 +187,7 @@ def stage_run_fold(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             raise RuntimeError(f"run-fold --device cuda ran on {result['device']}")
         figures[order] = {
             "seconds": time.perf_counter() - started,
-            "ua": result["ua"],
+            "test_ua": result["test_ua"],
             "peak_gpu_mib": result.get("peak_gpu_mib"),
         }
     out = work / "fold-second"
@@ -196,12 +196,12 @@ def stage_run_fold(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     _checked(_sernas(*common, "--order", "second", "--out", str(out), cwd=ROOT), "run-fold resume")
     after = json.loads((out / "result.json").read_text())
-    same = {k: before[k] for k in ("ua", "genotype_hash", "best_epoch")} == {
-        k: after[k] for k in ("ua", "genotype_hash", "best_epoch")
+    same = {k: before[k] for k in ("test_ua", "genotype_hash", "best_epoch")} == {
+        k: after[k] for k in ("test_ua", "genotype_hash", "best_epoch")
     }
     figures["resume"] = {"seconds": time.perf_counter() - started, "same_result": same}
     if not same:
-        raise RuntimeError(f"the resumed fold differs: {before['ua']} vs {after['ua']}")
+        raise RuntimeError(f"the resumed fold differs: {before['test_ua']} vs {after['test_ua']}")
     return figures
 
 

@@ -3,7 +3,7 @@
 Seeds that share a fold's test speakers are not independent samples: a caller averages them
 within each fold (or speaker) first and passes one number per unit. Every p-value comes with the
 effect size (the mean difference) and a seeded 95 % bootstrap interval over the same units, and
-a family of comparisons against one reference is Holm-corrected.
+a family of comparisons against one reference is Holm-corrected (``orchestrator.statistics.holm``).
 
 With few units an exact test has a floor: n units give at best ``1 / 2**n`` one-sided and
 ``2 / 2**n`` two-sided (5 folds: 0.031 / 0.0625), reported as ``min_p`` beside each p.
@@ -21,15 +21,6 @@ Alternative = Literal["greater", "two-sided"]
 EXACT_UP_TO = 20  # units: 2**20 sign patterns are enumerated; more are sampled
 RESAMPLES = 10_000
 PERMUTATIONS = 100_000
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment: the k-th smallest p times (m - k + 1), kept monotone, capped at 1."""
-    adjusted, running = [1.0] * len(p_values), 0.0
-    for rank, index in enumerate(np.argsort(p_values, kind="stable")):
-        running = max(running, min(1.0, (len(p_values) - rank) * float(p_values[index])))
-        adjusted[index] = running
-    return adjusted
 
 
 def bootstrap_interval(differences: Sequence[float], *, seed: int = 0, level: float = 0.95) -> list[float]:

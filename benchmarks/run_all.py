@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from trainers.atomic_io import write_text_atomically
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -30,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "baseline_ua": ("baseline_ua.py", []),
     "features": ("bench_features.py", []),
     "leaderboard": ("bench_leaderboard.py", ["--rows", "1000000", "--files", "10000", "--repeats", "2"]),
+    "predictions": ("bench_predictions.py", ["--utterances", "1000", "--repeats", "20"]),
     "orchestration": ("bench_orchestration.py", ["--trials", "50"]),
     "driver_memory": ("bench_driver_memory.py", ["--trials", "500"]),
     # Trials per outer fold (5 outer folds x 4 inner folds each): 30 trials, 1080 trial-epochs.
@@ -98,6 +101,15 @@ def _leaderboard(r: dict) -> list[str]:
         f"{_fmt(r.get('duckdb_cold_seconds'))} s | < 3 s | {_met(r.get('goal_met'))} |",
         f"| same query in pandas over the part files, vs DuckDB compacted | {_fmt(r.get('pandas_seconds'))} s "
         f"({_fmt(r.get('pandas_over_duckdb_compacted'))}x slower) | ratio | — |",
+    ]
+
+
+def _predictions(r: dict) -> list[str]:
+    return [
+        f"| per-utterance predictions ({r.get('classes')} classes): size and write time per 1,000 utterances, "
+        f"and the write vs one fold row's | {_fmt(r.get('bytes_per_1000_utterances', 0) / 1024)} KiB, "
+        f"{_fmt(r.get('write_ms_per_1000_utterances'))} ms ({_fmt(r.get('predictions_over_fold_row_write'))}x a fold "
+        "row's write) | small | — |"
     ]
 
 
@@ -236,10 +248,11 @@ def _recipe(r: dict) -> list[str]:
     )
     return [
         f"| recipe, {r['protocol']}: mean test UA (validation) searched / hand-made / logistic regression on MFCC "
-        f"stats | {_fmt(test['searched'])} ({_fmt(valid['searched'])}) / {_fmt(test['handmade'])} "
-        f"({_fmt(valid['handmade'])}) / {_fmt(test['logistic'])}; searched - hand-made {folds['mean_difference']:+.3f} "
+        f"stats standardised on training speakers / per speaker | {_fmt(test['searched'])} ({_fmt(valid['searched'])}) / "
+        f"{_fmt(test['handmade'])} ({_fmt(valid['handmade'])}) / {_fmt(test['logistic'])} / "
+        f"{_fmt(test['logistic_per_speaker'])}; searched - hand-made {folds['mean_difference']:+.3f} "
         f"[{low:+.3f}, {high:+.3f}], p = {_fmt(folds['p_value'])} over {folds['n']} folds (seeds averaged), "
-        f"p = {_fmt(speakers['p_value'])} over {speakers['n']} test speakers | fold p < 0.05, both > logistic | "
+        f"p = {_fmt(speakers['p_value'])} over {speakers['n']} test speakers | fold p < 0.05, both > both logistic | "
         f"{_met(goal['met'])} (p {_met(goal['searched_beats_handmade_fold_p_below_0.05'])}, "
         f"vs logistic {_met(goal['both_beat_logistic'])}) |",
         f"| recipe ablation decided on validation (fixed genotypes, validation UA lost when a component changes; "
@@ -252,6 +265,7 @@ SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "baseline_ua": _baseline,
     "features": _features,
     "leaderboard": _leaderboard,
+    "predictions": _predictions,
     "orchestration": _orchestration,
     "driver_memory": _driver_memory,
     "pruning": _pruning,
@@ -293,7 +307,7 @@ def write_summary(results: Path, timings: dict[str, dict]) -> Path:
             + ".",
         ]
     out = results / "SUMMARY.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_text_atomically(out, "\n".join(lines) + "\n")
     return out
 
 
@@ -333,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError):
         previous = {}
     timings = {name: {**previous, **timings}[name] for name in BENCHMARKS if name in {**previous, **timings}}
-    record.write_text(json.dumps({"benchmarks": timings}, indent=2) + "\n")
+    write_text_atomically(record, json.dumps({"benchmarks": timings}, indent=2) + "\n")
     summary = write_summary(args.results, timings)
     print(summary.read_text())
     return 0 if all(timings[name]["ok"] for name in chosen) else 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from orchestrator import cli as base
+from orchestrator.candidates import CROSS_EVAL_SETTINGS
 from orchestrator.cli import Register, Subcommands, UserError, console, error_console
 from orchestrator.cli.common import add_restart_option
 
@@ -65,7 +66,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise _job_client_error(error, address) from None
         console.print(f"Job {escape(args.stop)}: " + ("stop requested." if stopped else "already finished."))
         return 0
-    cross_options = args.top is not None or args.genotype or args.seeds is not None
+    cross_options = (
+        args.top is not None or args.genotype or args.seeds is not None or args.settings is not None or args.random
+    )
     if args.resume and args.restart:
         raise UserError("--resume and --restart exclude each other: finish the run, or start afresh.")
     if args.cross_eval is not None:
@@ -75,10 +78,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise UserError("--cross-eval EXPERIMENT takes no --config or --set (it reads the experiment's own).")
         if not args.storage:
             raise UserError("--cross-eval needs --storage: the search's storage, reachable from every node.")
-        if not args.resume and args.top is None and not args.genotype:
-            raise UserError("--cross-eval needs --top N and/or --genotype HASH|JSON|baseline (or --resume).")
+        if not args.resume and args.top is None and not args.genotype and not args.random:
+            raise UserError(
+                "--cross-eval needs --top N, --genotype HASH|JSON|baseline and/or --random K (or --resume)."
+            )
     elif cross_options:
-        raise UserError("--top, --genotype and --seeds go with --cross-eval EXPERIMENT.")
+        raise UserError("--top, --genotype, --seeds, --settings and --random go with --cross-eval EXPERIMENT.")
     elif args.config is None:
         raise UserError("give --config CONFIG.yaml, --cross-eval EXPERIMENT or --stop JOB_ID.")
     elif not args.config.is_file():
@@ -96,6 +101,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 top=args.top,
                 genotypes=args.genotype,
                 seeds=1 if args.seeds is None else args.seeds,
+                settings=args.settings,
+                random=args.random,
                 resume=args.resume,
                 working_dir=args.working_dir,
                 pip_install_project=args.pip_install,
@@ -219,6 +226,15 @@ def register(commands: Subcommands) -> None:
         "--genotype", action="append", default=[], help="with --cross-eval: also this genotype (repeatable)"
     )
     submit.add_argument("--seeds", type=int, default=None, help="with --cross-eval: seeds per genotype and fold")
+    submit.add_argument(
+        "--random", type=int, default=None, metavar="K", help="with --cross-eval: also K random-architecture controls"
+    )
+    submit.add_argument(
+        "--settings",
+        choices=CROSS_EVAL_SETTINGS,
+        default=None,
+        help="with --cross-eval: what the candidates train under (as sernas cross-eval --settings; default base)",
+    )
     submit.add_argument("--resume", action="store_true", help="finish the interrupted search (or cross-eval)")
     add_restart_option(
         submit,

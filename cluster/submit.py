@@ -112,6 +112,8 @@ def build_cross_eval_entrypoint(
     top: int | None = None,
     genotypes: Sequence[str] = (),
     seeds: int = 1,
+    settings: str | None = None,
+    random: int | None = None,
     resume: bool = False,
 ) -> str:
     parts = ["sernas", "cross-eval", "--storage", storage, "--experiment", experiment]
@@ -119,7 +121,9 @@ def build_cross_eval_entrypoint(
         parts += ["--top", str(top)]
     for genotype in genotypes:
         parts += ["--genotype", genotype]
-    parts += ["--seeds", str(seeds)] + (["--resume"] if resume else [])
+    parts += ["--seeds", str(seeds)] + (["--settings", settings] if settings is not None else [])
+    parts += ["--random", str(random)] if random is not None else []
+    parts += ["--resume"] if resume else []
     parts += ["--address", "auto"]
     return shlex.join(parts)
 
@@ -182,6 +186,8 @@ def submit_cross_eval(
     top: int | None = None,
     genotypes: Sequence[str] = (),
     seeds: int = 1,
+    settings: str | None = None,
+    random: int | None = None,
     resume: bool = False,
     working_dir: Path | None = None,
     pip_install_project: bool = False,
@@ -194,6 +200,8 @@ def submit_cross_eval(
         top=top,
         genotypes=genotypes,
         seeds=seeds,
+        settings=settings,
+        random=random,
         resume=resume,
     )
     return submit_entrypoint(

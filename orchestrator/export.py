@@ -6,7 +6,9 @@ UA among its finished runs. By default the model is trained from scratch on ever
 the protocol (train, validation and test speakers of the folds alike: the folds already gave
 the estimate, so nothing needs to be held out) for the median of the epoch counts that its
 folds chose on their validation speakers. ``fold=K`` keeps the per-fold export: fold K's
-training and validation speakers, for the epoch that fold chose. The bundle's provenance
+training and validation speakers, for the epoch that fold chose; its held-out test speakers are
+then scored once (reported, choosing nothing) and each test utterance's prediction is written
+beside the bundle (``<bundle>.predictions.parquet``). The bundle's provenance
 carries the nested estimate of the experiment and how the model was trained, never a maximum
 over test UAs. Weights are never taken from the search runs: trials keep no final weights.
 """
@@ -25,11 +27,14 @@ from orchestrator.experiment import load_experiment
 from orchestrator.leaderboard import connect
 from orchestrator.selection import NestedEstimate, nested_estimates
 from search_space.architecture import architecture_text, parse_architecture
+from trainers.atomic_io import write_parquet_atomically
 from trainers.evaluate import train_final_model
 from trainers.features import extract_features, get_preset
 from trainers.fold_data import concat_splits, fold_speaker_rows, load_fold_data
 from trainers.model_bundle import save_bundle
 from trainers.normalization import Normalizer
+from trainers.predictions import prediction_frame
+from trainers.training import evaluate_split
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,15 @@ class ExportResult:
     train_utterances: int
     trained_on: str
     nested_estimate: NestedEstimate | None
+    # fold=K only: the model scored once on fold K's test speakers (held out from its training):
+    # UA, WA, macro-F1, n, and where each utterance's prediction went (trainers.predictions)
+    test: dict[str, float] | None = None
+    predictions: Path | None = None
+
+
+def predictions_path_of(bundle: Path) -> Path:
+    """Where the per-utterance test predictions of a per-fold export go: beside the bundle."""
+    return Path(bundle).with_name(Path(bundle).stem + ".predictions.parquet")
 
 
 def choose_runs(
@@ -180,6 +194,20 @@ def export_model(
         source=source,
         normalizer=normalizer,
     )
+    test, predictions = None, None
+    if fold is not None:  # fold K's test speakers were held out: score them once, reported, never choosing
+        scored = evaluate_split(
+            model,
+            data.test.normalized(normalizer),
+            n_classes=len(classes),
+            batch_size=evaluation.batch_size,
+            device=device,
+            keep_probabilities=True,
+        )
+        test = {key: scored[key] for key in ("ua", "wa", "macro_f1")} | {"n": len(data.test)}
+        predictions = write_parquet_atomically(
+            prediction_frame(data, {"test": scored["probabilities"]}), predictions_path_of(out)
+        )
     return ExportResult(
         out=Path(out),
         experiment=name,
@@ -190,4 +218,6 @@ def export_model(
         train_utterances=len(training),
         trained_on=trained_on,
         nested_estimate=estimate,
+        test=test,
+        predictions=predictions,
     )

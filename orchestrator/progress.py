@@ -67,8 +67,10 @@ class ExperimentProgress(Callback):
         if candidate is not None:  # a cross-eval trial: its genotype and where it came from
             del config[CANDIDATE_KEY]
             config["genotype"] = candidate.genotype_hash
-            if candidate.source_trial_id is not None:
+            if candidate.source_fold is not None:
                 config["from"] = f"{candidate.source_trial_id}/fold{candidate.source_fold}"
+            if candidate.params:  # --settings source: the parameters it trains under are that trial's
+                config["settings"] = candidate.source_trial_id
         order = sorted(config, key=lambda key: (key not in self.first, key))
         return " ".join(f"{k}={config[k]:.3g}" if isinstance(config[k], float) else f"{k}={config[k]}" for k in order)
 

@@ -46,6 +46,7 @@ from orchestrator.storage import (
     folder_to_read,
 )
 from trainers.atomic_io import write_text_atomically
+from trainers.folds import SPEAKER_CHECK_COLUMN
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -171,10 +172,12 @@ def _plain(value: Any) -> Any:
 
 
 def _columns(frame: pd.DataFrame, name: str) -> list[str]:
-    """The compared columns of ``frame``: ``MANIFEST_COLUMNS`` of a manifest, every column of a fold table."""
+    """The compared columns of ``frame``: ``MANIFEST_COLUMNS`` of a manifest, every column of a fold
+    table but ``speaker_check`` (computed from its other columns: a run prepared before it existed
+    resumes)."""
     if name == "manifest":
         return [column for column in MANIFEST_COLUMNS if column in frame.columns]
-    return sorted(str(column) for column in frame.columns)
+    return sorted(str(column) for column in frame.columns if column != SPEAKER_CHECK_COLUMN)
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:

@@ -43,16 +43,18 @@ import torch
 from orchestrator.candidates import SEED_KEY, Candidate, candidate_of, seen_in_search
 from orchestrator.config import ExperimentConfig, settings_for_trial
 from orchestrator.leaderboard import FoldRow, write_fold_row
+from orchestrator.leaderboard.predictions import write_predictions
 from orchestrator.pruning import FINAL_STEP, FOLD_REPORT, PRUNE_STEP
 from orchestrator.selection import FOLD_OBJECTIVE, FOLD_TEST_UA, MEAN_TEST_UA, OBJECTIVE
 from orchestrator.study import MEAN_PARAMS, OUTER_FOLD_KEY
 from search_space.architecture import architecture_key, parse_architecture
 from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
+from trainers.cross_corpus import fold_corpora
 from trainers.device import trial_device
 from trainers.features import extract_features_once
 from trainers.fold_data import fold_speaker_rows, load_fold_data
-from trainers.folds import make_inner_folds
+from trainers.folds import SPEAKER_CHECK_COLUMN, make_inner_folds, speaker_check
 from trainers.gpu_memory import is_out_of_memory, limit_memory, peak_memory_mib, release_cached_memory
 from trainers.reproducibility import reproducible_mode
 from trainers.run_fold import FoldResult, run_fold
@@ -132,7 +134,7 @@ def _fold_row(
         "weights_lr": search.weights.lr,
         "search_epochs": search.epochs,
         "eval_epochs": evaluation.epochs,
-        "dataset": experiment.data.dataset,
+        **fold_facts(inputs, fold),
         "feature_preset": experiment.data.preset,
         "fold_scheme": experiment.folds.scheme,
         "classes": json.dumps(list(inputs.classes)),
@@ -148,12 +150,14 @@ def _fold_row(
         **facts,
         genotype=result.architecture if isinstance(architecture, Genotype) else None,
         genotype_hash=_genotype_hash(result),
-        ua=result.ua,
-        wa=result.wa,
-        macro_f1=result.macro_f1,
+        test_ua=result.test_ua,
+        test_wa=result.test_wa,
+        test_macro_f1=result.test_macro_f1,
         confusion=json.dumps(result.confusion),
         test_utterances=result.test_utterances,
+        test_absent_classes=list(result.test_absent_classes),
         valid_ua=result.valid_ua,
+        valid_absent_classes=list(result.valid_absent_classes),
         best_epoch=result.best_epoch,
         params=result.params,
         search_seconds=result.search_seconds,
@@ -165,6 +169,19 @@ def _fold_row(
     )
 
 
+def fold_facts(inputs: TrialInputs, fold: int) -> dict[str, str]:
+    """The fold row's ``dataset`` (cross-corpus: ``train corpora->test corpus``, ``trainers.cross_corpus``)
+    and ``speaker_check`` (the fold table's, of the outer fold)."""
+    rows = inputs.folds[inputs.folds["fold"] == fold]
+    if rows.empty:
+        raise ValueError(f"fold {fold} is not in the experiment's fold table.")
+    check = str(rows[SPEAKER_CHECK_COLUMN].iloc[0]) if SPEAKER_CHECK_COLUMN in rows.columns else speaker_check(rows)
+    dataset = inputs.experiment.data.dataset
+    if inputs.experiment.folds.scheme == "cross-corpus":
+        dataset = fold_corpora(rows, inputs.manifest)[fold].label
+    return {"dataset": str(dataset), "speaker_check": check}
+
+
 def _stage_facts(inputs: TrialInputs, candidate: Candidate | None, fold: int) -> dict[str, Any]:
     if candidate is None:
         return {"stage": "search"}
@@ -172,6 +189,7 @@ def _stage_facts(inputs: TrialInputs, candidate: Candidate | None, fold: int) ->
         "stage": "cross-eval",
         "source_trial_id": candidate.source_trial_id,
         "source_fold": candidate.source_fold,
+        "control": candidate.control,
         "test_seen_in_search": seen_in_search(inputs.folds, found_on=candidate.found_on, fold=fold),
     }
 
@@ -309,7 +327,7 @@ def plan_trial(params: dict[str, Any], *, inputs: TrialInputs) -> TrialPlan:
         row_params = {k: v for k, v in params.items() if k != OUTER_FOLD_KEY}
         search, evaluation = settings_for_trial(inputs.experiment, row_params)
         units = trial_units(inputs, outer_fold=int(params[OUTER_FOLD_KEY]))
-    else:  # cross-eval: the source trial's settings (or the base ones), no search
+    else:  # cross-eval: the settings of the candidate's params (the base ones, or its source trial's), no search
         search, evaluation = candidate.settings(inputs.experiment, seed=params[SEED_KEY])
         row_params = dict(candidate.params or {})
         units = trial_units(inputs, outer_fold=None)
@@ -391,7 +409,7 @@ def run_trial_units(
     ``work``) does not mark done, as attempt ``begin_attempt``.
 
     Per unit: its epochs are reported (with a checkpoint of ``work`` every ``tune.checkpoint_every``);
-    then its leaderboard row is written, and only then the checkpoint that marks it done is
+    then its predictions and leaderboard row are written (in that order), and only then the checkpoint that marks it done is
     reported, so a crash between the two reruns the unit as the next attempt (a second row, which
     the ``runs`` view supersedes) and never leaves a unit done without its row. A unit that raises
     writes a failed row and re-raises (Tune may restart the trial); one that runs out of CUDA memory
@@ -460,6 +478,17 @@ def run_trial_units(
                 candidate=candidate,
                 peak_gpu_mib=result.peak_gpu_mib if result is not None else peak,
             )
+            if result is not None and result.predictions is not None:  # before the row: a row has its predictions
+                write_predictions(
+                    inputs.storage,
+                    result.predictions,
+                    experiment=row.experiment,
+                    stage=row.stage,
+                    trial_id=trial_id,
+                    fold=unit.fold,
+                    inner_fold=unit.inner_fold,
+                    attempt=state.attempt,
+                )
             write_fold_row(inputs.storage, row)
 
         try:
@@ -497,7 +526,7 @@ def run_trial_units(
         record(result, None)
         state.done[unit.key] = {
             "valid_ua": result.valid_ua,
-            "ua": result.ua,
+            "ua": result.test_ua,  # (state.json's key for the test UA, kept so older checkpoints resume)
             "genotype_hash": result.genotype_hash,
             "params": result.params,
         }
@@ -508,9 +537,9 @@ def run_trial_units(
                 **unit_facts,
                 "report": FOLD_REPORT,
                 FOLD_OBJECTIVE: result.valid_ua,
-                FOLD_TEST_UA: result.ua,
-                "fold_test_wa": result.wa,
-                "fold_test_macro_f1": result.macro_f1,
+                FOLD_TEST_UA: result.test_ua,
+                "fold_test_wa": result.test_wa,
+                "fold_test_macro_f1": result.test_macro_f1,
                 "genotype_hash": _genotype_hash(result),
                 "params": result.params,
                 "folds_done": len(state.done),

@@ -1,7 +1,8 @@
 """Search space for DARTS on speech features (pure torch).
 
-Primitives and their registry, the Genotype value, the supernet's mixed edges and cells, the
-SuperNet, and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
+Primitives and their registry, the Genotype value and uniform draws from a space of them, the
+supernet's mixed edges and cells, the SuperNet (and the mixing weights that pick sub-networks of
+it), and the discrete networks (a Genotype's Network and the CNN-LSTM baseline).
 """
 
 from search_space.architecture import (
@@ -20,7 +21,7 @@ from search_space.genotype import (
     node_softmax,
     num_edges,
 )
-from search_space.head import RecurrentHead
+from search_space.head import HeadOptions, RecurrentHead
 from search_space.mixed_op import MixedOp, channel_shuffle, frozen_batchnorm_stats
 from search_space.network import (
     BaselineCNNLSTM,
@@ -37,7 +38,8 @@ from search_space.primitives import (
     build_op,
     validate_primitives,
 )
-from search_space.supernet import SuperNet
+from search_space.sampling import genotype_space_size, sample_genotype, sample_genotypes
+from search_space.supernet import MixingWeights, SuperNet
 
 __all__ = [
     "MODEL_NAMES",
@@ -48,7 +50,9 @@ __all__ = [
     "BaselineCNNLSTM",
     "Cell",
     "Genotype",
+    "HeadOptions",
     "MixedOp",
+    "MixingWeights",
     "NamedModel",
     "Network",
     "OpFactory",
@@ -66,9 +70,12 @@ __all__ = [
     "derive_genotype",
     "drop_path",
     "frozen_batchnorm_stats",
+    "genotype_space_size",
     "node_softmax",
     "num_edges",
     "parse_architecture",
     "reduction_layers",
+    "sample_genotype",
+    "sample_genotypes",
     "validate_primitives",
 ]

@@ -81,18 +81,25 @@ class SearchCell(nn.Module):
         s1: torch.Tensor,
         weights: torch.Tensor,
         edge_weights: torch.Tensor | None = None,
+        plan: Sequence[tuple[int, ...] | None] | None = None,
     ) -> torch.Tensor:
+        """``plan`` (None: every edge, every op): per edge, None to leave the edge out (its edge
+        weight is 0) or the op columns to compute (see :meth:`MixedOp.forward`)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
         relus = [F.relu(h) for h in states]  # 2 x (B, C, H, W): one ReLU per state, shared by its edges
         offset = 0
-        for _ in range(self.nodes):
+        for i in range(self.nodes):
             node = None
             for j, h in enumerate(states):
                 e = offset + j
-                out = self.edges[e](h, weights[e], relus[j])  # (B, C, H', W')
+                if plan is not None and plan[e] is None:
+                    continue
+                out = self.edges[e](h, weights[e], relus[j], None if plan is None else plan[e])  # (B, C, H', W')
                 if edge_weights is not None:
                     out = edge_weights[e] * out
                 node = out if node is None else node + out
+            if node is None:
+                raise ValueError(f"node {i} of the cell has no incoming edge left: every edge weight into it is 0.")
             offset += len(states)
             states.append(node)
             if len(relus) < self.nodes + 1:  # the last node feeds no edge

@@ -102,33 +102,60 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(ops)
         self.op_index: tuple[int, ...] = tuple(index)  # column of each built op in `weights`
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None = None) -> torch.Tensor:
-        """``x_relu``: ``relu(x)`` if the caller has it (one ReLU per node, shared by its edges)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        x_relu: torch.Tensor | None = None,
+        active: tuple[int, ...] | None = None,
+    ) -> torch.Tensor:
+        """``x_relu``: ``relu(x)`` if the caller has it (one ReLU per node, shared by its edges).
+
+        ``active``: the columns of ``weights`` to compute (None: all). A caller that knows the
+        other weights are exactly 0 (a single path, an operation masked out) passes the rest: their
+        terms ``0 * op(x)`` add nothing to the sum, nor to the gradient of ``weights`` through a
+        softmax (it multiplies them by their weight, 0), so leaving them out changes no value."""
         if self.checkpoint and torch.is_grad_enabled():
             return _checkpoint(
                 self._forward,
                 x,
                 weights,
                 x_relu,
+                active,
                 use_reentrant=False,
                 # the recomputation must not update BatchNorm running statistics a second time
                 context_fn=lambda: (contextlib.nullcontext(), frozen_batchnorm_stats(self)),
             )
-        return self._forward(x, weights, x_relu)
+        return self._forward(x, weights, x_relu, active)
 
-    def _forward(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None) -> torch.Tensor:
+    def _forward(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        x_relu: torch.Tensor | None,
+        active: tuple[int, ...] | None = None,
+    ) -> torch.Tensor:
         if self.pc_k == 1:
-            return self._weighted_sum(x, weights, x_relu)  # (B, C, H', W')
+            return self._weighted_sum(x, weights, x_relu, active)  # (B, C, H', W')
         c_ops = self.C // self.pc_k
         searched, bypass = x[:, :c_ops], x[:, c_ops:]  # (B, C/K, H, W), (B, C - C/K, H, W)
-        out = self._weighted_sum(searched, weights, None if x_relu is None else x_relu[:, :c_ops])  # (B, C/K, H', W')
+        relu = None if x_relu is None else x_relu[:, :c_ops]
+        out = self._weighted_sum(searched, weights, relu, active)  # (B, C/K, H', W')
         if self.stride == 2:
             bypass = F.max_pool2d(bypass, 2, 2, ceil_mode=True)  # (B, C - C/K, H', W')
         return channel_shuffle(torch.cat([out, bypass], dim=1), self.pc_k)  # (B, C, H', W')
 
-    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor, x_relu: torch.Tensor | None) -> torch.Tensor:
+    def _weighted_sum(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        x_relu: torch.Tensor | None,
+        active: tuple[int, ...] | None = None,
+    ) -> torch.Tensor:
         out = None
         for k, op in zip(self.op_index, self.ops):
+            if active is not None and k not in active:
+                continue
             # they start with a ReLU (unless someone swapped it, say for Softplus): compute it once
             if isinstance(op, (SepConv, DilConv)) and type(op.op[0]) is nn.ReLU:
                 if x_relu is None:
@@ -138,4 +165,7 @@ class MixedOp(nn.Module):
                 y = op(x)  # (B, C, H', W')
             # out + w_k * y in one pass (addcmul): ~5 % less time per edge than mul then add
             out = weights[k] * y if out is None else torch.addcmul(out, weights[k], y)
+        if out is None:  # no operation active: the sum is zero (the partial-channel bypass still flows)
+            B, C, H, W = x.shape
+            out = x.new_zeros(B, C, -(-H // self.stride), -(-W // self.stride))  # (B, C, H', W')
         return out

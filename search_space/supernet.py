@@ -10,7 +10,8 @@ checkpoint. Because ``parameters()`` therefore yields them too, optimisers must 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,15 +25,42 @@ from search_space.genotype import (
     node_softmax,
     num_edges,
 )
-from search_space.head import RecurrentHead, zero_padding
+from search_space.head import HeadOptions, RecurrentHead, zero_padding
 from search_space.primitives import PRIMITIVES, validate_primitives
 
-__all__ = ["SuperNet"]
+__all__ = ["MixingWeights", "SuperNet"]
 
 
 def _check_int(name: str, value: object, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, but got {value!r}.")
+
+
+@dataclass(frozen=True)
+class MixingWeights:
+    """What every supernet edge mixes, per cell kind: op weights and optional edge weights.
+
+    The default is the softmax of the alphas (and the node-softmax of PC-DARTS' betas):
+    :meth:`SuperNet.mixing_weights`. Other weights evaluate sub-networks with the shared weights:
+    a genotype's single path (:meth:`SuperNet.path_mixing`, random search with weight sharing) or
+    the supernet with one operation or edge masked out (DARTS-PT's perturbation). A weight that is
+    exactly 0 is not computed (``SuperNet.forward``).
+    """
+
+    normal: torch.Tensor  # (E, n_ops)
+    reduce: torch.Tensor  # (E, n_ops)
+    normal_edges: torch.Tensor | None = None  # (E,), or None: every edge weighs 1
+    reduce_edges: torch.Tensor | None = None  # (E,)
+
+    def detached(self) -> MixingWeights:
+        """A copy cut from autograd (and from the alphas: editing it leaves them alone)."""
+        copy = lambda t: None if t is None else t.detach().clone()  # noqa: E731
+        return MixingWeights(copy(self.normal), copy(self.reduce), copy(self.normal_edges), copy(self.reduce_edges))
+
+
+def _edge_index(node: int, input_index: int) -> int:
+    """Row of edge ``input_index -> node`` in the alphas: node i's inputs start at i (i + 3) / 2."""
+    return node * (node + 3) // 2 + input_index
 
 
 class SuperNet(nn.Module):
@@ -42,7 +70,9 @@ class SuperNet(nn.Module):
     ``nodes`` intermediate nodes over ``primitives``; channels start at ``init_channels`` and
     double at every reduction; the stem has ``stem_multiplier * init_channels`` channels.
     ``pc_k > 1`` turns on PC-DARTS partial channels (``init_channels`` must be divisible by
-    ``pc_k``); ``edge_normalization=True`` adds PC-DARTS' per-edge betas.
+    ``pc_k``); ``edge_normalization=True`` adds PC-DARTS' per-edge betas. ``head``
+    (:class:`search_space.head.HeadOptions`) is the recurrent head's options, as in the
+    discrete networks.
 
     ``checkpoint=True`` (the default) recomputes each edge's inner activations in the backward
     pass instead of storing them (see :class:`search_space.MixedOp`): same values and
@@ -83,9 +113,11 @@ class SuperNet(nn.Module):
         checkpoint: bool = True,
         channels_last: bool = True,
         in_channels: int = 1,
+        head: HeadOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         primitives = validate_primitives(primitives)
+        head = HeadOptions.of(head)
         for name, value in (
             ("nodes", nodes),
             ("init_channels", init_channels),
@@ -115,6 +147,7 @@ class SuperNet(nn.Module):
             "checkpoint": bool(checkpoint),
             "channels_last": bool(channels_last),
             "in_channels": in_channels,
+            "head": head.to_dict(),
         }
         self.primitives = primitives
         self.nodes = nodes
@@ -136,6 +169,7 @@ class SuperNet(nn.Module):
             lstm_hidden=lstm_hidden,
             lstm_layers=lstm_layers,
             dropout=dropout,
+            options=head,
         )
 
         n_e, n_ops = num_edges(nodes), len(primitives)
@@ -153,7 +187,7 @@ class SuperNet(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords (JSON-ready); ``SuperNet(**net.config)`` rebuilds the net."""
-        return dict(self._config, primitives=list(self._config["primitives"]))
+        return dict(self._config, primitives=list(self._config["primitives"]), head=dict(self._config["head"]))
 
     # ------------------------------------------------------------------ parameters
 
@@ -183,27 +217,102 @@ class SuperNet(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, n_classes) of ``x`` (B, C_in, F, T); ``lengths`` (B,): valid frames per clip
-        (None: all T), so that padding never reaches the head's pooling (see :mod:`search_space.head`)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"SuperNet expects input of shape (B, {self.in_channels}, F, T), but got {tuple(x.shape)}."
-            )
-        w_normal = torch.softmax(self.alphas_normal, dim=-1)  # (E, n_ops)
-        w_reduce = torch.softmax(self.alphas_reduce, dim=-1)  # (E, n_ops)
+    def mixing_weights(self) -> MixingWeights:
+        """The edges' mixing weights of the current alphas (betas): what :meth:`forward` uses."""
         e_normal = e_reduce = None
         if self.betas_normal is not None and self.betas_reduce is not None:
             e_normal = node_softmax(self.betas_normal, self.nodes)  # (E,)
             e_reduce = node_softmax(self.betas_reduce, self.nodes)  # (E,)
+        return MixingWeights(
+            normal=torch.softmax(self.alphas_normal, dim=-1),  # (E, n_ops)
+            reduce=torch.softmax(self.alphas_reduce, dim=-1),  # (E, n_ops)
+            normal_edges=e_normal,
+            reduce_edges=e_reduce,
+        )
+
+    def path_mixing(self, genotype: Genotype) -> MixingWeights:
+        """The single path of ``genotype`` through this supernet: weight 1 on each of its
+        (edge, op) pairs, every other edge left out. ``forward(x, mixing=path_mixing(g))`` is the
+        network of ``g`` with the supernet's (shared) weights, computing only that path."""
+        n_e, n_ops = num_edges(self.nodes), len(self.primitives)
+        concat = tuple(range(2, self.nodes + 2))
+        weights = []
+        for kind in ("normal", "reduce"):
+            edges = getattr(genotype, kind)
+            if len(edges) != 2 * self.nodes or getattr(genotype, f"{kind}_concat") != concat:
+                raise ValueError(
+                    f"genotype.{kind} has {len(edges) // 2} node(s) concatenating "
+                    f"{list(getattr(genotype, f'{kind}_concat'))}, but the supernet's cells have {self.nodes} "
+                    f"concatenating {list(concat)}."
+                )
+            ops = self.alphas_normal.new_zeros(n_e, n_ops)  # (E, n_ops)
+            on = self.alphas_normal.new_zeros(n_e)  # (E,)
+            for e, (op, j) in enumerate(edges):
+                if op not in self.primitives:
+                    raise ValueError(
+                        f"genotype.{kind} edge {e} uses {op!r}, which is not among the supernet's primitives "
+                        f"{list(self.primitives)}."
+                    )
+                row = _edge_index(e // 2, j)
+                ops[row, self.primitives.index(op)] += 1.0  # a node reading one state twice sums both ops
+                on[row] = 1.0
+            weights.append((ops, on))
+        (normal, normal_edges), (reduce, reduce_edges) = weights
+        return MixingWeights(normal=normal, reduce=reduce, normal_edges=normal_edges, reduce_edges=reduce_edges)
+
+    def _plan(self, ops: torch.Tensor, edges: torch.Tensor | None) -> list[tuple[int, ...] | None]:
+        """Per edge, None (left out) or the op columns with a non-zero weight: read once per
+        forward (one device-to-host copy), so that a single path computes only its own ops."""
+        nonzero = (ops != 0).tolist()
+        edge_on = (edges != 0).tolist() if edges is not None else [True] * len(nonzero)
+        plan: list[tuple[int, ...] | None] = []
+        for row, on in zip(nonzero, edge_on):
+            active = tuple(k for k, flag in enumerate(row) if flag)
+            # with partial channels an edge without active ops still passes its bypass channels
+            plan.append(active if on and (active or self._config["pc_k"] > 1) else None)
+        return plan
+
+    def _check_mixing(self, mixing: MixingWeights) -> None:
+        n_e, n_ops = num_edges(self.nodes), len(self.primitives)
+        for name in ("normal", "reduce"):
+            ops, edges = getattr(mixing, name), getattr(mixing, f"{name}_edges")
+            if tuple(ops.shape) != (n_e, n_ops):
+                raise ValueError(f"mixing.{name} must have shape ({n_e}, {n_ops}), but got {tuple(ops.shape)}.")
+            if edges is not None and tuple(edges.shape) != (n_e,):
+                raise ValueError(f"mixing.{name}_edges must have shape ({n_e},), but got {tuple(edges.shape)}.")
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, mixing: MixingWeights | None = None
+    ) -> torch.Tensor:
+        """Logits (B, n_classes) of ``x`` (B, C_in, F, T); ``lengths`` (B,): valid frames per clip
+        (None: all T), so that padding never reaches the head's pooling (see :mod:`search_space.head`).
+
+        ``mixing`` (None: :meth:`mixing_weights`) replaces what the edges mix; then operations and
+        edges whose weight is exactly 0 are not computed (same values, see :class:`MixedOp`)."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"SuperNet expects input of shape (B, {self.in_channels}, F, T), but got {tuple(x.shape)}."
+            )
+        plans: dict[str, list[tuple[int, ...] | None] | None] = {"normal": None, "reduce": None}
+        if mixing is None:
+            mixing = self.mixing_weights()
+        else:
+            self._check_mixing(mixing)
+            plans = {
+                "normal": self._plan(mixing.normal, mixing.normal_edges),
+                "reduce": self._plan(mixing.reduce, mixing.reduce_edges),
+            }
         s0 = s1 = self.stem(zero_padding(x, lengths))  # (B, C_stem, F, T)
         if self.channels_last:  # activations only: see the class docstring
             s0 = s1 = s0.contiguous(memory_format=torch.channels_last)  # (B, C_stem, F, T), strides (F T C, 1, T C, C)
         for cell in self.cells:
             if cell.reduction:
-                s0, s1 = s1, cell(s0, s1, w_reduce, e_reduce)  # (B, nodes * C, F/2, T/2)
+                s0, s1 = (
+                    s1,
+                    cell(s0, s1, mixing.reduce, mixing.reduce_edges, plans["reduce"]),
+                )  # (B, nodes * C, F/2, T/2)
             else:
-                s0, s1 = s1, cell(s0, s1, w_normal, e_normal)  # (B, nodes * C, F, T)
+                s0, s1 = s1, cell(s0, s1, mixing.normal, mixing.normal_edges, plans["normal"])  # (B, nodes * C, F, T)
         return self.head(s1, lengths, input_frames=x.shape[-1])  # (B, n_classes)
 
     # ------------------------------------------------------------------ architecture

@@ -24,6 +24,15 @@ nothing but the alphas: the weights are restored bit for bit (from a copy, not b
 ``eps * v`` back) and BatchNorm running statistics are restored, so they only follow the weight
 steps' batches (in both orders; DARTS let the first-order arch pass update them).
 
+``beta_decay > 0`` adds beta-DARTS' regulariser (Ye et al., CVPR 2022, "beta-DARTS: Beta-Decay
+Regularization for Differentiable Architecture Search") to the architecture loss:
+``L_val + beta_decay * L_beta`` with ``L_beta`` the mean over the edges of both cell kinds of
+``logsumexp_k alpha_{e,k}`` (:func:`beta_decay_loss`; their code's ``mlc_loss``). Its gradient,
+``softmax(alpha_e) / E_total`` per edge, pulls every alpha of an edge down in proportion to its
+weight, which keeps the softmaxed weights from saturating early (a decay of the betas, their name
+for the softmaxed alphas). ``L_beta`` does not depend on the weights, so in both orders it adds
+exactly ``beta_decay * grad L_beta`` to the gradient. PC-DARTS' edge betas are not regularised.
+
 The whole step runs in exact float32 (``trainers.precision.exact_float32``: TF32 and autocast
 off), whatever the weight steps use: the finite difference would amplify TF32's rounding.
 """
@@ -39,7 +48,7 @@ from torch import nn
 from search_space import SuperNet, frozen_batchnorm_stats
 from trainers.precision import exact_float32
 
-__all__ = ["DARTS_FD_SCALE", "architecture_gradients"]
+__all__ = ["DARTS_FD_SCALE", "architecture_gradients", "beta_decay_loss"]
 
 DARTS_FD_SCALE = 0.01  # eps = fd_scale / ||v|| (DARTS)
 
@@ -88,6 +97,27 @@ def _arch_loss_and_grads(
     loss = loss_fn(model(x, lengths), y)
     grads = _grads(loss, [*arch, x])
     return loss.detach(), grads[: len(arch)]
+
+
+def beta_decay_loss(alphas: Sequence[torch.Tensor]) -> torch.Tensor:
+    """beta-DARTS' ``L_beta``: the mean over all edges (rows) of ``alphas`` of the log-sum-exp of
+    their op weights; each tensor is (E, n_ops). Scalar, differentiable."""
+    if not alphas:
+        raise ValueError("beta_decay_loss needs at least one alpha tensor.")
+    rows = torch.cat([a.reshape(-1, a.shape[-1]) for a in alphas])  # (sum E, n_ops)
+    return torch.logsumexp(rows, dim=-1).mean()
+
+
+def _with_beta_decay(model: SuperNet, d_alpha: list[torch.Tensor], beta_decay: float) -> list[torch.Tensor]:
+    """``d_alpha`` plus ``beta_decay * grad L_beta`` on the alphas (not on PC-DARTS' betas)."""
+    if beta_decay == 0.0:
+        return d_alpha
+    named = list(model.named_arch_parameters())
+    alphas = [p for name, p in named if name.startswith("alphas")]
+    with torch.enable_grad():
+        leaves = [a.detach().requires_grad_(True) for a in alphas]
+        grads = iter(torch.autograd.grad(beta_decay_loss(leaves), leaves))
+    return [d + beta_decay * next(grads) if name.startswith("alphas") else d for (name, _), d in zip(named, d_alpha)]
 
 
 def _sgd_hyperparameters(optimizer: torch.optim.SGD) -> tuple[float, float, float]:
@@ -212,6 +242,7 @@ def architecture_gradients(
     order: str,
     seed: int,
     fd_scale: float = DARTS_FD_SCALE,
+    beta_decay: float = 0.0,
 ) -> tuple[list[torch.Tensor], float]:
     """The alphas' gradient (aligned with ``list(model.arch_parameters())``) and ``L_val``.
 
@@ -226,16 +257,21 @@ def architecture_gradients(
     smooth (ReLU, max-pooling), so at DARTS' scale the difference quotient is a smoothed
     Hessian-vector product: it matches the exact one closely on smooth operations, and tends to
     it as ``fd_scale -> 0`` on all of them (both are tested).
+
+    ``beta_decay``: the weight of beta-DARTS' ``L_beta`` (module docstring), added to the gradient
+    in both orders; the returned loss stays ``L_val`` (the data term).
     """
     if order not in ("first", "second"):
         raise ValueError(f"order must be 'first' or 'second', but got {order!r}.")
+    if not beta_decay >= 0.0:
+        raise ValueError(f"beta_decay must be >= 0, but got {beta_decay!r}.")
     arch = list(model.arch_parameters())
     with frozen_batchnorm_stats(model), exact_float32(arch[0].device):  # no TF32 noise in the differences
         if order == "first":
             with _seeded_randomness(seed + 1, arch[0].device):
                 loss, d_alpha = _arch_loss_and_grads(model, arch_batch, loss_fn=loss_fn, arch=arch)
-            return d_alpha, float(loss)
-        return _second_order(
+            return _with_beta_decay(model, d_alpha, beta_decay), float(loss)
+        d_alpha, loss = _second_order(
             model,
             arch=arch,
             train_batch=train_batch,
@@ -245,3 +281,4 @@ def architecture_gradients(
             seed=seed,
             fd_scale=fd_scale,
         )
+        return _with_beta_decay(model, d_alpha, beta_decay), loss

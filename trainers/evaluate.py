@@ -24,9 +24,10 @@ from search_space import Architecture, architecture_text, build_model, count_par
 from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
+from trainers.metrics import absent_classes
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
-from trainers.settings import EvalSettings
+from trainers.settings import EvalSettings, with_defaults_for_missing
 from trainers.training import evaluate_split, make_loss, sgd_with_cosine, weight_step
 
 __all__ = ["EvaluationResult", "build_network", "run_evaluation", "train_final_model"]
@@ -37,15 +38,19 @@ class EvaluationResult:
     architecture: str  # architecture_text: genotype JSON, or a model name such as "baseline"
     best_epoch: int
     valid: dict[str, Any]  # metrics of the chosen epoch on the validation speakers
-    test: dict[str, Any]  # ua, wa, macro_f1, confusion, n: measured once on the test speakers
+    test: dict[str, Any]  # ua, wa, macro_f1, absent_classes, confusion, n: measured once on the test speakers
     params: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    # softmax per utterance (N, K) float32, in split order: the chosen epoch's on the validation
+    # speakers (None when resumed from a checkpoint written before they were kept), and the test's
+    valid_probabilities: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    test_probabilities: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def build_network(architecture: Architecture, *, settings: EvalSettings, n_classes: int, in_channels: int) -> nn.Module:
     """The untrained network of ``architecture``, sized by ``settings.shape`` widened and deepened
-    by ``settings.widen`` / ``settings.deepen`` (on the CPU)."""
+    by ``settings.widen`` / ``settings.deepen``, with ``settings.shape``'s head options (on the CPU)."""
     shape = settings.shape
     return build_model(
         architecture,
@@ -58,6 +63,7 @@ def build_network(architecture: Architecture, *, settings: EvalSettings, n_class
         in_channels=in_channels,
         auxiliary=settings.auxiliary_weight > 0.0,
         mask_padding=settings.mask_padding,
+        head=shape.head,
     )
 
 
@@ -175,12 +181,16 @@ def run_evaluation(
     best = {"epoch": 0, "ua": -1.0, "valid": {}, "state": copy.deepcopy(run.model.state_dict())}
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
+        if isinstance(state.get("settings"), Mapping):  # settings added since it was written: their defaults
+            state = {**state, "settings": with_defaults_for_missing(state["settings"], EvalSettings)}
         check_resumable(state, identity=identity, path=checkpoint_path, optional=("data",))
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"], run.generator, device=device)
         start_epoch, history, elapsed, best = state["epoch"] + 1, state["history"], state["seconds"], state["best"]
+        if "confusion" in best["valid"]:  # a checkpoint written before the metrics named absent classes
+            best["valid"].setdefault("absent_classes", absent_classes(best["valid"]["confusion"]))
 
     def save() -> None:
         save_checkpoint(
@@ -210,9 +220,17 @@ def run_evaluation(
             device=device,
             loss_fn=run.loss_fn,
             autocast=settings.mixed_precision,
+            keep_probabilities=True,  # the chosen epoch's go into the run's predictions
         )
+        valid_probabilities = valid.pop("probabilities")
         if valid["ua"] > best["ua"]:  # first epoch reaching the best valid UA wins ties
-            best = {"epoch": epoch, "ua": valid["ua"], "valid": valid, "state": copy.deepcopy(run.model.state_dict())}
+            best = {
+                "epoch": epoch,
+                "ua": valid["ua"],
+                "valid": valid,
+                "valid_probabilities": valid_probabilities,
+                "state": copy.deepcopy(run.model.state_dict()),
+            }
         epoch_seconds = time.perf_counter() - done.started
         elapsed += epoch_seconds
         metrics = {
@@ -241,12 +259,16 @@ def run_evaluation(
         batch_size=settings.batch_size,
         device=device,
         autocast=settings.mixed_precision,
+        keep_probabilities=True,
     )
     test["n"] = len(data.test)
+    test_probabilities = test.pop("probabilities")
     return EvaluationResult(
         architecture=text,
         best_epoch=best["epoch"],
         valid=best["valid"],
+        valid_probabilities=best.get("valid_probabilities"),
+        test_probabilities=test_probabilities,
         test=test,
         params=count_parameters(run.model),
         seconds=elapsed,

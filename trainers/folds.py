@@ -10,6 +10,19 @@ Schemes:
 - ``speaker-pairs``: the paper's five folds; fold k tests on the male speaker of session k and
   the female speaker of session k+1 (cyclic), i.e. {Ses01M, Ses02F}, {Ses02M, Ses03F}, ...,
   {Ses05M, Ses01F} on IEMOCAP. Needs one F and one M speaker per session.
+- ``given``: the folds of shared split files (EmoBox, s3prl, SpeechBrain), built by
+  ``trainers.given_folds.given_folds``, not here.
+- ``cross-corpus``: train (and validate) on the speakers of some corpora of a manifest of several,
+  test on another: fold k tests on every speaker of ``test_corpora[k-1]``; built by
+  ``trainers.cross_corpus.cross_corpus_folds``, not here. Each corpus maps its raw labels to the
+  protocol's classes with its own merges (``corpus_merges``).
+
+Speaker independence is checked, never assumed: column ``speaker_check`` says per fold whether
+every speaker has one role (``independent``), some speaker has two (``overlap``: a test speaker
+also trains or validates, as in published single-fold splits of some corpora), or some speaker
+is unknown (``unknown``, ``trainers.corpora.speakers``). ``make_folds`` only makes independent
+folds; ``check_folds`` recomputes the flag and refuses a table whose column says otherwise, and
+``require_speaker_independence`` refuses flagged folds to a search unless the user opts in.
 
 Every speaker of a fold has exactly one role (docs/selection.md, "Four roles per fold"):
 
@@ -38,12 +51,18 @@ import numpy as np
 import pandas as pd
 
 from trainers.atomic_io import read_parquet_metadata, write_parquet_atomically
+from trainers.corpora.speakers import is_unknown_speaker
 
-SCHEMES = ("loso", "speaker-pairs")
+SCHEMES = ("loso", "speaker-pairs", "given", "cross-corpus")
+MADE_SCHEMES = SCHEMES[:2]  # the schemes make_folds builds from a manifest's sessions
 SPLITS = ("train", "valid", "test")
 SEARCH_ROLES = ("weights", "alphas")  # of training speakers in the DARTS search (null on valid/test rows)
 METADATA_KEY = "sernas.folds"
 FOLD_COLUMNS = ("utt_id", "fold", "split", "label", "speaker", "session", "search_role")
+# Per fold (the same on each of its rows): are its speakers' roles disjoint? Derived from the
+# columns above (``speaker_check``), so written for SQL and readers, recomputed when read.
+SPEAKER_CHECK_COLUMN = "speaker_check"
+SPEAKER_CHECKS = ("independent", "overlap", "unknown")
 
 
 @dataclass(frozen=True)
@@ -57,10 +76,17 @@ class FoldProtocol:
     valid_speakers: int = 2
     arch_share: float = 0.5
     seed: int = 0
+    # cross-corpus only: fold k tests on corpus test_corpora[k-1] (the manifest's dataset column)
+    # and trains on train_corpora (None: every other corpus of corpus_merges); corpus_merges maps
+    # each corpus of the experiment to its own merges (raw label -> class), used instead of merges.
+    test_corpora: tuple[str, ...] = ()
+    train_corpora: tuple[str, ...] | None = None
+    corpus_merges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, but got {self.scheme!r}.")
+        self._check_corpora()
         if self.valid_speakers < 1:
             raise ValueError(f"valid_speakers must be >= 1, but got {self.valid_speakers}.")
         if not 0.0 < self.arch_share < 1.0:
@@ -71,6 +97,57 @@ class FoldProtocol:
                     f"merge {source}={target}: target {target!r} is not among classes {', '.join(self.classes)}."
                 )
         object.__setattr__(self, "merges", dict(self.merges))
+        object.__setattr__(self, "corpus_merges", {c: dict(m) for c, m in self.corpus_merges.items()})
+        object.__setattr__(self, "test_corpora", tuple(self.test_corpora))
+        if self.train_corpora is not None:
+            object.__setattr__(self, "train_corpora", tuple(self.train_corpora))
+
+    def _check_corpora(self) -> None:
+        given = [name for name in ("test_corpora", "train_corpora", "corpus_merges") if getattr(self, name)]
+        if self.scheme != "cross-corpus":
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} belong to scheme cross-corpus, but the scheme is {self.scheme!r}."
+                )
+            return
+        if self.classes is None:
+            raise ValueError("scheme cross-corpus needs classes: the classes every corpus maps its labels to.")
+        if self.merges:
+            raise ValueError("scheme cross-corpus takes merges per corpus (corpus_merges), not merges.")
+        corpora = list(self.corpus_merges)
+        if len(corpora) < 2:
+            raise ValueError(f"scheme cross-corpus needs at least 2 corpora in corpus_merges, but got {corpora}.")
+        for name, kind in ((self.test_corpora, "test_corpora"), (self.train_corpora or (), "train_corpora")):
+            unknown = [c for c in name if c not in corpora]
+            if unknown:
+                raise ValueError(f"{kind}: unknown corpus {', '.join(unknown)}; the corpora are {', '.join(corpora)}.")
+        if not self.test_corpora:
+            raise ValueError("scheme cross-corpus needs test_corpora: the corpus each fold tests on.")
+        if len(set(self.test_corpora)) != len(self.test_corpora):
+            raise ValueError(f"test_corpora must name each corpus once, but got {list(self.test_corpora)}.")
+        for corpus, merges in self.corpus_merges.items():
+            for source, target in merges.items():
+                if target not in self.classes:
+                    raise ValueError(
+                        f"corpus {corpus}: merge {source}={target}: target {target!r} is not among classes "
+                        f"{', '.join(self.classes)}."
+                    )
+        for corpus in self.test_corpora:
+            if not self.training_corpora(corpus):
+                raise ValueError(f"the fold testing on {corpus} has no training corpus (train_corpora).")
+
+    def training_corpora(self, test_corpus: str) -> tuple[str, ...]:
+        """cross-corpus: the corpora that train and validate the fold testing on ``test_corpus``."""
+        return training_corpora(test_corpus, corpora=tuple(self.corpus_merges), train_corpora=self.train_corpora)
+
+
+def training_corpora(
+    test_corpus: str, *, corpora: Sequence[str], train_corpora: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The corpora that train (and validate) the cross-corpus fold testing on ``test_corpus``:
+    ``train_corpora`` (None: every one of ``corpora``) without the test corpus."""
+    pool = train_corpora if train_corpora is not None else corpora
+    return tuple(corpus for corpus in pool if corpus != test_corpus)
 
 
 def parse_merges(items: Sequence[str]) -> dict[str, str]:
@@ -94,7 +171,20 @@ def apply_protocol_labels(manifest: pd.DataFrame, protocol: FoldProtocol) -> pd.
                 "rows without one (add an 'improvised' column to the CSV corpus)."
             )
         frame = frame[frame["improvised"].astype(bool)]
-    frame["label"] = frame["label"].astype(str).replace(protocol.merges)
+    if protocol.corpus_merges:  # cross-corpus: each corpus maps its own raw labels
+        unknown = sorted(set(frame["dataset"].astype(str)) - set(protocol.corpus_merges))
+        if unknown:
+            raise ValueError(
+                f"the manifest holds corpus(es) {', '.join(unknown)} that the protocol does not name (its corpora: "
+                f"{', '.join(protocol.corpus_merges)})."
+            )
+        labels = frame["label"].astype(str)
+        for corpus, merges in protocol.corpus_merges.items():
+            rows = frame["dataset"].astype(str) == corpus
+            labels = labels.mask(rows, labels[rows].replace(merges))
+        frame["label"] = labels
+    else:
+        frame["label"] = frame["label"].astype(str).replace(protocol.merges)
     if protocol.classes is not None:
         absent = [name for name in protocol.classes if name not in set(frame["label"])]
         if absent:
@@ -160,6 +250,15 @@ def _alpha_speaker_count(n_train: int, share: float) -> int:
 
 def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequence[int] | None = None) -> pd.DataFrame:
     """Return the fold table (``FOLD_COLUMNS``), folds numbered from 1, checked for leakage."""
+    if protocol.scheme not in MADE_SCHEMES:
+        where = (
+            "trainers.cross_corpus.cross_corpus_folds (an experiment's data.sources)"
+            if protocol.scheme == "cross-corpus"
+            else "split files (trainers.given_folds.given_folds, sernas folds --from)"
+        )
+        raise ValueError(
+            f"make_folds builds {' and '.join(MADE_SCHEMES)} folds; {protocol.scheme!r} folds come from {where}."
+        )
     frame = apply_protocol_labels(manifest, protocol)
     test_sets = _test_speaker_sets(frame, protocol.scheme)
     wanted = list(range(1, len(test_sets) + 1)) if folds is None else list(folds)
@@ -174,20 +273,9 @@ def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequenc
         if missing:
             raise ValueError(f"fold {fold}: test speaker(s) {sorted(missing)} have no utterances.")
         outside_test = speakers[~speakers["speaker"].isin(test)]
-        if protocol.valid_speakers >= len(outside_test):
-            raise ValueError(
-                f"valid_speakers={protocol.valid_speakers} leaves no training speaker in fold {fold} (only "
-                f"{len(outside_test)} speakers remain outside the test set)."
-            )
-        valid = _pick_speakers(
-            outside_test, count=protocol.valid_speakers, rng=np.random.default_rng([protocol.seed, fold])
-        )
+        valid = draw_valid_speakers(outside_test, protocol=protocol, fold=fold, where="outside the test set")
         training = outside_test[~outside_test["speaker"].isin(valid)]
-        alphas = _pick_speakers(
-            training,
-            count=_alpha_speaker_count(len(training), protocol.arch_share),
-            rng=np.random.default_rng([protocol.seed, fold, 1]),
-        )
+        alphas = draw_alpha_speakers(training, protocol=protocol, fold=fold)
         split = np.where(frame["speaker"].isin(test), "test", np.where(frame["speaker"].isin(valid), "valid", "train"))
         role = np.where(split != "train", None, np.where(frame["speaker"].isin(alphas), "alphas", "weights"))
         tables.append(
@@ -203,7 +291,13 @@ def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequenc
                 }
             )
         )
-    table = pd.concat(tables, ignore_index=True)
+    table = typed_fold_table(pd.concat(tables, ignore_index=True))
+    check_folds(table)
+    return table
+
+
+def typed_fold_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the fold table's column types and its ``speaker_check`` column computed."""
     table = table.astype(
         {
             "utt_id": "string",
@@ -215,8 +309,29 @@ def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequenc
             "search_role": "string",
         }
     )
-    check_folds(table)
-    return table
+    return with_speaker_check(table)
+
+
+def draw_valid_speakers(candidates: pd.DataFrame, *, protocol: FoldProtocol, fold: int, where: str) -> set[str]:
+    """``protocol.valid_speakers`` validation speakers of fold ``fold`` from ``candidates`` (columns
+    speaker, gender; sorted by speaker), seeded by (seed, fold), genders in turn; at least one
+    candidate must be left to train (``where`` says what the candidates are, for the error)."""
+    if protocol.valid_speakers >= len(candidates):
+        raise ValueError(
+            f"valid_speakers={protocol.valid_speakers} leaves no training speaker in fold {fold} (only "
+            f"{len(candidates)} speakers remain {where})."
+        )
+    return _pick_speakers(candidates, count=protocol.valid_speakers, rng=np.random.default_rng([protocol.seed, fold]))
+
+
+def draw_alpha_speakers(training: pd.DataFrame, *, protocol: FoldProtocol, fold: int) -> set[str]:
+    """The alpha (architecture) speakers of fold ``fold`` among its ``training`` speakers (columns
+    speaker, gender; sorted by speaker): ``arch_share`` of them, seeded by (seed, fold, 1)."""
+    return _pick_speakers(
+        training,
+        count=_alpha_speaker_count(len(training), protocol.arch_share),
+        rng=np.random.default_rng([protocol.seed, fold, 1]),
+    )
 
 
 def speaker_roles(rows: pd.DataFrame) -> pd.Series:
@@ -227,14 +342,71 @@ def speaker_roles(rows: pd.DataFrame) -> pd.Series:
     return role
 
 
+def speaker_check(rows: pd.DataFrame) -> str:
+    """The speaker check of one fold's rows: ``unknown`` when a speaker is unknown, ``overlap``
+    when a speaker has two roles (test, valid, weights, alphas), else ``independent``."""
+    if rows["speaker"].map(is_unknown_speaker).any():
+        return "unknown"
+    roles_per_speaker = speaker_roles(rows).groupby(rows["speaker"]).nunique()
+    return "overlap" if (roles_per_speaker > 1).any() else "independent"
+
+
+def with_speaker_check(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ``speaker_check`` column (re)computed, fold by fold."""
+    checks = {fold: speaker_check(rows) for fold, rows in table.groupby("fold")}
+    table = table.copy()
+    table[SPEAKER_CHECK_COLUMN] = table["fold"].map(checks).astype("string")
+    return table
+
+
+def flagged_folds(table: pd.DataFrame) -> dict[int, str]:
+    """``{fold: check}`` of the folds that are not speaker-independent (computed, never read)."""
+    checks = {int(fold): speaker_check(rows) for fold, rows in table.groupby("fold")}
+    return {fold: check for fold, check in checks.items() if check != "independent"}
+
+
+def require_speaker_independence(table: pd.DataFrame, *, opt_in: str) -> None:
+    """Raise ValueError naming each fold whose test speakers also train or validate, or whose
+    speakers are unknown: a search on it would report test UA on speakers it learnt from (or
+    cannot say). ``opt_in`` is how the user says to search them anyway (a config key or flag)."""
+    flagged = flagged_folds(table)
+    if not flagged:
+        return
+    described = []
+    for fold, check in flagged.items():
+        rows = table[table["fold"] == fold]
+        if check == "unknown":
+            count = rows.loc[rows["speaker"].map(is_unknown_speaker), "utt_id"].nunique()
+            described.append(f"fold {fold}: speakers unknown for {count} utterance(s)")
+            continue
+        roles = speaker_roles(rows).groupby(rows["speaker"]).nunique()
+        shared = sorted(str(s) for s in roles[roles > 1].index)
+        tested = set(rows.loc[rows["split"] == "test", "speaker"].astype(str))
+        what = "test speaker(s)" if tested & set(shared) else "speaker(s) with two roles"
+        described.append(
+            f"fold {fold}: {what} {', '.join(shared[:4])}{' ...' if len(shared) > 4 else ''} also train or validate"
+        )
+    raise ValueError(
+        f"{len(flagged)} fold(s) are not speaker-independent ({'; '.join(described)}): their test UA would be measured "
+        "on speakers the search learnt from, or nobody can say. Give every utterance its speaker (sernas manifest "
+        f"--speakers map.csv), leave those folds out (folds.use), or search them anyway with {opt_in}; the fold "
+        f"table's {SPEAKER_CHECK_COLUMN} column keeps the flag."
+    )
+
+
 def check_folds(table: pd.DataFrame) -> None:
-    """Raise if a speaker has two roles in a fold (a test speaker in train or valid, a validation
-    speaker among the training speakers, a weight speaker among the alpha speakers), if a role is
-    given to a row outside training, or if a fold lacks a split."""
+    """Raise if a fold's ``speaker_check`` column disagrees with its rows, or (in a fold checked
+    ``independent``, or in any fold of a table without the column) if a speaker has two roles (a
+    test speaker in train or valid, a validation speaker among the training speakers, a weight
+    speaker among the alpha speakers); and in every fold if a role is given to a row outside
+    training or if a split is empty."""
     for fold, rows in table.groupby("fold"):
+        computed = speaker_check(rows)
+        declared = sorted(set(rows[SPEAKER_CHECK_COLUMN].astype(str))) if SPEAKER_CHECK_COLUMN in rows.columns else None
+        checked = declared in (None, ["independent"])  # then every speaker must have one role
         test_speakers = set(rows.loc[rows["split"] == "test", "speaker"])
         leaked = test_speakers & set(rows.loc[rows["split"] != "test", "speaker"])
-        if leaked:
+        if leaked and checked:
             raise RuntimeError(f"fold {fold}: test speaker(s) {sorted(leaked)} also in train/valid.")
         if "search_role" in rows.columns:
             stray = rows["search_role"].notna() & (rows["split"] != "train")
@@ -248,22 +420,38 @@ def check_folds(table: pd.DataFrame) -> None:
                 raise ValueError(f"fold {fold}: search_role must be one of {SEARCH_ROLES}, but got {sorted(unknown)}.")
         roles_per_speaker = speaker_roles(rows).groupby(rows["speaker"]).nunique()
         shared = sorted(roles_per_speaker[roles_per_speaker > 1].index)
-        if shared:
+        if shared and checked:
             raise RuntimeError(
                 f"fold {fold}: speaker(s) {shared} have more than one role (test, valid, weights, alphas)."
+            )
+        if declared is not None and declared != [computed]:
+            raise ValueError(
+                f"fold {fold}: {SPEAKER_CHECK_COLUMN} says {', '.join(declared)} but its speakers make it "
+                f"{computed}; the column is computed (sernas folds), never set by hand."
             )
         absent = [split for split in SPLITS if not (rows["split"] == split).any()]
         if absent:
             raise ValueError(f"fold {fold} has no {', '.join(absent)} utterances.")
 
 
-def write_folds(table: pd.DataFrame, out: str | Path, *, protocol: FoldProtocol, manifest_path: str | Path) -> Path:
+def write_folds(
+    table: pd.DataFrame,
+    out: str | Path,
+    *,
+    protocol: FoldProtocol,
+    manifest_path: str | Path,
+    source: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the checked fold table atomically, its protocol (and, for given folds, ``source``:
+    the split files' format and folder) in its metadata."""
     check_folds(table)
     metadata = {
         **asdict(protocol),
         "classes": list(protocol.classes) if protocol.classes else None,
         "manifest": str(Path(manifest_path).resolve()),
     }
+    if source is not None:
+        metadata["source"] = dict(source)
     return write_parquet_atomically(table, out, metadata={METADATA_KEY: json.dumps(metadata)})
 
 
@@ -281,6 +469,13 @@ def read_folds(path: str | Path) -> tuple[pd.DataFrame, dict]:
         )
     if missing:
         raise ValueError(f"fold table {path} lacks column(s) {', '.join(missing)}; is it a sernas fold table?")
+    if SPEAKER_CHECK_COLUMN in table.columns:
+        try:
+            check_folds(table)  # the stored flag must be what the speakers say
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"fold table {path}: {error}") from None
+    else:
+        table = with_speaker_check(table)  # written before the column existed: computed from the rows
     raw = read_parquet_metadata(path).get(METADATA_KEY)
     return table, (json.loads(raw) if raw else {})
 
@@ -294,6 +489,7 @@ def fold_counts(table: pd.DataFrame) -> pd.DataFrame:
     counts["test speakers"] = speakers.get("test")
     alphas = table[table["search_role"] == "alphas"].groupby("fold")["speaker"]
     counts["alpha speakers"] = alphas.apply(lambda s: ",".join(sorted(set(s)))).reindex(counts.index)
+    counts["speaker check"] = pd.Series({fold: speaker_check(rows) for fold, rows in table.groupby("fold")})
     return counts
 
 
@@ -342,7 +538,10 @@ def make_inner_folds(
         speaker = outer["speaker"].astype(str)
         split = np.where(outer["split"] == "test", "test", np.where(speaker.isin(valid), "valid", "train"))
         role = np.where(split != "train", None, np.where(speaker.isin(alphas), "alphas", "weights"))
-        tables.append(outer.assign(split=split, search_role=role, inner_fold=inner))
+        rows = outer.assign(split=split, search_role=role, inner_fold=inner)
+        if SPEAKER_CHECK_COLUMN in rows.columns:  # the inner fold's own check (its roles are its own)
+            rows[SPEAKER_CHECK_COLUMN] = speaker_check(rows)
+        tables.append(rows)
     table = pd.concat(tables, ignore_index=True).astype(
         {"split": "string", "search_role": "string", "inner_fold": "int64"}
     )

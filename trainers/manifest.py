@@ -26,6 +26,7 @@ from trainers.corpora.csv_corpus import scan_csv
 from trainers.corpora.iemocap import scan_iemocap
 from trainers.corpora.msp_improv import scan_msp_improv
 from trainers.corpora.scan import DEFAULT_MIN_DURATION_S, CorpusError, CorpusProblem, CorpusScan
+from trainers.imports import SPLIT_FORMATS, scan_given_splits
 
 MANIFEST_VERSION = 1
 METADATA_KEY = "sernas.manifest"
@@ -57,19 +58,43 @@ class ManifestResult:
     dataset: str
     root: Path
     min_duration_s: float = DEFAULT_MIN_DURATION_S
+    # a manifest of several corpora (trainers.cross_corpus.combine_manifests): name -> "dataset at root"
+    sources: tuple[tuple[str, str], ...] = ()
 
 
-def build_manifest(*, dataset: str, root: str | Path, min_duration_s: float = DEFAULT_MIN_DURATION_S) -> ManifestResult:
+def build_manifest(
+    *,
+    dataset: str,
+    root: str | Path,
+    min_duration_s: float = DEFAULT_MIN_DURATION_S,
+    audio_root: str | Path | None = None,
+    speakers: str | Path | None = None,
+    corpus: str | None = None,
+) -> ManifestResult:
     """Scan a corpus and probe every audio file; nothing is written here.
 
-    Audio shorter than ``min_duration_s`` seconds (0 keeps everything) becomes a problem naming
-    the file and its duration, like unreadable audio.
+    ``dataset`` is a corpus reader (``SCANNERS``) or a format of shared split files
+    (``trainers.imports.SPLIT_FORMATS``: ``root`` is their folder); for those, ``audio_root`` is
+    the folder their wav paths are relative to, ``speakers`` a CSV map ``utt_id,speaker`` and
+    ``corpus`` the corpus they describe (``trainers.imports.scan_given_splits``). Audio shorter
+    than ``min_duration_s`` seconds (0 keeps everything) becomes a problem naming the file and
+    its duration, like unreadable audio.
     """
-    if dataset not in SCANNERS:
-        raise CorpusError(f"unknown dataset {dataset!r}; expected one of {', '.join(SCANNERS)}.")
+    if dataset not in SCANNERS and dataset not in SPLIT_FORMATS:
+        raise CorpusError(f"unknown dataset {dataset!r}; expected one of {', '.join([*SCANNERS, *SPLIT_FORMATS])}.")
     if not math.isfinite(min_duration_s) or min_duration_s < 0:
         raise ValueError(f"min_duration_s must be a finite number of seconds >= 0, but got {min_duration_s!r}.")
-    scan = SCANNERS[dataset](Path(root))
+    if dataset in SPLIT_FORMATS:
+        scan = scan_given_splits(dataset, root, audio_root=audio_root, speakers=speakers, corpus=corpus)
+    else:
+        given = [
+            name for name, value in (("audio_root", audio_root), ("speakers", speakers), ("corpus", corpus)) if value
+        ]
+        if given:
+            raise CorpusError(
+                f"{', '.join(given)} apply to split files ({', '.join(SPLIT_FORMATS)}), not to dataset {dataset!r}."
+            )
+        scan = SCANNERS[dataset](Path(root))
     problems = list(scan.problems)
     rows = []
     for record in scan.records:
@@ -146,6 +171,8 @@ def write_manifest(result: ManifestResult, out: str | Path, *, skip_bad: bool = 
         "rejected": len(result.problems),
         "min_duration_s": result.min_duration_s,
     }
+    if result.sources:
+        metadata["sources"] = dict(result.sources)
     if result.problems:
         buffer = io.StringIO()
         writer = csv.writer(buffer)

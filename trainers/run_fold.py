@@ -8,18 +8,20 @@ stopped, and ``result.json``, written atomically once the fold is finished.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from search_space import Architecture, architecture_key, architecture_text, parse_architecture
-from trainers.atomic_io import write_text_atomically
+from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.evaluate import run_evaluation
 from trainers.fold_data import FoldData
 from trainers.gpu_memory import peak_memory_mib, reset_peak_memory
 from trainers.normalization import Normalizer
+from trainers.predictions import PREDICTIONS_NAME, prediction_frame
 from trainers.reporting import Reporter, ignore_reports
 from trainers.search import run_search
 from trainers.settings import EvalSettings, SearchSettings
@@ -33,13 +35,15 @@ class FoldResult:
     classes: list[str]
     architecture: str  # architecture_text: genotype JSON or a model name ("baseline")
     genotype_hash: str  # architecture_key: the genotype's hash, or the model name
-    ua: float
-    wa: float
-    macro_f1: float
+    test_ua: float  # UA, WA, macro-F1 over every protocol class (trainers.metrics)
+    test_wa: float
+    test_macro_f1: float
     confusion: list[list[int]]
     test_utterances: int
+    test_absent_classes: list[str]  # classes with no test utterance (recall 0 in test_ua)
     best_epoch: int
     valid_ua: float
+    valid_absent_classes: list[str]  # classes with no validation utterance (recall 0 in valid_ua)
     params: int
     search_seconds: float
     eval_seconds: float
@@ -50,9 +54,14 @@ class FoldResult:
     search_settings: dict[str, Any] | None
     eval_settings: dict[str, Any]
     peak_gpu_mib: float | None = None  # the most GPU memory the fold's process held (MiB); None on the CPU
+    # every validation (chosen epoch) and test utterance's prediction (trainers.predictions); kept
+    # out of result.json: it is written beside it, as predictions.parquet
+    predictions: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        facts = asdict(replace(self, predictions=None))
+        del facts["predictions"]
+        return json.dumps(facts, indent=2, sort_keys=True)
 
 
 def fold_provenance(data: FoldData, *, normalization: str, preset: str | None) -> dict[str, Any]:
@@ -76,7 +85,9 @@ def run_fold(
     reporter: Reporter = ignore_reports,
     preset: str | None = None,
 ) -> FoldResult:
-    """Search (when ``architecture`` is None) and evaluate; write ``work_dir/result.json``.
+    """Search (when ``architecture`` is None) and evaluate; write ``work_dir/predictions.parquet``
+    (every validation and test utterance's prediction, ``trainers.predictions``), then
+    ``work_dir/result.json``.
 
     The fold's features are first normalised as ``evaluation.normalization`` says (statistics
     from the training speakers, per utterance, or per speaker over all of that speaker's audio,
@@ -132,13 +143,15 @@ def run_fold(
         classes=list(data.classes),
         architecture=architecture_text(architecture),
         genotype_hash=architecture_key(architecture),
-        ua=evaluated.test["ua"],
-        wa=evaluated.test["wa"],
-        macro_f1=evaluated.test["macro_f1"],
+        test_ua=evaluated.test["ua"],
+        test_wa=evaluated.test["wa"],
+        test_macro_f1=evaluated.test["macro_f1"],
         confusion=evaluated.test["confusion"],
         test_utterances=evaluated.test["n"],
+        test_absent_classes=[data.classes[k] for k in evaluated.test["absent_classes"]],
         best_epoch=evaluated.best_epoch,
         valid_ua=evaluated.valid["ua"],
+        valid_absent_classes=[data.classes[k] for k in evaluated.valid["absent_classes"]],
         params=evaluated.params,
         search_seconds=search_seconds,
         eval_seconds=evaluated.seconds,
@@ -149,6 +162,10 @@ def run_fold(
         search_settings=search.model_dump(mode="json") if search is not None else None,
         eval_settings=evaluation.model_dump(mode="json"),
         peak_gpu_mib=peak_memory_mib(device),
+        predictions=prediction_frame(
+            data, {"valid": evaluated.valid_probabilities, "test": evaluated.test_probabilities}
+        ),
     )
+    write_parquet_atomically(result.predictions, work_dir / PREDICTIONS_NAME)
     write_text_atomically(work_dir / RESULT_NAME, result.to_json() + "\n")
     return result

@@ -29,6 +29,23 @@ Class imbalance (``settings.imbalance``) applies to both levels: the class-weigh
 :func:`trainers.training.make_loss` for ``weighted-loss``, class-balanced batches (drawn with
 replacement) for both the weight and the arch data for ``balanced-sampling``.
 
+Methods for small budgets (docs/search.md), each a setting:
+
+* ``method="random-ws"`` (Li & Talwalkar, UAI 2019): no alpha steps; every weight batch trains one
+  path drawn uniformly from the space (``search_space.sample_genotype``, from the search's own
+  generator), and after every epoch ``random_ws_candidates`` random genotypes (drawn once from
+  ``settings.seed``) are ranked by their paths' UA on the alpha speakers with the shared weights
+  (``trainers.shared_weights``); the best is the epoch's genotype, and its path's metrics on the
+  valid speakers are the epoch's report.
+* ``selection="perturbation"`` (DARTS-PT, ``trainers.perturbation``): the last epoch's genotype
+  is chosen by masking operations and edges of the searched supernet and measuring it on the
+  alpha speakers, instead of by the argmax of the alphas (recorded as ``argmax_genotype_hash``).
+* ``beta_decay > 0`` (beta-DARTS): the architecture loss gains ``lambda_e * L_beta``, the mean
+  log-sum-exp of the alphas, with ``lambda_e = beta_decay * e / epochs`` in epoch e (the linear
+  ramp of the paper's code).
+
+Every epoch's metrics name the ``method`` and ``selection`` that ran.
+
 After every epoch the supernet is measured on the valid speakers, the genotype derived (with
 the P-DARTS skip cap), a checkpoint written when due and ``reporter(epoch, metrics)`` called;
 a reporter may raise to stop the search (the epoch's checkpoint is then on disk). With
@@ -46,15 +63,17 @@ from typing import Any
 
 import torch
 
-from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet
-from trainers.architect import architecture_gradients
+from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet, sample_genotype, sample_genotypes
+from trainers.architect import architecture_gradients, beta_decay_loss
 from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.gpu_memory import should_recompute
+from trainers.perturbation import select_by_perturbation
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
-from trainers.settings import SearchSettings
+from trainers.settings import SearchSettings, with_defaults_for_missing
+from trainers.shared_weights import score_genotypes_with_shared_weights, shared_weight_metrics, with_mixing
 from trainers.training import evaluate_split, make_loss, sgd_with_cosine, weight_step
 
 __all__ = [
@@ -62,6 +81,7 @@ __all__ = [
     "build_supernet",
     "resolve_recompute",
     "run_search",
+    "score_genotypes_with_shared_weights",
     "split_for_arch_data",
 ]
 
@@ -97,6 +117,7 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         edge_normalization=settings.edge_normalization,
         in_channels=data.input_shape[0],
         checkpoint=settings.recompute is not False,
+        head=shape.head,
     )
 
 
@@ -172,6 +193,27 @@ def _is_collapsed(dominant: dict[str, list[str]]) -> bool:
     return all(op in PARAMETER_FREE_OPS for ops in dominant.values() for op in ops)
 
 
+def _best_candidate(
+    model: SuperNet,
+    candidates: list[Genotype],
+    *,
+    arch_data: Split,
+    valid: Split,
+    settings: SearchSettings,
+    loss_fn: torch.nn.Module,
+    device: torch.device,
+) -> tuple[Genotype, dict, dict]:
+    """random-ws: the candidate whose path has the best UA on the alpha speakers (ties: lower loss,
+    then the earlier draw), its path's metrics on the valid speakers (reported, choosing nothing),
+    and what to record."""
+    measure = dict(batch_size=settings.batch_size, device=device, loss_fn=loss_fn, autocast=settings.mixed_precision)
+    scores = shared_weight_metrics(model, [model.path_mixing(g) for g in candidates], arch_data, **measure)
+    best = min(range(len(candidates)), key=lambda i: (-scores[i]["ua"], scores[i]["loss"], i))
+    (valid_metrics,) = shared_weight_metrics(model, [model.path_mixing(candidates[best])], valid, **measure)
+    record = {"candidates": len(candidates), "candidate_index": best, "shared_weight_ua": scores[best]["ua"]}
+    return candidates[best], valid_metrics, record
+
+
 def run_search(
     data: FoldData,
     *,
@@ -218,6 +260,14 @@ def run_search(
             )
     balanced = settings.imbalance == "balanced-sampling"
     n_classes = len(data.classes)
+    random_ws = settings.method == "random-ws"
+    nodes = settings.shape.nodes
+    # random-ws' candidates: drawn from the seed alone, so a resumed search ranks the same ones
+    candidates = (
+        sample_genotypes(settings.seed, settings.random_ws_candidates, primitives=settings.primitives, nodes=nodes)
+        if random_ws
+        else []
+    )
 
     start_epoch, history, elapsed, stopped_early = 0, [], 0.0, None
     last_valid: dict | None = None
@@ -230,6 +280,8 @@ def run_search(
     }
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
+        if isinstance(state.get("settings"), Mapping):  # settings added since it was written: their defaults
+            state = {**state, "settings": with_defaults_for_missing(state["settings"], SearchSettings)}
         check_resumable(state, identity=identity, path=checkpoint_path, optional=("data",))
         model.load_state_dict(state["model"])
         weight_optimizer.load_state_dict(state["weight_optimizer"])
@@ -263,7 +315,8 @@ def run_search(
         epoch += 1
         started = time.perf_counter()
         lr = float(weight_optimizer.param_groups[0]["lr"])
-        search_alphas = epoch > settings.warmup_epochs
+        search_alphas = not random_ws and epoch > settings.warmup_epochs
+        beta_decay = settings.beta_decay * epoch / settings.epochs  # beta-DARTS' linear ramp
         model.train()
         train_batches = iterate_batches(
             weight_data, batch_size=settings.batch_size, shuffle=True, generator=generator, balanced=balanced
@@ -286,6 +339,7 @@ def run_search(
                     weight_optimizer=weight_optimizer,
                     order=settings.order,
                     seed=seed,
+                    beta_decay=beta_decay,
                 )
                 arch_optimizer.zero_grad(set_to_none=True)
                 for p, g in zip(arch, grads):
@@ -295,8 +349,12 @@ def run_search(
                 arch_loss += loss * len(ya)
                 n_arch += len(ya)
                 del grads
+            net: torch.nn.Module = model
+            if random_ws:  # one uniformly sampled path per batch (Li & Talwalkar)
+                path = sample_genotype(generator, primitives=settings.primitives, nodes=nodes)
+                net = with_mixing(model, model.path_mixing(path))
             loss = weight_step(
-                model,
+                net,
                 x,
                 y,
                 loss_fn=loss_fn,
@@ -312,31 +370,65 @@ def run_search(
             n_train += len(y)
         scheduler.step()
 
-        last_valid = evaluate_split(
-            model,
-            data.valid,
-            n_classes=n_classes,
-            batch_size=settings.batch_size,
-            device=device,
-            loss_fn=loss_fn,
-            autocast=settings.mixed_precision,
-        )
-        genotype = model.genotype(max_skip_normal=settings.max_skip_normal)
-        dominant = model.dominant_ops()
-        n_edges = sum(len(ops) for ops in dominant.values())
-        parameter_free = sum(op in PARAMETER_FREE_OPS for ops in dominant.values() for op in ops)
-        collapsed = search_alphas and _is_collapsed(dominant)
-        if collapsed and settings.stop_on_parameter_free and epoch < settings.epochs:
-            summary = "; ".join(f"{kind}: {', '.join(sorted(set(ops)))}" for kind, ops in dominant.items())
-            stopped_early = (
-                f"collapsed after epoch {epoch}: the strongest operation is parameter-free on every edge ({summary})"
+        extra: dict[str, Any] = {}
+        if random_ws:
+            genotype, last_valid, extra = _best_candidate(
+                model,
+                candidates,
+                arch_data=arch_data,
+                valid=data.valid,
+                settings=settings,
+                loss_fn=loss_fn,
+                device=device,
             )
+            ops = [op for op, _ in genotype.normal + genotype.reduce]
+            n_edges, parameter_free, collapsed = len(ops), sum(op in PARAMETER_FREE_OPS for op in ops), False
+        else:
+            last_valid = evaluate_split(
+                model,
+                data.valid,
+                n_classes=n_classes,
+                batch_size=settings.batch_size,
+                device=device,
+                loss_fn=loss_fn,
+                autocast=settings.mixed_precision,
+            )
+            genotype = model.genotype(max_skip_normal=settings.max_skip_normal)
+            dominant = model.dominant_ops()
+            n_edges = sum(len(ops) for ops in dominant.values())
+            parameter_free = sum(op in PARAMETER_FREE_OPS for ops in dominant.values() for op in ops)
+            collapsed = search_alphas and _is_collapsed(dominant)
+            if collapsed and settings.stop_on_parameter_free and epoch < settings.epochs:
+                summary = "; ".join(f"{kind}: {', '.join(sorted(set(ops)))}" for kind, ops in dominant.items())
+                stopped_early = (
+                    f"collapsed after epoch {epoch}: the strongest operation is parameter-free on every edge "
+                    f"({summary})"
+                )
+            if settings.beta_decay > 0:
+                with torch.no_grad():
+                    regulariser = beta_decay_loss([model.alphas_normal, model.alphas_reduce])
+                extra = {"beta_decay_weight": beta_decay, "beta_decay_loss": float(regulariser)}
+            last = epoch == settings.epochs or stopped_early is not None
+            if settings.selection == "perturbation" and last:  # DARTS-PT decides the final genotype
+                argmax_hash = genotype.hash
+                genotype, record = select_by_perturbation(
+                    model,
+                    weight_data=weight_data,
+                    arch_data=arch_data,
+                    settings=settings,
+                    loss_fn=loss_fn,
+                    device=device,
+                    generator=generator,
+                )
+                extra.update(record, argmax_genotype_hash=argmax_hash)
         seconds = time.perf_counter() - started
         elapsed += seconds
         metrics = {
             "phase": "search",
             "epoch": epoch,
             "fold": data.fold,
+            "method": settings.method,
+            "selection": settings.selection,
             "train_loss": train_loss / max(n_train, 1),
             **({"arch_loss": arch_loss / n_arch} if n_arch else {}),
             "valid_ua": last_valid["ua"],
@@ -348,17 +440,18 @@ def run_search(
             "alpha_entropy": model.alpha_entropy(),
             "parameter_free_share": parameter_free / n_edges,
             "collapsed": collapsed,
-            "warmup": not search_alphas,
+            "warmup": epoch <= settings.warmup_epochs,
             "lr": lr,
             "seconds": seconds,
             "elapsed_seconds": elapsed,
+            **extra,
         }
         history.append(metrics)
         due = epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None
         save_then_report(epoch, metrics, reporter=reporter, save=save if checkpoint_path is not None else None, due=due)
 
     return SearchResult(
-        genotype=model.genotype(max_skip_normal=settings.max_skip_normal),
+        genotype=Genotype.from_json(history[-1]["genotype"]),  # the last epoch's, whichever rule made it
         epochs_run=epoch,
         stopped_early=stopped_early,
         history=history,

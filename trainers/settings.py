@@ -9,12 +9,14 @@ config builds these objects; ``model_dump()`` is what checkpoints and results st
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_space import PRIMITIVES, validate_primitives
+from search_space import PRIMITIVES, HeadOptions, validate_primitives
 from search_space.cells import search_depth_problem
+from search_space.head import Pooling, SequenceInput
 from trainers.normalization import Normalization
 
 
@@ -23,7 +25,9 @@ class _Settings(BaseModel):
 
 
 class ModelShape(_Settings):
-    """Sizes shared by the supernet and the discrete network built from its genotype."""
+    """Sizes shared by the supernet and the discrete network built from its genotype (the
+    hand-made baseline included), and the recurrent head's options (search_space.head): the
+    genotype does not encode the head, these settings do."""
 
     layers: int = Field(4, ge=1, description="cells; reduction cells sit at 1/3 and 2/3 depth")
     nodes: int = Field(4, ge=1, description="intermediate nodes per cell (supernet only)")
@@ -31,6 +35,35 @@ class ModelShape(_Settings):
     lstm_hidden: int = Field(128, ge=1)
     lstm_layers: int = Field(1, ge=1)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    sequence_input: SequenceInput = Field(
+        "mean-frequency",
+        description="what the LSTM reads per time step: the CNN output averaged over frequency (C features) "
+        "or frequency-channels (frequency pooled to frequency_bins bands, flattened with the channels: C x K)",
+    )
+    frequency_bins: int = Field(
+        4, ge=1, le=64, description="with sequence_input frequency-channels: frequency bands K kept per step"
+    )
+    sequence_projection: int = Field(
+        0,
+        ge=0,
+        description="with sequence_input frequency-channels: a linear map of the C x K features to this many "
+        "per step before the LSTM (0: none)",
+    )
+    pooling: Pooling = Field(
+        "mean",
+        description="how a clip's LSTM outputs are pooled over its valid steps: mean, or stats (mean and "
+        "standard deviation, concatenated)",
+    )
+
+    @property
+    def head(self) -> HeadOptions:
+        """The recurrent head's options, as the networks take them."""
+        return HeadOptions(
+            sequence_input=self.sequence_input,
+            frequency_bins=self.frequency_bins,
+            sequence_projection=self.sequence_projection,
+            pooling=self.pooling,
+        )
 
 
 class WeightOptimizer(_Settings):
@@ -69,6 +102,8 @@ class SpecAugment(_Settings):
 
 
 Imbalance = Literal["weighted-loss", "balanced-sampling", "none"]
+SearchMethod = Literal["darts", "random-ws"]
+Selection = Literal["argmax", "perturbation"]
 
 
 class SearchSettings(_Settings):
@@ -100,6 +135,32 @@ class SearchSettings(_Settings):
     )
     imbalance: Imbalance = "weighted-loss"
     spec_augment: SpecAugment = SpecAugment()
+    method: SearchMethod = Field(
+        "darts",
+        description="darts: bi-level DARTS; random-ws: random search with weight sharing (Li & Talwalkar 2019), "
+        "the supernet trained on uniformly sampled paths, then random_ws_candidates random genotypes ranked "
+        "by their shared-weight UA on the alpha speakers (docs/search.md)",
+    )
+    selection: Selection = Field(
+        "argmax",
+        description="how a darts search derives its genotype: argmax of the alphas (DARTS), or perturbation "
+        "(DARTS-PT, Wang et al. 2021): per edge the op whose removal costs the most alpha-speaker UA, then per "
+        "node the two edges whose removal costs most",
+    )
+    pt_finetune_epochs: int = Field(
+        0,
+        ge=0,
+        description="with selection=perturbation: epochs of weight training between two decisions (DARTS-PT: 5)",
+    )
+    beta_decay: float = Field(
+        0.0,
+        ge=0,
+        description="beta-DARTS regularisation (Ye et al. 2022): weight of the mean log-sum-exp of the alphas in "
+        "the architecture loss, ramped linearly to this value over the epochs (0: off)",
+    )
+    random_ws_candidates: int = Field(
+        16, ge=1, description="with method=random-ws: random genotypes ranked with the shared weights"
+    )
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     mixed_precision: bool = Field(
@@ -117,6 +178,24 @@ class SearchSettings(_Settings):
     @model_validator(mode="after")
     def _known_primitives(self) -> SearchSettings:
         validate_primitives(self.primitives)
+        return self
+
+    @model_validator(mode="after")
+    def _method_and_its_options(self) -> SearchSettings:
+        # settings that would silently do nothing are refused, naming what they need
+        if self.method == "random-ws":
+            if self.selection != "argmax":
+                raise ValueError(
+                    f"selection={self.selection!r} needs method='darts': random-ws chooses among random genotypes "
+                    "by their shared-weight UA, it has no alphas to select from"
+                )
+            if self.beta_decay > 0:
+                raise ValueError(f"beta_decay={self.beta_decay} needs method='darts': random-ws trains no alphas")
+        if self.pt_finetune_epochs > 0 and self.selection != "perturbation":
+            raise ValueError(
+                f"pt_finetune_epochs={self.pt_finetune_epochs} needs selection='perturbation' "
+                f"(it fine-tunes between DARTS-PT's decisions), but selection is {self.selection!r}"
+            )
         return self
 
     @model_validator(mode="after")
@@ -171,3 +250,22 @@ class EvalSettings(_Settings):
     def network_init_channels(self) -> int:
         """First-cell channels of the evaluated network: ``shape.init_channels`` widened by ``widen``."""
         return max(1, round(self.shape.init_channels * self.widen))
+
+
+def with_defaults_for_missing(stored: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``stored`` (a ``model_dump`` of ``model`` written by an older version) with every setting it
+    lacks filled in with its default, nested groups included.
+
+    A checkpoint records its settings; one written before a setting existed ran with that
+    setting's default, so it resumes under the default and is refused under any other value.
+    """
+    filled: dict[str, Any] = dict(stored)
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        nested = isinstance(kind, type) and issubclass(kind, BaseModel)
+        if name not in filled:
+            default = info.get_default(call_default_factory=True)
+            filled[name] = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+        elif nested and isinstance(filled[name], Mapping):
+            filled[name] = with_defaults_for_missing(filled[name], kind)
+    return filled

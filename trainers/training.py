@@ -79,11 +79,17 @@ def evaluate_split(
     device: torch.device,
     loss_fn: nn.Module | None = None,
     autocast: bool = False,
+    keep_probabilities: bool = False,
 ) -> dict:
-    """UA, WA, macro-F1, confusion and mean loss over every sample of ``split`` (eval mode)."""
+    """UA, WA, macro-F1 (over all ``n_classes`` classes), ``absent_classes``, confusion and mean loss over
+    every sample of ``split`` (eval mode); see ``trainers.metrics``.
+
+    ``keep_probabilities`` adds ``probabilities``: the softmax of each sample's logits,
+    ``(N, n_classes)`` float32 on the CPU, in ``split`` order (what ``trainers.predictions`` stores).
+    """
     was_training = model.training
     model.eval()
-    predictions, total_loss = [], 0.0
+    predictions, probabilities, total_loss = [], [], 0.0
     for x, y, lengths in iterate_batches(split, batch_size=batch_size, shuffle=False):
         x, y = x.to(device), y.to(device)
         with mixed_precision(device, autocast):
@@ -91,9 +97,13 @@ def evaluate_split(
         if loss_fn is not None:
             total_loss += float(loss_fn(logits, y)) * len(y)
         predictions.append(logits.argmax(dim=1).cpu())
+        if keep_probabilities:
+            probabilities.append(torch.softmax(logits, dim=1).cpu())
     model.train(was_training)
     predicted = torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.int64)
     metrics = classification_metrics(split.y.numpy(), predicted.numpy(), n_classes=n_classes)
     if loss_fn is not None:
         metrics["loss"] = total_loss / max(len(split), 1)
+    if keep_probabilities:
+        metrics["probabilities"] = torch.cat(probabilities) if probabilities else torch.empty(0, n_classes)
     return metrics

@@ -55,7 +55,14 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        result = build_manifest(dataset=args.dataset, root=args.root, min_duration_s=args.min_duration)
+        result = build_manifest(
+            dataset=args.dataset,
+            root=args.root,
+            min_duration_s=args.min_duration,
+            audio_root=args.audio_root,
+            speakers=args.speakers,
+            corpus=args.corpus,
+        )
         out = write_manifest(result, args.out, skip_bad=args.skip_bad)
     except CorpusError as error:
         raise UserError(str(error)) from None
@@ -67,6 +74,8 @@ def cmd_manifest(args: argparse.Namespace) -> int:
             index_name="session",
         )
     )
+    if "speaker_source" in frame.columns:
+        _print_speaker_sources(frame)
     console.print(
         f"Wrote {len(frame)} utterances from {frame['speaker'].nunique()} speakers "
         f"({frame['duration_s'].sum() / 3600:.2f} h) to [bold]{out}[/] in {time.perf_counter() - started:.1f} s."
@@ -74,6 +83,28 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     if result.problems:
         console.print(f"[yellow]Skipped {len(result.problems)} bad file(s); see {rejects_path(out)}[/]")
     return 0
+
+
+def _print_speaker_sources(frame: pd.DataFrame) -> None:
+    """Where the speakers of imported split files came from, and where the files' own field was overruled."""
+    sources = frame["speaker_source"].value_counts()
+    console.print("Speakers from: " + ", ".join(f"{source} {count}" for source, count in sources.items()))
+    if "source_speaker" in frame.columns:
+        given = frame["source_speaker"].notna()
+        differ = given & (frame["source_speaker"].astype("string") != frame["speaker"].astype("string"))
+        if differ.any():
+            first = frame[differ].iloc[0]
+            console.print(
+                f"[yellow]The files' speaker field differs from the speaker used for {int(differ.sum())} utterance(s) "
+                f"(e.g. {escape(str(first['utt_id']))}: {escape(str(first['source_speaker']))} in the files, "
+                f"{escape(str(first['speaker']))} by the {escape(str(first['speaker_source']))}); kept as "
+                "source_speaker.[/]"
+            )
+    if "unknown" in sources:
+        console.print(
+            f"[yellow]{sources['unknown']} utterance(s) have no known speaker: each is its own speaker "
+            "(unknown:<utt_id>) and folds holding them are flagged unknown; give --speakers map.csv.[/]"
+        )
 
 
 # ------------------------------------------------------------------------------------- features
@@ -111,6 +142,20 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- folds
 def cmd_folds(args: argparse.Namespace) -> int:
+    """Make (``--scheme``), import (``--from``) or export (``--export``) a fold table."""
+    modes = [
+        flag for flag, value in (("--scheme", args.scheme), ("--from", args.source), ("--export", args.export)) if value
+    ]
+    if len(modes) != 1:
+        got = f"; got {' and '.join(modes)}" if modes else ""
+        raise UserError(
+            "give one of --scheme (make folds), --from FORMAT --root DIR (import split files) or --export FORMAT "
+            f"--folds TABLE (write split files){got}."
+        )
+    if args.export:
+        return _export_folds(args)
+    if (args.root is None) != (args.source is None):
+        raise UserError("--root names the folder of the split files that --from reads; give both or neither.")
     from trainers.folds import FoldProtocol, fold_counts, make_folds, parse_merges, write_folds
     from trainers.manifest import read_manifest
 
@@ -118,7 +163,7 @@ def cmd_folds(args: argparse.Namespace) -> int:
         manifest = read_manifest(args.manifest)
         classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None
         protocol = FoldProtocol(
-            scheme=args.scheme,
+            scheme=args.scheme or "given",
             classes=classes,
             merges=parse_merges(args.merge),
             improvised_only=args.improvised_only,
@@ -126,24 +171,84 @@ def cmd_folds(args: argparse.Namespace) -> int:
             arch_share=args.arch_share,
             seed=args.seed,
         )
-        table = make_folds(manifest, protocol=protocol)
-    except (FileNotFoundError, ValueError) as error:
+        source = None
+        if args.source:
+            from trainers.given_folds import given_folds
+            from trainers.imports import read_given_splits
+
+            splits = read_given_splits(args.source, args.root, corpus=args.corpus)
+            _hint_label_map_merges(splits.labels, protocol.merges)
+            table = given_folds(manifest, splits, protocol=protocol)
+            source = {"format": args.source, "root": str(splits.root)}
+        else:
+            table = make_folds(manifest, protocol=protocol)
+    except (FileNotFoundError, ValueError) as error:  # (a CorpusError is a ValueError: its problems are listed)
         raise UserError(str(error)) from None
-    out = write_folds(table, args.out, protocol=protocol, manifest_path=args.manifest)
-    console.print(
-        frame_table(fold_counts(table), title=f"{protocol.scheme} folds: utterances per split", index_name="fold")
-    )
+    out = write_folds(table, args.out, protocol=protocol, manifest_path=args.manifest, source=source)
+    title = f"{args.source} folds" if args.source else f"{protocol.scheme} folds"
+    console.print(frame_table(fold_counts(table), title=f"{title}: utterances per split", index_name="fold"))
     per_label = pd.crosstab([table["fold"], table["split"]], table["label"])
     per_label.index = [f"{fold} {split}" for fold, split in per_label.index]
     console.print(frame_table(per_label, title="utterances per fold/split x label", index_name="fold split"))
+    flagged = sorted(int(f) for f in table.loc[table["speaker_check"] != "independent", "fold"].unique())
+    if flagged:
+        console.print(
+            f"[yellow]Fold(s) {', '.join(map(str, flagged))} are not speaker-independent (column speaker_check): "
+            "sernas search refuses them unless folds.accept_speaker_overlap is true.[/]"
+        )
     console.print(f"Wrote {table['fold'].nunique()} folds to [bold]{out}[/].")
+    return 0
+
+
+def _hint_label_map_merges(labels: dict | None, merges: dict[str, str]) -> None:
+    """Say which merges the files' label mapping implies that the protocol does not make (EmoBox's
+    IEMOCAP label_map maps exc and hap to Happy: --merge exc=hap)."""
+    from trainers.corpora.given_splits import implied_merges
+
+    missing = {
+        source: target for source, target in implied_merges(labels or {}).items() if merges.get(source) != target
+    }
+    if missing:
+        flags = " ".join(f"--merge {source}={target}" for source, target in missing.items())
+        console.print(
+            f"[yellow]The files' label mapping merges labels that this protocol keeps apart; to follow it: {flags}[/]"
+        )
+
+
+def _export_folds(args: argparse.Namespace) -> int:
+    from trainers.fold_export import export_folds
+    from trainers.folds import read_folds
+    from trainers.manifest import read_manifest
+
+    if args.folds is None:
+        raise UserError("--export writes the folds of a fold table: give it with --folds TABLE.")
+    try:
+        manifest = read_manifest(args.manifest)
+        table, metadata = read_folds(args.folds)
+        written = export_folds(
+            table,
+            manifest,
+            format=args.export,
+            out_dir=args.out,
+            audio_root=args.audio_root,
+            corpus=args.corpus,
+            classes=metadata.get("classes"),
+        )
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    console.print(
+        f"Wrote {table['fold'].nunique()} folds of {args.folds} as {args.export} split files ({len(written)} files) "
+        f"to [bold]{args.out}[/]."
+    )
     return 0
 
 
 # ------------------------------------------------------------------------------------- commands
 def register(commands: Subcommands) -> None:
     """Add ``synth``, ``manifest``, ``features`` and ``folds``."""
-    from trainers.folds import FoldProtocol  # its defaults are the flags' defaults
+    from trainers.fold_export import EXPORT_FORMATS
+    from trainers.folds import MADE_SCHEMES, FoldProtocol  # its defaults are the flags' defaults
+    from trainers.imports import SPLIT_FORMATS
 
     synth = commands.add_parser("synth", help="write the built-in synthetic corpus (IEMOCAP layout)")
     synth.add_argument("--out", required=True, type=Path, help="corpus folder to create")
@@ -152,10 +257,35 @@ def register(commands: Subcommands) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=cmd_synth)
 
-    manifest = commands.add_parser("manifest", help="scan a corpus into a Parquet manifest")
-    manifest.add_argument("--dataset", required=True, choices=["iemocap", "msp-improv", "csv"])
+    manifest = commands.add_parser("manifest", help="scan a corpus (or import split files) into a Parquet manifest")
     manifest.add_argument(
-        "--root", required=True, type=Path, help="corpus root (for csv: the CSV file with path,label,speaker)"
+        "--dataset",
+        required=True,
+        choices=["iemocap", "msp-improv", "csv", *SPLIT_FORMATS],
+        help="a corpus reader, or split files to import: emobox, s3prl, speechbrain (docs/data.md)",
+    )
+    manifest.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help="corpus root (csv: the CSV file with path,label,speaker; emobox: data/<corpus>; s3prl: meta_data; "
+        "speechbrain: the folder of train/valid/test.json or of fold folders)",
+    )
+    manifest.add_argument(
+        "--audio-root", type=Path, default=None, help="split files: the folder their wav paths are relative to"
+    )
+    manifest.add_argument(
+        "--speakers",
+        type=Path,
+        default=None,
+        metavar="MAP.csv",
+        help="split files: CSV utt_id (or key),speaker[,gender,session] naming each utterance's speaker",
+    )
+    manifest.add_argument(
+        "--corpus",
+        default=None,
+        help="split files: the corpus they describe (picks its speaker naming rule; default: EmoBox's dataset "
+        "field, iemocap for s3prl and speechbrain)",
     )
     manifest.add_argument("--out", required=True, type=Path, help="manifest .parquet to write")
     manifest.add_argument(
@@ -183,9 +313,27 @@ def register(commands: Subcommands) -> None:
     features.add_argument("--quiet", action="store_true", help="no progress bar")
     features.set_defaults(handler=cmd_features)
 
-    folds = commands.add_parser("folds", help="make speaker-independent folds from a manifest")
+    folds = commands.add_parser(
+        "folds", help="make speaker-independent folds from a manifest, import split files' folds, or export folds"
+    )
     folds.add_argument("--manifest", required=True, type=Path)
-    folds.add_argument("--scheme", required=True, choices=["loso", "speaker-pairs"])
+    folds.add_argument("--scheme", default=None, choices=list(MADE_SCHEMES), help="make folds by this scheme")
+    folds.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        choices=list(SPLIT_FORMATS),
+        help="import the folds of these split files (with --root; the manifest made from them)",
+    )
+    folds.add_argument("--root", type=Path, default=None, help="with --from: the split files' folder")
+    folds.add_argument("--corpus", default=None, help="with --from/--export: the corpus name (see sernas manifest)")
+    folds.add_argument(
+        "--export", default=None, choices=list(EXPORT_FORMATS), help="write the fold table --folds as these split files"
+    )
+    folds.add_argument("--folds", type=Path, default=None, help="with --export: the fold table to write")
+    folds.add_argument(
+        "--audio-root", type=Path, default=None, help="with --export: write wav paths relative to this folder"
+    )
     folds.add_argument("--classes", default=None, help="comma-separated classes to keep, e.g. neu,hap,sad,ang")
     folds.add_argument(
         "--merge",
@@ -208,5 +356,5 @@ def register(commands: Subcommands) -> None:
         help="share of the training speakers whose utterances train the alphas in the search (default %(default)s)",
     )
     folds.add_argument("--seed", type=int, default=FoldProtocol.seed, help="seed of the speaker roles")
-    folds.add_argument("--out", required=True, type=Path)
+    folds.add_argument("--out", required=True, type=Path, help="fold table to write (--export: the folder)")
     folds.set_defaults(handler=cmd_folds)

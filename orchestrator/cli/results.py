@@ -32,22 +32,40 @@ __all__ = ["TABLE_FIRST", "cmd_export", "cmd_leaderboard", "cmd_predict", "cmd_r
 # its order (csv/json/parquet carry every column). "folds" is folds_covered/n_folds in one cell.
 FOLDS = "folds"
 TABLE_FIRST: dict[str, tuple[str, ...]] = {
-    "genotype": ("rank", "genotype_hash", "mean_valid_ua", "mean_ua", FOLDS, "mean_params", "std_valid_ua", "std_ua"),
+    "genotype": (
+        "rank",
+        "genotype_hash",
+        "mean_valid_ua",
+        "mean_test_ua",
+        FOLDS,
+        "mean_params",
+        "std_valid_ua",
+        "std_test_ua",
+    ),
     "trial": (  # a search trial belongs to one outer fold; runs = its networks (inner folds) finished
         "rank",
         "trial_id",
         "outer_fold",
         "mean_valid_ua",
-        "mean_ua",
+        "mean_test_ua",
         "runs",
         "mean_params",
         "trial_status",
         FOLDS,
         "std_valid_ua",
-        "std_ua",
+        "std_test_ua",
     ),
-    "config": ("rank", "mean_valid_ua", "mean_ua", FOLDS, "mean_params"),  # then leaderboard.views.CONFIG_COLUMNS
-    "cross-eval": ("rank", "genotype_hash", "mean_valid_ua", "mean_ua", FOLDS, "seeds", "seen_folds", "mean_params"),
+    "config": ("rank", "mean_valid_ua", "mean_test_ua", FOLDS, "mean_params"),  # then leaderboard.views.CONFIG_COLUMNS
+    "cross-eval": (
+        "rank",
+        "genotype_hash",
+        "mean_valid_ua",
+        "mean_test_ua",
+        FOLDS,
+        "seeds",
+        "seen_folds",
+        "mean_params",
+    ),
 }
 _RIGHT_TEXT = {FOLDS}  # text columns aligned like numbers
 
@@ -107,7 +125,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     import duckdb
 
-    from orchestrator.leaderboard import AUTO_COMPACT_FILES, connect, cross_eval_summary
+    from orchestrator.leaderboard import (
+        AUTO_COMPACT_FILES,
+        BASELINE,
+        absent_class_notes,
+        connect,
+        cross_eval_summary,
+        search_verdicts,
+        speaker_check_notes,
+    )
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
     if args.top is not None and args.top < 1:
@@ -130,21 +156,30 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 frame = board.sql(args.sql)
             elif cross_eval:
                 frame = cross_eval_summary(board, experiment=args.experiment, top=args.top)
+                verdicts = search_verdicts(board, frame, baseline=BASELINE)
             else:
                 frame = board.summary(args.by, where=args.where, top=args.top, rank_by=args.rank_by)
         except duckdb.Error as error:
             raise UserError(f"query failed: {str(error).splitlines()[0]}") from None
         estimates = {} if args.sql else nested_estimates(board)
+        absent = [] if args.sql else absent_class_notes(board)
+        overlap = [] if args.sql else speaker_check_notes(board)
     optimistic = not args.sql and args.rank_by == "test"
     if optimistic:
         error_console.print(f"[yellow]{OPTIMISTIC_NOTE}.[/]")
+    if not cross_eval:
+        verdicts = []
     if args.format == "table":
         for estimate in estimates.values():
             console.print(f"[bold]{escape(estimate.experiment)}[/]: {escape(estimate.headline())}")
+        for verdict in verdicts:
+            console.print(f"[bold]{escape(verdict.experiment)}[/]: {escape(verdict.line())}")
         if frame.empty:
             console.print("No rows.")
         else:
-            ranked_by = "test UA (optimistic)" if optimistic else "validation UA; mean_ua is test, never used to rank"
+            ranked_by = (
+                "test UA (optimistic)" if optimistic else "validation UA; mean_test_ua is test, never used to rank"
+            )
             title = "query" if args.sql else f"leaderboard by {args.by}, ranked by {ranked_by}"
             if cross_eval:
                 title += (
@@ -157,6 +192,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 ),
                 soft_wrap=False,  # the title and the caption wrap at the table's width
             )
+        for note in overlap:  # a fold whose test speakers also train (or are unknown): optimistic test figures
+            console.print(f"[yellow]note: {escape(note)}[/]")
+        for note in absent:  # a split without some class: its UA counts that class as recall 0
+            console.print(f"[yellow]note: {escape(note)}[/]")
     elif args.format == "csv":
         text = frame.to_csv(index=False)
         Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
@@ -168,6 +207,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 "rank_by": args.rank_by,
                 "optimistic": optimistic,
                 "nested_estimate": {name: estimate.to_dict() for name, estimate in estimates.items()},
+                **({"search_verdicts": [verdict.to_dict() for verdict in verdicts]} if cross_eval else {}),
+                "absent_classes": absent,
+                "speaker_checks": overlap,
                 "rows": json.loads(text),
             }
             text = json.dumps(document, indent=2) + "\n"
@@ -220,6 +262,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"figures, not by a study: no deployment study over all speakers yet; settings of trial {result.trial_id}): "
         f"retrained from scratch on {escape(result.trained_on)} -> {result.out}"
     )
+    if result.test is not None:
+        console.print(
+            f"Scored once on fold {result.fold}'s held-out test speakers: UA {result.test['ua']:.3f}, WA "
+            f"{result.test['wa']:.3f}, macro-F1 {result.test['macro_f1']:.3f} ({result.test['n']} utterances; "
+            f"each prediction -> {result.predictions})"
+        )
     if result.nested_estimate is not None:
         console.print(f"What to expect on new speakers: {escape(result.nested_estimate.headline())}")
     return 0

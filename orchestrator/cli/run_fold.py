@@ -79,7 +79,7 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
     from trainers.device import resolve_device
     from trainers.features import FeaturesNotFoundError
     from trainers.fold_data import load_fold_data
-    from trainers.folds import read_folds
+    from trainers.folds import read_folds, require_speaker_independence
     from trainers.manifest import read_manifest
     from trainers.run_fold import RESULT_NAME, run_fold
     from trainers.settings import EvalSettings, ModelShape, SearchSettings
@@ -102,6 +102,8 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         manifest = read_manifest(args.manifest)
         folds, protocol = read_folds(args.folds)
+        if not args.accept_speaker_overlap:  # checked, never assumed (trainers.folds.speaker_check)
+            require_speaker_independence(folds[folds["fold"] == args.fold], opt_in="--accept-speaker-overlap")
         data = load_fold_data(
             manifest=manifest,
             folds=folds,
@@ -147,11 +149,17 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     name = result.genotype_hash or result.architecture
     console.print(
-        f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.ua:.3f}  WA {result.wa:.3f}  "
-        f"macro-F1 {result.macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
+        f"fold {result.fold} [bold]{escape(name)}[/]: test UA {result.test_ua:.3f}  WA {result.test_wa:.3f}  "
+        f"macro-F1 {result.test_macro_f1:.3f} on {result.test_utterances} utterances; epoch {result.best_epoch} "
         f"chosen on valid (UA {result.valid_ua:.3f}); {result.params:,} parameters; search "
         f"{result.search_seconds:.0f} s, evaluation {result.eval_seconds:.0f} s -> {Path(args.out) / RESULT_NAME}"
     )
+    for split, absent in (("test", result.test_absent_classes), ("validation", result.valid_absent_classes)):
+        if absent:  # UA averages over every protocol class: these count as recall 0
+            console.print(
+                f"[yellow]note: no {split} utterance of class {escape(', '.join(absent))}: it counts as recall 0 "
+                f"in the {split} UA (and F1 0 in macro-F1).[/]"
+            )
     return 0
 
 
@@ -163,6 +171,11 @@ def register(commands: Subcommands) -> None:
     fold.add_argument("--manifest", required=True, type=Path)
     fold.add_argument("--folds", required=True, type=Path)
     fold.add_argument("--fold", required=True, type=int)
+    fold.add_argument(
+        "--accept-speaker-overlap",
+        action="store_true",
+        help="run a fold that is not speaker-independent (its test speakers also train or validate, or are unknown)",
+    )
     fold.add_argument(
         "--genotype",
         default=None,

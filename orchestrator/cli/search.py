@@ -81,7 +81,7 @@ def print_leaderboard_top(storage: str, experiment: str, *, n: int = 10) -> None
             row.trial_id,
             str(row.outer_fold) if row.folds_covered == 1 else f"{row.folds_covered}/{row.n_folds}",
             _mean_and_spread(row.mean_valid_ua, row.std_valid_ua),
-            _mean_and_spread(row.mean_ua, row.std_ua),
+            _mean_and_spread(row.mean_test_ua, row.std_test_ua),
             f"{row.runs}/{planned}" if row.folds_covered == 1 else str(row.runs),
             str(row.trial_status),
             f"{row.mean_params:,.0f}",
@@ -171,6 +171,11 @@ def run_search_command(
         f"for speaker statistics), {prepared.folds['fold'].nunique()} folds, classes "
         f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir})."
     )
+    if config.folds.scheme == "cross-corpus":  # which corpora train and test, and each corpus's class mapping
+        from trainers.cross_corpus import cross_corpus_summary
+
+        for line in cross_corpus_summary(prepared.folds, prepared.manifest, protocol=config.fold_protocol()):
+            console.print(f"  {escape(line)}")
     with ray_session(address):
         summary = run_experiment(config, prepared=prepared, resume=resume, console=console)
     console.print(

@@ -13,11 +13,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from orchestrator.config.domain import Domain, SpaceEntry, dump_space_entry, plain_value
 from orchestrator.config.errors import Issue, raise_at, short_repr, validation_message
-from orchestrator.config.models import DataConfig, FoldsConfig, StrictModel
+from orchestrator.config.models import SPLIT_FILE_DATASETS, DataConfig, FoldsConfig, StrictModel
 from orchestrator.config.trial_settings import SHORTHANDS, build_settings, settings_path_error, targets
 from orchestrator.config.tune import TuneConfig
 from orchestrator.names import NAME_RULE, check_name
 from trainers.device import DEVICE_SPEC_HELP, check_device_spec, device_spec_problem
+from trainers.folds import training_corpora
 from trainers.settings import EvalSettings, SearchSettings
 
 if TYPE_CHECKING:
@@ -184,6 +185,8 @@ class ExperimentConfig(StrictModel):
                     self.tune.pruner.model_dump(),
                 )
             )
+        errors.extend(self._given_folds_have_files())
+        errors.extend(self._cross_corpus_has_sources())
         errors.extend(self._wilcoxon_reachable())
         errors.extend(self._seeds_are_replicates())
         errors.extend(self._epoch_steps_align())
@@ -192,6 +195,83 @@ class ExperimentConfig(StrictModel):
             errors.append((("device",), device_problem, self.device))
         raise_at(errors, "ExperimentConfig")
         return self
+
+    def _given_folds_have_files(self) -> list[Issue]:
+        """``folds.scheme: given`` reads the folds of split files: data.dataset must be their format
+        and data.root their folder (data.manifest may hold the manifest made from them)."""
+        if self.folds.scheme != "given":
+            return []
+        if self.data.dataset not in SPLIT_FILE_DATASETS:
+            return [
+                (
+                    ("folds", "scheme"),
+                    f"given folds come from split files: data.dataset must be one of {', '.join(SPLIT_FILE_DATASETS)}, "
+                    f"but it is {self.data.dataset!r}",
+                    "given",
+                )
+            ]
+        if self.data.root is None:
+            return [(("data", "root"), "folds.scheme given reads the folds from the split files at data.root", None)]
+        return []
+
+    def _cross_corpus_has_sources(self) -> list[Issue]:
+        """``folds.scheme: cross-corpus`` reads several corpora (``data.sources``), and only it does; its
+        test and training corpora are sources, and every fold keeps a corpus to train on."""
+        folds, names = self.folds, self.data.source_names()
+        if folds.scheme != "cross-corpus":
+            if self.data.sources is None:
+                return []
+            return [
+                (
+                    ("folds", "scheme"),
+                    f"data.sources holds several corpora, which folds.scheme cross-corpus splits (train on some, test "
+                    f"on another), but the scheme is {folds.scheme!r}",
+                    folds.scheme,
+                )
+            ]
+        if self.data.sources is None:
+            return [
+                (
+                    ("data", "sources"),
+                    "folds.scheme cross-corpus trains on some corpora and tests on another: list them in data.sources "
+                    "(each with dataset, root or manifest, and its merges) instead of data.dataset",
+                    None,
+                )
+            ]
+        errors: list[Issue] = []
+        for key in ("test_corpora", "train_corpora"):
+            unknown = [name for name in getattr(folds, key) or () if name not in names]
+            if unknown:
+                errors.append(
+                    (
+                        ("folds", key),
+                        f"unknown corpus {', '.join(map(repr, unknown))}; the corpora of data.sources are "
+                        f"{', '.join(names)}",
+                        list(getattr(folds, key)),
+                    )
+                )
+        if errors:
+            return errors
+        for test in folds.test_corpora or ():
+            if not training_corpora(test, corpora=names, train_corpora=folds.train_corpora):
+                errors.append(
+                    (
+                        ("folds", "train_corpora"),
+                        f"the fold testing on {test} has no corpus to train on (a fold never trains on its test corpus)",
+                        list(folds.train_corpora or ()),
+                    )
+                )
+        n_folds = len(folds.test_corpora or ())
+        beyond = [fold for fold in folds.use or () if fold > n_folds]
+        if beyond:
+            errors.append(
+                (
+                    ("folds", "use"),
+                    f"fold(s) {beyond} do not exist: cross-corpus has one fold per test corpus, 1..{n_folds}",
+                    list(folds.use or ()),
+                )
+            )
+        return errors
 
     def _wilcoxon_reachable(self) -> list[Issue]:
         """A Wilcoxon pruner over too few inner folds can never reach its p threshold: say so now.
@@ -254,7 +334,8 @@ class ExperimentConfig(StrictModel):
         ]
 
     def fold_protocol(self) -> FoldProtocol:
-        """The ``FoldProtocol`` of this experiment (classes, merges, improvised-only, folds)."""
+        """The ``FoldProtocol`` of this experiment (classes, merges, improvised-only, folds; with sources,
+        each corpus's merges and the test and training corpora)."""
         from trainers.folds import FoldProtocol
 
         return FoldProtocol(
@@ -265,4 +346,7 @@ class ExperimentConfig(StrictModel):
             valid_speakers=self.folds.valid_speakers,
             arch_share=self.folds.arch_share,
             seed=self.folds.seed,
+            test_corpora=self.folds.test_corpora or (),
+            train_corpora=self.folds.train_corpora,
+            corpus_merges={source.name: source.merges for source in self.data.sources or ()},
         )

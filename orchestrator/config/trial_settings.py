@@ -43,7 +43,18 @@ class SpaceConfig(Protocol):
     def eval(self) -> EvalSettings: ...
 
 
-_SHAPE = ("layers", "nodes", "init_channels", "lstm_hidden", "lstm_layers", "dropout")
+_SHAPE = (
+    "layers",
+    "nodes",
+    "init_channels",
+    "lstm_hidden",
+    "lstm_layers",
+    "dropout",
+    "sequence_input",
+    "frequency_bins",
+    "sequence_projection",
+    "pooling",
+)
 SHORTHANDS: Mapping[str, tuple[str, ...]] = {
     **{name: (f"search.shape.{name}", f"eval.shape.{name}") for name in _SHAPE},
     "seed": ("search.seed", "eval.seed"),

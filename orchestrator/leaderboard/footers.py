@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from orchestrator.leaderboard.parts import CACHE_DIR, read_schema, read_table, write_parquet
-from orchestrator.leaderboard.schema import ADDED_COLUMNS, SCHEMA, TRIAL_SCHEMA
+from orchestrator.leaderboard.schema import ADDED_COLUMNS, RENAMED_COLUMNS, SCHEMA, TRIAL_SCHEMA
 from orchestrator.storage import StorageLocation
 
 FooterCache = dict[str, tuple[int, int, str | None, str]]  # relative key -> size, mtime_ns, reason, fingerprint
@@ -52,15 +52,23 @@ def _family(kind: pa.DataType) -> str:
 
 
 def _schema_problem(found: pa.Schema, expected: pa.Schema) -> str | None:
-    missing = [name for name in expected.names if found.get_field_index(name) < 0 and name not in ADDED_COLUMNS]
+    former = {new: old for old, new in RENAMED_COLUMNS.items() if new in expected.names}
+
+    def stored_name(name: str) -> str:  # older files hold a renamed column under its old name
+        return former[name] if found.get_field_index(name) < 0 and name in former else name
+
+    missing = [
+        name for name in expected.names if found.get_field_index(stored_name(name)) < 0 and name not in ADDED_COLUMNS
+    ]
     if missing:  # (columns a later schema version added are null in older files)
         return f"missing column(s) {missing}"
     for expected_field in expected:
-        if found.get_field_index(expected_field.name) < 0:
+        name = stored_name(expected_field.name)
+        if found.get_field_index(name) < 0:
             continue
-        kind = found.field(expected_field.name).type
+        kind = found.field(name).type
         if not pa.types.is_null(kind) and _family(kind) != _family(expected_field.type):
-            return f"column {expected_field.name!r} is {kind}, expected {expected_field.type}"
+            return f"column {name!r} is {kind}, expected {expected_field.type}"
     return None
 
 

@@ -1,6 +1,6 @@
 """Listing a leaderboard: the good part files to query, the damaged ones to report, the snapshots.
 
-``scan_parts`` lists the part files and trial status files, checks each one's footer (cached,
+``scan_parts`` lists the part files, trial status files and prediction files, checks each one's footer (cached,
 see ``footers``) and finds the newest snapshot of each experiment; a file that snapshot holds
 unchanged is served from it, every other good file is read directly.
 """
@@ -29,6 +29,7 @@ from orchestrator.leaderboard.parts import (
     readable_path,
     relative_key,
 )
+from orchestrator.leaderboard.predictions import PREDICTION_SCHEMA, PREDICTIONS_DIR
 from orchestrator.leaderboard.schema import SCHEMA, TRIAL_SCHEMA
 from orchestrator.names import check_name
 from orchestrator.storage import StorageLocation, resolve_storage
@@ -70,6 +71,8 @@ class PartScan:
     seconds: float = 0.0
     snapshots: tuple[Snapshot, ...] = ()  # serve the rows of the part files they cover
     trial_snapshots: tuple[Snapshot, ...] = ()
+    prediction_files: tuple[str, ...] = ()  # good per-utterance prediction files (never snapshotted)
+    predictions_uniform: bool = True
     file_stats: Mapping[str, tuple[str, int, int]] = field(default_factory=dict, repr=False)  # path -> key, size, mtime
 
     @property
@@ -240,20 +243,23 @@ def scan_parts(
     updated = dict(cache)
     rows = _scan_kind(location, LEADERBOARD_DIR, SCHEMA, experiment, cache, updated)
     trials = _scan_kind(location, TRIALS_DIR, TRIAL_SCHEMA, experiment, cache, updated)
+    predictions = _scan_kind(location, PREDICTIONS_DIR, PREDICTION_SCHEMA, experiment, cache, updated)
     if use_cache and updated != cache:
         write_cache(location, updated)
     return PartScan(
         storage=location.shown(location.root),
         parts=tuple(rows.good),
         trial_files=tuple(trials.good),
-        damaged=tuple(rows.damaged + trials.damaged),
-        temporary=tuple(sorted(rows.temporary + trials.temporary)),
+        damaged=tuple(rows.damaged + trials.damaged + predictions.damaged),
+        temporary=tuple(sorted(rows.temporary + trials.temporary + predictions.temporary)),
         parts_uniform=len(rows.fingerprints) <= 1,
         trials_uniform=len(trials.fingerprints) <= 1,
-        footers_read=rows.read + trials.read,
-        footers_cached=rows.cached + trials.cached,
+        footers_read=rows.read + trials.read + predictions.read,
+        footers_cached=rows.cached + trials.cached + predictions.cached,
         seconds=time.perf_counter() - started,
         snapshots=tuple(rows.snapshots),
         trial_snapshots=tuple(trials.snapshots),
+        prediction_files=tuple(predictions.good),
+        predictions_uniform=len(predictions.fingerprints) <= 1,
         file_stats={**rows.stats, **trials.stats},
     )

@@ -1,8 +1,15 @@
 """The leaderboard's columns: the typed fold row, the trial status columns, the schema version.
 
 ``FoldRow`` is the one statement of the fold-row schema: each field is a column, in file
-order, and carries its Arrow type, whether it may be null and what it means. ``SCHEMA``,
-``COLUMN_DOCS`` and the table in docs/leaderboard.md (checked by a test) all follow from it.
+order, and carries its Arrow type, whether it may be null, what it means, the schema version
+that added it and the name it had before a version renamed it. ``SCHEMA``, ``COLUMN_DOCS``,
+``ADDED_COLUMNS``, ``RENAMED_COLUMNS`` and the table in docs/leaderboard.md (checked by a test)
+all follow from it.
+
+Versions: 2 added the cross-eval columns, 3 nested selection and the evaluated network's
+settings, 4 renamed the test figures ``ua``, ``wa``, ``macro_f1`` to ``test_ua``, ``test_wa``,
+``test_macro_f1`` (files written before are read under the new names) and added
+``test_absent_classes`` / ``valid_absent_classes``, ``control`` and ``speaker_check``.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ __all__ = [
     "TRIAL_SCHEMA",
     "TRIAL_STATUSES",
     "ADDED_COLUMNS",
+    "RENAMED_COLUMNS",
     "Column",
     "FoldRow",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STAGES = ("search", "cross-eval")
 """``search``: a trial searched the fold's genotype; ``cross-eval``: a chosen one retrained (sernas cross-eval)."""
 FOLD_STATUSES = ("completed", "failed")
@@ -47,11 +55,20 @@ class Column(NamedTuple):
 
 
 def _column(
-    kind: pa.DataType, doc: str, *, required: bool = False, result: bool = False, since: int = 1, **options: Any
+    kind: pa.DataType,
+    doc: str,
+    *,
+    required: bool = False,
+    result: bool = False,
+    since: int = 1,
+    formerly: str | None = None,
+    **options: Any,
 ) -> Any:
     """A ``FoldRow`` field that is also a column; ``result`` marks what only a finished fold has,
-    ``since`` the schema version that added it (files written before lack it)."""
-    return field(metadata={"type": kind, "required": required, "result": result, "since": since, "doc": doc}, **options)
+    ``since`` the schema version that added it (files written before lack it), ``formerly`` the
+    name files written before its rename hold it under (read as this column)."""
+    metadata = {"type": kind, "required": required, "result": result, "since": since, "formerly": formerly, "doc": doc}
+    return field(metadata=metadata, **options)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +81,7 @@ class FoldRow:
     """
 
     schema_version: int = _column(
-        pa.int32(), "version of this schema the row was written with (3)", required=True, default=SCHEMA_VERSION
+        pa.int32(), "version of this schema the row was written with (4)", required=True, default=SCHEMA_VERSION
     )
     experiment: str = _column(pa.string(), "experiment name", required=True)
     trial_id: str = _column(pa.string(), "Ray Tune trial id: one point of the search space", required=True)
@@ -161,9 +178,27 @@ class FoldRow:
     weights_lr: float | None = _column(pa.float64(), "learning rate of the network weights")
     search_epochs: int | None = _column(pa.int32(), "configured search epochs")
     eval_epochs: int | None = _column(pa.int32(), "configured evaluation epochs")
-    dataset: str = _column(pa.string(), "corpus: `iemocap`, `msp-improv`, `synthetic`, ...", required=True)
+    dataset: str = _column(
+        pa.string(),
+        "corpus: `iemocap`, `msp-improv`, `synthetic`, ...; cross-corpus folds: the fold's training corpora "
+        "(`+`-joined) `->` its test corpus, e.g. `iemocap->msp-improv`",
+        required=True,
+    )
     feature_preset: str = _column(pa.string(), "feature preset, e.g. `paper-mfcc`", required=True)
-    fold_scheme: str = _column(pa.string(), "`loso` or `speaker-pairs`", required=True)
+    fold_scheme: str = _column(
+        pa.string(),
+        "`loso`, `speaker-pairs`, `given` (the folds of split files: EmoBox, s3prl, SpeechBrain) or `cross-corpus` "
+        "(train on some corpora, test on another)",
+        required=True,
+    )
+    speaker_check: str | None = _column(
+        pa.string(),
+        "the fold table's `speaker_check` of the (outer) fold: `independent` (every speaker has one role), `overlap` "
+        "(a test speaker also trains or validates, or a speaker has two roles) or `unknown` (some speaker is not "
+        "known); null before schema 4",
+        since=4,
+        default=None,
+    )
     classes: str | Sequence[str] = _column(pa.string(), "JSON list of class names in label-index order", required=True)
     genotype: str | Mapping[str, Any] | None = _column(
         pa.string(), "canonical Genotype JSON; null for baseline models and failed rows", result=True
@@ -185,6 +220,14 @@ class FoldRow:
         since=2,
         default=None,
     )
+    control: str | None = _column(
+        pa.string(),
+        "cross-eval rows: `random` for a random-architecture control (`sernas cross-eval --random K`: a genotype "
+        "drawn uniformly from the experiment's own space, trained like the other candidates); null otherwise and "
+        "before schema 4",
+        since=4,
+        default=None,
+    )
     test_seen_in_search: bool | None = _column(
         pa.bool_(),
         "cross-eval rows: whether a search that found the genotype trained or validated on this fold's test "
@@ -193,21 +236,48 @@ class FoldRow:
         since=2,
         default=None,
     )
-    ua: float | None = _column(
-        pa.float64(), "test unweighted accuracy (mean per-class recall), fraction; required when completed", result=True
+    test_ua: float | None = _column(
+        pa.float64(),
+        "test unweighted accuracy (mean recall over every protocol class; an absent class counts 0), fraction; "
+        "required when completed; `ua` in files before schema 4 (read under this name)",
+        result=True,
+        formerly="ua",
     )
-    wa: float | None = _column(
-        pa.float64(), "test weighted accuracy (plain accuracy), fraction; required when completed", result=True
+    test_wa: float | None = _column(
+        pa.float64(),
+        "test weighted accuracy (plain accuracy), fraction; required when completed; `wa` before schema 4",
+        result=True,
+        formerly="wa",
     )
-    macro_f1: float | None = _column(
-        pa.float64(), "test macro-averaged F1, fraction; required when completed", result=True
+    test_macro_f1: float | None = _column(
+        pa.float64(),
+        "test macro-F1 (mean F1 over every protocol class), fraction; required when completed; `macro_f1` before "
+        "schema 4",
+        result=True,
+        formerly="macro_f1",
     )
     confusion: str | Sequence[Sequence[int]] | None = _column(
         pa.string(), "JSON test confusion matrix, rows = true class, columns = predicted, counts", result=True
     )
     test_utterances: int | None = _column(pa.int32(), "test utterances evaluated (each exactly once)", result=True)
+    test_absent_classes: str | Sequence[str] | None = _column(
+        pa.string(),
+        "JSON list of the classes (names) with no utterance among the test speakers: their recall counts 0 in "
+        "`test_ua`; `[]` when every class is present; null in failed rows and before schema 4",
+        result=True,
+        since=4,
+        default=None,
+    )
     valid_ua: float | None = _column(
         pa.float64(), "UA on the validation speakers at the selected epoch, fraction", result=True
+    )
+    valid_absent_classes: str | Sequence[str] | None = _column(
+        pa.string(),
+        "JSON list of the classes (names) with no utterance among the validation speakers (recall 0 in "
+        "`valid_ua`); `[]` when every class is present; null in failed rows and before schema 4",
+        result=True,
+        since=4,
+        default=None,
     )
     best_epoch: int | None = _column(pa.int32(), "evaluation epoch selected on the validation speakers", result=True)
     params: int | None = _column(pa.int64(), "trainable parameters of the evaluated network (count)", result=True)
@@ -269,8 +339,11 @@ RESULT_COLUMNS = tuple(f.name for f in dataclasses.fields(FoldRow) if f.metadata
 """What only a finished fold has: None in a failed row."""
 ADDED_COLUMNS = {f.name: f.metadata["since"] for f in dataclasses.fields(FoldRow) if f.metadata["since"] > 1}
 """Column -> the schema version that added it: files of older versions lack it (read as null)."""
+RENAMED_COLUMNS = {f.metadata["formerly"]: f.name for f in dataclasses.fields(FoldRow) if f.metadata["formerly"]}
+"""Old name -> column: files written before the rename hold the column under its old name, which
+every reader takes as the new one (``leaderboard.sources``)."""
 TRIAL_COLUMNS = (
-    Column("schema_version", pa.int32(), True, "version of this schema (3; unchanged since 1)"),
+    Column("schema_version", pa.int32(), True, "version of this schema (4; unchanged since 1)"),
     Column("experiment", pa.string(), True, "experiment name"),
     Column("trial_id", pa.string(), True, "Ray Tune trial id"),
     Column("status", pa.string(), True, "`running`, `completed`, `pruned`, `failed` or `terminated`"),

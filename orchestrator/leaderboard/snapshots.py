@@ -20,7 +20,7 @@ import duckdb
 
 from orchestrator.leaderboard.parts import LEADERBOARD_DIR, SNAPSHOT_DIR, TRIALS_DIR, list_files, write_parquet
 from orchestrator.leaderboard.scan import COVERS_KEY, PartScan, scan_parts
-from orchestrator.leaderboard.schema import METADATA_KEY, SCHEMA_VERSION
+from orchestrator.leaderboard.schema import METADATA_KEY, RENAMED_COLUMNS, SCHEMA_VERSION
 from orchestrator.leaderboard.sources import rows_query
 from orchestrator.storage import StorageLocation, resolve_storage
 
@@ -82,7 +82,13 @@ def compact_scanned(location: StorageLocation, scan: PartScan, *, grace_seconds:
             with duckdb.connect() as con:
                 con.execute("SET TimeZone = 'UTC'")
                 with rows_query(
-                    con, location, files=new, snapshots=[snapshot] if snapshot else [], uniform=False, sources=True
+                    con,
+                    location,
+                    files=new,
+                    snapshots=[snapshot] if snapshot else [],
+                    uniform=False,
+                    sources=True,
+                    renamed=RENAMED_COLUMNS if top == LEADERBOARD_DIR else {},  # snapshots hold current names
                 ) as query:
                     table = con.sql(query).to_arrow_table()
             stale = set(snapshot.stale) if snapshot is not None else set()

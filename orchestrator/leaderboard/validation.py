@@ -26,12 +26,21 @@ from orchestrator.leaderboard.schema import (
     FoldRow,
 )
 from orchestrator.names import check_name
+from trainers.folds import SPEAKER_CHECKS
 
 __all__ = ["validate_fold_row", "validate_trial_row"]
 
-_JSON_COLUMNS = {"params_json": dict, "genotype": dict, "classes": list, "confusion": list, "primitives": list}
-_COMPLETED_NEEDS = ("genotype_hash", "ua", "wa", "macro_f1")
-_FRACTIONS = ("ua", "wa", "macro_f1", "valid_ua")
+_ABSENT_CLASSES = ("test_absent_classes", "valid_absent_classes")  # JSON lists of names out of `classes`
+_JSON_COLUMNS = {
+    "params_json": dict,
+    "genotype": dict,
+    "classes": list,
+    "confusion": list,
+    "primitives": list,
+    **dict.fromkeys(_ABSENT_CLASSES, list),
+}
+_COMPLETED_NEEDS = ("genotype_hash", "test_ua", "test_wa", "test_macro_f1")
+_FRACTIONS = ("test_ua", "test_wa", "test_macro_f1", "valid_ua")
 
 
 def _canonical_json(value: Any) -> str:
@@ -141,6 +150,10 @@ def validate_fold_row(row: FoldRow | Mapping[str, Any]) -> dict[str, Any]:
         for name in ("source_trial_id", "source_fold", "test_seen_in_search"):
             if clean[name] is not None:
                 raise ValueError(f"column {name!r} must be null in a search row, but got {clean[name]!r}.")
+    if clean["speaker_check"] is not None and clean["speaker_check"] not in SPEAKER_CHECKS:
+        raise ValueError(
+            f"column 'speaker_check' must be one of {SPEAKER_CHECKS} (or null), but got {clean['speaker_check']!r}."
+        )
     if clean["fold"] < 1:
         raise ValueError(f"column 'fold' must be >= 1 (folds are numbered from 1), but got {clean['fold']}.")
     if clean["n_folds"] < 1:
@@ -158,6 +171,14 @@ def validate_fold_row(row: FoldRow | Mapping[str, Any]) -> dict[str, Any]:
     for name in _FRACTIONS:
         if clean[name] is not None and not 0.0 <= clean[name] <= 1.0:
             raise ValueError(f"column {name!r} must be a fraction in [0, 1], but got {clean[name]}.")
+    classes = json.loads(clean["classes"])
+    for name in _ABSENT_CLASSES:
+        if clean[name] is not None:
+            unknown = [value for value in json.loads(clean[name]) if value not in classes]
+            if unknown:
+                raise ValueError(
+                    f"column {name!r} must list names out of column 'classes' {classes}, but got {unknown!r}."
+                )
     return clean
 
 

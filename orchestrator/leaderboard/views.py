@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,8 +19,9 @@ import pandas as pd
 import pyarrow as pa
 
 from orchestrator.leaderboard.cross_eval import CROSS_EVAL_SQL
+from orchestrator.leaderboard.predictions import PREDICTION_SCHEMA
 from orchestrator.leaderboard.scan import DamagedFile, PartScan, Snapshot, scan_parts
-from orchestrator.leaderboard.schema import SCHEMA, TRIAL_SCHEMA
+from orchestrator.leaderboard.schema import RENAMED_COLUMNS, SCHEMA, TRIAL_SCHEMA
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, compact_scanned
 from orchestrator.leaderboard.sources import rows_query
 from orchestrator.selection import RANK_BY, RankBy
@@ -77,15 +78,15 @@ def summary_sql(by: Summary = "genotype", *, where: str | None = None, rank_by: 
     matching the SQL condition ``where``, e.g. ``"layers = 4"``), first per outer fold (inner
     folds averaged), then across folds, and ranks within each experiment: complete entries
     (every trial behind it completed all its inner folds in its study; rows written before
-    nested selection: every fold covered) by mean validation UA first, then incomplete ones. Test UA (``mean_ua``)
-    sits beside it; ``rank_by="test"`` orders by it instead, which is optimistic (the test
+    nested selection: every fold covered) by mean validation UA first, then incomplete ones. Test UA
+    (``mean_test_ua``) sits beside it; ``rank_by="test"`` orders by it instead, which is optimistic (the test
     speakers then choose the order: see ``orchestrator.selection``).
     """
     if by not in _SUMMARY_KEYS:
         raise ValueError(f"by must be one of {tuple(_SUMMARY_KEYS)}, but got {by!r}.")
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by must be one of {RANK_BY}, but got {rank_by!r}.")
-    order = "mean_valid_ua DESC NULLS LAST, " if rank_by == "valid" else "mean_ua DESC, "
+    order = "mean_valid_ua DESC NULLS LAST, " if rank_by == "valid" else "mean_test_ua DESC, "
     keys = _SUMMARY_KEYS[by]
     key_list = ", ".join(keys)
     config_key = "json_merge_patch(params_json, '{\"seed\": null}') AS config_json, " if by == "config" else ""
@@ -94,16 +95,17 @@ def summary_sql(by: Summary = "genotype", *, where: str | None = None, rank_by: 
     return f"""
 WITH scored AS (
     SELECT {config_key}* FROM runs  -- search rows only: cross-eval rows have their own view
-    WHERE stage = 'search' AND status IN ('completed', 'pruned') AND ua IS NOT NULL{condition}
+    WHERE stage = 'search' AND status IN ('completed', 'pruned') AND test_ua IS NOT NULL{condition}
 ),
 per_fold AS (  -- each fold weighs the same, however many trials found the entry on it
-    SELECT {key_list}, fold, avg(valid_ua) AS valid_ua, avg(ua) AS ua, avg(wa) AS wa, avg(macro_f1) AS macro_f1
+    SELECT {key_list}, fold, avg(valid_ua) AS valid_ua, avg(test_ua) AS test_ua, avg(test_wa) AS test_wa,
+           avg(test_macro_f1) AS test_macro_f1
     FROM scored GROUP BY ALL
 ),
 across_folds AS (
     SELECT {key_list}, avg(valid_ua) AS mean_valid_ua, stddev_samp(valid_ua) AS std_valid_ua,
-           avg(ua) AS mean_ua, stddev_samp(ua) AS std_ua, avg(wa) AS mean_wa,
-           avg(macro_f1) AS mean_macro_f1, count(*) AS folds_covered
+           avg(test_ua) AS mean_test_ua, stddev_samp(test_ua) AS std_test_ua, avg(test_wa) AS mean_test_wa,
+           avg(test_macro_f1) AS mean_test_macro_f1, count(*) AS folds_covered
     FROM per_fold GROUP BY ALL
 ),
 per_entry AS (
@@ -141,6 +143,16 @@ QUALIFY row_number() OVER (PARTITION BY f.experiment, coalesce(f.stage, 'search'
 """
 
 
+_PREDICTIONS_SQL = """
+CREATE OR REPLACE VIEW predictions AS
+SELECT p.experiment, p.stage, p.trial_id, p.fold, p.inner_fold, p.attempt, p.split, p.utt_id, p.speaker, p.label,
+       p.predicted, p.probabilities, r.status, r.genotype_hash, r.seed, r.source_trial_id, r.params_json, r.classes
+FROM prediction_rows AS p
+JOIN runs AS r ON r.experiment = p.experiment AND r.stage = p.stage AND r.trial_id = p.trial_id
+              AND r.fold = p.fold AND r.inner_fold IS NOT DISTINCT FROM p.inner_fold AND r.attempt = p.attempt
+"""
+
+
 def _create_source(
     con: duckdb.DuckDBPyConnection,
     name: str,
@@ -151,12 +163,14 @@ def _create_source(
     uniform: bool,
     materialize: bool,
     snapshots: Sequence[Snapshot] = (),
+    renamed: Mapping[str, str],
 ) -> None:
     """``name`` as a view (or table) over ``files``; typed and empty when there are none.
 
     Files covered by one of ``snapshots`` are read from the snapshot instead (minus its stale
     sources), so the view holds exactly the rows of ``files``, whichever way they are read.
-    Object-store rows are read into memory, so there ``name`` is always a table.
+    Object-store rows are read into memory, so there ``name`` is always a table. Columns older
+    files hold under an old name (``renamed``: old -> current) are read under the current one.
     """
     covered = set().union(*(snapshot.covers for snapshot in snapshots))
     direct = [path for path in files if path not in covered]
@@ -168,7 +182,9 @@ def _create_source(
         con.execute(f"CREATE OR REPLACE {'TABLE' if materialize else 'VIEW'} {name} AS {typed}")
         return
     kind = "TABLE" if materialize or not location.is_local else "VIEW"
-    with rows_query(con, location, files=direct, snapshots=snapshots, uniform=uniform, sources=False) as query:
+    with rows_query(
+        con, location, files=direct, snapshots=snapshots, uniform=uniform, sources=False, renamed=renamed
+    ) as query:
         con.execute(f"CREATE OR REPLACE {kind} {name} AS {typed} UNION ALL BY NAME {query}")
 
 
@@ -179,7 +195,8 @@ class Leaderboard:
     Views: ``fold_rows`` (every row of every good part file), ``trials`` (trial status files),
     ``runs`` (latest attempt per (experiment, trial_id, fold), pruned trials' rows marked
     ``pruned``), ``genotypes``, ``trial_scores`` and ``config_scores`` (search rows, see
-    ``summary_sql``) and ``cross_eval`` (cross-eval rows, see ``leaderboard.cross_eval``).
+    ``summary_sql``), ``cross_eval`` (cross-eval rows, see ``leaderboard.cross_eval``) and
+    ``predictions`` (each utterance a run of ``runs`` scored, ``leaderboard.predictions``).
     The file list is fixed at ``connect``: connect again to see rows written since.
     """
 
@@ -256,9 +273,10 @@ def connect(
     con = duckdb.connect(str(database))
     try:
         con.execute("SET TimeZone = 'UTC'")
-        for name, files, schema, uniform, snapshots in (
-            ("fold_rows", scan.parts, SCHEMA, scan.parts_uniform, scan.snapshots),
-            ("trials", scan.trial_files, TRIAL_SCHEMA, scan.trials_uniform, scan.trial_snapshots),
+        for name, files, schema, uniform, snapshots, renamed in (
+            ("fold_rows", scan.parts, SCHEMA, scan.parts_uniform, scan.snapshots, RENAMED_COLUMNS),
+            ("trials", scan.trial_files, TRIAL_SCHEMA, scan.trials_uniform, scan.trial_snapshots, {}),
+            ("prediction_rows", scan.prediction_files, PREDICTION_SCHEMA, scan.predictions_uniform, (), {}),
         ):
             _create_source(
                 con,
@@ -269,8 +287,10 @@ def connect(
                 uniform=uniform,
                 materialize=materialize,
                 snapshots=snapshots,
+                renamed=renamed,
             )
         con.execute(_RUNS_SQL)
+        con.execute(_PREDICTIONS_SQL)
         for by, view in SUMMARY_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {summary_sql(by)}")
         con.execute(f"CREATE OR REPLACE VIEW cross_eval AS {CROSS_EVAL_SQL}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,17 +13,20 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from orchestrator.leaderboard.cross_eval import CROSS_EVAL_COLUMNS
+from orchestrator.leaderboard.search_value import SearchVerdict
 from orchestrator.report.cells import cells_section
 from orchestrator.report.html import empty, figure_html, html_table
 
 __all__ = ["CROSS_EVAL_FOLDS_SQL", "cross_eval_section"]
 
 CROSS_EVAL_FOLDS_SQL = """
-SELECT experiment, genotype_hash, fold, avg(ua) AS ua, bool_or(test_seen_in_search) AS seen
-FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND ua IS NOT NULL
+SELECT experiment, genotype_hash, fold, avg(test_ua) AS test_ua, bool_or(test_seen_in_search) AS seen,
+       any_value(dataset) AS dataset
+FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND test_ua IS NOT NULL
 GROUP BY ALL
 """
-"""Test UA per (genotype, fold), the mean over seeds, and whether the genotype's search saw the fold's test speakers."""
+"""Test UA per (genotype, fold), the mean over seeds, whether the genotype's search saw the fold's test speakers,
+and the fold's dataset (a cross-corpus fold's ``train->test`` corpora label its column)."""
 
 TOP_CELLS = 2
 
@@ -38,7 +42,7 @@ def _heatmap(table: pd.DataFrame, folds: pd.DataFrame) -> str:
     for record in folds.itertuples():
         row = index.get((record.experiment, record.genotype_hash))
         if row is not None:
-            grid[row, int(record.fold) - 1] = record.ua
+            grid[row, int(record.fold) - 1] = record.test_ua
             seen[row, int(record.fold) - 1] = bool(record.seen) if not pd.isna(record.seen) else False
     fig = Figure(figsize=(1.6 + 0.8 * n_folds, 1 + 0.4 * len(keys)))
     ax = fig.add_subplot()
@@ -51,22 +55,37 @@ def _heatmap(table: pd.DataFrame, folds: pd.DataFrame) -> str:
         ax.text(col, row, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
         if seen[row, col]:  # hatched as well as starred, so they read as marked without colour
             ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", edgecolor="white", lw=0))
-    ax.set_xticks(range(n_folds), [str(k + 1) for k in range(n_folds)])
+    corpora = {
+        int(r.fold): str(r.dataset) for r in folds.itertuples() if isinstance(r.dataset, str) and "->" in r.dataset
+    }
+    ax.set_xticks(
+        range(n_folds), [f"{k + 1}\n{corpora[k + 1]}" if k + 1 in corpora else str(k + 1) for k in range(n_folds)]
+    )
     ax.set_yticks(range(len(keys)), labels, fontsize=8)
     ax.set_xlabel("fold")
     fig.colorbar(image, ax=ax, label="test UA (mean over seeds)")
     return figure_html(fig, "cross-eval test UA per genotype and fold")
 
 
-def cross_eval_section(table: pd.DataFrame, folds: pd.DataFrame, genotypes: dict[tuple[str, str], str]) -> str:
+def cross_eval_section(
+    table: pd.DataFrame,
+    folds: pd.DataFrame,
+    genotypes: dict[tuple[str, str], str],
+    verdicts: Sequence[SearchVerdict] = (),
+) -> str:
     """``table``: ``cross_eval_summary``; ``folds``: rows of ``CROSS_EVAL_FOLDS_SQL``; ``genotypes``:
-    (experiment, hash) -> genotype JSON of the cross-evaluated genotypes that have one."""
+    (experiment, hash) -> genotype JSON of the cross-evaluated genotypes that have one; ``verdicts``:
+    where each searched genotype falls among the random controls (first, one line each)."""
     if table.empty:
         return empty(
             "No cross-eval rows: run sernas cross-eval --top N --genotype baseline to retrain the best genotypes "
             "on every fold."
         )
-    intro = (
+    verdict_lines = "".join(
+        f"<p><strong>{html.escape(verdict.experiment)}: {html.escape(verdict.line())}</strong></p>"
+        for verdict in verdicts
+    )
+    intro = verdict_lines + (
         "<p>Genotypes retrained from scratch on every fold (<code>sernas cross-eval</code>), ranked by mean "
         "validation UA over folds x seeds; test UA is reported. <strong>*</strong> and hatching mark folds whose "
         "test speakers trained or validated the search that found the genotype: its test UA there is optimistic, "

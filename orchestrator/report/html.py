@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 SEARCH = "stage = 'search'"  # the search's own sections; cross-eval rows have theirs
-SCORED = f"{SEARCH} AND status IN ('completed', 'pruned') AND ua IS NOT NULL"
+SCORED = f"{SEARCH} AND status IN ('completed', 'pruned') AND test_ua IS NOT NULL"
 COLORS = {"completed": "#1f77b4", "pruned": "#d62728", "other": "#7f7f7f"}
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:72em;color:#222;padding:0 1em}

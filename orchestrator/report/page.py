@@ -15,7 +15,9 @@ external script, font or image is referenced. Sections (each ``<section id=...>`
 ``confusion``     confusion matrix of the best trial, summed over its folds
 ``cells``         the best genotype's normal and reduction cells (nodes, edges labelled with ops)
 
-A section without data shows one sentence instead. Damaged part files are listed in a note.
+A section without data shows one sentence instead. Damaged part files are listed in a note, and so
+are runs on folds that are not speaker-independent (``leaderboard.speaker_checks``) and runs whose
+test or validation speakers lacked a class (``leaderboard.absent_classes``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.leaderboard import Leaderboard, StorageLocation, connect, cross_eval_summary
+from orchestrator.leaderboard import (
+    BASELINE,
+    Leaderboard,
+    StorageLocation,
+    absent_class_notes,
+    connect,
+    cross_eval_summary,
+    search_verdicts,
+    speaker_check_notes,
+)
 from orchestrator.report.cells import cells_section
 from orchestrator.report.cross_eval import CROSS_EVAL_FOLDS_SQL, cross_eval_section
 from orchestrator.report.html import CSS, SCORED, SEARCH
@@ -95,13 +106,38 @@ def _damage_note(board: Leaderboard) -> str:
     )
 
 
+def _absent_note(board: Leaderboard) -> str:
+    """A note naming the runs whose test or validation speakers lacked a class (recall 0 in that UA)."""
+    notes = absent_class_notes(board)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return (
+        '<div class="note"><strong>Classes absent from a split</strong> (UA averages over every class of the '
+        f"protocol, so such a class counts as recall 0 there):<ul>{items}</ul></div>"
+    )
+
+
+def _speaker_note(board: Leaderboard) -> str:
+    """A note naming the runs on folds that are not speaker-independent (``speaker_check`` overlap or unknown)."""
+    notes = speaker_check_notes(board)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return (
+        '<div class="note"><strong>Folds that are not speaker-independent</strong> (searched only because '
+        f"folds.accept_speaker_overlap allowed it; their test figures are not speaker-independent):<ul>{items}</ul>"
+        "</div>"
+    )
+
+
 def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     trials = board.summary("trial")
     genotypes = board.summary("genotype")
-    folds = board.sql(f"SELECT experiment, trial_id, fold, ua FROM runs WHERE {SCORED}")
+    folds = board.sql(f"SELECT experiment, trial_id, fold, test_ua FROM runs WHERE {SCORED}")
     per_trial = board.sql(
         f"SELECT experiment, trial_id, any_value(layers) AS layers, any_value(seed) AS seed, "
-        f"max(status) AS status, avg(ua) AS ua FROM runs WHERE {SCORED} GROUP BY ALL"
+        f"max(status) AS status, avg(test_ua) AS test_ua FROM runs WHERE {SCORED} GROUP BY ALL"
     )
     runs = board.sql(
         "SELECT experiment, trial_id, status, written_at, coalesce(search_epochs_run, 0) + "
@@ -122,6 +158,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     )
     estimates = nested_estimates(board)
     cross_table = cross_eval_summary(board, experiment=experiment)
+    verdicts = search_verdicts(board, cross_table, baseline=BASELINE)
     cross_folds = board.sql(CROSS_EVAL_FOLDS_SQL)
     cross_genotypes = {
         (str(r.experiment), str(r.genotype_hash)): str(r.genotype)
@@ -139,7 +176,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         "pruning": lambda: pruning_section(runs, statuses),
         "confusion": lambda: confusion_section(best, best_rows),
         "cells": lambda: cells_section(_best_genotype(board, genotypes) if not genotypes.empty else None),
-        "cross-eval": lambda: cross_eval_section(cross_table, cross_folds, cross_genotypes),
+        "cross-eval": lambda: cross_eval_section(cross_table, cross_folds, cross_genotypes, verdicts),
     }
     sections = "".join(
         f'<section id="{key}"><h2>{html.escape(title)}</h2>{bodies[key]()}</section>' for key, title in SECTIONS
@@ -155,7 +192,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         f"<h1>{html.escape(title)}</h1>"
         f"<p>Leaderboard <code>{html.escape(storage)}</code>; {len(trials)} trial(s) with finished folds, "
         f"{failed} failed run(s) left out of the rankings; written {created}.</p>"
-        f"{_damage_note(board)}<nav><ul>{toc}</ul></nav>{sections}</body></html>\n"
+        f"{_damage_note(board)}{_speaker_note(board)}{_absent_note(board)}<nav><ul>{toc}</ul></nav>{sections}</body></html>\n"
     )
 
 

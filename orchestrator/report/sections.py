@@ -53,14 +53,40 @@ def estimate_section(estimates: Mapping[str, NestedEstimate]) -> str:
             "result of the search."
         )
         picks = pd.DataFrame([vars(pick) for pick in estimate.picks])
+        per_dataset = estimate.by_dataset()
+        per_corpus = (
+            "<p>Per test corpus (the chosen trial's test UA, mean over the folds testing on it): "
+            + ", ".join(f"{html.escape(name)} <strong>{ua:.4f}</strong>" for name, ua in per_dataset.items())
+            + ". Every fold trained, validated and chose on its training corpora only.</p>"
+            if per_dataset
+            else ""
+        )
+        pooled = estimate.pooled
+        pooled_text = (
+            "<p>No pooled figure: the chosen trials' predictions are not stored (rows written before them).</p>"
+            if pooled is None
+            else f"<p>Pooled over every outer fold's {pooled.utterances} test utterances ({pooled.speakers} "
+            f"speakers; each utterance once, the mean vote of the chosen trial's {pooled.networks} network(s)): "
+            f"<strong>UA {pooled.ua:.4f} [{pooled.ua_interval[0]:.4f}, {pooled.ua_interval[1]:.4f}]</strong>, "
+            f"WA {pooled.wa:.4f} [{pooled.wa_interval[0]:.4f}, {pooled.wa_interval[1]:.4f}], macro-F1 "
+            f"{pooled.macro_f1:.4f} [{pooled.macro_f1_interval[0]:.4f}, {pooled.macro_f1_interval[1]:.4f}] "
+            f"({pooled.confidence:.0%} percentile bootstrap over speakers, {pooled.resamples} resamples, seed "
+            f"{pooled.seed}).</p>"
+            + html_table(
+                pd.DataFrame({"speaker": list(pooled.per_speaker_ua), "test_ua": list(pooled.per_speaker_ua.values())}),
+                ["speaker", "test_ua"],
+            )
+        )
         parts.append(
             f"<h3>{html.escape(name)}</h3><p>Nested estimate (publish this): <strong>UA "
             f"{estimate.mean_test_ua:.4f}{spread}</strong> over {len(estimate.picks)}/{estimate.n_folds} outer "
             "folds. Each outer fold has its own Optuna study, which proposed, pruned and chose among that fold's "
             "trials on its non-test speakers only; the chosen trial's test UA on that fold is counted, and the test "
-            f"speakers chose nothing.</p><p>{optimistic}</p>"
+            f"speakers chose nothing.</p>{per_corpus}{pooled_text}<p>{optimistic}</p>"
             + html_table(
-                picks, ["fold", "trial_id", "candidates", "genotype_hash", "valid_ua", "test_ua", "oracle_test_ua"]
+                picks,
+                ["fold", *(["dataset"] if per_dataset else []), "trial_id", "candidates", "genotype_hash", "valid_ua"]
+                + ["test_ua", "oracle_test_ua"],
             )
         )
     return "".join(parts)
@@ -96,9 +122,9 @@ def ranked_section(trials: pd.DataFrame, genotypes: pd.DataFrame) -> str:
         "one.</p>"
         + _collapse_note(trials)
         + "<h3>Trials</h3>"
-        + html_table(with_test_names(trials), trial_columns)
+        + html_table(trials, trial_columns)
         + "<h3>Genotypes</h3>"
-        + html_table(with_test_names(genotypes), genotype_columns)
+        + html_table(genotypes, genotype_columns)
     )
 
 
@@ -115,14 +141,6 @@ def _collapse_note(trials: pd.DataFrame) -> str:
         f'<div class="note"><strong>Collapsed searches</strong> (the strongest operation was parameter-free on every '
         f"edge, so the search stopped early; column <code>collapsed_searches</code>): {names}.</div>"
     )
-
-
-def with_test_names(frame: pd.DataFrame) -> pd.DataFrame:
-    """The summary's test metrics (``mean_ua``, ...) under names that say they are test metrics."""
-    return frame.rename(columns={name: name.replace("_", "_test_", 1) for name in _TEST_COLUMNS})
-
-
-_TEST_COLUMNS = ("mean_ua", "std_ua", "mean_wa", "mean_macro_f1")
 
 
 def pareto_section(trials: pd.DataFrame) -> str:
@@ -165,7 +183,7 @@ def pareto_section(trials: pd.DataFrame) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     table = html_table(
-        with_test_names(front.sort_values("mean_params")),
+        front.sort_values("mean_params"),
         ["trial_id", "mean_valid_ua", "mean_test_ua", "mean_params", "folds_covered"],
     )
     return figure_html(fig, "UA vs parameter count") + "<h3>Pareto front</h3>" + table
@@ -173,13 +191,13 @@ def pareto_section(trials: pd.DataFrame) -> str:
 
 def _strip_box(ax: Any, frame: pd.DataFrame, key: str, xlabel: str) -> None:
     groups = sorted(frame[key].dropna().unique())
-    values = [frame.loc[frame[key] == group, "ua"].to_numpy() for group in groups]
+    values = [frame.loc[frame[key] == group, "test_ua"].to_numpy() for group in groups]
     ax.boxplot(values, positions=range(len(groups)), widths=0.5, showfliers=False)
     rng = np.random.default_rng(0)  # jitter, reproducible
     for position, group in enumerate(groups):
         rows = frame[frame[key] == group]
         colors = [COLORS.get(status, COLORS["other"]) for status in rows["status"]]
-        ax.scatter(position + rng.uniform(-0.12, 0.12, len(rows)), rows["ua"], s=14, alpha=0.8, c=colors)
+        ax.scatter(position + rng.uniform(-0.12, 0.12, len(rows)), rows["test_ua"], s=14, alpha=0.8, c=colors)
     ax.set_xticks(range(len(groups)), [str(int(g)) if float(g).is_integer() else str(g) for g in groups])
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3, axis="y")
@@ -215,7 +233,7 @@ def fold_heatmap_section(trials: pd.DataFrame, folds: pd.DataFrame) -> str:
     for record in folds.itertuples():
         row = index.get((record.experiment, record.trial_id))
         if row is not None:
-            grid[row, int(record.fold) - 1] = record.ua
+            grid[row, int(record.fold) - 1] = record.test_ua
     fig = Figure(figsize=(1.2 + 0.7 * n_folds, 1 + 0.35 * len(keys)))
     ax = fig.add_subplot()
     image = ax.imshow(

@@ -12,18 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from paired_stats import (  # noqa: E402
     bootstrap_interval,
     fold_comparison,
-    holm,
     min_p,
     sign_flip_test,
     speaker_comparison,
     wilcoxon_test,
 )
-
-
-def test_holm_step_down_is_monotone_and_capped():
-    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
-    assert holm([0.3, 0.2]) == pytest.approx([0.4, 0.4])  # 2 * 0.2, then max(0.4, 0.3)
-    assert holm([0.9, 0.8]) == [1.0, 1.0]
 
 
 def test_five_folds_cannot_go_below_their_floor():

@@ -75,6 +75,8 @@ def test_cross_eval_entrypoint_joins_the_cluster():
         "--address",
         "auto",
     ]
+    sourced = shlex.split(build_cross_eval_entrypoint(storage="/r", experiment="demo", top=1, settings="source"))
+    assert sourced[sourced.index("--settings") + 1] == "source"
 
 
 def test_runtime_env_excludes_data_caches_and_outputs():
@@ -119,8 +121,19 @@ def test_address_defaults(monkeypatch, tmp_path):
         (["submit", "--config", "nope.yaml"], "config nope.yaml does not exist"),
         (["submit", "--stop", "raysubmit_x", "--config", "configs/demo.yaml"], "--stop JOB_ID takes no --config"),
         (["submit", "--cross-eval", "demo", "--top", "2"], "--cross-eval needs --storage"),
-        (["submit", "--cross-eval", "demo", "--storage", "/r"], "--cross-eval needs --top N and/or --genotype"),
-        (["submit", "--config", "configs/demo.yaml", "--top", "2"], "--top, --genotype and --seeds go with"),
+        (
+            ["submit", "--cross-eval", "demo", "--storage", "/r"],
+            "--cross-eval needs --top N, --genotype HASH|JSON|baseline and/or --random K",
+        ),
+        (
+            ["submit", "--config", "configs/demo.yaml", "--top", "2"],
+            "--top, --genotype, --seeds, --settings and --random go with",
+        ),
+        (
+            ["submit", "--config", "configs/demo.yaml", "--settings", "source"],
+            "--settings and --random go with --cross-eval",
+        ),
+        (["submit", "--config", "configs/demo.yaml", "--random", "3"], "--settings and --random go with --cross-eval"),
         (["submit", "--config", "configs/demo.yaml", "--resume", "--restart", "remove"], "exclude each other"),
         (["submit", "--cross-eval", "demo", "--storage", "/r", "--restart", "archive"], "--restart goes with --config"),
         (["cluster", "local", "--workers", "-1", "--state", "{tmp}/s.json"], "workers must be in 0..16"),

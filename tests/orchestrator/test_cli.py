@@ -147,7 +147,7 @@ def test_run_fold_searches_then_evaluates_and_writes_result_json(tiny_prepared, 
     assert main(run_fold_args(tiny_prepared, tmp_path / "fold2")) == 0
     result = json.loads((tmp_path / "fold2" / "result.json").read_text())
     assert Genotype.from_json(result["architecture"]).hash == result["genotype_hash"]
-    assert 0.0 <= result["ua"] <= 1.0 and result["test_utterances"] == sum(map(sum, result["confusion"]))
+    assert 0.0 <= result["test_ua"] <= 1.0 and result["test_utterances"] == sum(map(sum, result["confusion"]))
     assert result["best_epoch"] in (1, 2) and result["search_epochs_run"] == 1
     out = capsys.readouterr().out
     assert "search epoch   1/1" in out and "eval   epoch   2/2" in out and "test UA" in out

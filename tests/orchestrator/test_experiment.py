@@ -43,7 +43,7 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     assert len(runs) == 4 and set(runs["status"]) == {"completed"}
     assert runs.groupby("trial_id")["fold"].nunique().eq(1).all()  # a trial belongs to one outer fold
     assert runs.groupby("fold")["trial_id"].nunique().tolist() == [2, 2] and runs["inner_fold"].isna().all()
-    assert runs["ua"].between(0, 1).all() and runs["genotype"].notna().all()
+    assert runs["test_ua"].between(0, 1).all() and runs["genotype"].notna().all()
     assert (runs["attempt"] == 1).all() and runs["node_id"].str.len().gt(0).all()
     assert set(trials["status"]) == {"completed"}
 
@@ -53,17 +53,17 @@ def test_a_small_experiment_fills_the_leaderboard(ray_cluster, tmp_path, capsys)
     document = json.loads(capsys.readouterr().out)
     ranked = document["rows"]
     assert [entry["rank"] for entry in ranked] == [1, 2, 3, 4] and all(entry["complete"] for entry in ranked)
-    by_trial = runs.groupby("trial_id")[["ua", "valid_ua"]].mean()
+    by_trial = runs.groupby("trial_id")[["test_ua", "valid_ua"]].mean()
     for entry in ranked:
-        assert entry["mean_ua"] == pytest.approx(by_trial.loc[entry["trial_id"], "ua"])
+        assert entry["mean_test_ua"] == pytest.approx(by_trial.loc[entry["trial_id"], "test_ua"])
         assert entry["mean_valid_ua"] == pytest.approx(by_trial.loc[entry["trial_id"], "valid_ua"])
     assert ranked[0]["mean_valid_ua"] >= ranked[1]["mean_valid_ua"]
     # The nested estimate: per outer fold the trial its study would choose (best on validation), scored on test.
     estimate = document["nested_estimate"][runs["experiment"].iloc[0]]
     picks = runs.sort_values(["valid_ua", "trial_id"], ascending=[False, True]).groupby("fold").head(1)
     assert [pick["trial_id"] for pick in estimate["picks"]] == picks.sort_values("fold")["trial_id"].tolist()
-    assert estimate["mean_test_ua"] == pytest.approx(picks["ua"].mean())
-    assert estimate["best_mean_test_ua"] == pytest.approx(runs.groupby("fold")["ua"].max().mean())
+    assert estimate["mean_test_ua"] == pytest.approx(picks["test_ua"].mean())
+    assert estimate["best_mean_test_ua"] == pytest.approx(runs.groupby("fold")["test_ua"].max().mean())
     assert [pick["candidates"] for pick in estimate["picks"]] == [2, 2]
     assert (
         main(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -66,6 +67,15 @@ def test_export_trains_on_the_protocols_classes(no_config_classes, tmp_path: Pat
     result = export_model(storage, out=out, device=torch.device("cpu"), genotype="baseline", fold=1)
     assert result.fold == 1 and result.epochs == 1
     assert torch.load(out, weights_only=True)["classes"] == list(classes)
+    # Fold 1's test speakers were held out: scored once, each utterance's prediction beside the bundle.
+    _, prepared = load_experiment(storage, "nc", needed_by="export")
+    test = prepared.folds[(prepared.folds["fold"] == 1) & (prepared.folds["split"] == "test")]
+    predictions = pd.read_parquet(result.predictions)
+    assert result.predictions == tmp_path / "m.predictions.parquet"
+    assert sorted(predictions["utt_id"]) == sorted(test["utt_id"]) and set(predictions["split"]) == {"test"}
+    assert result.test["n"] == len(test)
+    hits = (predictions["label"] == predictions["predicted"]).mean()
+    assert result.test["wa"] == pytest.approx(hits)
 
 
 def test_missing_prepared_data_is_a_clear_error(tmp_path: Path, capsys) -> None:

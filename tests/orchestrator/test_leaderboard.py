@@ -45,8 +45,8 @@ def make_row(**overrides) -> dict:
     """A valid completed fold row with a genotype; ``overrides`` replace columns. Unless given,
     the validation UA equals the test UA, so that rankings read the same either way (the
     tests that tell the two apart set both)."""
-    if "ua" in overrides and "valid_ua" not in overrides:
-        overrides["valid_ua"] = overrides["ua"]
+    if "test_ua" in overrides and "valid_ua" not in overrides:
+        overrides["valid_ua"] = overrides["test_ua"]
     return make_leaderboard_row(**{"genotype": GENOTYPE, "genotype_hash": "aaaaaaaaaaaa", **overrides})
 
 
@@ -61,7 +61,7 @@ def test_round_trip_of_a_row(tmp_path: Path) -> None:
     table = pq.read_table(path)
     assert table.schema.equals(SCHEMA, check_metadata=False) and table.num_rows == 1
     stored = table.to_pylist()[0]
-    assert stored["schema_version"] == SCHEMA_VERSION == 3
+    assert stored["schema_version"] == SCHEMA_VERSION == 4
     assert abs((datetime.now(UTC) - stored["written_at"]).total_seconds()) < 60
     assert json.loads(stored["genotype"]) == GENOTYPE
     assert stored["params_json"] == '{"layers":4,"seed":0}'  # canonical JSON
@@ -69,7 +69,7 @@ def test_round_trip_of_a_row(tmp_path: Path) -> None:
     with connect(tmp_path) as board:
         rows = board.sql("SELECT * FROM fold_rows")
         assert list(rows.columns) == SCHEMA.names and len(rows) == 1
-        assert rows.loc[0, "ua"] == 0.5 and rows.loc[0, "fold"] == 2 and rows.loc[0, "darts_order"] == "first"
+        assert rows.loc[0, "test_ua"] == 0.5 and rows.loc[0, "fold"] == 2 and rows.loc[0, "darts_order"] == "first"
         assert str(rows["written_at"].dt.tz) == "UTC"
 
 
@@ -86,22 +86,22 @@ def test_json_columns_accept_text_and_store_it_canonically(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"ua": "0.7"}, "column 'ua' must be a number"),
+        ({"test_ua": "0.7"}, "column 'test_ua' must be a number"),
         ({"fold": 1.0}, "column 'fold' must be an integer"),
         ({"fold": True}, "column 'fold' must be an integer"),
         ({"layers": 2**40}, "column 'layers' must fit in int32"),
         ({"seed": None}, "column 'seed' must not be null"),
         ({"hostname": 3}, "column 'hostname' must be a string"),
-        ({"ua": float("nan")}, "column 'ua' must be a finite number"),
-        ({"ua": 1.5}, r"column 'ua' must be a fraction in \[0, 1\]"),
+        ({"test_ua": float("nan")}, "column 'test_ua' must be a finite number"),
+        ({"test_ua": 1.5}, r"column 'test_ua' must be a fraction in \[0, 1\]"),
         ({"written_at": datetime(2024, 1, 1)}, "column 'written_at' must be a timezone-aware datetime"),
         ({"classes": "not json"}, "column 'classes' must be JSON"),
         ({"classes": {"a": 1}}, "column 'classes' must be a JSON list"),
         ({"status": "pruned"}, "column 'status' must be one of"),
         ({"status": "failed"}, "column 'error' must say what went wrong"),
-        ({"ua": None}, "column 'ua' must not be null in a completed row"),
+        ({"test_ua": None}, "column 'test_ua' must not be null in a completed row"),
         ({"fold": 0}, "column 'fold' must be >= 1"),
-        ({"schema_version": 1}, "column 'schema_version' must be 3"),
+        ({"schema_version": 1}, "column 'schema_version' must be 4"),
         ({"stage": "final"}, "column 'stage' must be one of"),
         ({"source_fold": 2}, "column 'source_fold' must be null in a search row"),
         ({"stage": "cross-eval", "test_seen_in_search": 1}, "column 'test_seen_in_search' must be a bool"),
@@ -129,9 +129,9 @@ def test_failed_row_keeps_its_error_and_may_lack_metrics(tmp_path: Path) -> None
         make_row(
             status="failed",
             error="CUDA out of memory",
-            ua=None,
-            wa=None,
-            macro_f1=None,
+            test_ua=None,
+            test_wa=None,
+            test_macro_f1=None,
             genotype=None,
             genotype_hash=None,
             confusion=None,
@@ -165,10 +165,10 @@ def test_failing_writer_leaves_nothing_and_names_the_destination(tmp_path: Path,
 
 
 def test_rewriting_the_same_attempt_replaces_it(tmp_path: Path) -> None:
-    write_fold_row(tmp_path, make_row(ua=0.4))
-    write_fold_row(tmp_path, make_row(ua=0.6))
+    write_fold_row(tmp_path, make_row(test_ua=0.4))
+    write_fold_row(tmp_path, make_row(test_ua=0.6))
     with connect(tmp_path) as board:
-        assert board.sql("SELECT ua FROM fold_rows")["ua"].tolist() == [0.6]
+        assert board.sql("SELECT test_ua FROM fold_rows")["test_ua"].tolist() == [0.6]
 
 
 def test_trial_status_is_one_file_overwritten(tmp_path: Path) -> None:
@@ -204,9 +204,9 @@ def write_known_set(storage: Path) -> dict[str, list[float]]:
                 trial_id=trial,
                 seed=seed,
                 fold=fold,
-                ua=ua,
-                wa=ua + 0.1,
-                macro_f1=ua - 0.1,
+                test_ua=ua,
+                test_wa=ua + 0.1,
+                test_macro_f1=ua - 0.1,
                 params=1000 * fold,
                 search_seconds=10.0 * fold,
                 eval_seconds=1.0,
@@ -219,9 +219,9 @@ def write_known_set(storage: Path) -> dict[str, list[float]]:
                 trial_id="b1",
                 seed=1,
                 fold=fold,
-                ua=ua,
-                wa=ua,
-                macro_f1=ua,
+                test_ua=ua,
+                test_wa=ua,
+                test_macro_f1=ua,
                 genotype_hash="bbbbbbbbbbbb",
                 params=500,
                 search_seconds=2.0,
@@ -238,11 +238,11 @@ def test_genotype_aggregation_matches_hand_computed_values(tmp_path: Path) -> No
     a, b = table.iloc[0], table.iloc[1]
     assert (a["genotype_hash"], a["rank"], b["genotype_hash"], b["rank"]) == ("aaaaaaaaaaaa", 1, "bbbbbbbbbbbb", 2)
     # A: UAs 0.60, 0.70, 0.80 -> mean 0.70, sample std sqrt((0.01 + 0 + 0.01) / 2) = 0.1
-    assert a["mean_ua"] == pytest.approx(0.70) and a["std_ua"] == pytest.approx(0.1)
-    assert a["mean_wa"] == pytest.approx(0.80) and a["mean_macro_f1"] == pytest.approx(0.60)
+    assert a["mean_test_ua"] == pytest.approx(0.70) and a["std_test_ua"] == pytest.approx(0.1)
+    assert a["mean_test_wa"] == pytest.approx(0.80) and a["mean_test_macro_f1"] == pytest.approx(0.60)
     # B: UAs 0.50, 0.65, 0.71 -> mean 0.62; deviations -0.12, 0.03, 0.09 -> sqrt(0.0234 / 2)
-    assert b["mean_ua"] == pytest.approx(0.62) and b["std_ua"] == pytest.approx(math.sqrt(0.0234 / 2))
-    assert b["std_ua"] == pytest.approx(statistics.stdev([0.50, 0.65, 0.71]))
+    assert b["mean_test_ua"] == pytest.approx(0.62) and b["std_test_ua"] == pytest.approx(math.sqrt(0.0234 / 2))
+    assert b["std_test_ua"] == pytest.approx(statistics.stdev([0.50, 0.65, 0.71]))
     assert (a["folds_covered"], a["n_folds"], bool(a["complete"])) == (3, 3, True)
     assert (a["trials"], a["seeds"], a["runs"], a["pruned_runs"]) == (2, 2, 3, 0)
     assert (b["trials"], b["seeds"], b["runs"]) == (1, 1, 3)
@@ -252,11 +252,11 @@ def test_genotype_aggregation_matches_hand_computed_values(tmp_path: Path) -> No
 
 def test_each_fold_weighs_the_same_in_the_mean(tmp_path: Path) -> None:
     # fold 1 found by two trials (0.6, 0.8), fold 2 by one (0.5): fold means 0.7 and 0.5
-    write_fold_row(tmp_path, make_row(trial_id="x1", fold=1, ua=0.6, n_folds=2))
-    write_fold_row(tmp_path, make_row(trial_id="x2", fold=1, ua=0.8, n_folds=2))
-    write_fold_row(tmp_path, make_row(trial_id="x2", fold=2, ua=0.5, n_folds=2))
+    write_fold_row(tmp_path, make_row(trial_id="x1", fold=1, test_ua=0.6, n_folds=2))
+    write_fold_row(tmp_path, make_row(trial_id="x2", fold=1, test_ua=0.8, n_folds=2))
+    write_fold_row(tmp_path, make_row(trial_id="x2", fold=2, test_ua=0.5, n_folds=2))
     row = top_genotypes(tmp_path).iloc[0]
-    assert row["mean_ua"] == pytest.approx(0.6) and row["std_ua"] == pytest.approx(math.sqrt(0.02))
+    assert row["mean_test_ua"] == pytest.approx(0.6) and row["std_test_ua"] == pytest.approx(math.sqrt(0.02))
     assert (row["runs"], row["trials"], row["folds_covered"], bool(row["complete"])) == (3, 2, 2, True)
 
 
@@ -278,18 +278,21 @@ def test_materialized_and_database_file_give_the_same_answers(tmp_path: Path) ->
 
 def test_one_fold_has_no_std(tmp_path: Path) -> None:
     write_fold_row(tmp_path, make_row())
-    assert pd.isna(top_genotypes(tmp_path).loc[0, "std_ua"])
+    assert pd.isna(top_genotypes(tmp_path).loc[0, "std_test_ua"])
 
 
 def test_later_attempt_replaces_earlier_in_runs(tmp_path: Path) -> None:
-    write_fold_row(tmp_path, make_row(fold=1, attempt=0, ua=0.40))
-    write_fold_row(tmp_path, make_row(fold=1, attempt=1, ua=0.70))
-    write_fold_row(tmp_path, make_row(fold=2, attempt=0, ua=0.50))
+    write_fold_row(tmp_path, make_row(fold=1, attempt=0, test_ua=0.40))
+    write_fold_row(tmp_path, make_row(fold=1, attempt=1, test_ua=0.70))
+    write_fold_row(tmp_path, make_row(fold=2, attempt=0, test_ua=0.50))
     with connect(tmp_path) as board:
         assert len(board.sql("SELECT * FROM fold_rows")) == 3
-        runs = board.sql("SELECT fold, attempt, ua FROM runs ORDER BY fold")
-        assert runs.to_dict("records") == [{"fold": 1, "attempt": 1, "ua": 0.70}, {"fold": 2, "attempt": 0, "ua": 0.50}]
-        assert board.top_genotypes().loc[0, "mean_ua"] == pytest.approx(0.60)
+        runs = board.sql("SELECT fold, attempt, test_ua FROM runs ORDER BY fold")
+        assert runs.to_dict("records") == [
+            {"fold": 1, "attempt": 1, "test_ua": 0.70},
+            {"fold": 2, "attempt": 0, "test_ua": 0.50},
+        ]
+        assert board.top_genotypes().loc[0, "mean_test_ua"] == pytest.approx(0.60)
 
 
 def test_pruned_trial_marks_its_rows_pruned_and_they_still_count(tmp_path: Path) -> None:
@@ -308,13 +311,13 @@ def test_pruned_trial_marks_its_rows_pruned_and_they_still_count(tmp_path: Path)
         assert board.sql("SELECT DISTINCT status FROM fold_rows")["status"].tolist() == ["completed"]  # immutable
         b = board.sql("SELECT * FROM genotypes WHERE genotype_hash = 'bbbbbbbbbbbb'").iloc[0]
     assert (b["runs"], b["pruned_runs"], b["folds_covered"]) == (3, 3, 3)
-    assert b["mean_ua"] == pytest.approx(0.62)
+    assert b["mean_test_ua"] == pytest.approx(0.62)
 
 
 def test_incomplete_genotype_is_flagged_and_ranked_after_complete_ones(tmp_path: Path) -> None:
     write_known_set(tmp_path)
-    write_fold_row(tmp_path, make_row(trial_id="c1", fold=1, ua=0.95, genotype_hash="cccccccccccc"))
-    write_fold_row(tmp_path, make_row(trial_id="c1", fold=2, ua=0.93, genotype_hash="cccccccccccc"))
+    write_fold_row(tmp_path, make_row(trial_id="c1", fold=1, test_ua=0.95, genotype_hash="cccccccccccc"))
+    write_fold_row(tmp_path, make_row(trial_id="c1", fold=2, test_ua=0.93, genotype_hash="cccccccccccc"))
     table = top_genotypes(tmp_path)
     assert table["genotype_hash"].tolist() == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
     assert table["complete"].tolist() == [True, True, False] and table["rank"].tolist() == [1, 2, 3]
@@ -325,7 +328,7 @@ def test_incomplete_genotype_is_flagged_and_ranked_after_complete_ones(tmp_path:
 def test_experiments_are_ranked_separately_and_can_be_selected(tmp_path: Path) -> None:
     write_known_set(tmp_path)
     write_fold_row(
-        tmp_path, make_row(experiment="other", trial_id="z", n_folds=1, ua=0.3, genotype_hash="zzzzzzzzzzzz")
+        tmp_path, make_row(experiment="other", trial_id="z", n_folds=1, test_ua=0.3, genotype_hash="zzzzzzzzzzzz")
     )
     assert list_experiments(tmp_path) == ["exp", "other"]
     both = top_genotypes(tmp_path)
@@ -337,7 +340,7 @@ def test_experiments_are_ranked_separately_and_can_be_selected(tmp_path: Path) -
 def test_summaries_by_trial_and_config_and_a_where_filter(tmp_path: Path) -> None:
     write_known_set(tmp_path)
     write_fold_row(
-        tmp_path, make_row(trial_id="d1", seed=5, fold=1, ua=0.9, layers=8, params_json={"layers": 8, "seed": 5})
+        tmp_path, make_row(trial_id="d1", seed=5, fold=1, test_ua=0.9, layers=8, params_json={"layers": 8, "seed": 5})
     )
     with connect(tmp_path) as board:
         trials = board.summary("trial")
@@ -348,7 +351,7 @@ def test_summaries_by_trial_and_config_and_a_where_filter(tmp_path: Path) -> Non
             ['{"layers":4}', 4, 2, 3],
             ['{"layers":8}', 8, 1, 1],
         ]
-        assert board.summary("genotype", where="layers = 8")["mean_ua"].tolist() == pytest.approx([0.9])
+        assert board.summary("genotype", where="layers = 8")["mean_test_ua"].tolist() == pytest.approx([0.9])
         assert board.sql("SELECT count(*) AS n FROM config_scores")["n"][0] == 2
         with pytest.raises(ValueError, match="by must be one of"):
             board.summary("seed")
@@ -358,7 +361,7 @@ def test_empty_storage_has_typed_empty_views(tmp_path: Path) -> None:
     with connect(tmp_path) as board:
         assert list(board.sql("SELECT * FROM fold_rows").columns) == SCHEMA.names
         assert board.sql("SELECT * FROM genotypes").empty and board.sql("SELECT * FROM runs").empty
-        assert "mean_ua" in board.sql("SELECT * FROM genotypes").columns
+        assert "mean_test_ua" in board.sql("SELECT * FROM genotypes").columns
     with pytest.raises(FileNotFoundError, match="does not exist"):
         connect(tmp_path / "nowhere")
 
@@ -374,7 +377,7 @@ def test_damaged_files_are_reported_by_name_and_skipped(tmp_path: Path) -> None:
     truncated.write_bytes(truncated.read_bytes()[:-100])
     wrong = folder / "t7" / "fold=1-attempt=0.parquet"
     wrong.parent.mkdir(parents=True)
-    pq.write_table(pa.table({"experiment": ["exp"], "ua": ["high"]}), wrong)
+    pq.write_table(pa.table({"experiment": ["exp"], "test_ua": ["high"]}), wrong)
     stray = folder / "a1" / ".tmp-fold=9-attempt=0.parquet.x1y2"  # a writer killed mid-write
     stray.write_bytes(b"PAR1 half a file")
     with connect(tmp_path) as board:
@@ -394,18 +397,18 @@ def test_damaged_files_are_reported_by_name_and_skipped(tmp_path: Path) -> None:
 
 def test_wrong_column_type_is_damage(tmp_path: Path) -> None:
     write_fold_row(tmp_path, make_row())
-    bad = SCHEMA.set(SCHEMA.get_field_index("ua"), pa.field("ua", pa.string()))
+    bad = SCHEMA.set(SCHEMA.get_field_index("test_ua"), pa.field("test_ua", pa.string()))
     path = tmp_path / "leaderboard" / "exp" / "t2" / "fold=1-attempt=0.parquet"
     path.parent.mkdir(parents=True)
     pq.write_table(
         pa.Table.from_pylist(
-            [{**pq.read_table(next((tmp_path / "leaderboard").rglob("*.parquet"))).to_pylist()[0], "ua": "0.9"}],
+            [{**pq.read_table(next((tmp_path / "leaderboard").rglob("*.parquet"))).to_pylist()[0], "test_ua": "0.9"}],
             schema=bad,
         ),
         path,
     )
     scan = scan_parts(tmp_path)
-    assert [(d.path, d.reason) for d in scan.damaged] == [(str(path), "column 'ua' is string, expected double")]
+    assert [(d.path, d.reason) for d in scan.damaged] == [(str(path), "column 'test_ua' is string, expected double")]
 
 
 def test_a_newer_schema_with_extra_columns_is_read_by_name(tmp_path: Path) -> None:
@@ -414,7 +417,7 @@ def test_a_newer_schema_with_extra_columns_is_read_by_name(tmp_path: Path) -> No
     row = {
         **pq.read_table(next((tmp_path / "leaderboard").rglob("*.parquet"))).to_pylist()[0],
         "trial_id": "t2",
-        "ua": 0.7,
+        "test_ua": 0.7,
         "energy_joules": 12.5,
     }
     path = tmp_path / "leaderboard" / "exp" / "t2" / "fold=1-attempt=0.parquet"
@@ -422,8 +425,8 @@ def test_a_newer_schema_with_extra_columns_is_read_by_name(tmp_path: Path) -> No
     pq.write_table(pa.Table.from_pylist([row], schema=newer), path)
     with connect(tmp_path) as board:
         assert not board.scan.parts_uniform
-        rows = board.sql("SELECT trial_id, ua, energy_joules FROM fold_rows ORDER BY trial_id")
-    assert rows["ua"].tolist() == [0.5, 0.7] and pd.isna(rows["energy_joules"][0])
+        rows = board.sql("SELECT trial_id, test_ua, energy_joules FROM fold_rows ORDER BY trial_id")
+    assert rows["test_ua"].tolist() == [0.5, 0.7] and pd.isna(rows["energy_joules"][0])
 
 
 def test_footer_checks_are_cached_until_a_file_changes(tmp_path: Path) -> None:
@@ -462,14 +465,14 @@ def test_object_store_storage_is_written_in_one_put_and_read_back() -> None:
     storage = StorageLocation(filesystem, "bucket/lb", "mock://bucket/lb")
     path = write_fold_row(storage, make_row())
     assert path == "mock://bucket/lb/leaderboard/exp/t1/fold=1-attempt=0.parquet"
-    write_fold_row(storage, make_row(fold=2, ua=0.7))
+    write_fold_row(storage, make_row(fold=2, test_ua=0.7))
     write_trial_status(storage, experiment="exp", trial_id="t1", status="completed", step=2)
     with connect(storage) as board:
         assert board.scan.parts == (
             "mock://bucket/lb/leaderboard/exp/t1/fold=1-attempt=0.parquet",
             "mock://bucket/lb/leaderboard/exp/t1/fold=2-attempt=0.parquet",
         )
-        assert board.top_genotypes().loc[0, "mean_ua"] == pytest.approx(0.6)
+        assert board.top_genotypes().loc[0, "mean_test_ua"] == pytest.approx(0.6)
         assert board.sql("SELECT status FROM trials")["status"].tolist() == ["completed"]
     assert scan_parts(storage).footers_cached == 3
 

@@ -21,7 +21,7 @@ from orchestrator.leaderboard import (
     write_trial_status,
 )
 
-ROWS_SQL = "SELECT trial_id, fold, attempt, ua FROM fold_rows ORDER BY ALL"
+ROWS_SQL = "SELECT trial_id, fold, attempt, test_ua FROM fold_rows ORDER BY ALL"
 
 
 def _fill(storage, trials: int = 3, folds: int = 2) -> None:
@@ -29,7 +29,7 @@ def _fill(storage, trials: int = 3, folds: int = 2) -> None:
         for fold in range(1, folds + 1):
             write_fold_row(
                 storage,
-                make_leaderboard_row(trial_id=f"t{t}", fold=fold, n_folds=folds, ua=0.4 + 0.05 * t + 0.01 * fold),
+                make_leaderboard_row(trial_id=f"t{t}", fold=fold, n_folds=folds, test_ua=0.4 + 0.05 * t + 0.01 * fold),
             )
         write_trial_status(storage, experiment="exp", trial_id=f"t{t}", status="completed", step=folds)
 
@@ -55,7 +55,7 @@ def test_compaction_serves_the_same_rows_from_one_file(tmp_path: Path) -> None:
 def test_rows_written_changed_or_deleted_after_a_compaction_are_seen_as_they_are(tmp_path: Path) -> None:
     _fill(tmp_path)
     compact(tmp_path)
-    write_fold_row(tmp_path, make_leaderboard_row(trial_id="t9", fold=1, n_folds=2, ua=0.9))  # new
+    write_fold_row(tmp_path, make_leaderboard_row(trial_id="t9", fold=1, n_folds=2, test_ua=0.9))  # new
     write_trial_status(tmp_path, experiment="exp", trial_id="t1", status="pruned", step=1, reason="slow")  # replaced
     (tmp_path / "leaderboard/exp/t0/fold=2-attempt=0.parquet").unlink()  # removed by hand
     rows, trials, scan = _rows(tmp_path)
@@ -112,7 +112,7 @@ def test_object_store_compaction(tmp_path: Path) -> None:
     _fill(storage)
     before, trials_before, _ = _rows(storage)
     compact(storage)
-    write_fold_row(storage, make_leaderboard_row(trial_id="t7", fold=1, n_folds=2, ua=0.8))
+    write_fold_row(storage, make_leaderboard_row(trial_id="t7", fold=1, n_folds=2, test_ua=0.8))
     after, trials_after, scan = _rows(storage)
     assert scan.snapshots[0].path.startswith("mock://bucket/lb/") and len(scan.snapshots[0].covers) == 6
     assert len(after) == 7 and after.drop(after.index[after["trial_id"] == "t7"]).reset_index(drop=True).equals(before)

@@ -19,8 +19,8 @@ CLASSES = ["ang", "hap", "neu", "sad"]
 
 def make_row(**overrides) -> dict:
     """A valid completed fold row of a baseline on node "local"; ``overrides`` replace columns."""
-    if "ua" in overrides and "valid_ua" not in overrides:  # validation agrees with test unless a test says otherwise
-        overrides["valid_ua"] = overrides["ua"]
+    if "test_ua" in overrides and "valid_ua" not in overrides:  # validation agrees with test unless told otherwise
+        overrides["valid_ua"] = overrides["test_ua"]
     return make_leaderboard_row(**{"node_id": "local", "nodes": 2, "classes": CLASSES, **overrides})
 
 
@@ -62,7 +62,7 @@ def write_trial(
                 params_json={"layers": layers, "seed": seed},
                 genotype=None if hash_ else found.to_json(),
                 genotype_hash=hash_ or found.hash,
-                ua=ua,
+                test_ua=ua,
                 classes=CLASSES,
                 written_at=START + timedelta(minutes=minutes + fold),
             ),
@@ -94,9 +94,9 @@ def board_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             n_folds=3,
             status="failed",
             error="CUDA out of memory",
-            ua=None,
-            wa=None,
-            macro_f1=None,
+            test_ua=None,
+            test_wa=None,
+            test_macro_f1=None,
             genotype=None,
             genotype_hash=None,
             confusion=None,
@@ -167,6 +167,30 @@ def test_empty_leaderboard_shows_sentences_not_errors(tmp_path: Path) -> None:
     assert all('class="empty"' in body for body in sections.values())
 
 
+def test_runs_whose_splits_lack_a_class_are_noted(tmp_path: Path) -> None:
+    write_trial(tmp_path / "a", "whole", [0.4, 0.5, 0.45], seed=0, layers=4, params=1000)
+    page = write_report(tmp_path / "a", out=tmp_path / "whole.html").read_text(encoding="utf-8")
+    assert "Classes absent from a split" not in page  # every class present: no note
+    write_fold_row(tmp_path / "a", make_row(trial_id="gap", fold=2, test_ua=0.3, test_absent_classes=["sad"]))
+    page = write_report(tmp_path / "a", out=tmp_path / "gap.html").read_text(encoding="utf-8")
+    assert "Classes absent from a split" in page
+    assert "1 search run(s) (fold 2) had no test utterance of class sad" in page
+
+
+def test_runs_on_folds_that_are_not_speaker_independent_are_noted(tmp_path: Path) -> None:
+    write_trial(tmp_path / "a", "clean", [0.4, 0.5, 0.45], seed=0, layers=4, params=1000)
+    page = write_report(tmp_path / "a", out=tmp_path / "clean.html").read_text(encoding="utf-8")
+    assert "not speaker-independent" not in page  # rows without a flag (or independent): no note
+    write_fold_row(tmp_path / "a", make_row(trial_id="same", fold=2, speaker_check="overlap"))
+    write_fold_row(tmp_path / "a", make_row(trial_id="who", fold=3, speaker_check="unknown"))
+    write_fold_row(tmp_path / "a", make_row(trial_id="fine", fold=1, speaker_check="independent"))
+    page = write_report(tmp_path / "a", out=tmp_path / "flagged.html").read_text(encoding="utf-8")
+    assert "Folds that are not speaker-independent" in page
+    assert "1 search run(s) on fold 2, whose speaker check is overlap: a test speaker also trains" in page
+    assert "1 search run(s) on fold 3, whose speaker check is unknown" in page
+    assert "on fold 1," not in page
+
+
 def test_baseline_only_has_no_cells_to_draw(tmp_path: Path) -> None:
     write_trial(tmp_path / "b", "base", [0.4, 0.5, 0.45], seed=0, layers=4, params=1000, hash_="baseline")
     sections = sections_of(write_report(tmp_path / "b", out=tmp_path / "r.html").read_text(encoding="utf-8"))
@@ -197,7 +221,7 @@ def test_cross_eval_section_marks_seen_folds_and_compares_with_the_baseline(tmp_
                     fold=fold,
                     genotype=text,
                     genotype_hash=hash_,
-                    ua=ua,
+                    test_ua=ua,
                     source_trial_id=None if text is None else "s1",
                     source_fold=None if text is None else 1,
                     test_seen_in_search=flag,
@@ -214,8 +238,12 @@ def test_cross_eval_section_marks_seen_folds_and_compares_with_the_baseline(tmp_
 
 
 def test_collapsed_searches_are_marked(tmp_path: Path) -> None:
-    write_fold_row(tmp_path, make_row(trial_id="c1", fold=1, ua=0.4, search_stop_reason="collapsed after epoch 2: x"))
-    write_fold_row(tmp_path, make_row(trial_id="c2", fold=1, ua=0.5, search_stop_reason="epochs", alpha_entropy=1.2))
+    write_fold_row(
+        tmp_path, make_row(trial_id="c1", fold=1, test_ua=0.4, search_stop_reason="collapsed after epoch 2: x")
+    )
+    write_fold_row(
+        tmp_path, make_row(trial_id="c2", fold=1, test_ua=0.5, search_stop_reason="epochs", alpha_entropy=1.2)
+    )
     page = write_report(tmp_path, out=tmp_path / "r.html").read_text(encoding="utf-8")
     ranked = sections_of(page)["ranked"]
     assert "Collapsed searches" in ranked and "<code>c1</code> (1)" in ranked and "<code>c2</code>" not in ranked

@@ -34,7 +34,7 @@ def nested_rows(storage: Path, trial: str, *, fold: int, valid_ua: float, test_u
                 inner_fold=inner,
                 n_inner_folds=2,
                 valid_ua=valid_ua + shift,
-                ua=test_ua,
+                test_ua=test_ua,
                 genotype_hash=HASHES[trial.split("-")[0]],
                 best_epoch=fold + 1,
             ),
@@ -79,6 +79,58 @@ def test_nested_estimate_picks_by_validation_and_reports_test(reversed_board: Pa
     assert estimate.to_dict()["gap"] == pytest.approx(0.39)
 
 
+def test_the_pooled_nested_estimate_reads_the_chosen_trials_predictions_once_per_utterance(
+    reversed_board: Path,
+) -> None:
+    """Every outer fold's test utterances once, as the trial validation chose (t1, right on half
+    of each class) predicted them, never the trial test would have chosen (t3, right on all)."""
+    import pandas as pd
+
+    from orchestrator.leaderboard import write_predictions
+
+    classes = list(make_leaderboard_row()["classes"])
+    for trial in VALID:
+        for fold in (1, 2, 3):
+            utterances = [f"f{fold}-u{i}" for i in range(2 * len(classes))]
+            labels = [classes[i % len(classes)] for i in range(len(utterances))]
+            right = [trial == "t3" or i < len(classes) for i in range(len(utterances))]
+            frame = pd.DataFrame(
+                {
+                    "split": "test",
+                    "utt_id": utterances,
+                    "speaker": [f"f{fold}-speaker{i % 2}" for i in range(len(utterances))],
+                    "label": labels,
+                    "predicted": [
+                        label if ok else classes[(classes.index(label) + 1) % len(classes)]
+                        for label, ok in zip(labels, right)
+                    ],
+                    "probabilities": [[1.0 / len(classes)] * len(classes)] * len(utterances),
+                }
+            )
+            for inner in (1, 2):
+                write_predictions(
+                    reversed_board,
+                    frame,
+                    experiment="exp",
+                    stage="search",
+                    trial_id=f"{trial}-f{fold}",
+                    fold=fold,
+                    inner_fold=inner,
+                    attempt=make_leaderboard_row()["attempt"],
+                )
+    with connect(reversed_board) as board:
+        pooled = nested_estimates(board)["exp"].pooled
+    assert pooled.ua == pytest.approx(0.5) and pooled.wa == pytest.approx(0.5)
+    assert pooled.utterances == 3 * 2 * len(classes) and pooled.speakers == 6 and pooled.networks == 2
+    assert pooled.ua_interval[0] <= 0.5 <= pooled.ua_interval[1]
+    assert "pooled UA 0.500 [" in nested_estimates_headline(reversed_board)
+
+
+def nested_estimates_headline(storage: Path) -> str:
+    with connect(storage) as board:
+        return nested_estimates(board)["exp"].headline()
+
+
 def test_only_trials_their_study_completed_are_chosen(reversed_board: Path) -> None:
     """A pruned trial (or one that never finished its inner folds) is no candidate, however good."""
     nested_rows(reversed_board, "t3-pruned", fold=1, valid_ua=0.95, test_ua=0.10, status="pruned")
@@ -90,7 +142,7 @@ def test_only_trials_their_study_completed_are_chosen(reversed_board: Path) -> N
 
 def test_rows_before_nesting_pick_per_fold_and_break_ties_by_trial_id_not_by_test(tmp_path: Path) -> None:
     for trial, test_ua in (("t1", 0.30), ("t2", 0.90)):
-        write_fold_row(tmp_path, make_leaderboard_row(trial_id=trial, fold=1, n_folds=1, valid_ua=0.5, ua=test_ua))
+        write_fold_row(tmp_path, make_leaderboard_row(trial_id=trial, fold=1, n_folds=1, valid_ua=0.5, test_ua=test_ua))
     with connect(tmp_path) as board:
         estimate = nested_estimates(board)["exp"]
     assert [pick.trial_id for pick in estimate.picks] == ["t1"] and estimate.mean_test_ua == pytest.approx(0.30)
@@ -127,3 +179,42 @@ def test_each_outer_fold_study_maximises_mean_validation_ua(tmp_path: Path) -> N
     assert trial_outcome(done, error=False, objective=OBJECTIVE, multi_objective=False).values == (0.6,)
     partial = {**done, "folds_done": 1}  # a partial mean never counts as a full objective
     assert trial_outcome(partial, error=False, objective=OBJECTIVE, multi_objective=False).state.name == "FAIL"
+
+
+def test_a_cross_corpus_estimate_is_stated_per_test_corpus(tmp_path: Path) -> None:
+    """Leave-one-corpus-out over two corpora: one outer fold per test corpus, each stated on its own."""
+    corpora = {1: "b->a", 2: "a->b"}  # fold 1 tests on corpus a (trains on b), fold 2 the other way round
+    for fold, dataset in corpora.items():
+        for trial, valid_ua, test_ua in (("t1", 0.7, 0.4 + fold / 10), ("t2", 0.6, 0.9)):
+            write_fold_row(
+                tmp_path,
+                make_leaderboard_row(
+                    trial_id=f"{trial}-f{fold}",
+                    fold=fold,
+                    outer_fold=fold,
+                    n_folds=2,
+                    dataset=dataset,
+                    fold_scheme="cross-corpus",
+                    valid_ua=valid_ua,
+                    test_ua=test_ua,
+                ),
+            )
+            write_trial_status(tmp_path, experiment="exp", trial_id=f"{trial}-f{fold}", status="completed", step=1)
+    with connect(tmp_path) as board:
+        estimate = nested_estimates(board)["exp"]
+    assert [(pick.fold, pick.dataset, pick.trial_id) for pick in estimate.picks] == [
+        (1, "b->a", "t1-f1"),
+        (2, "a->b", "t1-f2"),
+    ]
+    assert estimate.by_dataset() == pytest.approx({"b->a": 0.5, "a->b": 0.6})
+    assert "per test corpus: b->a 0.500, a->b 0.600" in estimate.headline()
+    assert estimate.to_dict()["by_dataset"] == pytest.approx({"b->a": 0.5, "a->b": 0.6})
+    page = write_report(tmp_path, out=tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Per test corpus" in page and "b-&gt;a <strong>0.5000</strong>" in page
+
+
+def test_one_corpus_states_no_per_corpus_figures(reversed_board: Path) -> None:
+    with connect(reversed_board) as board:
+        estimate = nested_estimates(board)["exp"]
+    assert estimate.by_dataset() == {} and "per test corpus" not in estimate.headline()
+    assert {pick.dataset for pick in estimate.picks} == {"synthetic"}

@@ -38,7 +38,7 @@ def test_rows_a_corrupt_part_and_compaction_on_the_object_store(s3_server, s3_st
 
     monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
     for index, trial in enumerate(("t1", "t2", "t3")):
-        shown = write_fold_row(s3_storage, make_leaderboard_row(trial_id=trial, ua=0.5 + index / 10))
+        shown = write_fold_row(s3_storage, make_leaderboard_row(trial_id=trial, test_ua=0.5 + index / 10))
         assert shown.startswith(f"{s3_storage}/leaderboard/exp/{trial}/")
     prefix = s3_storage.removeprefix(f"s3://{s3_server.bucket}/")
     broken = next(key for key in _keys(s3_server, prefix) if "/t2/" in key and key.endswith(".parquet"))
@@ -55,7 +55,7 @@ def test_rows_a_corrupt_part_and_compaction_on_the_object_store(s3_server, s3_st
     result = compact(s3_storage, grace_seconds=0)
     assert result.files >= 2
     assert any("/.leaderboard-cache/snapshots/" in key for key in _keys(s3_server, prefix))
-    write_fold_row(s3_storage, make_leaderboard_row(trial_id="t4", ua=0.9))  # after the snapshot
+    write_fold_row(s3_storage, make_leaderboard_row(trial_id="t4", test_ua=0.9))  # after the snapshot
     with connect(s3_storage) as board:  # snapshot + the newer part, the damaged one still named
         assert sorted(board.sql("SELECT trial_id FROM runs")["trial_id"]) == ["t1", "t3", "t4"]
         assert list(dict(board.damaged)) == [f"s3://{s3_server.bucket}/{broken}"]

@@ -37,7 +37,10 @@ INPUTS = SimpleNamespace(
         data=SimpleNamespace(dataset="synthetic", preset="logmel-32"),
         folds=SimpleNamespace(scheme="loso", inner=3),
     ),
-    folds=pd.DataFrame({"fold": [1, 1, 2, 3]}),
+    # fold 2's test speaker also trains (its fold table says so): its rows carry the flag
+    folds=pd.DataFrame(
+        {"fold": [1, 1, 2, 3], "speaker_check": ["independent", "independent", "overlap", "independent"]}
+    ),
     classes=("ang", "hap"),
 )
 SHAPE = ModelShape(layers=3, nodes=2, init_channels=8, lstm_hidden=16)
@@ -51,13 +54,15 @@ def _result(architecture: str, genotype_hash: str | None) -> FoldResult:
         classes=["ang", "hap"],
         architecture=architecture,
         genotype_hash=genotype_hash,
-        ua=0.6,
-        wa=0.7,
-        macro_f1=0.5,
+        test_ua=0.6,
+        test_wa=0.7,
+        test_macro_f1=0.5,
         confusion=[[3, 1], [1, 3]],
         test_utterances=8,
+        test_absent_classes=[],
         best_epoch=1,
         valid_ua=0.55,
+        valid_absent_classes=["hap"],
         params=1000,
         search_seconds=1.5,
         eval_seconds=2.5,
@@ -115,6 +120,9 @@ def test_a_finished_fold(tmp_path: Path, architecture, genotype_hash, stored_gen
     assert json.loads(stored["confusion"]) == [[3, 1], [1, 3]] and stored["classes"] == '["ang","hap"]'
     assert stored["params_json"] == '{"layers":3,"seed":7}' and stored["weights_lr"] == 0.025
     assert stored["search_stop_reason"] == "epochs" and stored["alpha_entropy"] == 1.25
+    assert (stored["test_ua"], stored["test_wa"], stored["test_macro_f1"], stored["valid_ua"]) == (0.6, 0.7, 0.5, 0.55)
+    assert (stored["test_absent_classes"], stored["valid_absent_classes"]) == ("[]", '["hap"]')  # names, flagged
+    assert (stored["dataset"], stored["fold_scheme"], stored["speaker_check"]) == ("synthetic", "loso", "overlap")
 
 
 def test_the_collapse_guard_verdict_and_no_search_reach_the_row(tmp_path: Path) -> None:
@@ -133,7 +141,7 @@ def test_a_failed_fold(tmp_path: Path) -> None:
     stored = pq.read_table(write_fold_row(tmp_path, row)).to_pylist()[0]
     assert stored["status"] == "failed" and stored["error"] == "RuntimeError: boom"
     assert all(stored[name] is None for name in RESULT_COLUMNS)
-    assert stored["layers"] == 3 and stored["fold_scheme"] == "loso"
+    assert stored["layers"] == 3 and stored["fold_scheme"] == "loso" and stored["speaker_check"] == "overlap"
 
 
 def test_a_search_trial_runs_its_outer_folds_inner_folds_and_a_cross_eval_trial_every_fold() -> None:
@@ -423,6 +431,46 @@ def test_a_restart_after_the_row_but_before_its_checkpoint_reruns_the_unit_as_th
     with connect(storage, experiment="units") as board:
         runs = board.sql("SELECT inner_fold, attempt FROM runs")
     assert runs.to_dict("records") == [{"inner_fold": 1, "attempt": 2}]
+
+
+def test_each_row_has_its_networks_predictions_and_the_view_holds_those_of_the_runs_attempt(
+    trial_inputs, first_unit_run, tmp_path: Path, one_torch_thread
+) -> None:
+    """Every validation and test utterance of unit 1.1 once, with its true label and speaker, from
+    the attempt the ``runs`` view reports (a rerun's file supersedes the first attempt's), written
+    no later than its row."""
+    from orchestrator.leaderboard import connect, part_path, predictions_path
+    from orchestrator.trial import Unit, unit_table
+
+    first, _ = first_unit_run
+    before_the_fold_report = [c for c, r in zip(first.checkpoints, first.results) if c and r["report"] == "epoch"][-1]
+    storage = _storage_copy(first_unit_run, tmp_path)
+    run_units(
+        trial_inputs,
+        tmp_path / "run",
+        storage=storage,
+        restore_from=before_the_fold_report,
+        stop_at=stopped_at_the_end_of_unit(1),
+    )
+    for attempt in (1, 2):
+        keys = {"experiment": "units", "trial_id": "t1", "fold": 1, "inner_fold": 1, "attempt": attempt}
+        written = storage / predictions_path(stage="search", **keys)
+        assert written.stat().st_mtime_ns <= (storage / part_path(**keys)).stat().st_mtime_ns
+    table = unit_table(trial_inputs, Unit(1, 1))
+    expected = table[table["split"].isin(["valid", "test"])]
+    with connect(storage, experiment="units") as board:
+        predictions = board.sql("SELECT * FROM predictions ORDER BY split, utt_id")
+    assert set(predictions["attempt"]) == {2} and set(predictions["inner_fold"]) == {1}
+    assert sorted(predictions["utt_id"]) == sorted(expected["utt_id"])  # each utterance once
+    truth = expected.set_index("utt_id")
+    assert (predictions["split"] == truth.loc[predictions["utt_id"], "split"].to_numpy()).all()
+    assert (predictions["label"] == truth.loc[predictions["utt_id"], "label"].to_numpy()).all()
+    assert (predictions["speaker"] == truth.loc[predictions["utt_id"], "speaker"].astype(str).to_numpy()).all()
+    probabilities = pd.DataFrame(predictions["probabilities"].tolist())
+    assert probabilities.shape[1] == len(trial_inputs.classes)
+    assert probabilities.sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
+    classes = list(trial_inputs.classes)
+    assert (predictions["predicted"] == [classes[row.argmax()] for row in probabilities.to_numpy()]).all()
 
 
 def test_a_trial_stopped_in_a_unit_writes_no_row_for_it(trial_inputs, first_unit_run, tmp_path: Path, one_torch_thread):

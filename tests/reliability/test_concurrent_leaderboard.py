@@ -23,7 +23,7 @@ def _write_many(storage: str, worker: int, rows: int) -> None:
             make_leaderboard_row(
                 trial_id=f"w{worker}-{index}",
                 fold=1 + index % 3,
-                ua=0.5 + worker / 100,
+                test_ua=0.5 + worker / 100,
                 seed=worker,
                 genotype_hash=f"{worker:012d}",
             ),
@@ -53,7 +53,7 @@ def test_concurrent_writers_and_a_reader(tmp_path: Path) -> None:
                 process.kill()
     expected = {(f"w{worker}-{index}", 1 + index % 3) for worker in range(WORKERS) for index in range(ROWS)}
     with connect(tmp_path) as board:
-        rows = board.sql("SELECT trial_id, fold, ua FROM fold_rows")
+        rows = board.sql("SELECT trial_id, fold, test_ua FROM fold_rows")
         assert set(zip(rows["trial_id"], rows["fold"])) == expected and len(rows) == len(expected)  # every row, once
         assert board.sql("SELECT count(*) AS n FROM runs")["n"][0] == WORKERS * ROWS
         assert len(board.top_genotypes(100)) == WORKERS

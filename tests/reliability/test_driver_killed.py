@@ -93,7 +93,7 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
         kill_ray_processes_of(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     with connect(tmp_path / "runs", experiment="resume") as board:
-        runs = board.sql("SELECT trial_id, fold, inner_fold, status, written_at, valid_ua, ua FROM runs")
+        runs = board.sql("SELECT trial_id, fold, inner_fold, status, written_at, valid_ua, test_ua FROM runs")
         trials = board.sql("SELECT trial_id, status FROM trials")
     assert len(runs) == 4 and set(runs["status"]) == {"completed"}  # 4 trials x 1 outer fold each, once
     assert not runs.duplicated(["trial_id", "fold"]).any() and runs.groupby("fold").size().tolist() == [2, 2]
@@ -116,7 +116,7 @@ def test_resume_after_the_driver_is_killed_loses_and_doubles_nothing(tmp_path):
             assert trial.intermediate_values == pytest.approx(dict(enumerate(rows["valid_ua"], start=1)))
             assert trial.value == pytest.approx(rows["valid_ua"].mean())
             names = [fold if pd.isna(inner) else int(inner) for inner in rows["inner_fold"]]
-            assert [trial.user_attrs[f"fold{k}_test_ua"] for k in names] == pytest.approx(list(rows["ua"]))
+            assert [trial.user_attrs[f"fold{k}_test_ua"] for k in names] == pytest.approx(list(rows["test_ua"]))
     # The searcher's state survived too: Tune saves it with the experiment and restores it on
     # resume. It is the count of trials handed out (its history is the studies above), and it
     # counts every trial once (a lost count would hand the first trials out again).

@@ -1,11 +1,15 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
+from search_space import sample_genotype
 from search_space.cells import reduction_layers
 from search_space.genotype import Genotype, num_edges
 from search_space.primitives import PARAMETER_FREE_OPS, PRIMITIVES
 from search_space.supernet import SuperNet
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = dict(layers=3, nodes=2, init_channels=4, n_classes=3, lstm_hidden=6, dropout=0.1)
 
 
@@ -178,3 +182,117 @@ def test_pc_darts_edge_weights_decide_which_inputs_a_node_keeps():
     with torch.no_grad():
         net.betas_normal[2] = -10.0  # ... but its edge weight is small
     assert [index for _, index in net.genotype().normal[2:4]] == [1, 2]
+
+
+# ------------------------------------------------------------------ mixing weights: paths and masks
+
+
+def all_ops_computed(net):
+    """The same net computing every op and edge, zero weights included (the plan disabled)."""
+    net._plan = lambda ops, edges: None  # an instance attribute shadows the method
+    return net
+
+
+def ran_ops(net, x, **kwargs):
+    """(cell, edge, op column) of every operation that ran during ``net(x, **kwargs)``."""
+    ran, handles = set(), []
+    for c, cell in enumerate(net.cells):
+        for e, edge in enumerate(cell.edges):
+            for k, op in zip(edge.op_index, edge.ops):
+                for module in op.modules():  # separable convolutions skip their own forward (forward_relu)
+                    handles.append(module.register_forward_hook(lambda *_, key=(c, e, k): ran.add(key)))
+    net(x, **kwargs)
+    for handle in handles:
+        handle.remove()
+    return ran
+
+
+def test_default_mixing_is_the_softmax_of_the_alphas():
+    net = make(edge_normalization=True).train()
+    x = torch.randn(3, 1, 12, 10)
+    torch.manual_seed(1)
+    plain = net(x)
+    torch.manual_seed(1)
+    mixed = net(x, mixing=net.mixing_weights())
+    assert torch.equal(plain, mixed)
+    w = net.mixing_weights()
+    torch.testing.assert_close(w.normal.sum(dim=1), torch.ones(num_edges(2)))
+    assert w.normal_edges is not None and w.normal_edges.shape == (num_edges(2),)
+
+
+@pytest.mark.parametrize("pc_k", [1, 2])
+def test_a_path_runs_only_its_genotypes_ops_and_equals_the_dense_computation(pc_k):
+    """path_mixing(g): weight 1 on g's (edge, op) pairs; only those ops run (the hand count: 2 ops
+    per node, per cell), and the logits equal those of computing every op with its zero weight."""
+    primitives = ("none", "skip_connect", "avg_pool_3x3", "sep_conv_3x3")
+    net = make(primitives=primitives, pc_k=pc_k, dropout=0.0).train()
+    genotype = Genotype(
+        normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("avg_pool_3x3", 0), ("sep_conv_3x3", 2)],
+        normal_concat=[2, 3],
+        reduce=[("skip_connect", 0), ("skip_connect", 1), ("sep_conv_3x3", 1), ("avg_pool_3x3", 2)],
+        reduce_concat=[2, 3],
+    )
+    mixing = net.path_mixing(genotype)
+    # edges of node 0: inputs 0, 1 (rows 0, 1); node 1: inputs 0, 1, 2 (rows 2, 3, 4)
+    assert mixing.normal_edges.tolist() == [1, 1, 1, 0, 1] and mixing.reduce_edges.tolist() == [1, 1, 0, 1, 1]
+    assert mixing.normal[4].tolist() == [0, 0, 0, 1] and mixing.reduce[2].tolist() == [0, 0, 0, 0]
+    x = torch.randn(4, 1, 12, 10)
+    ran = ran_ops(net, x, mixing=mixing)
+    column = {op: primitives.index(op) for op in primitives}
+    expected = set()
+    for c, cell in enumerate(net.cells):
+        edges = genotype.reduce if cell.reduction else genotype.normal
+        for i, (op, j) in enumerate(edges):
+            expected.add((c, i // 2 * (i // 2 + 3) // 2 + j, column[op]))
+    assert ran == expected and len(ran) == 4 * len(net.cells)
+
+    path = net(x, mixing=mixing)
+    dense = all_ops_computed(net)(x, mixing=mixing)
+    torch.testing.assert_close(path, dense, rtol=0, atol=1e-6)
+
+
+def test_a_paths_backward_leaves_other_operations_without_gradient():
+    primitives = ("skip_connect", "sep_conv_3x3", "dil_conv_3x3")
+    net = make(primitives=primitives, dropout=0.0).train()
+    genotype = Genotype(
+        normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 1)],
+        normal_concat=[2, 3],
+        reduce=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 1)],
+        reduce_concat=[2, 3],
+    )
+    net(torch.randn(2, 1, 12, 10), mixing=net.path_mixing(genotype)).sum().backward()
+    for cell in net.cells:
+        sep, dil = cell.edges[0].ops[1], cell.edges[0].ops[2]
+        assert all(p.grad is not None for p in sep.parameters())
+        assert all(p.grad is None for p in dil.parameters())
+    assert all(p.grad is None for p in net.arch_parameters())
+
+
+def test_masking_an_operation_equals_its_zero_weight_and_a_node_needs_an_edge():
+    net = make(dropout=0.0).eval()
+    x = torch.randn(2, 1, 12, 10)
+    mixing = net.mixing_weights().detached()
+    mixing.normal[3, PRIMITIVES.index("sep_conv_3x3")] = 0.0  # DARTS-PT: one op masked out of one edge
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, mixing=mixing), all_ops_computed(make(dropout=0.0).eval())(x, mixing=mixing))
+        edges = torch.ones(num_edges(2))
+        edges[0] = edges[1] = 0.0  # node 0 keeps no input
+        with pytest.raises(ValueError, match="node 0 of the cell has no incoming edge left"):
+            net(x, mixing=replace(mixing, normal_edges=edges))
+
+
+def test_mixing_and_paths_that_do_not_fit_the_supernet_are_refused():
+    net = make()
+    with pytest.raises(ValueError, match=r"mixing.normal must have shape \(5, 8\), but got \(5, 7\)"):
+        net(torch.randn(1, 1, 8, 8), mixing=replace(net.mixing_weights(), normal=torch.ones(5, 7)))
+    four_nodes = sample_genotype(0, primitives=PRIMITIVES, nodes=4)
+    with pytest.raises(ValueError, match="genotype.normal has 4 node.* the supernet's cells have 2"):
+        net.path_mixing(four_nodes)
+    small = make(primitives=("skip_connect", "avg_pool_3x3"))
+    with pytest.raises(ValueError, match="uses 'sep_conv_3x3', which is not among the supernet's primitives"):
+        small.path_mixing(Genotype.from_dict({**four_nodes.to_dict(), **two_node_cells("sep_conv_3x3")}))
+
+
+def two_node_cells(op):
+    cell = [[op, 0], [op, 1], [op, 0], [op, 2]]
+    return {"normal": cell, "reduce": cell, "normal_concat": [2, 3], "reduce_concat": [2, 3]}

@@ -247,3 +247,48 @@ def test_mask_padding_off_lets_the_padding_count():
         with torch.no_grad():
             change = (net(longer, lengths) - net(x, lengths)).abs().max()
         assert (change > 1e-3) == moved, (mask, float(change))
+
+
+def test_a_checkpoint_from_before_absent_classes_resumes_with_them(tmp_path):
+    """Checkpoints written before the metrics named absent classes: derived from the stored confusion."""
+    from trainers.checkpoint import save_checkpoint
+    from trainers.fold_data import Split
+
+    data = make_fold_data(n_train=24, n_valid=12, n_test=12)
+    keep = data.valid.y != 1  # no validation utterance of class c1
+    valid = Split(
+        x=data.valid.x[keep],
+        y=data.valid.y[keep],
+        utt_ids=tuple(u for u, k in zip(data.valid.utt_ids, keep.tolist()) if k),
+        speakers=tuple(s for s, k in zip(data.valid.speakers, keep.tolist()) if k),
+    )
+    data, path = dataclasses.replace(data, valid=valid), tmp_path / "eval.pt"
+    first = run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path)
+    assert first.valid["absent_classes"] == [1] and first.test["absent_classes"] == []
+    state = load_checkpoint(path)
+    del state["best"]["valid"]["absent_classes"]  # as an older checkpoint holds it
+    save_checkpoint(state, path)
+    resumed = run_evaluation(
+        data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path
+    )
+    assert resumed.valid == first.valid and resumed.test == first.test
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_under_its_default_and_only_there(tmp_path):
+    """The head options (eval.shape.sequence_input, ...) came after some checkpoints were written:
+    such a checkpoint ran with their defaults, so it resumes under them and is refused otherwise."""
+    from trainers.checkpoint import CheckpointError, save_checkpoint
+
+    data, path = make_fold_data(n_train=24, n_valid=12, n_test=12), tmp_path / "eval.pt"
+    first = run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path)
+    state = load_checkpoint(path)
+    for name in ("sequence_input", "frequency_bins", "sequence_projection", "pooling"):
+        del state["settings"]["shape"][name]  # as a checkpoint written before the head options holds them
+    save_checkpoint(state, path)
+    resumed = run_evaluation(
+        data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path
+    )
+    assert resumed.valid == first.valid and resumed.test == first.test
+    stats = settings(epochs=1).model_copy(update={"shape": settings().shape.model_copy(update={"pooling": "stats"})})
+    with pytest.raises(CheckpointError, match="shape.pooling"):
+        run_evaluation(data, architecture="baseline", settings=stats, device=CPU, checkpoint_path=path)

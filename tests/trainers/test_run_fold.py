@@ -78,3 +78,28 @@ def test_checkpoints_without_the_data_record_resume_as_before(tmp_path):
     save_checkpoint(state, tmp_path / "search.pt")
     again = fold(data, tmp_path)
     assert again.architecture == first.architecture and again.search_epochs_run == 1
+
+
+def test_a_test_split_without_a_class_is_flagged_by_name_and_counts_it(tmp_path):
+    import json
+
+    data = tiny_data()
+    keep = data.test.y != 2  # no test utterance of class c2
+    test = Split(
+        x=data.test.x[keep],
+        y=data.test.y[keep],
+        utt_ids=tuple(u for u, k in zip(data.test.utt_ids, keep.tolist()) if k),
+        speakers=tuple(s for s, k in zip(data.test.speakers, keep.tolist()) if k),
+    )
+    result = run_fold(
+        replace(data, test=test),
+        evaluation=EvalSettings(shape=SHAPE, epochs=1, batch_size=8, normalization="train"),
+        architecture="baseline",
+        device=CPU,
+        work_dir=tmp_path,
+    )
+    assert result.test_absent_classes == ["c2"] and result.valid_absent_classes == []
+    assert result.test_ua <= 2 / 3  # c2 counts as recall 0 among the 3 classes
+    assert sum(result.confusion[2]) == 0 and result.test_utterances == 8
+    stored = json.loads((tmp_path / RESULT_NAME).read_text())
+    assert stored["test_absent_classes"] == ["c2"] and stored["test_ua"] == result.test_ua

@@ -9,15 +9,16 @@ from torch.func import functional_call
 
 import trainers.search as search_module
 from conftest import make_fold_data
-from search_space import PARAMETER_FREE_OPS, PRIMITIVES, Genotype, SuperNet
-from trainers.architect import DARTS_FD_SCALE, architecture_gradients
-from trainers.checkpoint import CheckpointError, load_checkpoint
+from search_space import PARAMETER_FREE_OPS, PRIMITIVES, Genotype, SuperNet, sample_genotypes
+from trainers.architect import DARTS_FD_SCALE, architecture_gradients, beta_decay_loss
+from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.fold_data import Split
 from trainers.reproducibility import seed_everything
 from trainers.search import (
     SearchResult,
     build_supernet,
     run_search,
+    score_genotypes_with_shared_weights,
     split_for_arch_data,
 )
 from trainers.settings import ArchOptimizer, ModelShape, SearchSettings
@@ -314,7 +315,7 @@ def test_test_speakers_are_never_used(arch_data):
         for key, value in metrics.items():
             if isinstance(value, float):
                 assert math.isfinite(value), key
-    assert all(math.isfinite(v) for k, v in result.final_valid.items() if k != "confusion")
+    assert all(math.isfinite(v) for k, v in result.final_valid.items() if k not in ("confusion", "absent_classes"))
 
 
 def test_train_split_is_disjoint_stratified_and_reproducible():
@@ -409,3 +410,89 @@ def test_pc_darts_edge_normalisation_is_a_setting_whose_betas_train(tmp_path):
     run_search(data, settings=config, device=CPU, checkpoint_path=tmp_path / "search.pt")
     state = load_checkpoint(tmp_path / "search.pt")
     assert all(not torch.equal(state["model"][name], value) for name, value in betas.items())
+
+
+# ------------------------------------------------------------------ methods for small budgets (issue 27)
+
+
+def test_search_method_settings_are_validated_by_name():
+    assert settings().method == "darts" and settings().selection == "argmax" and settings().beta_decay == 0.0
+    with pytest.raises(ValueError, match="selection='perturbation' needs method='darts'"):
+        settings(method="random-ws", selection="perturbation")
+    with pytest.raises(ValueError, match="beta_decay=0.5 needs method='darts'"):
+        settings(method="random-ws", beta_decay=0.5)
+    with pytest.raises(ValueError, match="pt_finetune_epochs=2 needs selection='perturbation'"):
+        settings(pt_finetune_epochs=2)
+    with pytest.raises(ValueError, match="random_ws_candidates"):
+        settings(method="random-ws", random_ws_candidates=0)
+    with pytest.raises(ValueError, match="beta_decay"):
+        settings(beta_decay=-1.0)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_random_ws_is_seeded_trains_no_alphas_and_returns_its_best_shared_weight_candidate(tmp_path):
+    data = tiny_data()
+    config = settings(method="random-ws", random_ws_candidates=6, primitives=("none", "skip_connect", "sep_conv_3x3"))
+    seed_everything(config.seed)
+    initial = build_supernet(data, config)
+    result = run_search(data, settings=config, device=CPU, checkpoint_path=tmp_path / "rws.pt")
+    state = load_checkpoint(tmp_path / "rws.pt")
+    for name, p in initial.named_arch_parameters():
+        assert torch.equal(state["model"][name], p.detach()), f"{name} moved"
+    assert not torch.equal(state["model"]["stem.0.weight"], initial.stem[0].weight.detach())
+
+    # The candidates are the seed's draw; the result is the one whose path scores best on the alpha speakers.
+    candidates = sample_genotypes(config.seed, 6, primitives=config.primitives, nodes=2)
+    net = build_supernet(data, config)
+    net.load_state_dict(state["model"])
+    _, alpha_speakers = split_for_arch_data(data, config)
+    scores = score_genotypes_with_shared_weights(net, candidates, alpha_speakers, batch_size=8)
+    last = result.history[-1]
+    assert result.genotype == candidates[last["candidate_index"]]
+    assert last["shared_weight_ua"] == scores[last["candidate_index"]] == max(scores)
+    assert last["method"] == "random-ws" and last["selection"] == "argmax" and last["candidates"] == 6
+    assert all("arch_loss" not in h and h["collapsed"] is False for h in result.history)
+
+    again = run_search(data, settings=config, device=CPU)
+    assert again.genotype == result.genotype and without_timings(again.history) == without_timings(result.history)
+    other = run_search(data, settings=config.model_copy(update={"seed": 1}), device=CPU)
+    assert without_timings(other.history) != without_timings(result.history)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_random_ws_resumes_to_the_uninterrupted_result(tmp_path):
+    data, config = tiny_data(), settings(method="random-ws", random_ws_candidates=4)
+    whole = run_search(data, settings=config, device=CPU)
+    path = tmp_path / "resumed.pt"
+    with pytest.raises(StopSearch):
+        run_search(data, settings=config, device=CPU, reporter=Recorder(stop_at=1), checkpoint_path=path)
+    resumed = run_search(data, settings=config, device=CPU, checkpoint_path=path)
+    assert resumed.genotype == whole.genotype
+    assert without_timings(resumed.history) == without_timings(whole.history)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_beta_decay_ramps_linearly_and_decays_the_alphas(tmp_path):
+    data = tiny_data()
+    run_search(data, settings=settings(), device=CPU, checkpoint_path=tmp_path / "plain.pt")
+    decayed = run_search(data, settings=settings(beta_decay=4.0), device=CPU, checkpoint_path=tmp_path / "beta.pt")
+    assert [h["beta_decay_weight"] for h in decayed.history] == [2.0, 4.0]  # beta_decay * epoch / epochs
+    plain = load_checkpoint(tmp_path / "plain.pt")["model"]
+    plain_loss = float(beta_decay_loss([plain["alphas_normal"], plain["alphas_reduce"]]))
+    assert decayed.history[-1]["beta_decay_loss"] < plain_loss  # the regulariser pulls the log-sum-exp down
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_checkpoint_from_before_the_search_methods_resumes_under_their_defaults(tmp_path):
+    data, path = tiny_data(), tmp_path / "old.pt"
+    with pytest.raises(StopSearch):
+        run_search(data, settings=settings(), device=CPU, reporter=Recorder(stop_at=1), checkpoint_path=path)
+    state = load_checkpoint(path)
+    for name in ("method", "selection", "pt_finetune_epochs", "beta_decay", "random_ws_candidates"):
+        del state["settings"][name]
+    save_checkpoint(state, path)
+    with pytest.raises(ValueError, match="beta_decay is 0.0 there but 1.0 now"):  # what it ran with
+        run_search(data, settings=settings(beta_decay=1.0), device=CPU, checkpoint_path=path)
+    recorder = Recorder()
+    assert run_search(data, settings=settings(), device=CPU, reporter=recorder, checkpoint_path=path).epochs_run == 2
+    assert [step for step, _ in recorder.calls] == [2]

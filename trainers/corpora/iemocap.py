@@ -15,6 +15,7 @@ is the session plus the gender letter of the utterance's own suffix (``Ses01F_im
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from trainers.corpora.scan import CorpusError, CorpusScan, is_macos_litter
@@ -28,6 +29,28 @@ UTTERANCE_LINE = re.compile(
 )
 RATER_LINE = re.compile(r"^[A-Z]-[A-Z]+\d*:")
 UTT_ID = re.compile(r"^Ses(?P<session>\d{2})(?P<dialog_gender>[FM])_(?P<kind>impro|script)\w*_(?P<gender>[FM])\w*$")
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceName:
+    """What IEMOCAP's naming rule says about an utterance id such as ``Ses01F_impro04_M003``."""
+
+    session: int
+    speaker: str  # session + the gender letter of the utterance's own suffix: Ses01M
+    gender: str
+    improvised: bool
+
+
+def parse_utterance_name(utt_id: str) -> UtteranceName | None:
+    """The speaker rule: ``Ses01F_impro01_M003`` is spoken by ``Ses01M`` (the last ``_F``/``_M``
+    before the index, not the dialog's letter); None when ``utt_id`` does not follow it."""
+    match = UTT_ID.match(utt_id)
+    if match is None:
+        return None
+    session, gender = int(match["session"]), match["gender"]
+    return UtteranceName(
+        session=session, speaker=f"Ses{session:02d}{gender}", gender=gender, improvised=match["kind"] == "impro"
+    )
 
 
 def find_sessions(root: Path) -> dict[int, Path]:
@@ -69,19 +92,18 @@ def _parse_label_file(path: Path, session: int, scan: CorpusScan) -> dict[str, d
             scan.problem(path, f"cannot parse line {line[:60]!r}; expected {expected}", line=number)
             continue
         utt_id, label = match["utt"], match["label"]
-        id_match = UTT_ID.match(utt_id)
-        if id_match is None or not utt_id.startswith(dialog + "_"):
+        name = parse_utterance_name(utt_id)
+        if name is None or not utt_id.startswith(dialog + "_"):
             scan.problem(
                 path,
                 f"utterance id {utt_id!r} does not look like '{dialog}_F000' (dialog name + _F/_M + number)",
                 line=number,
             )
             continue
-        if int(id_match["session"]) != session:
+        if name.session != session:
             scan.problem(
                 path,
-                f"utterance {utt_id} belongs to session {int(id_match['session'])}, "
-                f"but its label file is under Session{session}",
+                f"utterance {utt_id} belongs to session {name.session}, but its label file is under Session{session}",
                 line=number,
             )
             continue
@@ -98,15 +120,14 @@ def _parse_label_file(path: Path, session: int, scan: CorpusScan) -> dict[str, d
         except ValueError:
             scan.problem(path, f"V/A/D values of {utt_id} are not numbers", line=number)
             continue
-        gender = id_match["gender"]
         records[utt_id] = {
             "utt_id": utt_id,
             "dataset": DATASET,
             "session": session,
-            "speaker": f"Ses{session:02d}{gender}",
-            "gender": gender,
+            "speaker": name.speaker,
+            "gender": name.gender,
             "label": label,
-            "improvised": id_match["kind"] == "impro",
+            "improvised": name.improvised,
             "dialog": dialog,
             "start_s": float(match["start"]),
             "end_s": float(match["end"]),

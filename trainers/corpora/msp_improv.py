@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from trainers.corpora.scan import CorpusError, CorpusScan, is_macos_litter
@@ -31,6 +32,32 @@ RECORDING = re.compile(
     r"(?P<speaker_number>\d{2}))-(?P<part>[PRST])-(?P<dyad>[FM]{2}\d{2})$"
 )
 SESSION_DIR = re.compile(r"^session([1-9])$")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingName:
+    """What MSP-IMPROV's naming rule says about a recording such as ``MSP-IMPROV-S01A-F01-R-FM01``."""
+
+    session: int  # the speaker id's digits: F01 and M01 recorded session 1
+    speaker: str
+    gender: str
+    improvised: bool  # every part but R (read)
+
+
+def parse_recording_name(name: str) -> RecordingName | None:
+    """The speaker rule: ``MSP-IMPROV-S01A-F01-R-FM01`` (or ``UTD-IMPROV-...``) is spoken by ``F01``
+    of session 1; None when ``name`` does not follow it."""
+    match = RECORDING.match(name)
+    if match is None:
+        return None
+    return RecordingName(
+        session=int(match["speaker_number"]),
+        speaker=match["speaker"],
+        gender=match["gender"],
+        improvised=match["part"] != "R",
+    )
+
+
 SCORE_KEYS = {"A": "arousal", "V": "valence", "D": "dominance", "N": "naturalness"}
 
 
