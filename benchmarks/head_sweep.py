@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_recipe  # noqa: E402
+from paired_stats import fold_comparison  # noqa: E402
 
 from search_space import Genotype  # noqa: E402
 from trainers.atomic_io import write_text_atomically  # noqa: E402
@@ -90,23 +91,25 @@ def summarise(runs: list[dict], *, folds: list[int]) -> dict[str, Any]:
         rows = [r for r in runs if r["option"] == option]
         summary[option] = {
             "mean_valid_ua": bench_recipe.mean([r["valid_ua"] for r in rows]),
-            "mean_test_ua": bench_recipe.mean([r["ua"] for r in rows]),
+            "mean_test_ua": bench_recipe.mean([r["test_ua"] for r in rows]),
             **{
                 network: {
                     "mean_valid_ua": bench_recipe.mean([r["valid_ua"] for r in rows if r["network"] == network]),
-                    "mean_test_ua": bench_recipe.mean([r["ua"] for r in rows if r["network"] == network]),
+                    "mean_test_ua": bench_recipe.mean([r["test_ua"] for r in rows if r["network"] == network]),
                     "params": sorted({r["params"] for r in rows if r["network"] == network}),
                 }
                 for network in ARCHITECTURES
             },
             "fold_valid_ua": _fold_means(runs, option, "valid_ua", folds),
-            "fold_test_ua": _fold_means(runs, option, "ua", folds),
+            "fold_test_ua": _fold_means(runs, option, "test_ua", folds),
         }
     default_valid = summary[DEFAULT]["fold_valid_ua"]
     for option in OPTIONS:
         if option != DEFAULT:
-            summary[option]["valid_vs_default"] = bench_recipe.paired_test(
-                summary[option]["fold_valid_ua"], default_valid
+            summary[option]["valid_vs_default"] = fold_comparison(
+                dict(zip(folds, summary[option]["fold_valid_ua"])),
+                dict(zip(folds, default_valid)),
+                alternative="greater",
             )
     best = max(OPTIONS, key=lambda option: summary[option]["mean_valid_ua"])
     clearly = best != DEFAULT and summary[best]["valid_vs_default"]["p_value"] < 0.05
@@ -132,7 +135,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         corpus = bench_recipe.prepare(root, fold_numbers=folds)
-        logistic = {f: bench_recipe.logistic_regression_ua(corpus, f, per_speaker=True) for f in folds}
+        stats = bench_recipe.clip_statistics(corpus)
+        scalers = bench_recipe.speaker_scalers(corpus, stats)
+        logistic = {
+            f: bench_recipe.logistic_regression(corpus, f, stats, per_speaker=scalers)["test_ua"] for f in folds
+        }
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [
                 pool.submit(_evaluate, corpus, root, fold, seed, network, option)
@@ -147,7 +154,7 @@ def main() -> None:
                 run = runs[-1]
                 print(
                     f"fold {run['fold']} seed {run['seed']} {run['network']} {run['option']}: valid UA "
-                    f"{run['valid_ua']:.3f}, test UA {run['ua']:.3f} ({run['seconds']:.0f} s) "
+                    f"{run['valid_ua']:.3f}, test UA {run['test_ua']:.3f} ({run['train_seconds']:.0f} s) "
                     f"[{len(runs)}/{len(futures)}]",
                     flush=True,
                 )
