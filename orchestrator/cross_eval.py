@@ -133,14 +133,15 @@ def _under(chosen: dict[str, tuple[Candidate, str]], settings: CrossEvalSettings
     return under
 
 
-def random_controls(config: ExperimentConfig, *, count: int, seed: int = 0) -> list[Candidate]:
+def random_controls(config: ExperimentConfig, *, count: int, seed: int | None = None) -> list[Candidate]:
     """``count`` distinct genotypes drawn uniformly from the experiment's own search space (the
     primitives and nodes of its base search settings with the space's fixed values), seeded by
-    ``seed``: the random-architecture controls (Yang et al., ICLR 2020) a searched cell must beat.
+    ``seed`` (None: ``CONTROL_SEED``, the draw ``search.score_controls`` scores): the random-architecture
+    controls (Yang et al., ICLR 2020) a searched cell must beat.
 
     Raises ValueError when the space holds fewer than ``count`` distinct genotypes.
     """
-    from search_space.sampling import genotype_space_size, sample_genotypes
+    from search_space.sampling import CONTROL_SEED, genotype_space_size, sample_genotypes
 
     if count < 1:
         raise ValueError(f"--random must be >= 1, but got {count}.")
@@ -158,7 +159,7 @@ def random_controls(config: ExperimentConfig, *, count: int, seed: int = 0) -> l
             control=RANDOM_CONTROL,
         )
         for genotype in sample_genotypes(
-            seed,
+            CONTROL_SEED if seed is None else seed,
             count,
             primitives=primitives,
             nodes=nodes,

@@ -165,6 +165,7 @@ def _fold_row(
         search_epochs_run=result.search_epochs_run,
         search_stop_reason=(result.search_stopped_early or "epochs") if result.search_epochs_run else None,
         alpha_entropy=result.alpha_entropy,
+        control_scores=result.control_scores,
         device=result.device,
     )
 

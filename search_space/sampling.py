@@ -30,7 +30,11 @@ from search_space.genotype import Genotype
 from search_space.primitives import validate_primitives
 from search_space.sequence_cell import validate_sequence_ops
 
-__all__ = ["genotype_space_size", "sample_genotype", "sample_genotypes"]
+__all__ = ["CONTROL_SEED", "genotype_space_size", "sample_genotype", "sample_genotypes"]
+
+CONTROL_SEED = 0
+"""The default draw of random-architecture controls: ``sernas cross-eval --random K``'s seed, and the
+draw a search scores with its shared weights (``search.score_controls``), so that the two meet."""
 
 
 def _real_ops(primitives: Sequence[str]) -> tuple[str, ...]:

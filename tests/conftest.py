@@ -258,11 +258,12 @@ def write_experiment_config(
     per_speaker: int = 12,
     folds: str = "{scheme: loso, use: [1, 2]}",
     extra: str = "",
+    search_extra: str = "",
 ) -> Path:
     """A tiny experiment YAML (6-speaker synthetic corpus, logmel-32, LOSO folds 1-2 of 3, 3-cell
     supernet) for end-to-end tests; its corpus, cache and storage sit beside ``path``. Six
     speakers, because every fold needs a speaker in each role: 2 test, 2 validation, 1 weight and
-    1 alpha speaker."""
+    1 alpha speaker. ``search_extra``: more base search settings, as ``", key: value"``."""
     import textwrap
 
     path.write_text(
@@ -278,7 +279,7 @@ def write_experiment_config(
           classes: [neu, hap, sad, ang]
           merges: {{exc: hap}}
         folds: {folds}
-        search: {{epochs: 1, batch_size: 16, weights: {{lr_min: 0.0}}}}
+        search: {{epochs: 1, batch_size: 16, weights: {{lr_min: 0.0}}{search_extra}}}
         eval: {{epochs: {eval_epochs}, batch_size: 16, weights: {{lr_min: 0.0}}}}
         space:
           layers: 3

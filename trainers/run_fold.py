@@ -54,6 +54,8 @@ class FoldResult:
     search_settings: dict[str, Any] | None
     eval_settings: dict[str, Any]
     peak_gpu_mib: float | None = None  # the most GPU memory the fold's process held (MiB); None on the CPU
+    # search.score_controls: random control genotype_hash -> its shared-weight UA on the alpha speakers
+    control_scores: dict[str, float] | None = None
     # every validation (chosen epoch) and test utterance's prediction (trainers.predictions); kept
     # out of result.json: it is written beside it, as predictions.parquet
     predictions: pd.DataFrame | None = field(default=None, compare=False, repr=False)
@@ -109,7 +111,7 @@ def run_fold(
     provenance = fold_provenance(data, normalization=evaluation.normalization, preset=preset)
     data, _ = data.normalized(Normalizer(evaluation.normalization))
 
-    search_seconds, epochs_run, stopped_early, alpha_entropy = 0.0, 0, None, None
+    search_seconds, epochs_run, stopped_early, alpha_entropy, control_scores = 0.0, 0, None, None, None
     if architecture is not None:
         architecture = parse_architecture(architecture)
     else:
@@ -124,6 +126,7 @@ def run_fold(
         architecture, search_seconds = found.genotype, found.seconds
         epochs_run, stopped_early = found.epochs_run, found.stopped_early
         alpha_entropy = found.history[-1]["alpha_entropy"] if found.history else None
+        control_scores = found.history[-1].get("control_scores") if found.history else None
     offset = search.epochs if search is not None else 0  # eval steps continue after the search's
 
     def report_eval(step: int, metrics: dict[str, Any]) -> None:
@@ -162,6 +165,7 @@ def run_fold(
         search_settings=search.model_dump(mode="json") if search is not None else None,
         eval_settings=evaluation.model_dump(mode="json"),
         peak_gpu_mib=peak_memory_mib(device),
+        control_scores=control_scores,
         predictions=prediction_frame(
             data, {"valid": evaluated.valid_probabilities, "test": evaluated.test_probabilities}
         ),

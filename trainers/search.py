@@ -64,6 +64,7 @@ from typing import Any
 import torch
 
 from search_space import PARAMETER_FREE_OPS, Genotype, SuperNet, sample_genotype, sample_genotypes
+from search_space.sampling import CONTROL_SEED
 from trainers.architect import architecture_gradients, beta_decay_loss
 from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
@@ -311,6 +312,9 @@ def run_search(
             checkpoint_path,
         )
 
+    def last_epoch() -> bool:
+        return epoch == settings.epochs or stopped_early is not None
+
     epoch = start_epoch
     while epoch < settings.epochs and stopped_early is None:
         epoch += 1
@@ -409,8 +413,7 @@ def run_search(
                 with torch.no_grad():
                     regulariser = beta_decay_loss([model.alphas_normal, model.alphas_reduce])
                 extra = {"beta_decay_weight": beta_decay, "beta_decay_loss": float(regulariser)}
-            last = epoch == settings.epochs or stopped_early is not None
-            if settings.selection == "perturbation" and last:  # DARTS-PT decides the final genotype
+            if settings.selection == "perturbation" and last_epoch():  # DARTS-PT decides the final genotype
                 argmax_hash = genotype.hash
                 genotype, record = select_by_perturbation(
                     model,
@@ -422,6 +425,16 @@ def run_search(
                     generator=generator,
                 )
                 extra.update(record, argmax_genotype_hash=argmax_hash)
+        if settings.score_controls and last_epoch():
+            # The random controls cross-eval trains (the default draw), ranked by the final supernet
+            # on the alpha speakers: what the report compares with their stand-alone validation UA.
+            controls = sample_genotypes(
+                CONTROL_SEED, settings.score_controls, primitives=settings.primitives, nodes=nodes
+            )
+            scores = score_genotypes_with_shared_weights(
+                model, controls, arch_data, batch_size=settings.batch_size, autocast=settings.mixed_precision
+            )
+            extra["control_scores"] = {genotype.hash: score for genotype, score in zip(controls, scores)}
         seconds = time.perf_counter() - started
         elapsed += seconds
         metrics = {
@@ -449,7 +462,10 @@ def run_search(
         }
         history.append(metrics)
         due = epoch % settings.checkpoint_every == 0 or epoch == settings.epochs or stopped_early is not None
-        save_then_report(epoch, metrics, reporter=reporter, save=save if checkpoint_path is not None else None, due=due)
+        reported = {key: value for key, value in metrics.items() if key != "control_scores"}  # kept in the history
+        save_then_report(
+            epoch, reported, reporter=reporter, save=save if checkpoint_path is not None else None, due=due
+        )
 
     return SearchResult(
         genotype=Genotype.from_json(history[-1]["genotype"]),  # the last epoch's, whichever rule made it

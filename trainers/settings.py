@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from search_space import PRIMITIVES, SEQUENCE_OPS, HeadOptions, validate_primitives, validate_sequence_ops
 from search_space.cells import search_depth_problem
 from search_space.head import Pooling, SequenceInput
+from search_space.sampling import genotype_space_size
 from trainers.normalization import Normalization
 
 
@@ -192,6 +193,14 @@ class SearchSettings(_Settings):
     random_ws_candidates: int = Field(
         16, ge=1, description="with method=random-ws: random genotypes ranked with the shared weights"
     )
+    score_controls: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="at the end of the search, score the first K random controls of the default draw (those "
+        "`sernas cross-eval --random K` trains) by their path UA on the alpha speakers through the supernet's "
+        "shared weights, so the report can say how well the supernet ranks them (Kendall tau; 0: off)",
+    )
     seed: int = 0
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     mixed_precision: bool = Field(
@@ -236,6 +245,13 @@ class SearchSettings(_Settings):
             raise ValueError(
                 f"sequence.ops has bilstm, which needs an even width, but shape.lstm_hidden is {self.shape.lstm_hidden}"
             )
+        if self.score_controls and self.sequence.enabled:
+            raise ValueError(
+                f"score_controls={self.score_controls} does not yet work with sequence.enabled: a control's path "
+                "through a searched sequence stage is not defined"
+            )
+        if self.score_controls > (size := genotype_space_size(primitives=self.primitives, nodes=self.shape.nodes)):
+            raise ValueError(f"score_controls={self.score_controls}, but the search space holds {size} genotypes")
         if self.pt_finetune_epochs > 0 and self.selection != "perturbation":
             raise ValueError(
                 f"pt_finetune_epochs={self.pt_finetune_epochs} needs selection='perturbation' "

@@ -34,11 +34,12 @@ def _short_note(note: str) -> str:
 
 def print_cross_eval(storage: str, experiment: str) -> None:
     """The cross-eval genotypes of ``experiment``, ranked by mean validation UA, with the baseline comparison."""
-    from orchestrator.leaderboard import BASELINE, connect, cross_eval_summary, search_verdicts
+    from orchestrator.leaderboard import BASELINE, connect, cross_eval_summary, search_verdicts, supernet_rankings
 
     with connect(storage, experiment=experiment) as board:
         frame = cross_eval_summary(board, experiment=experiment)
         verdicts = search_verdicts(board, frame, baseline=BASELINE)
+        ranking = supernet_rankings(board).get(experiment)
         damaged = board.scan.damage_report()
     for line in damaged:
         error_console.print(f"[yellow]{escape(line)}[/]")
@@ -70,6 +71,8 @@ def print_cross_eval(storage: str, experiment: str) -> None:
     console.print(table)
     for verdict in verdicts:
         console.print(escape(verdict.line()))
+    if ranking is not None:
+        console.print(escape(ranking.text()))
 
 
 def _candidate_label(candidate) -> str:
@@ -176,7 +179,11 @@ def register(commands: Subcommands) -> None:
         "each searched genotype falls among them",
     )
     parser.add_argument(
-        "--random-seed", type=int, default=0, help="seed of the random controls' draw (recorded by their genotypes)"
+        "--random-seed",
+        type=int,
+        default=None,
+        help="seed of the random controls' draw (recorded by their genotypes; default: the draw that "
+        "search.score_controls scores, search_space.sampling.CONTROL_SEED)",
     )
     parser.add_argument(
         "--settings",

@@ -133,6 +133,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         cross_eval_summary,
         search_verdicts,
         speaker_check_notes,
+        supernet_rankings,
     )
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
@@ -157,6 +158,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             elif cross_eval:
                 frame = cross_eval_summary(board, experiment=args.experiment, top=args.top)
                 verdicts = search_verdicts(board, frame, baseline=BASELINE)
+                rankings = supernet_rankings(board)
             else:
                 frame = board.summary(args.by, where=args.where, top=args.top, rank_by=args.rank_by)
         except duckdb.Error as error:
@@ -168,12 +170,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if optimistic:
         error_console.print(f"[yellow]{OPTIMISTIC_NOTE}.[/]")
     if not cross_eval:
-        verdicts = []
+        verdicts, rankings = [], {}
     if args.format == "table":
         for estimate in estimates.values():
             console.print(f"[bold]{escape(estimate.experiment)}[/]: {escape(estimate.headline())}")
         for verdict in verdicts:
             console.print(f"[bold]{escape(verdict.experiment)}[/]: {escape(verdict.line())}")
+        for name, ranking in rankings.items():
+            console.print(f"[bold]{escape(name)}[/]: {escape(ranking.text())}")
         if frame.empty:
             console.print("No rows.")
         else:
@@ -208,6 +212,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 "optimistic": optimistic,
                 "nested_estimate": {name: estimate.to_dict() for name, estimate in estimates.items()},
                 **({"search_verdicts": [verdict.to_dict() for verdict in verdicts]} if cross_eval else {}),
+                **({"supernet_rankings": {n: r.to_dict() for n, r in rankings.items()}} if cross_eval else {}),
                 "absent_classes": absent,
                 "speaker_checks": overlap,
                 "rows": json.loads(text),

@@ -51,7 +51,7 @@ from orchestrator.leaderboard.schema import (
     TRIAL_STATUSES,
     FoldRow,
 )
-from orchestrator.leaderboard.search_value import SearchVerdict, search_verdicts
+from orchestrator.leaderboard.search_value import SearchVerdict, SupernetRanking, search_verdicts, supernet_rankings
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, Compaction, compact
 from orchestrator.leaderboard.sources import SOURCE_COLUMN
 from orchestrator.leaderboard.speaker_checks import SPEAKER_CHECK_SQL, speaker_check_notes
@@ -68,7 +68,9 @@ from orchestrator.storage import StorageLocation, resolve_storage
 
 __all__ = [
     "SearchVerdict",
+    "SupernetRanking",
     "search_verdicts",
+    "supernet_rankings",
     "PREDICTION_SCHEMA",
     "PREDICTION_SPLITS",
     "PREDICTIONS_DIR",

@@ -9,7 +9,7 @@ all follow from it.
 Versions: 2 added the cross-eval columns, 3 nested selection and the evaluated network's
 settings, 4 renamed the test figures ``ua``, ``wa``, ``macro_f1`` to ``test_ua``, ``test_wa``,
 ``test_macro_f1`` (files written before are read under the new names) and added
-``test_absent_classes`` / ``valid_absent_classes``, ``control`` and ``speaker_check``.
+``test_absent_classes`` / ``valid_absent_classes``, ``control``, ``speaker_check`` and ``control_scores``.
 """
 
 from __future__ import annotations
@@ -302,6 +302,15 @@ class FoldRow:
         "null without a search",
         result=True,
         since=2,
+        default=None,
+    )
+    control_scores: str | Mapping[str, float] | None = _column(
+        pa.string(),
+        "search rows with `search.score_controls` K: JSON object, each of the first K random controls of the "
+        "default draw (`genotype_hash`) -> its path UA on the alpha speakers through the final supernet's shared "
+        "weights (the report's Kendall tau against the controls' cross-eval validation UA); null otherwise",
+        result=True,
+        since=4,
         default=None,
     )
     device: str | None = _column(pa.string(), "torch device the fold ran on: `cpu`, `cuda:0`, ...", result=True)

@@ -14,6 +14,11 @@ per searched genotype (a cross-eval entry some search found, ``source_fold`` set
   (``orchestrator.statistics.paired_comparison``; the "random mean" reference is every control's
   predictions, each utterance counting as their mean vote), plus a one-sided Wilcoxon over folds
   against the random mean (each fold's seeds and controls averaged first);
+- how well the supernets rank architectures: with ``search.score_controls`` each search scored the
+  controls by their path UA through its shared weights on the alpha speakers (the rows'
+  ``control_scores``); per outer fold, Kendall's tau between each control's mean score over that
+  fold's supernets and its stand-alone validation UA in cross-eval (seeds averaged), then the mean
+  over folds. Validation UA, never test: this measures the search, so test speakers stay out;
 - a one-line verdict: "the search beat N of K random cells; ...".
 """
 
@@ -28,7 +33,9 @@ import pandas as pd
 
 from orchestrator.statistics import PairedComparison, paired_comparison
 
-__all__ = ["SearchVerdict", "search_verdicts"]
+__all__ = ["SearchVerdict", "SupernetRanking", "search_verdicts", "supernet_rankings"]
+
+MIN_RANKED = 3  # controls a fold needs (scored and trained) for its Kendall tau
 
 _PER_FOLD_SQL = """
 SELECT experiment, genotype_hash, fold, avg(test_ua) AS test_ua FROM runs
@@ -36,10 +43,81 @@ WHERE stage = 'cross-eval' AND status = 'completed' AND test_ua IS NOT NULL
 GROUP BY ALL
 """
 
+_CONTROL_SCORES_SQL = """
+SELECT experiment, fold, control_scores FROM runs
+WHERE stage = 'search' AND status = 'completed' AND control_scores IS NOT NULL
+"""
+
+_CONTROL_VALID_SQL = """
+SELECT experiment, genotype_hash, fold, avg(valid_ua) AS valid_ua FROM runs
+WHERE stage = 'cross-eval' AND status = 'completed' AND control = 'random' AND valid_ua IS NOT NULL
+GROUP BY ALL
+"""
+
 _TEST_PREDICTIONS_SQL = """
 SELECT experiment, genotype_hash, params_json AS settings, utt_id, speaker, label, predicted, classes
 FROM predictions WHERE stage = 'cross-eval' AND split = 'test' AND status = 'completed'
 """
+
+
+@dataclass(frozen=True)
+class SupernetRanking:
+    """How well an experiment's supernets ranked its random controls (Kendall tau per outer fold)."""
+
+    tau_per_fold: dict[int, float]  # outer fold -> tau(mean shared-weight UA, stand-alone validation UA)
+    controls_per_fold: dict[int, int]  # controls both scored and trained on the fold
+    supernets: int  # search rows that scored controls
+
+    @property
+    def mean_tau(self) -> float:
+        return sum(self.tau_per_fold.values()) / len(self.tau_per_fold)
+
+    def text(self) -> str:
+        folds = ", ".join(f"fold {fold} {tau:+.2f}" for fold, tau in sorted(self.tau_per_fold.items()))
+        return (
+            f"the supernets ranked the random cells with Kendall tau {self.mean_tau:+.2f} (shared-weight UA on the "
+            f"alpha speakers vs stand-alone validation UA; {folds}; {self.supernets} supernets)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tau_per_fold": {str(fold): tau for fold, tau in sorted(self.tau_per_fold.items())},
+            "controls_per_fold": {str(fold): n for fold, n in sorted(self.controls_per_fold.items())},
+            "mean_tau": self.mean_tau,
+            "supernets": self.supernets,
+            "line": self.text(),
+        }
+
+
+def supernet_rankings(board: Any) -> dict[str, SupernetRanking]:
+    """Experiment -> how its supernets ranked the random controls that cross-eval trained, for the
+    experiments whose searches scored controls (``search.score_controls``) and whose cross-eval
+    trained at least ``MIN_RANKED`` of them on some fold."""
+    from scipy.stats import kendalltau
+
+    scores: pd.DataFrame = board.sql(_CONTROL_SCORES_SQL)
+    if scores.empty:
+        return {}
+    standalone: pd.DataFrame = board.sql(_CONTROL_VALID_SQL)
+    rankings = {}
+    for experiment, rows in scores.groupby("experiment", sort=True):
+        taus, counts = {}, {}
+        for fold, group in rows.groupby("fold", sort=True):
+            # one row per supernet, one column per control: each control's mean over the fold's supernets
+            mean_score = pd.DataFrame([json.loads(text) for text in group["control_scores"]]).mean()
+            trained = standalone[(standalone["experiment"] == experiment) & (standalone["fold"] == fold)]
+            valid = trained.set_index("genotype_hash")["valid_ua"]
+            both = mean_score.index.intersection(valid.index)
+            if len(both) < MIN_RANKED:
+                continue
+            tau = float(kendalltau(mean_score[both], valid[both]).statistic)
+            if not math.isnan(tau):  # a constant ranking has no tau
+                taus[int(fold)], counts[int(fold)] = tau, len(both)
+        if taus:
+            rankings[str(experiment)] = SupernetRanking(
+                tau_per_fold=taus, controls_per_fold=counts, supernets=len(rows)
+            )
+    return rankings
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ _JSON_COLUMNS = {
     "classes": list,
     "confusion": list,
     "primitives": list,
+    "control_scores": dict,
     **dict.fromkeys(_ABSENT_CLASSES, list),
 }
 _COMPLETED_NEEDS = ("genotype_hash", "test_ua", "test_wa", "test_macro_f1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from orchestrator.leaderboard.cross_eval import CROSS_EVAL_COLUMNS
-from orchestrator.leaderboard.search_value import SearchVerdict
+from orchestrator.leaderboard.search_value import SearchVerdict, SupernetRanking
 from orchestrator.report.cells import cells_section
 from orchestrator.report.html import empty, figure_html, html_table
 
@@ -72,10 +72,12 @@ def cross_eval_section(
     folds: pd.DataFrame,
     genotypes: dict[tuple[str, str], str],
     verdicts: Sequence[SearchVerdict] = (),
+    rankings: Mapping[str, SupernetRanking] | None = None,
 ) -> str:
     """``table``: ``cross_eval_summary``; ``folds``: rows of ``CROSS_EVAL_FOLDS_SQL``; ``genotypes``:
     (experiment, hash) -> genotype JSON of the cross-evaluated genotypes that have one; ``verdicts``:
-    where each searched genotype falls among the random controls (first, one line each)."""
+    where each searched genotype falls among the random controls (first, one line each); ``rankings``:
+    experiment -> how its supernets ranked those controls (a line after the verdicts)."""
     if table.empty:
         return empty(
             "No cross-eval rows: run sernas cross-eval --top N --genotype baseline to retrain the best genotypes "
@@ -84,6 +86,9 @@ def cross_eval_section(
     verdict_lines = "".join(
         f"<p><strong>{html.escape(verdict.experiment)}: {html.escape(verdict.line())}</strong></p>"
         for verdict in verdicts
+    ) + "".join(
+        f"<p>{html.escape(experiment)}: {html.escape(ranking.text())}</p>"
+        for experiment, ranking in (rankings or {}).items()
     )
     intro = verdict_lines + (
         "<p>Genotypes retrained from scratch on every fold (<code>sernas cross-eval</code>), ranked by mean "

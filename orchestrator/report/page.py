@@ -39,6 +39,7 @@ from orchestrator.leaderboard import (
     cross_eval_summary,
     search_verdicts,
     speaker_check_notes,
+    supernet_rankings,
 )
 from orchestrator.report.cells import cells_section
 from orchestrator.report.cross_eval import CROSS_EVAL_FOLDS_SQL, cross_eval_section
@@ -159,6 +160,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     estimates = nested_estimates(board)
     cross_table = cross_eval_summary(board, experiment=experiment)
     verdicts = search_verdicts(board, cross_table, baseline=BASELINE)
+    rankings = supernet_rankings(board)
     cross_folds = board.sql(CROSS_EVAL_FOLDS_SQL)
     cross_genotypes = {
         (str(r.experiment), str(r.genotype_hash)): str(r.genotype)
@@ -176,7 +178,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         "pruning": lambda: pruning_section(runs, statuses),
         "confusion": lambda: confusion_section(best, best_rows),
         "cells": lambda: cells_section(_best_genotype(board, genotypes) if not genotypes.empty else None),
-        "cross-eval": lambda: cross_eval_section(cross_table, cross_folds, cross_genotypes, verdicts),
+        "cross-eval": lambda: cross_eval_section(cross_table, cross_folds, cross_genotypes, verdicts, rankings),
     }
     sections = "".join(
         f'<section id="{key}"><h2>{html.escape(title)}</h2>{bodies[key]()}</section>' for key, title in SECTIONS

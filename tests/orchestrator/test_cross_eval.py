@@ -3,6 +3,7 @@ each is compared with, the seen-speakers flag, and a real run end to end."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from orchestrator.candidates import CANDIDATE_KEY, SEED_KEY, Candidate, seen_in_
 from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.cross_eval import choose_candidates
-from orchestrator.leaderboard import connect, cross_eval_summary, write_fold_row
+from orchestrator.leaderboard import connect, cross_eval_summary, supernet_rankings, write_fold_row
 from orchestrator.trial import TrialInputs, TrialPlan, plan_trial
 from search_space.architecture import architecture_key, parse_architecture
 
@@ -268,7 +269,9 @@ def test_a_missing_experiment_is_a_clear_error(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_cross_eval_end_to_end(local_ray, tmp_path: Path, capsys) -> None:
-    config = write_config(tmp_path / "exp.yaml", name="xe", samples=2, eval_epochs=1, per_speaker=8)
+    config = write_config(
+        tmp_path / "exp.yaml", name="xe", samples=2, eval_epochs=1, per_speaker=8, search_extra=", score_controls: 3"
+    )
     storage = str(tmp_path / "runs")
     assert main(["search", "--config", str(config)]) == 0
     with connect(storage, experiment="xe") as board:
@@ -276,24 +279,30 @@ def test_cross_eval_end_to_end(local_ray, tmp_path: Path, capsys) -> None:
         top = genotypes_before["genotype_hash"].iloc[0]
     capsys.readouterr()
     arguments = ["--storage", storage, "--experiment", "xe", "--top", "1", "--genotype", "baseline", "--seeds", "1"]
-    assert main(["cross-eval", *arguments, "--random", "2"]) == 0
+    assert main(["cross-eval", *arguments, "--random", "3"]) == 0
     out = capsys.readouterr().out
-    assert "4 trials (4 completed, 0 failed)" in out and "Cross-eval of xe, ranked by mean validation UA" in out
-    assert "random control)" in out and "the search beat " in out and " of 2 random cells with " in out
+    assert "5 trials (5 completed, 0 failed)" in out and "Cross-eval of xe, ranked by mean validation UA" in out
+    assert "random control)" in out and "the search beat " in out and " of 3 random cells with " in out
     assert "under the experiment's base settings (--settings base)" in out
     assert (tmp_path / "runs" / "xe-cross-eval").is_dir()  # its own Tune folder; rows under the experiment
     with connect(storage, experiment="xe") as board:
         pd.testing.assert_frame_equal(board.summary("genotype"), genotypes_before)  # search views: unchanged
         controls = board.sql("SELECT * FROM runs WHERE stage = 'cross-eval' AND control = 'random'")
+        scored = board.sql("SELECT control_scores FROM runs WHERE stage = 'search'")["control_scores"]
+        ranking = supernet_rankings(board).get("xe")
         rows = board.sql(
             "SELECT * FROM runs WHERE stage = 'cross-eval' AND control IS NULL ORDER BY genotype_hash, fold"
         )
         table = cross_eval_summary(board, experiment="xe").set_index("genotype_hash")
         predictions = board.sql("SELECT * FROM predictions WHERE stage = 'cross-eval' AND split = 'test'")
-    assert len(controls) == 4 and controls["genotype_hash"].nunique() == 2 and controls["source_fold"].isna().all()
-    assert table["random_control"].sum() == 2
-    # every cross-eval network's test utterances were stored: each test utterance once per network (4 x 2 folds)
-    assert len(predictions) == 4 * len(predictions.drop_duplicates("utt_id"))
+    assert len(controls) == 6 and controls["genotype_hash"].nunique() == 3 and controls["source_fold"].isna().all()
+    assert table["random_control"].sum() == 3
+    # every search scored exactly the controls cross-eval then trained (the default draw), on its alpha speakers
+    assert len(scored) == 4 and all(set(json.loads(s)) == set(controls["genotype_hash"]) for s in scored)
+    if ranking is not None:  # a fold where the 3 controls' validation UAs differ: its tau is printed
+        assert "the supernets ranked the random cells with Kendall tau" in " ".join(out.split())
+    # every cross-eval network's test utterances were stored: each test utterance once per network (5 x 2 folds)
+    assert len(predictions) == 5 * len(predictions.drop_duplicates("utt_id"))
     assert table["pooled_test_ua"].notna().all() and table.loc[top, "speaker_note"].startswith("exact")
     assert len(rows) == 4 and set(rows["status"]) == {"completed"} and (rows["search_seconds"] == 0).all()
     assert set(rows["genotype_hash"]) == {top, "baseline"}

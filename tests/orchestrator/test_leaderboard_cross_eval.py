@@ -271,3 +271,61 @@ def test_the_verdict_places_a_searched_genotype_among_the_random_controls(tmp_pa
     assert verdict.folds_p == pytest.approx(1 / 8)  # 3 folds above the random mean: one-sided exact
     assert verdict.vs_random is None and verdict.vs_baseline is None  # no predictions stored here
     assert verdict.line().startswith("the search beat 3 of 4 random cells with aaaaaaaaaaaa (rank 2, percentile 75")
+
+
+def test_supernet_ranking_is_kendall_tau_of_the_searches_scores_against_the_controls_validation_ua(
+    tmp_path: Path,
+) -> None:
+    """Hand-computed: fold 1's two supernets (averaged) agree with validation on the order of 4 controls
+    but one pair (tau 4/6); fold 2 ranks 3 controls exactly backwards (tau -1); fold 3 has too few."""
+    from scipy.stats import kendalltau
+
+    from orchestrator.leaderboard import supernet_rankings
+
+    searches = {  # (trial, outer fold, inner fold) -> control hash -> shared-weight UA on the alpha speakers
+        ("s1", 1, 1): {"c1": 0.1, "c2": 0.3, "c3": 0.5, "c4": 0.6},
+        ("s1", 1, 2): {"c1": 0.3, "c2": 0.5, "c3": 0.7, "c4": 0.4},  # means: 0.2, 0.4, 0.6, 0.5
+        ("s2", 2, 1): {"c1": 0.9, "c2": 0.5, "c3": 0.1},
+        ("s3", 3, 1): {"c1": 0.5, "c2": 0.6},
+    }
+    for (trial, fold, inner), scores in searches.items():
+        write_fold_row(
+            tmp_path,
+            make_leaderboard_row(
+                trial_id=trial, fold=fold, outer_fold=fold, inner_fold=inner, n_inner_folds=2, control_scores=scores
+            ),
+        )
+    standalone = {1: {"c1": 0.56, "c2": 0.55, "c3": 0.70, "c4": 0.60}, 2: {"c1": 0.4, "c2": 0.5, "c3": 0.6}}
+    standalone[3] = {"c1": 0.5, "c2": 0.6}
+    for fold, uas in standalone.items():
+        for control, ua in uas.items():
+            for seed, shift in ((0, -0.01), (1, 0.01)):  # seeds average back to ``ua``
+                write_fold_row(
+                    tmp_path,
+                    make_leaderboard_row(
+                        trial_id=f"x-{control}-{seed}",
+                        stage="cross-eval",
+                        fold=fold,
+                        seed=seed,
+                        genotype_hash=control,
+                        valid_ua=ua + shift,
+                        control="random",
+                    ),
+                )
+    with connect(tmp_path) as board:
+        (ranking,) = supernet_rankings(board).values()
+    fold_1 = (5 - 1) / 6  # c1/c2 the one discordant pair of six
+    assert kendalltau([0.2, 0.4, 0.6, 0.5], [0.56, 0.55, 0.70, 0.60]).statistic == pytest.approx(fold_1)
+    assert ranking.tau_per_fold == pytest.approx({1: fold_1, 2: -1.0})
+    assert ranking.controls_per_fold == {1: 4, 2: 3} and ranking.supernets == 4
+    assert ranking.mean_tau == pytest.approx((fold_1 - 1.0) / 2)
+    assert ranking.text().startswith(f"the supernets ranked the random cells with Kendall tau {ranking.mean_tau:+.2f}")
+    assert ranking.to_dict()["tau_per_fold"] == {"1": pytest.approx(fold_1), "2": -1.0}
+
+
+def test_no_supernet_ranking_without_scored_controls(tmp_path: Path) -> None:
+    from orchestrator.leaderboard import supernet_rankings
+
+    write_fold_row(tmp_path, make_leaderboard_row())
+    with connect(tmp_path) as board:
+        assert supernet_rankings(board) == {}

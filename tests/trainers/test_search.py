@@ -496,3 +496,42 @@ def test_a_checkpoint_from_before_the_search_methods_resumes_under_their_default
     recorder = Recorder()
     assert run_search(data, settings=settings(), device=CPU, reporter=recorder, checkpoint_path=path).epochs_run == 2
     assert [step for step, _ in recorder.calls] == [2]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_score_controls_records_the_final_supernets_scores_of_the_default_draw_and_changes_nothing_else(tmp_path):
+    from search_space.sampling import CONTROL_SEED
+
+    data, config = tiny_data(), settings(primitives=("none", "skip_connect", "sep_conv_3x3"))
+    plain = run_search(data, settings=config, device=CPU)
+    reports = Recorder()
+    scored = run_search(
+        data,
+        settings=config.model_copy(update={"score_controls": 4}),
+        device=CPU,
+        reporter=reports,
+        checkpoint_path=tmp_path / "s.pt",
+    )
+    # Scoring the controls after the last epoch leaves the search itself as it was.
+    assert scored.genotype == plain.genotype
+    last = scored.history[-1]
+    assert without_timings(scored.history[:-1]) == without_timings(plain.history[:-1])
+    assert {k: v for k, v in without_timings([last])[0].items() if k != "control_scores"} == without_timings(
+        [plain.history[-1]]
+    )[0]
+    assert all("control_scores" not in h for h in scored.history[:-1])
+    assert all("control_scores" not in metrics for _, metrics in reports.calls)  # kept out of Tune's metrics
+    # The scores are those of cross-eval's first 4 random controls through the final supernet, on the alpha speakers.
+    controls = sample_genotypes(CONTROL_SEED, 4, primitives=config.primitives, nodes=2)
+    net = build_supernet(data, config)
+    net.load_state_dict(load_checkpoint(tmp_path / "s.pt")["model"])
+    _, alpha_speakers = split_for_arch_data(data, config)
+    expected = score_genotypes_with_shared_weights(net, controls, alpha_speakers, batch_size=8)
+    assert last["control_scores"] == dict(zip((g.hash for g in controls), expected))
+
+
+def test_score_controls_is_refused_where_it_cannot_work():
+    with pytest.raises(ValueError, match="the search space holds 9 genotypes"):
+        settings(score_controls=10, primitives=("none", "skip_connect"))  # 1 op: 3 x 3 input pairs per cell pair
+    with pytest.raises(ValueError, match="score_controls=2 does not yet work with sequence.enabled"):
+        settings(score_controls=2, sequence={"enabled": True})
