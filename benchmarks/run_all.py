@@ -45,8 +45,11 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     # Not in the default run (tens of minutes): the training recipe's evidence, LOSO 5 folds x 3
     # seeds, searched vs hand-made vs logistic regression, plus an ablation.
     "recipe": ("bench_recipe.py", []),
+    # Not in the default run (long): every search method vs K = 8 random cells, the hand-made network
+    # and the per-speaker logistic regression, LOSO 5 folds x 3 seeds, the method chosen on validation.
+    "search_value": ("bench_search_value.py", []),
 }
-LONG = ("supernet_paper", "recipe")
+LONG = ("supernet_paper", "recipe", "search_value")
 DEFAULT = [name for name in BENCHMARKS if name not in LONG]
 
 
@@ -244,6 +247,35 @@ def _recipe(r: dict) -> list[str]:
     ]
 
 
+def _search_value(r: dict) -> list[str]:
+    budgets, table, goal = r["budgets"], r["table"], r["goal"]
+    chosen = goal["chosen_method"]
+    methods = list(r["methods"])
+    random_name, logistic_name = "random controls (mean of K)", "logistic regression (per speaker)"
+    ran = (
+        f"LOSO folds {budgets['folds']} x {len(budgets['seeds'])} seed(s), K = {budgets['random_controls']} random "
+        f"cells, {budgets['search_epochs']} search / {budgets['eval_epochs']} evaluation epochs"
+    )
+    uas = ", ".join(f"{name} {_fmt(table[name]['valid_ua'])} / {_fmt(table[name]['test_ua'])}" for name in methods)
+    standing = r["standing"][chosen]["test"]
+    taus = ", ".join(f"{m} {_fmt(r['kendall_tau'][m]['running']['mean_tau'], 2)}" for m in methods)
+    tests = r["tests"]
+    return [
+        f"| search value ({ran}): mean valid / test UA per method, chosen by validation: {chosen} | {uas}; random "
+        f"{_fmt(table[random_name]['valid_ua'])} / {_fmt(table[random_name]['test_ua'])}, hand-made "
+        f"{_fmt(table['hand-made']['valid_ua'])} / {_fmt(table['hand-made']['test_ua'])}, logistic (per speaker) "
+        f"test {_fmt(table[logistic_name]['test_ua'])} | chosen > random mean and > hand-made (p < 0.05 one-sided, "
+        f"folds as unit; floor {_fmt(goal['smallest_possible_p'])}), networks > logistic | {_met(goal['met'])} "
+        f"(p {_fmt(tests['vs_random_mean'][chosen]['p_value'])} {_met(goal['beats_random_mean_p_below_0.05'])}, "
+        f"p {_fmt(tests['vs_handmade'][chosen]['p_value'])} {_met(goal['beats_handmade_p_below_0.05'])}, "
+        f"vs logistic {_met(goal['networks_beat_logistic'])}) |",
+        f"| search value: {chosen} among the random cells (test UA), and the supernets' ranking of them (Kendall "
+        f"tau, shared-weight UA vs stand-alone validation UA, mean over folds) | percentile "
+        f"{_fmt(standing['mean_percentile'])}, beats {standing['beats_controls']} of {r['standing'][chosen]['controls']}"
+        f", RI {standing['relative_improvement']:+.1f} %; tau (running BatchNorm statistics) {taus} | measure | — |",
+    ]
+
+
 SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "manifest": _manifest,
     "baseline_ua": _baseline,
@@ -256,6 +288,7 @@ SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "supernet": _supernet,
     "supernet_paper": lambda r: _supernet(r, equivalence=False),
     "recipe": _recipe,
+    "search_value": _search_value,
 }
 
 
