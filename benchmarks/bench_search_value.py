@@ -20,7 +20,7 @@ normalisation, masking, widen 2, auxiliary head; same epochs, same seed):
   ``sernas cross-eval --random`` draws them), the same K on every fold and seed;
 - **hand-made**: the CNN-LSTM baseline (``architecture="baseline"``);
 - once per fold, the **logistic regression** on per-speaker-standardised MFCC statistics
-  (``bench_recipe.logistic_regression_ua(..., per_speaker=True)``), test UA only (it chooses
+  (``bench_recipe.logistic_regression(..., per_speaker=...)``), test UA only (it chooses
   nothing, so it has no validation UA).
 
 Each network's epoch is chosen on the fold's validation speakers, and its test speakers are
@@ -84,12 +84,14 @@ from bench_recipe import (  # noqa: E402
     RECIPE,
     SEARCH,
     Corpus,
+    clip_statistics,
     fold_data,
-    logistic_regression_ua,
-    paired_test,
+    logistic_regression,
     prepare,
     run_network,
+    speaker_scalers,
 )
+from paired_stats import fold_comparison  # noqa: E402
 
 from orchestrator.statistics import holm  # noqa: E402
 from search_space import architecture_text, sample_genotypes  # noqa: E402
@@ -215,11 +217,15 @@ def relative_improvement(value: float, random_mean: float) -> float:
 
 
 def _one_sided(a: dict[int, float], b: dict[int, float]) -> dict:
-    folds = sorted(set(a) & set(b))
-    test = paired_test([a[f] for f in folds], [b[f] for f in folds])
-    if len(folds) < 2 and "statistic" in test:  # one pair: no test to speak of
-        test["p_value"] = 1.0 if test["mean_difference"] <= 0 else 0.5
-    return test
+    """``a`` > ``b`` with folds as units: exact one-sided Wilcoxon, mean difference, fold-bootstrap interval."""
+    return fold_comparison(a, b, alternative="greater")
+
+
+def per_speaker_logistic_ua(corpus: Corpus, fold_numbers: Sequence[int]) -> dict[int, float]:
+    """Per fold, the test UA of the logistic regression on per-speaker-standardised MFCC statistics."""
+    stats = clip_statistics(corpus)
+    scalers = speaker_scalers(corpus, stats)
+    return {fold: logistic_regression(corpus, fold, stats, per_speaker=scalers)["test_ua"] for fold in fold_numbers}
 
 
 def _kendall(x: Sequence[float], y: Sequence[float]) -> float | None:
@@ -232,7 +238,7 @@ def summarise(
     rows: list[dict], *, logistic: dict[int, float], controls: list[str], methods: Sequence[str]
 ) -> dict[str, Any]:
     """Every figure of the module docstring from the trained rows (pure; tests call it)."""
-    valid, test = fold_means(rows, "valid_ua"), fold_means(rows, "ua")
+    valid, test = fold_means(rows, "valid_ua"), fold_means(rows, "test_ua")
     folds = sorted(logistic)
     control_names = [f"random-{i}" for i in range(len(controls))]
     random_valid = {f: _mean([valid[c][f] for c in control_names]) for f in folds}
@@ -344,7 +350,7 @@ def verdict(table: dict, tests: dict, standing: dict, goal: dict) -> str:
     return (
         f"validation chose {chosen}: mean test UA {ua:.3f} vs random mean "
         f"{table['random controls (mean of K)']['test_ua']:.3f} (p = {random_test['p_value']:.3g}, "
-        f"{random_test.get('wins', 0)} of {random_test['n_pairs']} folds), hand-made {table[HANDMADE]['test_ua']:.3f} "
+        f"{random_test.get('wins', 0)} of {random_test['n']} folds), hand-made {table[HANDMADE]['test_ua']:.3f} "
         f"(p = {tests['vs_handmade'][chosen]['p_value']:.3g}), logistic {logistic:.3f}; "
         f"the search beat {standing[chosen]['test']['beats_controls']} of {standing[chosen]['controls']} random "
         f"cells; goal {'met' if goal['met'] else 'NOT met'}"
@@ -367,7 +373,7 @@ def run(
     say: Callable[[str], None],
 ) -> dict:
     corpus = prepare(root, fold_numbers=fold_numbers)
-    logistic = {fold: logistic_regression_ua(corpus, fold, per_speaker=True) for fold in fold_numbers}
+    logistic = per_speaker_logistic_ua(corpus, fold_numbers)
     say("logistic regression (per-speaker MFCC statistics): " + ", ".join(f"{v:.3f}" for v in logistic.values()))
     controls = [architecture_text(g) for g in random_controls(random)]
     unknown = sorted(set(methods) - set(METHODS))
@@ -385,8 +391,8 @@ def run(
     def done(row: dict) -> None:
         rows.append(row)
         say(
-            f"fold {row['fold']} seed {row['seed']} {row['name']}: valid {row['valid_ua']:.3f} test {row['ua']:.3f} "
-            f"({row['seconds']:.0f} s, {row['cpu_seconds']:.0f} s CPU) [{len(rows)}/{len(tasks)}, "
+            f"fold {row['fold']} seed {row['seed']} {row['name']}: valid {row['valid_ua']:.3f} test {row['test_ua']:.3f} "
+            f"({row['train_seconds']:.0f} s, {row['cpu_seconds']:.0f} s CPU) [{len(rows)}/{len(tasks)}, "
             f"{(time.perf_counter() - started) / 60:.1f} min]"
         )
 

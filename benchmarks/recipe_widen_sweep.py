@@ -59,7 +59,7 @@ def main() -> None:
         rows = [run for run in runs if run["widen"] == widen]
         summary[str(widen)] = {
             "mean_valid_ua": bench_recipe.mean([r["valid_ua"] for r in rows]),
-            "mean_test_ua": bench_recipe.mean([r["ua"] for r in rows]),
+            "mean_test_ua": bench_recipe.mean([r["test_ua"] for r in rows]),
             "params": [r["params"] for r in rows],
         }
         print(f"widen {widen}: " + json.dumps(summary[str(widen)]), flush=True)

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from trainers.atomic_io import write_text_atomically
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -234,16 +236,30 @@ def _supernet(r: dict, *, equivalence: bool = True) -> list[str]:
 
 
 def _recipe(r: dict) -> list[str]:
-    means, test = r["mean_ua"], r["searched_vs_handmade"]
-    goal = r["goal"]
-    costs = ", ".join(f"{name} {a['cost']:+.3f}" for name, a in r["ablation"].items() if "cost" in a)
+    test, valid, goal = r["mean_test_ua"], r["mean_valid_ua"], r["goal"]
+    folds, speakers = (
+        r["comparisons"]["searched_vs_handmade"]["folds"],
+        r["comparisons"]["searched_vs_handmade"]["speakers"],
+    )
+    low, high = folds["interval_95"]
+    rows = r["ablation"]["rows"]
+    costs = ", ".join(
+        f"{name} {a['valid_cost']:+.3f} (Holm p {a['valid_folds']['p_holm']:.2g} / {a['valid_speakers']['p_holm']:.2g}; "
+        f"test {a['test_cost']:+.3f})"
+        for name, a in rows.items()
+        if "valid_cost" in a
+    )
     return [
-        f"| recipe, {r['protocol']}: mean test UA searched / hand-made / logistic regression on MFCC stats | "
-        f"{_fmt(means['searched'])} / {_fmt(means['handmade'])} / {_fmt(means['logistic'])}; searched > hand-made "
-        f"p = {_fmt(test['p_value'])} ({test.get('wins', 0)} wins of {test['n_pairs']}) | p < 0.05, both > logistic | "
-        f"{_met(goal['met'])} (p {_met(goal['searched_beats_handmade_p_below_0.05'])}, "
+        f"| recipe, {r['protocol']}: mean test UA (validation) searched / hand-made / logistic regression on MFCC "
+        f"stats standardised on training speakers / per speaker | {_fmt(test['searched'])} ({_fmt(valid['searched'])}) / "
+        f"{_fmt(test['handmade'])} ({_fmt(valid['handmade'])}) / {_fmt(test['logistic'])} / "
+        f"{_fmt(test['logistic_per_speaker'])}; searched - hand-made {folds['mean_difference']:+.3f} "
+        f"[{low:+.3f}, {high:+.3f}], p = {_fmt(folds['p_value'])} over {folds['n']} folds (seeds averaged), "
+        f"p = {_fmt(speakers['p_value'])} over {speakers['n']} test speakers | fold p < 0.05, both > both logistic | "
+        f"{_met(goal['met'])} (p {_met(goal['searched_beats_handmade_fold_p_below_0.05'])}, "
         f"vs logistic {_met(goal['both_beat_logistic'])}) |",
-        f"| recipe ablation (fixed genotypes, UA lost when a component is off) | {costs} | measure | — |",
+        f"| recipe ablation decided on validation (fixed genotypes, validation UA lost when a component changes; "
+        f"Holm-corrected p over folds / validation speakers; test beside) | {costs} | measure | — |",
     ]
 
 
@@ -324,7 +340,7 @@ def write_summary(results: Path, timings: dict[str, dict]) -> Path:
             + ".",
         ]
     out = results / "SUMMARY.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_text_atomically(out, "\n".join(lines) + "\n")
     return out
 
 
@@ -364,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError):
         previous = {}
     timings = {name: {**previous, **timings}[name] for name in BENCHMARKS if name in {**previous, **timings}}
-    record.write_text(json.dumps({"benchmarks": timings}, indent=2) + "\n")
+    write_text_atomically(record, json.dumps({"benchmarks": timings}, indent=2) + "\n")
     summary = write_summary(args.results, timings)
     print(summary.read_text())
     return 0 if all(timings[name]["ok"] for name in chosen) else 1

@@ -157,7 +157,15 @@ def random_controls(config: ExperimentConfig, *, count: int, seed: int = 0) -> l
             genotype_hash=architecture_key(genotype),
             control=RANDOM_CONTROL,
         )
-        for genotype in sample_genotypes(seed, count, primitives=primitives, nodes=nodes)
+        for genotype in sample_genotypes(
+            seed,
+            count,
+            primitives=primitives,
+            nodes=nodes,
+            # a searched sequence stage: the controls draw their sequence cell from the same space
+            sequence_ops=search.sequence.ops if search.sequence.enabled else None,
+            sequence_nodes=search.sequence.nodes if search.sequence.enabled else None,
+        )
     ]
 
 

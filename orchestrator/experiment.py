@@ -8,6 +8,7 @@ store; feature caches are per node and every trial fills in whatever its node la
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.config import ExperimentConfig, dump_config, load_config
+from orchestrator.config.models import CorpusConfig
 from orchestrator.resume_check import check_prepared_data, write_data_fingerprint
 from orchestrator.storage import (
     CONFIG_FILE,
@@ -31,12 +33,13 @@ from orchestrator.terminal import progress_bars
 from trainers.atomic_io import write_parquet_atomically, write_text_atomically
 from trainers.corpora.scan import CorpusError
 from trainers.corpora.synthetic import generate_synthetic_corpus
+from trainers.cross_corpus import combine_manifests, cross_corpus_folds
 from trainers.features import extract_features
 from trainers.fold_data import fold_speaker_rows
 from trainers.folds import make_folds, protocol_classes, read_folds, require_speaker_independence
 from trainers.given_folds import given_folds
 from trainers.imports import read_given_splits
-from trainers.manifest import build_manifest, read_manifest, write_manifest
+from trainers.manifest import ManifestResult, build_manifest, read_manifest, write_manifest
 
 
 @dataclass(frozen=True)
@@ -59,37 +62,22 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
     (``orchestrator.resume_check.check_prepared_data`` raises ``ResumeRefused`` naming what changed)."""
     data = config.data
     data_location = storage_root(config).experiment_data(config.name)
-    scanned = None
-    if data.manifest is not None:
-        manifest = read_manifest(data.manifest)
-    else:
-        dataset, root = data.dataset, Path(data.root)
-        if dataset == "synthetic":
-            synthetic = data.synthetic
-            try:
-                generate_synthetic_corpus(
-                    root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker, seed=synthetic.seed
-                )
-            except FileExistsError as error:  # a user's folder, or another synthetic corpus: never written into
-                raise CorpusError(f"data.root {root}: {error}") from None
-            dataset = "iemocap"
-        result = build_manifest(
-            dataset=dataset,
-            root=root,
-            min_duration_s=data.min_duration_s,
-            audio_root=data.audio_root,
-            speakers=data.speakers,
-            corpus=data.corpus,
+    if data.sources is None:
+        scanned, manifest = corpus_manifest(data)
+    else:  # cross-corpus: one manifest of every source, ids and speakers prefixed by the source's name
+        frames = {}
+        for index, source in enumerate(data.sources):
+            frames[source.name] = corpus_manifest(source, where=f"data.sources.{index}")[1]
+        manifest = combine_manifests(frames)
+        scanned = ManifestResult(
+            frame=manifest,
+            problems=(),
+            dataset="cross-corpus",
+            root=Path(os.path.commonpath([str(path) for source in data.sources for path in source.input_paths()])),
+            sources=tuple(
+                (source.name, f"{source.dataset} at {source.manifest or source.root}") for source in data.sources
+            ),
         )
-        if result.problems:  # (write_manifest's advice, --skip-bad, is an option of sernas manifest)
-            raise CorpusError(
-                f"{len(result.problems)} problem(s) in {dataset} corpus at {result.root}; the experiment did not "
-                f"start. Fix them, or leave those files out: sernas manifest --dataset {dataset} --root {root} "
-                f"--min-duration {data.min_duration_s:g} --out manifest.parquet --skip-bad, then give that file as "
-                "data.manifest instead of data.root:",
-                result.problems,
-            )
-        scanned, manifest = result, result.frame
     folds = fold_table(config, manifest)
     if not config.folds.accept_speaker_overlap:  # checked, never assumed: flagged folds are searched only on request
         require_speaker_independence(
@@ -119,9 +107,47 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
     )
 
 
+def corpus_manifest(corpus: CorpusConfig, *, where: str = "data") -> tuple[ManifestResult | None, pd.DataFrame]:
+    """The manifest of one corpus (``data``, or one of ``data.sources``, named by ``where``): read from
+    ``manifest``, or scanned from ``root`` (the synthetic corpus generated there first), with its scan
+    (None when read) to be written beside the run. A scan with problems raises ``CorpusError``."""
+    if corpus.manifest is not None:
+        return None, read_manifest(corpus.manifest)
+    dataset, root = corpus.dataset, Path(corpus.root)
+    if dataset == "synthetic":
+        synthetic = corpus.synthetic
+        try:
+            generate_synthetic_corpus(
+                root, speakers=synthetic.speakers, per_speaker=synthetic.per_speaker, seed=synthetic.seed
+            )
+        except FileExistsError as error:  # a user's folder, or another synthetic corpus: never written into
+            raise CorpusError(f"{where}.root {root}: {error}") from None
+        dataset = "iemocap"
+    result = build_manifest(
+        dataset=dataset,
+        root=root,
+        min_duration_s=corpus.min_duration_s,
+        audio_root=corpus.audio_root,
+        speakers=corpus.speakers,
+        corpus=corpus.corpus,
+    )
+    if result.problems:  # (write_manifest's advice, --skip-bad, is an option of sernas manifest)
+        raise CorpusError(
+            f"{len(result.problems)} problem(s) in {dataset} corpus at {result.root}; the experiment did not "
+            f"start. Fix them, or leave those files out: sernas manifest --dataset {dataset} --root {root} "
+            f"--min-duration {corpus.min_duration_s:g} --out manifest.parquet --skip-bad, then give that file as "
+            f"{where}.manifest instead of {where}.root:",
+            result.problems,
+        )
+    return result, result.frame
+
+
 def fold_table(config: ExperimentConfig, manifest: pd.DataFrame) -> pd.DataFrame:
-    """The fold table of ``config``: made from the manifest's sessions, or (``folds.scheme: given``)
-    the folds of the split files at ``data.root``, exactly."""
+    """The fold table of ``config``: made from the manifest's sessions, (``folds.scheme: given``)
+    the folds of the split files at ``data.root``, exactly, or (``cross-corpus``) one fold per test
+    corpus of the combined manifest of ``data.sources``."""
+    if config.folds.scheme == "cross-corpus":
+        return cross_corpus_folds(manifest, protocol=config.fold_protocol(), folds=config.folds.use)
     if config.folds.scheme != "given":
         return make_folds(manifest, protocol=config.fold_protocol(), folds=config.folds.use)
     splits = read_given_splits(config.data.dataset, config.data.root, corpus=config.data.corpus)

@@ -52,7 +52,8 @@ class ExistingRun:
 def experiment_inputs(config: ExperimentConfig) -> tuple[Path, ...]:
     """The local paths ``config`` reads (corpus, manifest, feature cache): never part of a run."""
     data = config.data
-    return tuple(Path(path).absolute() for path in (data.root, data.manifest, data.cache_dir) if path is not None)
+    paths = [path for corpus in data.corpora() for path in (corpus.root, corpus.manifest)]
+    return tuple(Path(path).absolute() for path in (*paths, data.cache_dir) if path is not None)
 
 
 def _holds_input(location: StorageLocation, relative: str, inputs: Sequence[Path]) -> bool:

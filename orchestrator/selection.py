@@ -13,7 +13,8 @@ test), and its test UA on that fold (mean over its inner folds' networks); their
 standard deviation over folds. Beside it sits the optimistic "oracle" figure: on each fold the
 trial with the best *test* UA, averaged over folds, which lets the test speakers choose and so
 overstates what the procedure would score on new speakers; the gap says by how much. Publish the
-nested estimate.
+nested estimate. A cross-corpus experiment has one outer fold per test corpus, so its picks are per
+test corpus (``FoldPick.dataset``: ``iemocap->msp-improv``) and ``by_dataset`` states each.
 
 Rows written before nested selection (no ``outer_fold``; a trial then ran every fold) are read
 the old way: on each fold, the finished row with the best validation UA.
@@ -70,6 +71,7 @@ class FoldPick:
     candidates: int = 0  # complete trials the fold's study chose among
     oracle_trial_id: str | None = None  # the trial the TEST speakers would pick (optimistic, never used)
     oracle_test_ua: float | None = None
+    dataset: str | None = None  # the fold's rows' dataset: a cross-corpus fold's "train corpora->test corpus"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,16 @@ class NestedEstimate:
     # speaker-bootstrap intervals (orchestrator.statistics); None without stored predictions
     pooled: PooledMetrics | None = None
 
+    def by_dataset(self) -> dict[str, float]:
+        """Mean test UA of the chosen trials per ``dataset`` of their folds (cross-corpus: per test corpus,
+        ``iemocap->msp-improv``), in fold order; empty when the folds share one dataset."""
+        groups: dict[str, list[float]] = {}
+        for pick in self.picks:
+            groups.setdefault(pick.dataset or "", []).append(pick.test_ua)
+        if len(groups) < 2 and not any("->" in name for name in groups):
+            return {}
+        return {name: sum(values) / len(values) for name, values in groups.items()}
+
     @property
     def gap(self) -> float | None:
         """How much the optimistic number overstates the nested estimate."""
@@ -95,6 +107,7 @@ class NestedEstimate:
         data["picks"] = [asdict(pick) for pick in self.picks]
         data["pooled"] = None if self.pooled is None else self.pooled.to_dict()
         data["gap"] = self.gap
+        data["by_dataset"] = self.by_dataset()
         for key, value in data.items():
             if isinstance(value, float) and math.isnan(value):
                 data[key] = None
@@ -105,6 +118,9 @@ class NestedEstimate:
         folds = f"{len(self.picks)}/{self.n_folds} outer folds"
         spread = "" if math.isnan(self.std_test_ua) else f" ± {self.std_test_ua:.3f}"
         text = f"nested estimate UA {self.mean_test_ua:.3f}{spread} ({folds}; validation chose, test reported)"
+        per_dataset = self.by_dataset()
+        if per_dataset:
+            text += "; per test corpus: " + ", ".join(f"{name} {ua:.3f}" for name, ua in per_dataset.items())
         if self.pooled is not None:
             text += f"; {self.pooled.text()}"
         if self.best_mean_test_ua is not None:
@@ -123,7 +139,7 @@ WITH eligible AS (  -- nested rows: trials their study recorded COMPLETE; older 
         OR (outer_fold IS NULL AND status IN ('completed', 'pruned')))
 )
 SELECT experiment, fold, max(n_folds) AS n_folds, trial_id, avg(valid_ua) AS valid_ua, avg(test_ua) AS test_ua,
-       arg_min(genotype_hash, coalesce(inner_fold, 0)) AS genotype_hash
+       arg_min(genotype_hash, coalesce(inner_fold, 0)) AS genotype_hash, any_value(dataset) AS dataset
 FROM eligible GROUP BY experiment, fold, trial_id
 """
 
@@ -137,7 +153,7 @@ ranked AS (
     FROM scored
 )
 SELECT v.experiment, v.fold, v.protocol_folds AS n_folds, v.trial_id, v.genotype_hash, v.valid_ua, v.test_ua,
-       v.candidates, t.trial_id AS oracle_trial_id, t.test_ua AS oracle_test_ua
+       v.candidates, t.trial_id AS oracle_trial_id, t.test_ua AS oracle_test_ua, v.dataset
 FROM ranked AS v JOIN ranked AS t ON t.experiment = v.experiment AND t.fold = v.fold AND t.by_test = 1
 WHERE v.by_valid = 1
 ORDER BY v.experiment, v.fold
@@ -177,6 +193,7 @@ def nested_estimates(board: Any) -> dict[str, NestedEstimate]:
                 candidates=int(row.candidates),
                 oracle_trial_id=str(row.oracle_trial_id),
                 oracle_test_ua=float(row.oracle_test_ua),
+                dataset=None if pd.isna(row.dataset) else str(row.dataset),
             )
             for row in rows.itertuples()
         )

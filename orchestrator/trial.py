@@ -50,10 +50,11 @@ from orchestrator.study import MEAN_PARAMS, OUTER_FOLD_KEY
 from search_space.architecture import architecture_key, parse_architecture
 from search_space.genotype import Genotype
 from trainers.atomic_io import write_text_atomically
+from trainers.cross_corpus import fold_corpora
 from trainers.device import trial_device
 from trainers.features import extract_features_once
 from trainers.fold_data import fold_speaker_rows, load_fold_data
-from trainers.folds import make_inner_folds
+from trainers.folds import SPEAKER_CHECK_COLUMN, make_inner_folds, speaker_check
 from trainers.gpu_memory import is_out_of_memory, limit_memory, peak_memory_mib, release_cached_memory
 from trainers.reproducibility import reproducible_mode
 from trainers.run_fold import FoldResult, run_fold
@@ -133,7 +134,7 @@ def _fold_row(
         "weights_lr": search.weights.lr,
         "search_epochs": search.epochs,
         "eval_epochs": evaluation.epochs,
-        "dataset": experiment.data.dataset,
+        **fold_facts(inputs, fold),
         "feature_preset": experiment.data.preset,
         "fold_scheme": experiment.folds.scheme,
         "classes": json.dumps(list(inputs.classes)),
@@ -166,6 +167,19 @@ def _fold_row(
         alpha_entropy=result.alpha_entropy,
         device=result.device,
     )
+
+
+def fold_facts(inputs: TrialInputs, fold: int) -> dict[str, str]:
+    """The fold row's ``dataset`` (cross-corpus: ``train corpora->test corpus``, ``trainers.cross_corpus``)
+    and ``speaker_check`` (the fold table's, of the outer fold)."""
+    rows = inputs.folds[inputs.folds["fold"] == fold]
+    if rows.empty:
+        raise ValueError(f"fold {fold} is not in the experiment's fold table.")
+    check = str(rows[SPEAKER_CHECK_COLUMN].iloc[0]) if SPEAKER_CHECK_COLUMN in rows.columns else speaker_check(rows)
+    dataset = inputs.experiment.data.dataset
+    if inputs.experiment.folds.scheme == "cross-corpus":
+        dataset = fold_corpora(rows, inputs.manifest)[fold].label
+    return {"dataset": str(dataset), "speaker_check": check}
 
 
 def _stage_facts(inputs: TrialInputs, candidate: Candidate | None, fold: int) -> dict[str, Any]:

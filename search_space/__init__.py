@@ -18,10 +18,11 @@ from search_space.genotype import (
     Genotype,
     alpha_entropy,
     derive_genotype,
+    derive_sequence,
     node_softmax,
     num_edges,
 )
-from search_space.head import RecurrentHead
+from search_space.head import HeadOptions, RecurrentHead
 from search_space.mixed_op import MixedOp, channel_shuffle, frozen_batchnorm_stats
 from search_space.network import (
     BaselineCNNLSTM,
@@ -39,6 +40,15 @@ from search_space.primitives import (
     validate_primitives,
 )
 from search_space.sampling import genotype_space_size, sample_genotype, sample_genotypes
+from search_space.sequence_cell import (
+    SEQUENCE_OPS,
+    MixedSequenceOp,
+    SearchSequenceCell,
+    SequenceCell,
+    build_sequence_op,
+    sequence_num_edges,
+    validate_sequence_ops,
+)
 from search_space.supernet import MixingWeights, SuperNet
 
 __all__ = [
@@ -46,17 +56,22 @@ __all__ = [
     "OPS",
     "PARAMETER_FREE_OPS",
     "PRIMITIVES",
+    "SEQUENCE_OPS",
     "Architecture",
     "BaselineCNNLSTM",
     "Cell",
     "Genotype",
+    "HeadOptions",
     "MixedOp",
+    "MixedSequenceOp",
     "MixingWeights",
     "NamedModel",
     "Network",
     "OpFactory",
     "RecurrentHead",
     "SearchCell",
+    "SearchSequenceCell",
+    "SequenceCell",
     "SuperNet",
     "alpha_entropy",
     "architecture_key",
@@ -64,9 +79,11 @@ __all__ = [
     "baseline_channels",
     "build_model",
     "build_op",
+    "build_sequence_op",
     "channel_shuffle",
     "count_parameters",
     "derive_genotype",
+    "derive_sequence",
     "drop_path",
     "frozen_batchnorm_stats",
     "genotype_space_size",
@@ -76,5 +93,7 @@ __all__ = [
     "reduction_layers",
     "sample_genotype",
     "sample_genotypes",
+    "sequence_num_edges",
     "validate_primitives",
+    "validate_sequence_ops",
 ]

@@ -7,6 +7,12 @@ indices 0 and 1), and ``n`` intermediate nodes (state indices 2 .. n + 1). ``nor
 node order; node ``i`` (0-based) may read any state ``j < i + 2``. ``*_concat`` lists the states
 whose outputs are concatenated (along channels) into the cell's output; only intermediate nodes
 (2 .. n + 1) may be concatenated (a reduction cell's inputs have the wrong resolution).
+
+``sequence`` (optional) is the derived sequence cell over time (search_space/sequence_cell.py):
+``(op_name, input_index)`` pairs in node order, one for node 0 and two for every later node,
+node ``i`` reading states ``0 .. i`` (state 0 is the projected CNN sequence). ``None`` (the
+default, and what a JSON without the key reads as) is the fixed LSTM sernas always had; such a
+genotype's JSON and hash are exactly what they were before the field existed.
 """
 
 from __future__ import annotations
@@ -21,10 +27,24 @@ from typing import Any
 import torch
 
 from search_space.primitives import OPS, validate_primitives
+from search_space.sequence_cell import (
+    SEQUENCE_OPS,
+    sequence_edges_per_node,
+    sequence_num_edges,
+    validate_sequence_ops,
+)
 
-__all__ = ["Genotype", "alpha_entropy", "derive_genotype", "node_softmax", "num_edges"]
+__all__ = [
+    "Genotype",
+    "alpha_entropy",
+    "derive_genotype",
+    "derive_sequence",
+    "node_softmax",
+    "num_edges",
+]
 
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+_OPTIONAL_FIELDS = ("sequence",)
 
 
 def num_edges(nodes: int) -> int:
@@ -77,6 +97,31 @@ def _normalise_concat(kind: str, concat: object, nodes: int) -> tuple[int, ...]:
     return tuple(concat)
 
 
+def _normalise_sequence(edges: object) -> tuple[tuple[str, int], ...] | None:
+    if edges is None:
+        return None
+    if isinstance(edges, (str, bytes)) or not isinstance(edges, Sequence):
+        raise ValueError(f"Genotype.sequence must be a sequence of (op_name, input_index) pairs, but got {edges!r}.")
+    if len(edges) % 2 != 1:
+        raise ValueError(
+            "Genotype.sequence must have one edge for node 0 and two for each later node (an odd number), "
+            f"but got {len(edges)} edges."
+        )
+    out: list[tuple[str, int]] = []
+    for e, edge in enumerate(edges):
+        node = (e + 1) // 2
+        where = f"Genotype.sequence edge {e} (node {node})"
+        if isinstance(edge, (str, bytes)) or not isinstance(edge, Sequence) or len(edge) != 2:
+            raise ValueError(f"{where} must be an (op_name, input_index) pair, but got {edge!r}.")
+        op, index = edge
+        if op == "none" or not isinstance(op, str) or op not in SEQUENCE_OPS:
+            raise ValueError(f"{where} has invalid operation {op!r}; known sequence operations are {SEQUENCE_OPS[1:]}.")
+        if not _is_int(index) or not 0 <= index <= node:
+            raise ValueError(f"{where} has input index {index!r}, but node {node} may only read states 0..{node}.")
+        out.append((op, index))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Genotype:
     """A derived architecture: a normal and a reduction cell, validated on construction.
@@ -89,8 +134,10 @@ class Genotype:
     normal_concat: tuple[int, ...]
     reduce: tuple[tuple[str, int], ...]
     reduce_concat: tuple[int, ...]
+    sequence: tuple[tuple[str, int], ...] | None = None  # None: the fixed LSTM
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sequence", _normalise_sequence(self.sequence))
         normal = _normalise_cell("normal", self.normal)
         reduce = _normalise_cell("reduce", self.reduce)
         object.__setattr__(self, "normal", normal)
@@ -112,28 +159,38 @@ class Genotype:
         """Intermediate nodes of the reduction cell."""
         return len(self.reduce) // 2
 
+    @property
+    def sequence_nodes(self) -> int:
+        """Intermediate nodes of the sequence cell (0: no sequence cell, the fixed LSTM)."""
+        return 0 if self.sequence is None else (len(self.sequence) + 1) // 2
+
     def to_dict(self) -> dict[str, list[Any]]:
-        """Plain lists, JSON-ready: ``{"normal": [["sep_conv_3x3", 0], ...], ...}``."""
-        return {
+        """Plain lists, JSON-ready: ``{"normal": [["sep_conv_3x3", 0], ...], ...}``; ``"sequence"``
+        only when there is a sequence cell, so older genotypes keep their JSON and hash."""
+        data = {
             "normal": [[op, index] for op, index in self.normal],
             "normal_concat": list(self.normal_concat),
             "reduce": [[op, index] for op, index in self.reduce],
             "reduce_concat": list(self.reduce_concat),
         }
+        if self.sequence is not None:
+            data["sequence"] = [[op, index] for op, index in self.sequence]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Genotype:
-        """Inverse of :meth:`to_dict`; the four keys are required and no others are allowed."""
+        """Inverse of :meth:`to_dict`; the four cell keys are required, ``sequence`` is optional
+        (absent: the fixed LSTM) and no others are allowed."""
         if not isinstance(data, dict):
             raise ValueError(f"A genotype must be a JSON object, but got {type(data).__name__}.")
         missing = [k for k in _FIELDS if k not in data]
-        extra = sorted(k for k in data if k not in _FIELDS)
+        extra = sorted(k for k in data if k not in _FIELDS + _OPTIONAL_FIELDS)
         if missing or extra:
             raise ValueError(
-                f"A genotype needs exactly the keys {list(_FIELDS)}, "
+                f"A genotype needs the keys {list(_FIELDS)} (and optionally {list(_OPTIONAL_FIELDS)}), "
                 f"but {missing} are missing and {extra} are unexpected."
             )
-        return cls(**{k: data[k] for k in _FIELDS})
+        return cls(**{k: data[k] for k in _FIELDS + _OPTIONAL_FIELDS if k in data})
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace; equal genotypes give equal text."""
@@ -237,6 +294,9 @@ def derive_genotype(
     max_skip_normal: int | None = 2,
     beta_normal: torch.Tensor | None = None,
     beta_reduce: torch.Tensor | None = None,
+    alpha_sequence: torch.Tensor | None = None,
+    sequence_ops: Sequence[str] | None = None,
+    sequence_nodes: int | None = None,
 ) -> Genotype:
     """Discretise architecture weights into a Genotype (DARTS rule plus a P-DARTS skip cap).
 
@@ -255,6 +315,9 @@ def derive_genotype(
 
     With PC-DARTS edge normalisation, pass the raw ``beta_*`` (shape ``(num_edges,)``); the op
     weights of each edge are multiplied by the softmax of the betas over its node's inputs.
+
+    With ``alpha_sequence`` (and its ``sequence_ops`` and ``sequence_nodes``) the genotype also
+    gets a sequence cell (:func:`derive_sequence`); without, the fixed LSTM.
     """
     primitives = validate_primitives(primitives)
     if max_skip_normal is not None and (not _is_int(max_skip_normal) or max_skip_normal < 0):
@@ -275,13 +338,44 @@ def derive_genotype(
             normal = _parse_cell(w_normal, primitives, nodes, banned)
     reduce = _parse_cell(w_reduce, primitives, nodes, set())
 
+    sequence = None
+    if alpha_sequence is not None:
+        if sequence_ops is None or sequence_nodes is None:
+            raise ValueError("alpha_sequence needs sequence_ops and sequence_nodes, but one of them is None.")
+        sequence = derive_sequence(alpha_sequence, ops=sequence_ops, nodes=sequence_nodes)
     concat = tuple(range(2, nodes + 2))
     return Genotype(
         normal=tuple((op, j) for op, j, _, _ in normal),
         normal_concat=concat,
         reduce=tuple((op, j) for op, j, _, _ in reduce),
         reduce_concat=concat,
+        sequence=sequence,
     )
+
+
+def derive_sequence(alpha_sequence: torch.Tensor, *, ops: Sequence[str], nodes: int) -> tuple[tuple[str, int], ...]:
+    """Discretise sequence-cell alphas ``(sequence_num_edges(nodes), len(ops))`` with the CNN
+    cells' rule: softmax per edge over all ops (``none`` included), an edge's strength is the
+    weight of its strongest op other than ``none``, and node ``i`` keeps its
+    :func:`~search_space.sequence_cell.sequence_edges_per_node` strongest incoming edges (ties to
+    the lower input index, and within an edge to the op listed first), each with that op."""
+    ops = validate_sequence_ops(ops)
+    n_edges = sequence_num_edges(nodes)
+    weights = torch.softmax(_check_alpha("alpha_sequence", alpha_sequence, n_edges, len(ops)), dim=-1).tolist()
+    chosen: list[tuple[str, int]] = []
+    start = 0
+    for i in range(nodes):
+        candidates = []  # (strength, input_index, op)
+        for j in range(i + 1):
+            best = max(
+                ((weights[start + j][k], -k, op) for k, op in enumerate(ops) if op != "none"),
+            )
+            candidates.append((best[0], j, best[2]))
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        keep = sorted(candidates[: sequence_edges_per_node(i)], key=lambda c: c[1])
+        chosen.extend((op, j) for _, j, op in keep)
+        start += i + 1
+    return tuple(chosen)
 
 
 def alpha_entropy(*alphas: torch.Tensor, normalized: bool = False) -> float:

@@ -8,7 +8,7 @@ head as the supernet. :func:`build_model` picks one by Genotype, by genotype JSO
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,7 +17,8 @@ from torch import nn
 from search_space.architecture import Architecture, NamedModel, parse_architecture
 from search_space.cells import Cell, reduction_layers, stack_cells
 from search_space.genotype import Genotype
-from search_space.head import RecurrentHead, head_lengths, masked_time_mean, zero_padding
+from search_space.head import HeadOptions, RecurrentHead, head_lengths, masked_time_mean, zero_padding
+from search_space.sequence_cell import SequenceCell
 
 __all__ = [
     "AuxiliaryHead",
@@ -61,7 +62,10 @@ class Network(nn.Module):
     can schedule it per epoch; it acts in training mode only. ``mask_padding=False`` ignores
     the clips' lengths (padding is pooled; for ablations). ``auxiliary=True`` adds an
     :class:`AuxiliaryHead` after the last reduction cell (DARTS), read by :meth:`forward_with_aux`
-    in training mode.
+    in training mode. ``head`` (:class:`search_space.head.HeadOptions`, or its dict) sets what the
+    LSTM reads per time step and how it pools a clip; the genotype does not say, so it is part of
+    the network's ``config``. A genotype with a ``sequence`` cell gets that cell (hidden size
+    ``lstm_hidden``) in place of the fixed LSTM; ``lstm_layers`` then goes unused.
 
     ``channels_last=True`` (the default) keeps the cells' activations in channels_last layout and
     runs the convolutions through :mod:`search_space.fast_conv`, as :class:`search_space.SuperNet`
@@ -84,6 +88,7 @@ class Network(nn.Module):
         auxiliary: bool = False,
         mask_padding: bool = True,
         channels_last: bool = True,
+        head: HeadOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(genotype, Genotype):
@@ -101,6 +106,7 @@ class Network(nn.Module):
         self.genotype = genotype
         self.in_channels = in_channels
         self.drop_path_prob = drop_path_prob
+        head = HeadOptions.of(head)
         self._config: dict[str, Any] = {
             "genotype": genotype.to_dict(),
             "layers": layers,
@@ -114,6 +120,7 @@ class Network(nn.Module):
             "in_channels": in_channels,
             "auxiliary": bool(auxiliary),
             "mask_padding": bool(mask_padding),
+            "head": head.to_dict(),
         }
         self.mask_padding = bool(mask_padding)
         self.channels_last = bool(channels_last)  # a layout, not part of the model: not in config
@@ -135,12 +142,14 @@ class Network(nn.Module):
             lstm_hidden=lstm_hidden,
             lstm_layers=lstm_layers,
             dropout=dropout,
+            options=head,
+            sequence_cell=None if genotype.sequence is None else SequenceCell(genotype.sequence, hidden=lstm_hidden),
         )
 
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords, JSON-ready (the genotype as a dict); see :func:`build_model`."""
-        return dict(self._config, genotype=self.genotype.to_dict())
+        return dict(self._config, genotype=self.genotype.to_dict(), head=dict(self._config["head"]))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, n_classes) of ``x`` (B, C_in, F, T); ``lengths`` (B,): valid frames per clip."""
@@ -174,7 +183,8 @@ class BaselineCNNLSTM(nn.Module):
     """Hand-engineered CNN-LSTM (the paper's comparison point).
 
     One block per entry of ``channels``: Conv 3x3 -> BatchNorm -> ReLU -> MaxPool 2x2 (which
-    halves F and T, rounding up), then the same recurrent head as the searched networks.
+    halves F and T, rounding up), then the same recurrent head as the searched networks, with the
+    same ``head`` options (:class:`search_space.head.HeadOptions`).
     """
 
     def __init__(
@@ -187,9 +197,11 @@ class BaselineCNNLSTM(nn.Module):
         dropout: float = 0.3,
         in_channels: int = 1,
         mask_padding: bool = True,
+        head: HeadOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         channels = tuple(channels)
+        head = HeadOptions.of(head)
         if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
             raise ValueError(f"channels must be a non-empty sequence of ints >= 1, but got {channels}.")
         if not isinstance(in_channels, int) or in_channels < 1:
@@ -203,6 +215,7 @@ class BaselineCNNLSTM(nn.Module):
             "dropout": dropout,
             "in_channels": in_channels,
             "mask_padding": bool(mask_padding),
+            "head": head.to_dict(),
         }
         self.mask_padding = bool(mask_padding)
         blocks, c_in = [], in_channels
@@ -221,12 +234,13 @@ class BaselineCNNLSTM(nn.Module):
             lstm_hidden=lstm_hidden,
             lstm_layers=lstm_layers,
             dropout=dropout,
+            options=head,
         )
 
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords, JSON-ready."""
-        return dict(self._config, channels=list(self._config["channels"]))
+        return dict(self._config, channels=list(self._config["channels"]), head=dict(self._config["head"]))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, n_classes); ``lengths`` (B,): valid frames of each clip (None: all)."""
@@ -250,13 +264,15 @@ def build_model(
     in_channels: int = 1,
     auxiliary: bool = False,
     mask_padding: bool = True,
+    head: HeadOptions | Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build the network to train from scratch.
 
     ``genotype_or_name`` is an architecture value (a :class:`Genotype` or a :class:`NamedModel`)
     or its text (see :func:`parse_architecture`): ``baseline`` gives a
     :class:`BaselineCNNLSTM` with ``layers`` blocks of :func:`baseline_channels` channels
-    (``drop_path_prob``, ``stem_multiplier`` and ``auxiliary`` do not apply to it).
+    (``drop_path_prob``, ``stem_multiplier`` and ``auxiliary`` do not apply to it). ``head``
+    applies to both (:class:`search_space.head.HeadOptions`; None: the defaults).
     """
     architecture = parse_architecture(genotype_or_name)
     if isinstance(architecture, NamedModel):  # "baseline", the only named model
@@ -268,6 +284,7 @@ def build_model(
             dropout=dropout,
             in_channels=in_channels,
             mask_padding=mask_padding,
+            head=head,
         )
     genotype = architecture
     return Network(
@@ -283,6 +300,7 @@ def build_model(
         in_channels=in_channels,
         auxiliary=auxiliary,
         mask_padding=mask_padding,
+        head=head,
     )
 
 

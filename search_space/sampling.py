@@ -11,6 +11,11 @@ Uniform over genotypes: per node, the unordered pair of inputs is uniform over t
 ``C(i + 2, 2)`` pairs and each of its two operations is uniform over the real primitives,
 independently, for the normal and the reduction cell alike. A genotype lists a node's inputs in
 increasing order (as ``derive_genotype`` does), so each genotype has exactly one draw.
+
+With ``sequence_ops`` (and ``sequence_nodes``) the draw adds a sequence cell from that space, after
+both CNN cells (so a seed gives the same CNN cells with or without it): node 0 reads the input with
+a uniform real op, every later node ``i`` a uniform unordered pair of the ``i + 1`` earlier states,
+each with a uniform real op (what ``derive_sequence`` may emit).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 
 from search_space.genotype import Genotype
 from search_space.primitives import validate_primitives
+from search_space.sequence_cell import validate_sequence_ops
 
 __all__ = ["genotype_space_size", "sample_genotype", "sample_genotypes"]
 
@@ -63,8 +69,26 @@ def _sample_cell(generator: torch.Generator, ops: tuple[str, ...], nodes: int) -
     return tuple(edges)
 
 
-def sample_genotype(rng: torch.Generator | int, *, primitives: Sequence[str], nodes: int) -> Genotype:
-    """One genotype drawn uniformly from the space of ``primitives`` and ``nodes`` (see the module).
+def _sample_sequence(generator: torch.Generator, ops: tuple[str, ...], nodes: int) -> tuple[tuple[str, int], ...]:
+    edges: list[tuple[str, int]] = [(ops[int(torch.randint(len(ops), (), generator=generator))], 0)]
+    for i in range(1, nodes):
+        pairs = list(itertools.combinations(range(i + 1), 2))  # increasing input indices
+        pair = pairs[int(torch.randint(len(pairs), (), generator=generator))]
+        for j in pair:
+            edges.append((ops[int(torch.randint(len(ops), (), generator=generator))], j))
+    return tuple(edges)
+
+
+def sample_genotype(
+    rng: torch.Generator | int,
+    *,
+    primitives: Sequence[str],
+    nodes: int,
+    sequence_ops: Sequence[str] | None = None,
+    sequence_nodes: int | None = None,
+) -> Genotype:
+    """One genotype drawn uniformly from the space of ``primitives`` and ``nodes`` (see the module),
+    with a sequence cell of ``sequence_ops`` and ``sequence_nodes`` when given (None: the fixed LSTM).
 
     ``rng``: a ``torch.Generator`` (advanced by the draw: a search's own, checkpointed stream) or
     an int seed (a fresh generator: the same seed gives the same genotype on every machine).
@@ -72,15 +96,29 @@ def sample_genotype(rng: torch.Generator | int, *, primitives: Sequence[str], no
     generator, ops, nodes = _generator(rng), _real_ops(primitives), _check_nodes(nodes)
     normal = _sample_cell(generator, ops, nodes)
     reduce = _sample_cell(generator, ops, nodes)
+    sequence = None
+    if sequence_ops is not None:
+        real = tuple(op for op in validate_sequence_ops(sequence_ops) if op != "none")
+        if sequence_nodes is None:
+            raise ValueError("sequence_ops needs sequence_nodes, but got None.")
+        sequence = _sample_sequence(generator, real, _check_nodes(sequence_nodes))
     concat = tuple(range(2, nodes + 2))
-    return Genotype(normal=normal, normal_concat=concat, reduce=reduce, reduce_concat=concat)
+    return Genotype(normal=normal, normal_concat=concat, reduce=reduce, reduce_concat=concat, sequence=sequence)
 
 
 def sample_genotypes(
-    rng: torch.Generator | int, n: int, *, primitives: Sequence[str], nodes: int, distinct: bool = True
+    rng: torch.Generator | int,
+    n: int,
+    *,
+    primitives: Sequence[str],
+    nodes: int,
+    distinct: bool = True,
+    sequence_ops: Sequence[str] | None = None,
+    sequence_nodes: int | None = None,
 ) -> list[Genotype]:
-    """``n`` genotypes from ``sample_genotype``, in draw order; ``distinct`` redraws repeats (a
-    control set of K random cells should be K cells), which needs ``n <= genotype_space_size``."""
+    """``n`` genotypes from ``sample_genotype`` (with a sequence cell when ``sequence_ops`` is
+    given), in draw order; ``distinct`` redraws repeats (a control set of K random cells should be
+    K cells), which needs ``n <= genotype_space_size`` (the CNN cells' space, a lower bound)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be an int >= 0, but got {n!r}.")
     generator = _generator(rng)
@@ -94,7 +132,9 @@ def sample_genotypes(
     drawn: list[Genotype] = []
     seen: set[Genotype] = set()
     while len(drawn) < n:
-        genotype = sample_genotype(generator, primitives=primitives, nodes=nodes)
+        genotype = sample_genotype(
+            generator, primitives=primitives, nodes=nodes, sequence_ops=sequence_ops, sequence_nodes=sequence_nodes
+        )
         if distinct and genotype in seen:
             continue
         seen.add(genotype)

@@ -5,12 +5,19 @@ Architecture weights (alphas, and PC-DARTS betas when edge normalisation is on) 
 checkpoint. Because ``parameters()`` therefore yields them too, optimisers must be built from
 :meth:`SuperNet.weight_parameters` (network weights) and :meth:`SuperNet.arch_parameters`
 (architecture weights), which partition ``parameters()``.
+
+``sequence`` (a mapping ``{"ops": [...], "nodes": n, "hidden": h}``; None, the default: the
+fixed LSTM) searches the sequence stage too: the head runs a
+:class:`~search_space.sequence_cell.SearchSequenceCell` in place of the LSTM, mixed by
+``alphas_sequence`` (sequence_num_edges(n), len(ops)), an architecture weight like the others,
+so the architect's gradient (first and second order) covers it and :meth:`SuperNet.genotype`
+derives a sequence cell.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +32,9 @@ from search_space.genotype import (
     node_softmax,
     num_edges,
 )
-from search_space.head import RecurrentHead, zero_padding
+from search_space.head import HeadOptions, RecurrentHead, zero_padding
 from search_space.primitives import PRIMITIVES, validate_primitives
+from search_space.sequence_cell import SearchSequenceCell, sequence_num_edges, validate_sequence_ops
 
 __all__ = ["MixingWeights", "SuperNet"]
 
@@ -51,11 +59,29 @@ class MixingWeights:
     reduce: torch.Tensor  # (E, n_ops)
     normal_edges: torch.Tensor | None = None  # (E,), or None: every edge weighs 1
     reduce_edges: torch.Tensor | None = None  # (E,)
+    sequence: torch.Tensor | None = None  # (E_seq, n_seq_ops); None: the softmax of the sequence alphas
 
     def detached(self) -> MixingWeights:
         """A copy cut from autograd (and from the alphas: editing it leaves them alone)."""
         copy = lambda t: None if t is None else t.detach().clone()  # noqa: E731
-        return MixingWeights(copy(self.normal), copy(self.reduce), copy(self.normal_edges), copy(self.reduce_edges))
+        return MixingWeights(
+            copy(self.normal), copy(self.reduce), copy(self.normal_edges), copy(self.reduce_edges), copy(self.sequence)
+        )
+
+
+def _sequence_search(sequence: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``sequence`` checked and JSON-ready: ``{"ops": [...], "nodes": n, "hidden": h}`` or None."""
+    if sequence is None:
+        return None
+    if not isinstance(sequence, Mapping) or set(sequence) != {"ops", "nodes", "hidden"}:
+        raise ValueError(f"sequence must be None or a mapping with keys ops, nodes, hidden, but got {sequence!r}.")
+    _check_int("sequence nodes", sequence["nodes"])
+    _check_int("sequence hidden", sequence["hidden"])
+    return {
+        "ops": list(validate_sequence_ops(sequence["ops"])),
+        "nodes": sequence["nodes"],
+        "hidden": sequence["hidden"],
+    }
 
 
 def _edge_index(node: int, input_index: int) -> int:
@@ -70,7 +96,9 @@ class SuperNet(nn.Module):
     ``nodes`` intermediate nodes over ``primitives``; channels start at ``init_channels`` and
     double at every reduction; the stem has ``stem_multiplier * init_channels`` channels.
     ``pc_k > 1`` turns on PC-DARTS partial channels (``init_channels`` must be divisible by
-    ``pc_k``); ``edge_normalization=True`` adds PC-DARTS' per-edge betas.
+    ``pc_k``); ``edge_normalization=True`` adds PC-DARTS' per-edge betas. ``head``
+    (:class:`search_space.head.HeadOptions`) is the recurrent head's options, as in the
+    discrete networks.
 
     ``checkpoint=True`` (the default) recomputes each edge's inner activations in the backward
     pass instead of storing them (see :class:`search_space.MixedOp`): same values and
@@ -111,9 +139,13 @@ class SuperNet(nn.Module):
         checkpoint: bool = True,
         channels_last: bool = True,
         in_channels: int = 1,
+        head: HeadOptions | Mapping[str, Any] | None = None,
+        sequence: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         primitives = validate_primitives(primitives)
+        sequence = _sequence_search(sequence)
+        head = HeadOptions.of(head)
         for name, value in (
             ("nodes", nodes),
             ("init_channels", init_channels),
@@ -143,7 +175,11 @@ class SuperNet(nn.Module):
             "checkpoint": bool(checkpoint),
             "channels_last": bool(channels_last),
             "in_channels": in_channels,
+            "head": head.to_dict(),
         }
+        if sequence is not None:  # absent, not None, in the config of a fixed-LSTM supernet (as before)
+            self._config["sequence"] = sequence
+        self.sequence = sequence
         self.primitives = primitives
         self.nodes = nodes
         self.in_channels = in_channels
@@ -164,6 +200,10 @@ class SuperNet(nn.Module):
             lstm_hidden=lstm_hidden,
             lstm_layers=lstm_layers,
             dropout=dropout,
+            options=head,
+            sequence_cell=None
+            if sequence is None
+            else SearchSequenceCell(hidden=sequence["hidden"], nodes=sequence["nodes"], ops=sequence["ops"]),
         )
 
         n_e, n_ops = num_edges(nodes), len(primitives)
@@ -175,19 +215,27 @@ class SuperNet(nn.Module):
         else:
             self.betas_normal = None
             self.betas_reduce = None
+        self.alphas_sequence: nn.Parameter | None = None
+        if sequence is not None:
+            shape = (sequence_num_edges(sequence["nodes"]), len(sequence["ops"]))
+            self.alphas_sequence = nn.Parameter(1e-3 * torch.randn(*shape))  # (E_seq, n_seq_ops)
 
     # ------------------------------------------------------------------ configuration
 
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords (JSON-ready); ``SuperNet(**net.config)`` rebuilds the net."""
-        return dict(self._config, primitives=list(self._config["primitives"]))
+        config = dict(self._config, primitives=list(self._config["primitives"]), head=dict(self._config["head"]))
+        if "sequence" in config:
+            config["sequence"] = dict(config["sequence"], ops=list(config["sequence"]["ops"]))
+        return config
 
     # ------------------------------------------------------------------ parameters
 
     def named_arch_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Architecture weights by name: alphas, then betas if edge normalisation is on."""
-        for name in ("alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce"):
+        """Architecture weights by name: alphas, then betas if edge normalisation is on, then the
+        sequence alphas if the sequence stage is searched."""
+        for name in ("alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce", "alphas_sequence"):
             p = getattr(self, name)
             if p is not None:
                 yield name, p
@@ -222,7 +270,28 @@ class SuperNet(nn.Module):
             reduce=torch.softmax(self.alphas_reduce, dim=-1),  # (E, n_ops)
             normal_edges=e_normal,
             reduce_edges=e_reduce,
+            sequence=None if self.alphas_sequence is None else torch.softmax(self.alphas_sequence, dim=-1),
         )
+
+    def _sequence_path(self, genotype: Genotype) -> torch.Tensor | None:
+        """One-hot sequence mixing of ``genotype.sequence`` (None: the softmax of the sequence alphas)."""
+        if self.alphas_sequence is None or genotype.sequence is None:
+            return None
+        if genotype.sequence_nodes != self.sequence["nodes"]:
+            raise ValueError(
+                f"genotype.sequence has {genotype.sequence_nodes} node(s), but the supernet's sequence cell has "
+                f"{self.sequence['nodes']}."
+            )
+        ops = self.sequence["ops"]
+        weights = self.alphas_sequence.new_zeros(self.alphas_sequence.shape)  # (E_seq, n_seq_ops)
+        for e, (op, j) in enumerate(genotype.sequence):
+            if op not in ops:
+                raise ValueError(
+                    f"genotype.sequence edge {e} uses {op!r}, not among the supernet's sequence ops {ops}."
+                )
+            node = (e + 1) // 2
+            weights[node * (node + 1) // 2 + j, ops.index(op)] += 1.0
+        return weights
 
     def path_mixing(self, genotype: Genotype) -> MixingWeights:
         """The single path of ``genotype`` through this supernet: weight 1 on each of its
@@ -252,7 +321,13 @@ class SuperNet(nn.Module):
                 on[row] = 1.0
             weights.append((ops, on))
         (normal, normal_edges), (reduce, reduce_edges) = weights
-        return MixingWeights(normal=normal, reduce=reduce, normal_edges=normal_edges, reduce_edges=reduce_edges)
+        return MixingWeights(
+            normal=normal,
+            reduce=reduce,
+            normal_edges=normal_edges,
+            reduce_edges=reduce_edges,
+            sequence=self._sequence_path(genotype),
+        )
 
     def _plan(self, ops: torch.Tensor, edges: torch.Tensor | None) -> list[tuple[int, ...] | None]:
         """Per edge, None (left out) or the op columns with a non-zero weight: read once per
@@ -307,7 +382,10 @@ class SuperNet(nn.Module):
                 )  # (B, nodes * C, F/2, T/2)
             else:
                 s0, s1 = s1, cell(s0, s1, mixing.normal, mixing.normal_edges, plans["normal"])  # (B, nodes * C, F, T)
-        return self.head(s1, lengths, input_frames=x.shape[-1])  # (B, n_classes)
+        sequence_weights = mixing.sequence
+        if sequence_weights is None and self.alphas_sequence is not None:
+            sequence_weights = torch.softmax(self.alphas_sequence, dim=-1)  # (E_seq, n_seq_ops)
+        return self.head(s1, lengths, input_frames=x.shape[-1], sequence_weights=sequence_weights)  # (B, n_classes)
 
     # ------------------------------------------------------------------ architecture
 
@@ -321,11 +399,17 @@ class SuperNet(nn.Module):
             max_skip_normal=max_skip_normal,
             beta_normal=self.betas_normal,
             beta_reduce=self.betas_reduce,
+            alpha_sequence=self.alphas_sequence,
+            sequence_ops=None if self.sequence is None else self.sequence["ops"],
+            sequence_nodes=None if self.sequence is None else self.sequence["nodes"],
         )
 
     def alpha_entropy(self, *, normalized: bool = False) -> float:
-        """Mean per-edge entropy of the softmaxed alphas of both cell kinds."""
-        return alpha_entropy(self.alphas_normal, self.alphas_reduce, normalized=normalized)
+        """Mean per-edge entropy of the softmaxed alphas of both cell kinds (and the sequence cell's)."""
+        alphas = [self.alphas_normal, self.alphas_reduce]
+        if self.alphas_sequence is not None:
+            alphas.append(self.alphas_sequence)
+        return alpha_entropy(*alphas, normalized=normalized)
 
     def dominant_ops(self) -> dict[str, list[str]]:
         """Argmax op of every edge (``none`` included), per cell kind, in edge order.

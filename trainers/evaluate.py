@@ -27,7 +27,7 @@ from trainers.fold_data import FoldData, Split, iterate_batches
 from trainers.metrics import absent_classes
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
-from trainers.settings import EvalSettings
+from trainers.settings import EvalSettings, with_defaults_for_missing
 from trainers.training import evaluate_split, make_loss, sgd_with_cosine, weight_step
 
 __all__ = ["EvaluationResult", "build_network", "run_evaluation", "train_final_model"]
@@ -50,7 +50,7 @@ class EvaluationResult:
 
 def build_network(architecture: Architecture, *, settings: EvalSettings, n_classes: int, in_channels: int) -> nn.Module:
     """The untrained network of ``architecture``, sized by ``settings.shape`` widened and deepened
-    by ``settings.widen`` / ``settings.deepen`` (on the CPU)."""
+    by ``settings.widen`` / ``settings.deepen``, with ``settings.shape``'s head options (on the CPU)."""
     shape = settings.shape
     return build_model(
         architecture,
@@ -63,6 +63,7 @@ def build_network(architecture: Architecture, *, settings: EvalSettings, n_class
         in_channels=in_channels,
         auxiliary=settings.auxiliary_weight > 0.0,
         mask_padding=settings.mask_padding,
+        head=shape.head,
     )
 
 
@@ -180,6 +181,8 @@ def run_evaluation(
     best = {"epoch": 0, "ua": -1.0, "valid": {}, "state": copy.deepcopy(run.model.state_dict())}
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
+        if isinstance(state.get("settings"), Mapping):  # settings added since it was written: their defaults
+            state = {**state, "settings": with_defaults_for_missing(state["settings"], EvalSettings)}
         check_resumable(state, identity=identity, path=checkpoint_path, optional=("data",))
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])

@@ -12,6 +12,10 @@ Schemes:
   {Ses05M, Ses01F} on IEMOCAP. Needs one F and one M speaker per session.
 - ``given``: the folds of shared split files (EmoBox, s3prl, SpeechBrain), built by
   ``trainers.given_folds.given_folds``, not here.
+- ``cross-corpus``: train (and validate) on the speakers of some corpora of a manifest of several,
+  test on another: fold k tests on every speaker of ``test_corpora[k-1]``; built by
+  ``trainers.cross_corpus.cross_corpus_folds``, not here. Each corpus maps its raw labels to the
+  protocol's classes with its own merges (``corpus_merges``).
 
 Speaker independence is checked, never assumed: column ``speaker_check`` says per fold whether
 every speaker has one role (``independent``), some speaker has two (``overlap``: a test speaker
@@ -49,7 +53,7 @@ import pandas as pd
 from trainers.atomic_io import read_parquet_metadata, write_parquet_atomically
 from trainers.corpora.speakers import is_unknown_speaker
 
-SCHEMES = ("loso", "speaker-pairs", "given")
+SCHEMES = ("loso", "speaker-pairs", "given", "cross-corpus")
 MADE_SCHEMES = SCHEMES[:2]  # the schemes make_folds builds from a manifest's sessions
 SPLITS = ("train", "valid", "test")
 SEARCH_ROLES = ("weights", "alphas")  # of training speakers in the DARTS search (null on valid/test rows)
@@ -72,10 +76,17 @@ class FoldProtocol:
     valid_speakers: int = 2
     arch_share: float = 0.5
     seed: int = 0
+    # cross-corpus only: fold k tests on corpus test_corpora[k-1] (the manifest's dataset column)
+    # and trains on train_corpora (None: every other corpus of corpus_merges); corpus_merges maps
+    # each corpus of the experiment to its own merges (raw label -> class), used instead of merges.
+    test_corpora: tuple[str, ...] = ()
+    train_corpora: tuple[str, ...] | None = None
+    corpus_merges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, but got {self.scheme!r}.")
+        self._check_corpora()
         if self.valid_speakers < 1:
             raise ValueError(f"valid_speakers must be >= 1, but got {self.valid_speakers}.")
         if not 0.0 < self.arch_share < 1.0:
@@ -86,6 +97,57 @@ class FoldProtocol:
                     f"merge {source}={target}: target {target!r} is not among classes {', '.join(self.classes)}."
                 )
         object.__setattr__(self, "merges", dict(self.merges))
+        object.__setattr__(self, "corpus_merges", {c: dict(m) for c, m in self.corpus_merges.items()})
+        object.__setattr__(self, "test_corpora", tuple(self.test_corpora))
+        if self.train_corpora is not None:
+            object.__setattr__(self, "train_corpora", tuple(self.train_corpora))
+
+    def _check_corpora(self) -> None:
+        given = [name for name in ("test_corpora", "train_corpora", "corpus_merges") if getattr(self, name)]
+        if self.scheme != "cross-corpus":
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} belong to scheme cross-corpus, but the scheme is {self.scheme!r}."
+                )
+            return
+        if self.classes is None:
+            raise ValueError("scheme cross-corpus needs classes: the classes every corpus maps its labels to.")
+        if self.merges:
+            raise ValueError("scheme cross-corpus takes merges per corpus (corpus_merges), not merges.")
+        corpora = list(self.corpus_merges)
+        if len(corpora) < 2:
+            raise ValueError(f"scheme cross-corpus needs at least 2 corpora in corpus_merges, but got {corpora}.")
+        for name, kind in ((self.test_corpora, "test_corpora"), (self.train_corpora or (), "train_corpora")):
+            unknown = [c for c in name if c not in corpora]
+            if unknown:
+                raise ValueError(f"{kind}: unknown corpus {', '.join(unknown)}; the corpora are {', '.join(corpora)}.")
+        if not self.test_corpora:
+            raise ValueError("scheme cross-corpus needs test_corpora: the corpus each fold tests on.")
+        if len(set(self.test_corpora)) != len(self.test_corpora):
+            raise ValueError(f"test_corpora must name each corpus once, but got {list(self.test_corpora)}.")
+        for corpus, merges in self.corpus_merges.items():
+            for source, target in merges.items():
+                if target not in self.classes:
+                    raise ValueError(
+                        f"corpus {corpus}: merge {source}={target}: target {target!r} is not among classes "
+                        f"{', '.join(self.classes)}."
+                    )
+        for corpus in self.test_corpora:
+            if not self.training_corpora(corpus):
+                raise ValueError(f"the fold testing on {corpus} has no training corpus (train_corpora).")
+
+    def training_corpora(self, test_corpus: str) -> tuple[str, ...]:
+        """cross-corpus: the corpora that train and validate the fold testing on ``test_corpus``."""
+        return training_corpora(test_corpus, corpora=tuple(self.corpus_merges), train_corpora=self.train_corpora)
+
+
+def training_corpora(
+    test_corpus: str, *, corpora: Sequence[str], train_corpora: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The corpora that train (and validate) the cross-corpus fold testing on ``test_corpus``:
+    ``train_corpora`` (None: every one of ``corpora``) without the test corpus."""
+    pool = train_corpora if train_corpora is not None else corpora
+    return tuple(corpus for corpus in pool if corpus != test_corpus)
 
 
 def parse_merges(items: Sequence[str]) -> dict[str, str]:
@@ -109,7 +171,20 @@ def apply_protocol_labels(manifest: pd.DataFrame, protocol: FoldProtocol) -> pd.
                 "rows without one (add an 'improvised' column to the CSV corpus)."
             )
         frame = frame[frame["improvised"].astype(bool)]
-    frame["label"] = frame["label"].astype(str).replace(protocol.merges)
+    if protocol.corpus_merges:  # cross-corpus: each corpus maps its own raw labels
+        unknown = sorted(set(frame["dataset"].astype(str)) - set(protocol.corpus_merges))
+        if unknown:
+            raise ValueError(
+                f"the manifest holds corpus(es) {', '.join(unknown)} that the protocol does not name (its corpora: "
+                f"{', '.join(protocol.corpus_merges)})."
+            )
+        labels = frame["label"].astype(str)
+        for corpus, merges in protocol.corpus_merges.items():
+            rows = frame["dataset"].astype(str) == corpus
+            labels = labels.mask(rows, labels[rows].replace(merges))
+        frame["label"] = labels
+    else:
+        frame["label"] = frame["label"].astype(str).replace(protocol.merges)
     if protocol.classes is not None:
         absent = [name for name in protocol.classes if name not in set(frame["label"])]
         if absent:
@@ -176,9 +251,13 @@ def _alpha_speaker_count(n_train: int, share: float) -> int:
 def make_folds(manifest: pd.DataFrame, *, protocol: FoldProtocol, folds: Sequence[int] | None = None) -> pd.DataFrame:
     """Return the fold table (``FOLD_COLUMNS``), folds numbered from 1, checked for leakage."""
     if protocol.scheme not in MADE_SCHEMES:
+        where = (
+            "trainers.cross_corpus.cross_corpus_folds (an experiment's data.sources)"
+            if protocol.scheme == "cross-corpus"
+            else "split files (trainers.given_folds.given_folds, sernas folds --from)"
+        )
         raise ValueError(
-            f"make_folds builds {' and '.join(MADE_SCHEMES)} folds; {protocol.scheme!r} folds come from split files "
-            "(trainers.given_folds.given_folds, sernas folds --from)."
+            f"make_folds builds {' and '.join(MADE_SCHEMES)} folds; {protocol.scheme!r} folds come from {where}."
         )
     frame = apply_protocol_labels(manifest, protocol)
     test_sets = _test_speaker_sets(frame, protocol.scheme)

@@ -58,6 +58,8 @@ class ManifestResult:
     dataset: str
     root: Path
     min_duration_s: float = DEFAULT_MIN_DURATION_S
+    # a manifest of several corpora (trainers.cross_corpus.combine_manifests): name -> "dataset at root"
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 def build_manifest(
@@ -169,6 +171,8 @@ def write_manifest(result: ManifestResult, out: str | Path, *, skip_bad: bool = 
         "rejected": len(result.problems),
         "min_duration_s": result.min_duration_s,
     }
+    if result.sources:
+        metadata["sources"] = dict(result.sources)
     if result.problems:
         buffer = io.StringIO()
         writer = csv.writer(buffer)

@@ -72,7 +72,7 @@ from trainers.gpu_memory import should_recompute
 from trainers.perturbation import select_by_perturbation
 from trainers.reporting import Reporter, ignore_reports
 from trainers.reproducibility import capture_rng_state, restore_rng_state, seed_everything
-from trainers.settings import SearchSettings
+from trainers.settings import SearchSettings, with_defaults_for_missing
 from trainers.shared_weights import score_genotypes_with_shared_weights, shared_weight_metrics, with_mixing
 from trainers.training import evaluate_split, make_loss, sgd_with_cosine, weight_step
 
@@ -117,6 +117,8 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         edge_normalization=settings.edge_normalization,
         in_channels=data.input_shape[0],
         checkpoint=settings.recompute is not False,
+        head=shape.head,
+        sequence=settings.sequence.for_supernet(lstm_hidden=shape.lstm_hidden),
     )
 
 
@@ -186,21 +188,6 @@ class _Cycle:
 
 
 # ---------------------------------------------------------------------------- the search loop
-
-
-_SETTINGS_ADDED_SINCE = ("method", "selection", "pt_finetune_epochs", "beta_decay", "random_ws_candidates")
-"""Search settings that checkpoints written before them do not record (issue 27)."""
-
-
-def _with_settings_added_since(state: dict) -> dict:
-    """``state`` whose settings lack ``_SETTINGS_ADDED_SINCE`` gets their defaults, which is what
-    that search ran with: it resumes under default settings, and is refused under others."""
-    stored = state.get("settings")
-    if not isinstance(stored, dict):
-        return state
-    fields = SearchSettings.model_fields
-    added = {name: fields[name].default for name in _SETTINGS_ADDED_SINCE if name not in stored}
-    return {**state, "settings": {**stored, **added}} if added else state
 
 
 def _is_collapsed(dominant: dict[str, list[str]]) -> bool:
@@ -294,7 +281,8 @@ def run_search(
     }
     state = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
-        state = _with_settings_added_since(state)
+        if isinstance(state.get("settings"), Mapping):  # settings added since it was written: their defaults
+            state = {**state, "settings": with_defaults_for_missing(state["settings"], SearchSettings)}
         check_resumable(state, identity=identity, path=checkpoint_path, optional=("data",))
         model.load_state_dict(state["model"])
         weight_optimizer.load_state_dict(state["weight_optimizer"])

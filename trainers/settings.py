@@ -9,12 +9,14 @@ config builds these objects; ``model_dump()`` is what checkpoints and results st
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_space import PRIMITIVES, validate_primitives
+from search_space import PRIMITIVES, SEQUENCE_OPS, HeadOptions, validate_primitives, validate_sequence_ops
 from search_space.cells import search_depth_problem
+from search_space.head import Pooling, SequenceInput
 from trainers.normalization import Normalization
 
 
@@ -23,7 +25,9 @@ class _Settings(BaseModel):
 
 
 class ModelShape(_Settings):
-    """Sizes shared by the supernet and the discrete network built from its genotype."""
+    """Sizes shared by the supernet and the discrete network built from its genotype (the
+    hand-made baseline included), and the recurrent head's options (search_space.head): the
+    genotype does not encode the head, these settings do."""
 
     layers: int = Field(4, ge=1, description="cells; reduction cells sit at 1/3 and 2/3 depth")
     nodes: int = Field(4, ge=1, description="intermediate nodes per cell (supernet only)")
@@ -31,6 +35,35 @@ class ModelShape(_Settings):
     lstm_hidden: int = Field(128, ge=1)
     lstm_layers: int = Field(1, ge=1)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    sequence_input: SequenceInput = Field(
+        "mean-frequency",
+        description="what the LSTM reads per time step: the CNN output averaged over frequency (C features) "
+        "or frequency-channels (frequency pooled to frequency_bins bands, flattened with the channels: C x K)",
+    )
+    frequency_bins: int = Field(
+        4, ge=1, le=64, description="with sequence_input frequency-channels: frequency bands K kept per step"
+    )
+    sequence_projection: int = Field(
+        0,
+        ge=0,
+        description="with sequence_input frequency-channels: a linear map of the C x K features to this many "
+        "per step before the LSTM (0: none)",
+    )
+    pooling: Pooling = Field(
+        "mean",
+        description="how a clip's LSTM outputs are pooled over its valid steps: mean, or stats (mean and "
+        "standard deviation, concatenated)",
+    )
+
+    @property
+    def head(self) -> HeadOptions:
+        """The recurrent head's options, as the networks take them."""
+        return HeadOptions(
+            sequence_input=self.sequence_input,
+            frequency_bins=self.frequency_bins,
+            sequence_projection=self.sequence_projection,
+            pooling=self.pooling,
+        )
 
 
 class WeightOptimizer(_Settings):
@@ -66,6 +99,34 @@ class SpecAugment(_Settings):
     @property
     def enabled(self) -> bool:
         return self.freq_masks > 0 or self.time_masks > 0
+
+
+class SequenceSearch(_Settings):
+    """The searched sequence stage (search_space/sequence_cell.py). Off by default: the fixed LSTM,
+    so existing configs and genotypes mean what they meant. On: the supernet's head runs a search
+    sequence cell of ``nodes`` nodes over ``ops`` at width ``hidden`` (None: ``shape.lstm_hidden``),
+    with its own alphas, and the derived genotype gets a ``sequence`` part (built at the
+    evaluation's ``lstm_hidden``)."""
+
+    enabled: bool = False
+    ops: tuple[str, ...] = SEQUENCE_OPS
+    nodes: int = Field(2, ge=1, description="intermediate nodes of the sequence cell")
+    hidden: int | None = Field(None, ge=1, description="width of the sequence cell (None: shape.lstm_hidden)")
+
+    @model_validator(mode="after")
+    def _known_ops(self) -> SequenceSearch:
+        validate_sequence_ops(self.ops)
+        if "bilstm" in self.ops and self.hidden is not None and self.hidden % 2 != 0:
+            raise ValueError(
+                f"hidden must be even with bilstm (it splits hidden between directions), but got {self.hidden}"
+            )
+        return self
+
+    def for_supernet(self, *, lstm_hidden: int) -> dict[str, Any] | None:
+        """What :class:`search_space.SuperNet` takes as ``sequence`` (None when off)."""
+        if not self.enabled:
+            return None
+        return {"ops": list(self.ops), "nodes": self.nodes, "hidden": self.hidden or lstm_hidden}
 
 
 Imbalance = Literal["weighted-loss", "balanced-sampling", "none"]
@@ -125,6 +186,9 @@ class SearchSettings(_Settings):
         description="beta-DARTS regularisation (Ye et al. 2022): weight of the mean log-sum-exp of the alphas in "
         "the architecture loss, ramped linearly to this value over the epochs (0: off)",
     )
+    sequence: SequenceSearch = Field(
+        SequenceSearch(), description="search the sequence stage after the CNN cells too (off: the fixed LSTM)"
+    )
     random_ws_candidates: int = Field(
         16, ge=1, description="with method=random-ws: random genotypes ranked with the shared weights"
     )
@@ -158,6 +222,20 @@ class SearchSettings(_Settings):
                 )
             if self.beta_decay > 0:
                 raise ValueError(f"beta_decay={self.beta_decay} needs method='darts': random-ws trains no alphas")
+        if self.sequence.enabled and (self.method != "darts" or self.selection != "argmax"):
+            raise ValueError(
+                f"sequence.enabled needs method='darts' and selection='argmax' (random-ws and perturbation do not "
+                f"yet decide a sequence cell), but got method={self.method!r}, selection={self.selection!r}"
+            )
+        if (
+            self.sequence.enabled
+            and "bilstm" in self.sequence.ops
+            and self.sequence.hidden is None
+            and self.shape.lstm_hidden % 2 != 0
+        ):
+            raise ValueError(
+                f"sequence.ops has bilstm, which needs an even width, but shape.lstm_hidden is {self.shape.lstm_hidden}"
+            )
         if self.pt_finetune_epochs > 0 and self.selection != "perturbation":
             raise ValueError(
                 f"pt_finetune_epochs={self.pt_finetune_epochs} needs selection='perturbation' "
@@ -217,3 +295,22 @@ class EvalSettings(_Settings):
     def network_init_channels(self) -> int:
         """First-cell channels of the evaluated network: ``shape.init_channels`` widened by ``widen``."""
         return max(1, round(self.shape.init_channels * self.widen))
+
+
+def with_defaults_for_missing(stored: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``stored`` (a ``model_dump`` of ``model`` written by an older version) with every setting it
+    lacks filled in with its default, nested groups included.
+
+    A checkpoint records its settings; one written before a setting existed ran with that
+    setting's default, so it resumes under the default and is refused under any other value.
+    """
+    filled: dict[str, Any] = dict(stored)
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        nested = isinstance(kind, type) and issubclass(kind, BaseModel)
+        if name not in filled:
+            default = info.get_default(call_default_factory=True)
+            filled[name] = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+        elif nested and isinstance(filled[name], Mapping):
+            filled[name] = with_defaults_for_missing(filled[name], kind)
+    return filled

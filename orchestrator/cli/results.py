@@ -132,6 +132,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         connect,
         cross_eval_summary,
         search_verdicts,
+        speaker_check_notes,
     )
     from orchestrator.selection import OPTIMISTIC_NOTE, nested_estimates
 
@@ -162,6 +163,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             raise UserError(f"query failed: {str(error).splitlines()[0]}") from None
         estimates = {} if args.sql else nested_estimates(board)
         absent = [] if args.sql else absent_class_notes(board)
+        overlap = [] if args.sql else speaker_check_notes(board)
     optimistic = not args.sql and args.rank_by == "test"
     if optimistic:
         error_console.print(f"[yellow]{OPTIMISTIC_NOTE}.[/]")
@@ -190,6 +192,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 ),
                 soft_wrap=False,  # the title and the caption wrap at the table's width
             )
+        for note in overlap:  # a fold whose test speakers also train (or are unknown): optimistic test figures
+            console.print(f"[yellow]note: {escape(note)}[/]")
         for note in absent:  # a split without some class: its UA counts that class as recall 0
             console.print(f"[yellow]note: {escape(note)}[/]")
     elif args.format == "csv":
@@ -205,6 +209,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                 "nested_estimate": {name: estimate.to_dict() for name, estimate in estimates.items()},
                 **({"search_verdicts": [verdict.to_dict() for verdict in verdicts]} if cross_eval else {}),
                 "absent_classes": absent,
+                "speaker_checks": overlap,
                 "rows": json.loads(text),
             }
             text = json.dumps(document, indent=2) + "\n"

@@ -171,6 +171,11 @@ def run_search_command(
         f"for speaker statistics), {prepared.folds['fold'].nunique()} folds, classes "
         f"{', '.join(prepared.classes)} in {time.perf_counter() - started:.1f} s (data in {prepared.data_dir})."
     )
+    if config.folds.scheme == "cross-corpus":  # which corpora train and test, and each corpus's class mapping
+        from trainers.cross_corpus import cross_corpus_summary
+
+        for line in cross_corpus_summary(prepared.folds, prepared.manifest, protocol=config.fold_protocol()):
+            console.print(f"  {escape(line)}")
     with ray_session(address):
         summary = run_experiment(config, prepared=prepared, resume=resume, console=console)
     console.print(

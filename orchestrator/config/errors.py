@@ -27,22 +27,30 @@ def short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The one model class an annotation holds (``X``, ``X | None``, ``tuple[X, ...]``), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is None:
+        return None
+    models = {model for arg in get_args(annotation) if (model := _model_in(arg)) is not None}
+    return models.pop() if len(models) == 1 else None
+
+
 def _field_names(model: type[BaseModel] | None, loc: Sequence[str | int]) -> list[str] | None:
-    """The field names of the model found by walking ``loc`` from ``model`` (None if unknown)."""
-    current: Any = model
+    """The field names of the model found by walking ``loc`` from ``model`` (None if unknown);
+    an index (``data.sources.1``) walks into a tuple or list of models."""
+    current: type[BaseModel] | None = model
     for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if current is None:
             return None
+        if isinstance(part, int):
+            continue
         field = current.model_fields.get(str(part))
         if field is None:
             return None
-        current = field.annotation
-        if get_origin(current) is not None:  # Optional[X] / X | None
-            models = [arg for arg in get_args(current) if isinstance(arg, type) and issubclass(arg, BaseModel)]
-            current = models[0] if len(models) == 1 else None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
+        current = _model_in(field.annotation)
+    return None if current is None else list(current.model_fields)
 
 
 def error_lines(error: ValidationError, *, model: type[BaseModel] | None = None) -> list[str]:

@@ -18,6 +18,7 @@ from orchestrator.config.trial_settings import SHORTHANDS, build_settings, setti
 from orchestrator.config.tune import TuneConfig
 from orchestrator.names import NAME_RULE, check_name
 from trainers.device import DEVICE_SPEC_HELP, check_device_spec, device_spec_problem
+from trainers.folds import training_corpora
 from trainers.settings import EvalSettings, SearchSettings
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ class ExperimentConfig(StrictModel):
                 )
             )
         errors.extend(self._given_folds_have_files())
+        errors.extend(self._cross_corpus_has_sources())
         errors.extend(self._wilcoxon_reachable())
         errors.extend(self._seeds_are_replicates())
         errors.extend(self._epoch_steps_align())
@@ -211,6 +213,65 @@ class ExperimentConfig(StrictModel):
         if self.data.root is None:
             return [(("data", "root"), "folds.scheme given reads the folds from the split files at data.root", None)]
         return []
+
+    def _cross_corpus_has_sources(self) -> list[Issue]:
+        """``folds.scheme: cross-corpus`` reads several corpora (``data.sources``), and only it does; its
+        test and training corpora are sources, and every fold keeps a corpus to train on."""
+        folds, names = self.folds, self.data.source_names()
+        if folds.scheme != "cross-corpus":
+            if self.data.sources is None:
+                return []
+            return [
+                (
+                    ("folds", "scheme"),
+                    f"data.sources holds several corpora, which folds.scheme cross-corpus splits (train on some, test "
+                    f"on another), but the scheme is {folds.scheme!r}",
+                    folds.scheme,
+                )
+            ]
+        if self.data.sources is None:
+            return [
+                (
+                    ("data", "sources"),
+                    "folds.scheme cross-corpus trains on some corpora and tests on another: list them in data.sources "
+                    "(each with dataset, root or manifest, and its merges) instead of data.dataset",
+                    None,
+                )
+            ]
+        errors: list[Issue] = []
+        for key in ("test_corpora", "train_corpora"):
+            unknown = [name for name in getattr(folds, key) or () if name not in names]
+            if unknown:
+                errors.append(
+                    (
+                        ("folds", key),
+                        f"unknown corpus {', '.join(map(repr, unknown))}; the corpora of data.sources are "
+                        f"{', '.join(names)}",
+                        list(getattr(folds, key)),
+                    )
+                )
+        if errors:
+            return errors
+        for test in folds.test_corpora or ():
+            if not training_corpora(test, corpora=names, train_corpora=folds.train_corpora):
+                errors.append(
+                    (
+                        ("folds", "train_corpora"),
+                        f"the fold testing on {test} has no corpus to train on (a fold never trains on its test corpus)",
+                        list(folds.train_corpora or ()),
+                    )
+                )
+        n_folds = len(folds.test_corpora or ())
+        beyond = [fold for fold in folds.use or () if fold > n_folds]
+        if beyond:
+            errors.append(
+                (
+                    ("folds", "use"),
+                    f"fold(s) {beyond} do not exist: cross-corpus has one fold per test corpus, 1..{n_folds}",
+                    list(folds.use or ()),
+                )
+            )
+        return errors
 
     def _wilcoxon_reachable(self) -> list[Issue]:
         """A Wilcoxon pruner over too few inner folds can never reach its p threshold: say so now.
@@ -273,7 +334,8 @@ class ExperimentConfig(StrictModel):
         ]
 
     def fold_protocol(self) -> FoldProtocol:
-        """The ``FoldProtocol`` of this experiment (classes, merges, improvised-only, folds)."""
+        """The ``FoldProtocol`` of this experiment (classes, merges, improvised-only, folds; with sources,
+        each corpus's merges and the test and training corpora)."""
         from trainers.folds import FoldProtocol
 
         return FoldProtocol(
@@ -284,4 +346,7 @@ class ExperimentConfig(StrictModel):
             valid_speakers=self.folds.valid_speakers,
             arch_share=self.folds.arch_share,
             seed=self.folds.seed,
+            test_corpora=self.folds.test_corpora or (),
+            train_corpora=self.folds.train_corpora,
+            corpus_merges={source.name: source.merges for source in self.data.sources or ()},
         )

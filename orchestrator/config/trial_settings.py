@@ -43,7 +43,18 @@ class SpaceConfig(Protocol):
     def eval(self) -> EvalSettings: ...
 
 
-_SHAPE = ("layers", "nodes", "init_channels", "lstm_hidden", "lstm_layers", "dropout")
+_SHAPE = (
+    "layers",
+    "nodes",
+    "init_channels",
+    "lstm_hidden",
+    "lstm_layers",
+    "dropout",
+    "sequence_input",
+    "frequency_bins",
+    "sequence_projection",
+    "pooling",
+)
 SHORTHANDS: Mapping[str, tuple[str, ...]] = {
     **{name: (f"search.shape.{name}", f"eval.shape.{name}") for name in _SHAPE},
     "seed": ("search.seed", "eval.seed"),
@@ -92,7 +103,7 @@ def _trial_value(name: str, value: Any) -> Any:
     """A sampled value as the settings take it (Ray/Optuna may hand numpy scalars back)."""
     if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
         value = value.item()
-    if targets(name) == ("search.primitives",) and isinstance(value, str):
+    if targets(name) in (("search.primitives",), ("search.sequence.ops",)) and isinstance(value, str):
         value = tuple(part.strip() for part in value.split(",") if part.strip())
     return value
 

@@ -13,7 +13,7 @@ One module per concept: ``schema`` (the typed ``FoldRow``, columns, version), ``
 cache), ``scan`` (listing good and damaged files), ``sources`` (rows of files as a DuckDB
 query, local or object store), ``snapshots`` (compaction), ``views`` (``connect``, the
 rankings), ``cross_eval`` (the cross-eval view) and ``absent_classes`` (runs whose splits lack a
-class). This package re-exports their public names.
+class) and ``speaker_checks`` (runs on folds that are not speaker-independent). This package re-exports their public names.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from orchestrator.leaderboard.schema import (
 from orchestrator.leaderboard.search_value import SearchVerdict, search_verdicts
 from orchestrator.leaderboard.snapshots import SNAPSHOT_GRACE_SECONDS, Compaction, compact
 from orchestrator.leaderboard.sources import SOURCE_COLUMN
+from orchestrator.leaderboard.speaker_checks import SPEAKER_CHECK_SQL, speaker_check_notes
 from orchestrator.leaderboard.views import (
     AUTO_COMPACT_FILES,
     SUMMARY_VIEWS,
@@ -77,6 +78,8 @@ __all__ = [
     "BASELINE",
     "RENAMED_COLUMNS",
     "absent_class_notes",
+    "SPEAKER_CHECK_SQL",
+    "speaker_check_notes",
     "CROSS_EVAL_SQL",
     "STAGES",
     "cross_eval_summary",

@@ -9,7 +9,7 @@ all follow from it.
 Versions: 2 added the cross-eval columns, 3 nested selection and the evaluated network's
 settings, 4 renamed the test figures ``ua``, ``wa``, ``macro_f1`` to ``test_ua``, ``test_wa``,
 ``test_macro_f1`` (files written before are read under the new names) and added
-``test_absent_classes`` / ``valid_absent_classes``.
+``test_absent_classes`` / ``valid_absent_classes``, ``control`` and ``speaker_check``.
 """
 
 from __future__ import annotations
@@ -178,9 +178,27 @@ class FoldRow:
     weights_lr: float | None = _column(pa.float64(), "learning rate of the network weights")
     search_epochs: int | None = _column(pa.int32(), "configured search epochs")
     eval_epochs: int | None = _column(pa.int32(), "configured evaluation epochs")
-    dataset: str = _column(pa.string(), "corpus: `iemocap`, `msp-improv`, `synthetic`, ...", required=True)
+    dataset: str = _column(
+        pa.string(),
+        "corpus: `iemocap`, `msp-improv`, `synthetic`, ...; cross-corpus folds: the fold's training corpora "
+        "(`+`-joined) `->` its test corpus, e.g. `iemocap->msp-improv`",
+        required=True,
+    )
     feature_preset: str = _column(pa.string(), "feature preset, e.g. `paper-mfcc`", required=True)
-    fold_scheme: str = _column(pa.string(), "`loso` or `speaker-pairs`", required=True)
+    fold_scheme: str = _column(
+        pa.string(),
+        "`loso`, `speaker-pairs`, `given` (the folds of split files: EmoBox, s3prl, SpeechBrain) or `cross-corpus` "
+        "(train on some corpora, test on another)",
+        required=True,
+    )
+    speaker_check: str | None = _column(
+        pa.string(),
+        "the fold table's `speaker_check` of the (outer) fold: `independent` (every speaker has one role), `overlap` "
+        "(a test speaker also trains or validates, or a speaker has two roles) or `unknown` (some speaker is not "
+        "known); null before schema 4",
+        since=4,
+        default=None,
+    )
     classes: str | Sequence[str] = _column(pa.string(), "JSON list of class names in label-index order", required=True)
     genotype: str | Mapping[str, Any] | None = _column(
         pa.string(), "canonical Genotype JSON; null for baseline models and failed rows", result=True

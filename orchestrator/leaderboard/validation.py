@@ -26,6 +26,7 @@ from orchestrator.leaderboard.schema import (
     FoldRow,
 )
 from orchestrator.names import check_name
+from trainers.folds import SPEAKER_CHECKS
 
 __all__ = ["validate_fold_row", "validate_trial_row"]
 
@@ -149,6 +150,10 @@ def validate_fold_row(row: FoldRow | Mapping[str, Any]) -> dict[str, Any]:
         for name in ("source_trial_id", "source_fold", "test_seen_in_search"):
             if clean[name] is not None:
                 raise ValueError(f"column {name!r} must be null in a search row, but got {clean[name]!r}.")
+    if clean["speaker_check"] is not None and clean["speaker_check"] not in SPEAKER_CHECKS:
+        raise ValueError(
+            f"column 'speaker_check' must be one of {SPEAKER_CHECKS} (or null), but got {clean['speaker_check']!r}."
+        )
     if clean["fold"] < 1:
         raise ValueError(f"column 'fold' must be >= 1 (folds are numbered from 1), but got {clean['fold']}.")
     if clean["n_folds"] < 1:

@@ -1,4 +1,5 @@
-"""Drawing a genotype's normal and reduction cells (nodes, edges labelled with their ops)."""
+"""Drawing a genotype's normal and reduction cells (nodes, edges labelled with their ops), and its
+sequence cell over time when it has one (else the fixed LSTM, which is not drawn)."""
 
 from __future__ import annotations
 
@@ -105,6 +106,60 @@ def draw_cell(ax: Any, edges: Sequence[tuple[str, int]], concat: Sequence[int], 
     ax.axis("off")
 
 
+def draw_sequence_cell(ax: Any, edges: Sequence[tuple[str, int]], title: str) -> None:
+    """The sequence cell: its input (state 0, the projected CNN sequence) on the left, nodes 0..n-1
+    left to right, every edge an arrow labelled with its op, the nodes averaged into the output."""
+    nodes = (len(edges) + 1) // 2
+    where = {0: (0.0, 0.0), **{node + 1: (node + 1.0, 0.6 if node % 2 == 0 else -0.6) for node in range(nodes)}}
+    out = (nodes + 1.0, 0.0)
+    box = {"boxstyle": "round,pad=0.3", "ec": "#333"}
+    for state, (x, y) in where.items():
+        label, colour = ("x", "#cfe2f3") if state == 0 else (str(state - 1), "#f4cccc")
+        ax.text(x, y, label, ha="center", va="center", fontsize=10, bbox={**box, "fc": colour}, zorder=3)
+    ax.text(*out, "mean", ha="center", va="center", fontsize=10, bbox={**box, "fc": "#d9ead3"}, zorder=3)
+    for number, (op, source) in enumerate(edges):
+        target = (number + 1) // 2 + 1  # node 0 has one edge, every later node two
+        start, end = where[source], where[target]
+        others = [xy for state, xy in where.items() if state not in (source, target)] + [out]
+        rad = _clear_bend(start, end, others, prefer=0.25 if number % 2 == 0 else -0.25)
+        ax.annotate(
+            "",
+            xy=end,
+            xytext=start,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "#555",
+                "shrinkA": 14,
+                "shrinkB": 14,
+                "connectionstyle": f"arc3,rad={rad}",
+            },
+            zorder=1,
+        )
+        lx, ly = _bezier_middle(start, end, rad)
+        ax.text(
+            lx,
+            ly,
+            op,
+            fontsize=7,
+            ha="center",
+            va="center",
+            zorder=2,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+    for state in range(1, nodes + 1):
+        ax.annotate(
+            "",
+            xy=out,
+            xytext=where[state],
+            arrowprops={"arrowstyle": "-|>", "color": "#999", "linestyle": "--", "shrinkA": 12, "shrinkB": 14},
+        )
+    ax.set_xlim(-0.6, nodes + 1.6)
+    ax.set_ylim(-1.6, 1.6)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.axis("off")
+
+
 def cells_section(best_genotype: tuple[str, str] | None) -> str:
     if best_genotype is None:
         return empty("The best trials have no searched genotype (e.g. baseline models only).")
@@ -113,13 +168,20 @@ def cells_section(best_genotype: tuple[str, str] | None) -> str:
         genotype = Genotype.from_json(text)
     except ValueError as exc:
         return empty(f"The best genotype {hash_} cannot be drawn: {exc}")
-    width = 1.6 * (max(genotype.normal_nodes, genotype.reduce_nodes) + 2.2)
-    fig = Figure(figsize=(width, 2 * 1.6 * 3.2 + 0.8))
-    normal, reduce = fig.subplots(2, 1)
-    draw_cell(normal, genotype.normal, genotype.normal_concat, "normal cell")
-    draw_cell(reduce, genotype.reduce, genotype.reduce_concat, "reduction cell")
+    rows = 3 if genotype.sequence is not None else 2
+    width = 1.6 * (max(genotype.normal_nodes, genotype.reduce_nodes, genotype.sequence_nodes) + 2.2)
+    fig = Figure(figsize=(width, rows * 1.6 * 3.2 + 0.8))
+    axes = fig.subplots(rows, 1)
+    draw_cell(axes[0], genotype.normal, genotype.normal_concat, "normal cell")
+    draw_cell(axes[1], genotype.reduce, genotype.reduce_concat, "reduction cell")
+    if genotype.sequence is not None:
+        draw_sequence_cell(axes[2], genotype.sequence, "sequence cell (over time)")
+        stage = "the sequence cell over time, whose nodes are averaged into its output"
+    else:
+        stage = "the fixed LSTM over time (no searched sequence cell)"
     return (
         f"<p>Genotype <code>{html.escape(hash_)}</code> (the best-ranked genotype); dashed arrows: nodes "
-        f"concatenated into the cell output.</p><pre>{html.escape(genotype.to_json())}</pre>"
-        + figure_html(fig, "normal and reduction cells")
+        f"concatenated into the cell output. After the cells: {stage}.</p>"
+        f"<pre>{html.escape(genotype.to_json())}</pre>"
+        + figure_html(fig, "normal, reduction and sequence cells" if rows == 3 else "normal and reduction cells")
     )

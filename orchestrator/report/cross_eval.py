@@ -20,11 +20,13 @@ from orchestrator.report.html import empty, figure_html, html_table
 __all__ = ["CROSS_EVAL_FOLDS_SQL", "cross_eval_section"]
 
 CROSS_EVAL_FOLDS_SQL = """
-SELECT experiment, genotype_hash, fold, avg(test_ua) AS test_ua, bool_or(test_seen_in_search) AS seen
+SELECT experiment, genotype_hash, fold, avg(test_ua) AS test_ua, bool_or(test_seen_in_search) AS seen,
+       any_value(dataset) AS dataset
 FROM runs WHERE stage = 'cross-eval' AND status = 'completed' AND test_ua IS NOT NULL
 GROUP BY ALL
 """
-"""Test UA per (genotype, fold), the mean over seeds, and whether the genotype's search saw the fold's test speakers."""
+"""Test UA per (genotype, fold), the mean over seeds, whether the genotype's search saw the fold's test speakers,
+and the fold's dataset (a cross-corpus fold's ``train->test`` corpora label its column)."""
 
 TOP_CELLS = 2
 
@@ -53,7 +55,12 @@ def _heatmap(table: pd.DataFrame, folds: pd.DataFrame) -> str:
         ax.text(col, row, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
         if seen[row, col]:  # hatched as well as starred, so they read as marked without colour
             ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", edgecolor="white", lw=0))
-    ax.set_xticks(range(n_folds), [str(k + 1) for k in range(n_folds)])
+    corpora = {
+        int(r.fold): str(r.dataset) for r in folds.itertuples() if isinstance(r.dataset, str) and "->" in r.dataset
+    }
+    ax.set_xticks(
+        range(n_folds), [f"{k + 1}\n{corpora[k + 1]}" if k + 1 in corpora else str(k + 1) for k in range(n_folds)]
+    )
     ax.set_yticks(range(len(keys)), labels, fontsize=8)
     ax.set_xlabel("fold")
     fig.colorbar(image, ax=ax, label="test UA (mean over seeds)")

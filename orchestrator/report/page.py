@@ -16,7 +16,8 @@ external script, font or image is referenced. Sections (each ``<section id=...>`
 ``cells``         the best genotype's normal and reduction cells (nodes, edges labelled with ops)
 
 A section without data shows one sentence instead. Damaged part files are listed in a note, and so
-are runs whose test or validation speakers lacked a class (``leaderboard.absent_classes``).
+are runs on folds that are not speaker-independent (``leaderboard.speaker_checks``) and runs whose
+test or validation speakers lacked a class (``leaderboard.absent_classes``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from orchestrator.leaderboard import (
     connect,
     cross_eval_summary,
     search_verdicts,
+    speaker_check_notes,
 )
 from orchestrator.report.cells import cells_section
 from orchestrator.report.cross_eval import CROSS_EVAL_FOLDS_SQL, cross_eval_section
@@ -116,6 +118,19 @@ def _absent_note(board: Leaderboard) -> str:
     )
 
 
+def _speaker_note(board: Leaderboard) -> str:
+    """A note naming the runs on folds that are not speaker-independent (``speaker_check`` overlap or unknown)."""
+    notes = speaker_check_notes(board)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return (
+        '<div class="note"><strong>Folds that are not speaker-independent</strong> (searched only because '
+        f"folds.accept_speaker_overlap allowed it; their test figures are not speaker-independent):<ul>{items}</ul>"
+        "</div>"
+    )
+
+
 def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
     trials = board.summary("trial")
     genotypes = board.summary("genotype")
@@ -177,7 +192,7 @@ def _render(board: Leaderboard, *, experiment: str | None, storage: str) -> str:
         f"<h1>{html.escape(title)}</h1>"
         f"<p>Leaderboard <code>{html.escape(storage)}</code>; {len(trials)} trial(s) with finished folds, "
         f"{failed} failed run(s) left out of the rankings; written {created}.</p>"
-        f"{_damage_note(board)}{_absent_note(board)}<nav><ul>{toc}</ul></nav>{sections}</body></html>\n"
+        f"{_damage_note(board)}{_speaker_note(board)}{_absent_note(board)}<nav><ul>{toc}</ul></nav>{sections}</body></html>\n"
     )
 
 

@@ -53,6 +53,14 @@ def estimate_section(estimates: Mapping[str, NestedEstimate]) -> str:
             "result of the search."
         )
         picks = pd.DataFrame([vars(pick) for pick in estimate.picks])
+        per_dataset = estimate.by_dataset()
+        per_corpus = (
+            "<p>Per test corpus (the chosen trial's test UA, mean over the folds testing on it): "
+            + ", ".join(f"{html.escape(name)} <strong>{ua:.4f}</strong>" for name, ua in per_dataset.items())
+            + ". Every fold trained, validated and chose on its training corpora only.</p>"
+            if per_dataset
+            else ""
+        )
         pooled = estimate.pooled
         pooled_text = (
             "<p>No pooled figure: the chosen trials' predictions are not stored (rows written before them).</p>"
@@ -74,9 +82,11 @@ def estimate_section(estimates: Mapping[str, NestedEstimate]) -> str:
             f"{estimate.mean_test_ua:.4f}{spread}</strong> over {len(estimate.picks)}/{estimate.n_folds} outer "
             "folds. Each outer fold has its own Optuna study, which proposed, pruned and chose among that fold's "
             "trials on its non-test speakers only; the chosen trial's test UA on that fold is counted, and the test "
-            f"speakers chose nothing.</p>{pooled_text}<p>{optimistic}</p>"
+            f"speakers chose nothing.</p>{per_corpus}{pooled_text}<p>{optimistic}</p>"
             + html_table(
-                picks, ["fold", "trial_id", "candidates", "genotype_hash", "valid_ua", "test_ua", "oracle_test_ua"]
+                picks,
+                ["fold", *(["dataset"] if per_dataset else []), "trial_id", "candidates", "genotype_hash", "valid_ua"]
+                + ["test_ua", "oracle_test_ua"],
             )
         )
     return "".join(parts)

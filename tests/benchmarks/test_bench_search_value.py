@@ -36,12 +36,16 @@ def rows_for(*, darts_valid: float, random_ws_valid: float) -> list[dict]:
     rows = []
     for f in FOLDS:
         for i in range(3):
-            rows.append({"fold": f, "seed": 0, "name": f"random-{i}", "valid_ua": 0.5 + 0.01 * i, "ua": 0.5 + 0.01 * i})
+            rows.append(
+                {"fold": f, "seed": 0, "name": f"random-{i}", "valid_ua": 0.5 + 0.01 * i, "test_ua": 0.5 + 0.01 * i}
+            )
             rows[-1]["params"] = 100 + i
-        rows.append({"fold": f, "seed": 0, "name": bench.HANDMADE, "valid_ua": 0.55, "ua": 0.55})
+        rows.append({"fold": f, "seed": 0, "name": bench.HANDMADE, "valid_ua": 0.55, "test_ua": 0.55})
         for name, valid, test in (("darts", darts_valid, 0.6 + 0.001 * f), ("random-ws", random_ws_valid, 0.505)):
             shared = {"running": [0.3, 0.2, 0.1], "batch": [0.1, 0.2, 0.3]}
-            rows.append({"fold": f, "seed": 0, "name": name, "valid_ua": valid, "ua": test, "shared_weight_ua": shared})
+            rows.append(
+                {"fold": f, "seed": 0, "name": name, "valid_ua": valid, "test_ua": test, "shared_weight_ua": shared}
+            )
     return rows
 
 
@@ -136,7 +140,7 @@ def test_the_whole_pipeline_at_tiny_budgets(tmp_path, monkeypatch):
         "fold_data",
         lambda corpus, fold: make_fold_data(n_train=24, n_valid=12, n_test=12, fold=fold, normalization=None),
     )
-    monkeypatch.setattr(bench, "logistic_regression_ua", lambda corpus, fold, per_speaker: 0.4)
+    monkeypatch.setattr(bench, "per_speaker_logistic_ua", lambda corpus, folds: dict.fromkeys(folds, 0.4))
     lines: list[str] = []
     result = bench.run(
         tmp_path, fold_numbers=[1, 2], seeds=[0], random=2, search_epochs=1, eval_epochs=1, jobs=1, say=lines.append
@@ -162,7 +166,7 @@ def test_the_whole_pipeline_at_tiny_budgets(tmp_path, monkeypatch):
     assert result["goal"]["smallest_possible_p"] == 0.25 and result["goal"]["met"] is False  # 2 folds: p >= 0.25
     rows = run_all._search_value(json.loads(json.dumps(result)))  # the results file is JSON; its SUMMARY rows
     assert len(rows) == 2 and "chosen by validation" in rows[0] and "| NOT met (" in rows[0]
-    assert all(math.isfinite(r["ua"]) and math.isfinite(r["valid_ua"]) for r in result["rows"])
+    assert all(math.isfinite(r["test_ua"]) and math.isfinite(r["valid_ua"]) for r in result["rows"])
     with pytest.raises(ValueError, match="methods must be among"):
         bench.run(
             tmp_path,

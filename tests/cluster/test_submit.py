@@ -121,12 +121,19 @@ def test_address_defaults(monkeypatch, tmp_path):
         (["submit", "--config", "nope.yaml"], "config nope.yaml does not exist"),
         (["submit", "--stop", "raysubmit_x", "--config", "configs/demo.yaml"], "--stop JOB_ID takes no --config"),
         (["submit", "--cross-eval", "demo", "--top", "2"], "--cross-eval needs --storage"),
-        (["submit", "--cross-eval", "demo", "--storage", "/r"], "--cross-eval needs --top N and/or --genotype"),
+        (
+            ["submit", "--cross-eval", "demo", "--storage", "/r"],
+            "--cross-eval needs --top N, --genotype HASH|JSON|baseline and/or --random K",
+        ),
         (
             ["submit", "--config", "configs/demo.yaml", "--top", "2"],
-            "--top, --genotype, --seeds and --settings go with",
+            "--top, --genotype, --seeds, --settings and --random go with",
         ),
-        (["submit", "--config", "configs/demo.yaml", "--settings", "source"], "--settings go with --cross-eval"),
+        (
+            ["submit", "--config", "configs/demo.yaml", "--settings", "source"],
+            "--settings and --random go with --cross-eval",
+        ),
+        (["submit", "--config", "configs/demo.yaml", "--random", "3"], "--settings and --random go with --cross-eval"),
         (["submit", "--config", "configs/demo.yaml", "--resume", "--restart", "remove"], "exclude each other"),
         (["submit", "--cross-eval", "demo", "--storage", "/r", "--restart", "archive"], "--restart goes with --config"),
         (["cluster", "local", "--workers", "-1", "--state", "{tmp}/s.json"], "workers must be in 0..16"),

@@ -185,7 +185,7 @@ def test_every_bad_key_is_reported(write):
     message = error_of(write(), "tune.num_samples=0", "data.preset=mfcc", "folds.scheme=kfold")
     assert "tune.num_samples: Input should be greater than or equal to 1 (got 0)" in message
     assert "data.preset: unknown feature preset 'mfcc'; expected one of: paper-mfcc" in message
-    assert "folds.scheme: Input should be 'loso', 'speaker-pairs' or 'given' (got 'kfold')" in message
+    assert "folds.scheme: Input should be 'loso', 'speaker-pairs', 'given' or 'cross-corpus' (got 'kfold')" in message
     assert all(line.startswith(f"{write()}: ") for line in message.splitlines())
 
 
@@ -377,6 +377,15 @@ def test_settings_for_trial_applies_shorthands_to_search_and_eval(write):
     assert config.search.shape.layers == 4  # the config itself is untouched (frozen)
 
 
+def test_head_options_are_shape_shorthands_for_search_and_eval(write):
+    config = load_config(
+        write(), overrides=["space.pooling={choice: [mean, stats]}", "space.sequence_input=frequency-channels"]
+    )
+    search, evaluation = settings_for_trial(config, {"layers": 3, "weights_lr": 0.05, "pooling": "stats"})
+    assert search.shape.head == evaluation.shape.head
+    assert (evaluation.shape.pooling, evaluation.shape.sequence_input) == ("stats", "frequency-channels")
+
+
 def test_settings_for_trial_enforces_bounds_and_names(write):
     config = load_config(write())
     with pytest.raises(ConfigError, match=r"search\.weights\.lr: Input should be greater than 0"):
@@ -499,3 +508,91 @@ def test_the_device_is_checked_against_the_trials_gpu_share(write, device, gpu, 
 def test_devices_a_trial_can_use_load(write, device, gpu):
     config = load_config(write(), overrides=[f"device={device}", f"tune.resources.gpu={gpu}"])
     assert config.device == device and config.tune.resources.gpu == gpu
+
+
+# ------------------------------------------------------------------------------- cross-corpus
+CROSS = """\
+name: cross
+data:
+  preset: logmel-32
+  classes: [neu, hap, sad, ang]
+  sources:
+    - {name: source, dataset: synthetic, root: source, merges: {exc: hap}}
+    - {name: target, dataset: synthetic, root: target, synthetic: {seed: 1}}
+folds: {scheme: cross-corpus, test_corpora: [target]}
+"""
+
+
+def test_a_cross_corpus_config_names_its_corpora_and_their_class_mapping(write, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write(CROSS))
+    assert config.data.dataset is None and config.data.source_names() == ("source", "target")
+    assert [corpus.root for corpus in config.data.corpora()] == [tmp_path / "source", tmp_path / "target"]
+    assert config.data.sources[1].synthetic.seed == 1 and config.data.sources[0].synthetic.seed == 0
+    protocol = config.fold_protocol()
+    assert (protocol.scheme, protocol.test_corpora, protocol.train_corpora) == ("cross-corpus", ("target",), None)
+    assert protocol.corpus_merges == {"source": {"exc": "hap"}, "target": {}}
+    assert protocol.training_corpora("target") == ("source",)
+    assert ExperimentConfig.model_validate(yaml.safe_load(dump_config(config))) == config
+    # A source's name defaults to its dataset (or the corpus of split files).
+    named = load_config(
+        write(CROSS.replace("{name: source, dataset: synthetic", "{dataset: synthetic"), name="named.yaml"),
+        overrides=["folds.test_corpora=[target]"],
+    )
+    assert named.data.source_names() == ("synthetic", "target")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            [("merges: {exc: hap}", "merges: {exc: happy}")],
+            "data.sources.0.merges.exc: merge target 'happy' is not among classes neu, hap, sad, ang",
+        ),
+        (
+            [("name: target", "name: source")],
+            "data.sources.1.name: sources 0 and 1 are both named 'source': give each corpus its own name",
+        ),
+        (["data.root=corpus"], "data.root: with sources, give root per corpus (data.sources[i].root)"),
+        (["data.dataset=iemocap"], "data.dataset: with sources, give dataset per corpus"),
+        (["data.merges={exc: hap}"], "data.merges: with sources, each corpus maps its own labels"),
+        (["data.classes=null"], "data.classes: sources need the classes every corpus is mapped to"),
+        (["folds.scheme=loso", "folds.test_corpora=null"], "folds.scheme: data.sources holds several corpora"),
+        (["folds.test_corpora=[msp]"], "folds.test_corpora: unknown corpus 'msp'; the corpora of data.sources are"),
+        (["folds.test_corpora=null"], "folds.test_corpora: scheme cross-corpus needs the corpora to test on"),
+        (["folds.test_corpora=[target, target]"], "folds.test_corpora: must name each corpus once"),
+        (
+            ["folds.train_corpora=[target]"],
+            "folds.train_corpora: the fold testing on target has no corpus to train on",
+        ),
+        (["folds.use=[2]"], "folds.use: fold(s) [2] do not exist: cross-corpus has one fold per test corpus, 1..1"),
+        (
+            [("root: source", "rot: source")],
+            "data.sources.0.rot: unknown key; expected one of: dataset, root, manifest, min_duration_s",
+        ),
+        ([("root: source, ", "")], "data.sources.0: give root (a corpus to scan) or"),
+        (
+            [("name: source", "name: a/b")],
+            "data.sources.0.name: name must be a non-empty name of letters",
+        ),
+    ],
+)
+def test_bad_cross_corpus_configs_name_the_key(write, overrides, expected):
+    """``overrides``: --set overrides, or (old, new) replacements in the sources' YAML."""
+    text = CROSS
+    for old, new in [o for o in overrides if isinstance(o, tuple)]:
+        text = text.replace(old, new, 1)
+    assert expected in error_of(write(text), *[o for o in overrides if isinstance(o, str)])
+
+
+def test_cross_corpus_and_sources_go_together(write):
+    one = write(CROSS.replace("    - {name: target, dataset: synthetic, root: target, synthetic: {seed: 1}}\n", ""))
+    assert "data.sources: Tuple should have at least 2 items" in error_of(one)
+    single = write()  # one corpus: cross-corpus needs sources, and its keys belong to it
+    assert "data.sources: folds.scheme cross-corpus trains on some corpora and tests on another" in error_of(
+        single, "folds={scheme: cross-corpus, test_corpora: [x]}"
+    )
+    assert "folds.test_corpora: applies to scheme cross-corpus, but scheme is 'speaker-pairs'" in error_of(
+        single, "folds.test_corpora=[x]"
+    )
+    assert "data.dataset: give dataset (one corpus) or sources" in error_of(single, "data.dataset=null")

@@ -124,9 +124,24 @@ def test_runs_whose_splits_lack_a_class_get_a_note(tmp_path):
     assert document["absent_classes"] == [note.removeprefix("note: ") for note in notes]
 
 
+def test_runs_on_folds_that_are_not_speaker_independent_get_a_note(tmp_path):
+    root = tmp_path / "runs"
+    write_fold_row(root, make_leaderboard_row(trial_id="t1", fold=1, speaker_check="overlap"))
+    write_fold_row(root, make_leaderboard_row(trial_id="t2", fold=2, speaker_check="independent"))
+    table = _sernas("leaderboard", "--storage", str(root), columns=200)
+    assert table.returncode == 0, table.stderr
+    notes = [line for line in table.stdout.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: exp: 1 search run(s) on fold 1, whose speaker check is overlap: a test speaker also trains or "
+        "validates there (or a speaker has two roles), so its test UA is measured on speakers the networks learnt "
+        "from: optimistic (fold table column speaker_check; docs/data.md)."
+    ]
+    document = json.loads(_sernas("leaderboard", "--storage", str(root), "--format", "json").stdout)
+    assert document["speaker_checks"] == [note.removeprefix("note: ") for note in notes]
+
+
 def test_a_leaderboard_without_absent_classes_has_no_note(storage):
     result = _sernas("leaderboard", "--storage", str(storage), columns=200)
     assert result.returncode == 0 and "note:" not in result.stdout
-    assert (
-        json.loads(_sernas("leaderboard", "--storage", str(storage), "--format", "json").stdout)["absent_classes"] == []
-    )
+    document = json.loads(_sernas("leaderboard", "--storage", str(storage), "--format", "json").stdout)
+    assert document["absent_classes"] == [] and document["speaker_checks"] == []

@@ -177,6 +177,20 @@ def test_runs_whose_splits_lack_a_class_are_noted(tmp_path: Path) -> None:
     assert "1 search run(s) (fold 2) had no test utterance of class sad" in page
 
 
+def test_runs_on_folds_that_are_not_speaker_independent_are_noted(tmp_path: Path) -> None:
+    write_trial(tmp_path / "a", "clean", [0.4, 0.5, 0.45], seed=0, layers=4, params=1000)
+    page = write_report(tmp_path / "a", out=tmp_path / "clean.html").read_text(encoding="utf-8")
+    assert "not speaker-independent" not in page  # rows without a flag (or independent): no note
+    write_fold_row(tmp_path / "a", make_row(trial_id="same", fold=2, speaker_check="overlap"))
+    write_fold_row(tmp_path / "a", make_row(trial_id="who", fold=3, speaker_check="unknown"))
+    write_fold_row(tmp_path / "a", make_row(trial_id="fine", fold=1, speaker_check="independent"))
+    page = write_report(tmp_path / "a", out=tmp_path / "flagged.html").read_text(encoding="utf-8")
+    assert "Folds that are not speaker-independent" in page
+    assert "1 search run(s) on fold 2, whose speaker check is overlap: a test speaker also trains" in page
+    assert "1 search run(s) on fold 3, whose speaker check is unknown" in page
+    assert "on fold 1," not in page
+
+
 def test_baseline_only_has_no_cells_to_draw(tmp_path: Path) -> None:
     write_trial(tmp_path / "b", "base", [0.4, 0.5, 0.45], seed=0, layers=4, params=1000, hash_="baseline")
     sections = sections_of(write_report(tmp_path / "b", out=tmp_path / "r.html").read_text(encoding="utf-8"))

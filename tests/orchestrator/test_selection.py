@@ -179,3 +179,42 @@ def test_each_outer_fold_study_maximises_mean_validation_ua(tmp_path: Path) -> N
     assert trial_outcome(done, error=False, objective=OBJECTIVE, multi_objective=False).values == (0.6,)
     partial = {**done, "folds_done": 1}  # a partial mean never counts as a full objective
     assert trial_outcome(partial, error=False, objective=OBJECTIVE, multi_objective=False).state.name == "FAIL"
+
+
+def test_a_cross_corpus_estimate_is_stated_per_test_corpus(tmp_path: Path) -> None:
+    """Leave-one-corpus-out over two corpora: one outer fold per test corpus, each stated on its own."""
+    corpora = {1: "b->a", 2: "a->b"}  # fold 1 tests on corpus a (trains on b), fold 2 the other way round
+    for fold, dataset in corpora.items():
+        for trial, valid_ua, test_ua in (("t1", 0.7, 0.4 + fold / 10), ("t2", 0.6, 0.9)):
+            write_fold_row(
+                tmp_path,
+                make_leaderboard_row(
+                    trial_id=f"{trial}-f{fold}",
+                    fold=fold,
+                    outer_fold=fold,
+                    n_folds=2,
+                    dataset=dataset,
+                    fold_scheme="cross-corpus",
+                    valid_ua=valid_ua,
+                    test_ua=test_ua,
+                ),
+            )
+            write_trial_status(tmp_path, experiment="exp", trial_id=f"{trial}-f{fold}", status="completed", step=1)
+    with connect(tmp_path) as board:
+        estimate = nested_estimates(board)["exp"]
+    assert [(pick.fold, pick.dataset, pick.trial_id) for pick in estimate.picks] == [
+        (1, "b->a", "t1-f1"),
+        (2, "a->b", "t1-f2"),
+    ]
+    assert estimate.by_dataset() == pytest.approx({"b->a": 0.5, "a->b": 0.6})
+    assert "per test corpus: b->a 0.500, a->b 0.600" in estimate.headline()
+    assert estimate.to_dict()["by_dataset"] == pytest.approx({"b->a": 0.5, "a->b": 0.6})
+    page = write_report(tmp_path, out=tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Per test corpus" in page and "b-&gt;a <strong>0.5000</strong>" in page
+
+
+def test_one_corpus_states_no_per_corpus_figures(reversed_board: Path) -> None:
+    with connect(reversed_board) as board:
+        estimate = nested_estimates(board)["exp"]
+    assert estimate.by_dataset() == {} and "per test corpus" not in estimate.headline()
+    assert {pick.dataset for pick in estimate.picks} == {"synthetic"}

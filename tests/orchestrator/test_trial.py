@@ -37,7 +37,10 @@ INPUTS = SimpleNamespace(
         data=SimpleNamespace(dataset="synthetic", preset="logmel-32"),
         folds=SimpleNamespace(scheme="loso", inner=3),
     ),
-    folds=pd.DataFrame({"fold": [1, 1, 2, 3]}),
+    # fold 2's test speaker also trains (its fold table says so): its rows carry the flag
+    folds=pd.DataFrame(
+        {"fold": [1, 1, 2, 3], "speaker_check": ["independent", "independent", "overlap", "independent"]}
+    ),
     classes=("ang", "hap"),
 )
 SHAPE = ModelShape(layers=3, nodes=2, init_channels=8, lstm_hidden=16)
@@ -119,6 +122,7 @@ def test_a_finished_fold(tmp_path: Path, architecture, genotype_hash, stored_gen
     assert stored["search_stop_reason"] == "epochs" and stored["alpha_entropy"] == 1.25
     assert (stored["test_ua"], stored["test_wa"], stored["test_macro_f1"], stored["valid_ua"]) == (0.6, 0.7, 0.5, 0.55)
     assert (stored["test_absent_classes"], stored["valid_absent_classes"]) == ("[]", '["hap"]')  # names, flagged
+    assert (stored["dataset"], stored["fold_scheme"], stored["speaker_check"]) == ("synthetic", "loso", "overlap")
 
 
 def test_the_collapse_guard_verdict_and_no_search_reach_the_row(tmp_path: Path) -> None:
@@ -137,7 +141,7 @@ def test_a_failed_fold(tmp_path: Path) -> None:
     stored = pq.read_table(write_fold_row(tmp_path, row)).to_pylist()[0]
     assert stored["status"] == "failed" and stored["error"] == "RuntimeError: boom"
     assert all(stored[name] is None for name in RESULT_COLUMNS)
-    assert stored["layers"] == 3 and stored["fold_scheme"] == "loso"
+    assert stored["layers"] == 3 and stored["fold_scheme"] == "loso" and stored["speaker_check"] == "overlap"
 
 
 def test_a_search_trial_runs_its_outer_folds_inner_folds_and_a_cross_eval_trial_every_fold() -> None:

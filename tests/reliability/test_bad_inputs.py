@@ -437,3 +437,54 @@ def test_a_data_root_holding_another_corpus_is_named_and_left_alone(tmp_path, ca
     assert code == 2 and f"synth --out {mine}" in err and "per_speaker must be an integer >= 4" in err
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "corpus").rglob("*")) == before
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------- cross-corpus
+def _cross_corpus_config(path: Path, *, first: str, second: str, classes: str = "[neu, hap, sad, ang]") -> Path:
+    path.write_text(
+        f"name: cross\ndevice: cpu\ndata:\n  preset: logmel-32\n  cache_dir: {path.parent / 'cache'}\n"
+        f"  classes: {classes}\n  sources:\n    - {first}\n    - {second}\n"
+        f"folds: {{scheme: cross-corpus, test_corpora: [b], valid_speakers: 1}}\n"
+        f"tune: {{storage: {path.parent / 'runs'}, pruner: {{kind: none}}}}\n"
+    )
+    return path
+
+
+def test_bad_cross_corpus_input_is_named_and_nothing_is_written(fake_iemocap, fake_msp_improv, tmp_path, capsys):
+    iemocap, msp = fake_iemocap.root, fake_msp_improv.root
+    runs = tmp_path / "runs"
+    # A class mapping to a class the experiment does not have: the config key, before anything runs.
+    config = _cross_corpus_config(
+        tmp_path / "x.yaml",
+        first=f"{{name: a, dataset: iemocap, root: {iemocap}, merges: {{exc: happy}}}}",
+        second=f"{{name: b, dataset: msp-improv, root: {msp}}}",
+    )
+    code, _, err = sernas(capsys, "search", "--config", str(config))
+    assert code == 2 and "data.sources.0.merges.exc: merge target 'happy' is not among classes" in err, err
+    # One corpus given twice under two names: its ids differ once prefixed, but its audio files do not.
+    config = _cross_corpus_config(
+        tmp_path / "x.yaml",
+        first=f"{{name: a, dataset: iemocap, root: {iemocap}}}",
+        second=f"{{name: b, dataset: iemocap, root: {iemocap}}}",
+    )
+    code, _, err = sernas(capsys, "search", "--config", str(config))
+    assert code == 2 and "is in corpus a and in corpus b: one recording would be trained on and tested on" in err
+    # A class no training corpus has (MSP-IMPROV's oth, tested on; IEMOCAP trains).
+    config = _cross_corpus_config(
+        tmp_path / "x.yaml",
+        first=f"{{name: a, dataset: iemocap, root: {iemocap}}}",
+        second=f"{{name: b, dataset: msp-improv, root: {msp}}}",
+        classes="[neu, oth]",
+    )
+    code, _, err = sernas(capsys, "search", "--config", str(config))
+    assert code == 2 and "fold 1 (a -> b): class(es) oth have no utterance in the training corpora a" in err, err
+    # A corpus with a bad file: named, with the source's own keys as the way out.
+    _short_clip(fake_msp_improv.wavs[next(iter(fake_msp_improv.wavs))])
+    config = _cross_corpus_config(
+        tmp_path / "x.yaml",
+        first=f"{{name: a, dataset: iemocap, root: {iemocap}}}",
+        second=f"{{name: b, dataset: msp-improv, root: {msp}}}",
+    )
+    code, _, err = sernas(capsys, "search", "--config", str(config))
+    assert code == 2 and "clip too short" in err and "data.sources.1.manifest instead of data.sources.1.root" in err
+    assert not (runs / "cross" / "data").exists()

@@ -272,3 +272,23 @@ def test_a_checkpoint_from_before_absent_classes_resumes_with_them(tmp_path):
         data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path
     )
     assert resumed.valid == first.valid and resumed.test == first.test
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_under_its_default_and_only_there(tmp_path):
+    """The head options (eval.shape.sequence_input, ...) came after some checkpoints were written:
+    such a checkpoint ran with their defaults, so it resumes under them and is refused otherwise."""
+    from trainers.checkpoint import CheckpointError, save_checkpoint
+
+    data, path = make_fold_data(n_train=24, n_valid=12, n_test=12), tmp_path / "eval.pt"
+    first = run_evaluation(data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path)
+    state = load_checkpoint(path)
+    for name in ("sequence_input", "frequency_bins", "sequence_projection", "pooling"):
+        del state["settings"]["shape"][name]  # as a checkpoint written before the head options holds them
+    save_checkpoint(state, path)
+    resumed = run_evaluation(
+        data, architecture="baseline", settings=settings(epochs=1), device=CPU, checkpoint_path=path
+    )
+    assert resumed.valid == first.valid and resumed.test == first.test
+    stats = settings(epochs=1).model_copy(update={"shape": settings().shape.model_copy(update={"pooling": "stats"})})
+    with pytest.raises(CheckpointError, match="shape.pooling"):
+        run_evaluation(data, architecture="baseline", settings=stats, device=CPU, checkpoint_path=path)
