@@ -13,8 +13,14 @@ normalisation, masking, widen 2, auxiliary head; same epochs, same seed):
   6 search epochs of which 2 warm-up, alphas on the alpha speakers) and its derived network:
   ``darts`` (argmax of the alphas, the default), ``darts-pt`` (``search.selection:
   perturbation``, DARTS-PT, no fine-tuning), ``beta-darts`` (``search.beta_decay: 50``, the final
-  weight of beta-DARTS' linear ramp in the paper's code) and ``random-ws`` (random search with
-  weight sharing, 16 candidates ranked on the alpha speakers);
+  weight of beta-DARTS' linear ramp in the paper's code), ``random-ws`` (random search with
+  weight sharing, 16 candidates ranked on the alpha speakers) and ``darts-sequence`` (issue 28:
+  DARTS with ``search.sequence.enabled``, a searched sequence cell in place of the fixed LSTM,
+  its default operations, 2 nodes; the others keep the fixed LSTM). ``darts`` against
+  ``darts-sequence`` is the sequence stage's evidence: same folds, seeds and budgets, only the
+  head differs, compared two-sided over folds on validation UA (which decides) with test UA
+  beside, and their mean search + evaluation seconds per (fold, seed). The random controls have
+  no sequence cell, so ``darts-sequence`` gets no Kendall tau;
 - **random controls**: ``--random`` K genotypes drawn uniformly from the same space
   (``search_space.sample_genotypes(0, K, ...)``, the primitives and nodes of the search, as
   ``sernas cross-eval --random`` draws them), the same K on every fold and seed;
@@ -109,7 +115,11 @@ METHODS: dict[str, dict[str, Any]] = {
     "darts-pt": {"selection": "perturbation"},
     "beta-darts": {"beta_decay": 50.0},
     "random-ws": {"method": "random-ws"},
+    # issue 28: DARTS over the CNN cells and a sequence cell in place of the fixed LSTM (its
+    # default ops, 2 nodes, width lstm_hidden); the other methods keep the fixed LSTM.
+    "darts-sequence": {"sequence": {"enabled": True}},
 }
+FIXED_LSTM, SEARCHED_SEQUENCE = "darts", "darts-sequence"  # the issue-28 pair: same budget, only the head differs
 HANDMADE = "hand-made"
 RANDOM_SEED = 0  # the controls' draw (sernas cross-eval --random's default seed)
 BATCHNORM_MODES = {"running": False, "batch": True}  # shared-weight scoring: batch_statistics
@@ -178,7 +188,7 @@ def _train(
     kind = {"search": search} if search is not None else {"architecture": architecture}
     cpu = time.process_time()
     row = {"fold": fold, "seed": seed, "name": name, **run_network(data, work=work, evaluation=evaluation, **kind)}
-    if search is not None:
+    if search is not None and not search.sequence.enabled:  # the controls have no sequence cell to score
         row["shared_weight_ua"] = shared_weight_scores(
             data,
             search=search,
@@ -297,7 +307,7 @@ def summarise(
         per_mode: dict[str, Any] = {}
         for mode in BATCHNORM_MODES:
             by_fold: dict[int, list[float]] = {}
-            for row in (r for r in rows if r["name"] == method):
+            for row in (r for r in rows if r["name"] == method and "shared_weight_ua" in r):
                 scores = row["shared_weight_ua"][mode]
                 alone = [standalone[row["fold"], row["seed"], c] for c in control_names]
                 tau = _kendall(scores, alone)
@@ -310,6 +320,21 @@ def summarise(
                 "supernets": sum(len(v) for v in by_fold.values()),
             }
         kendall[method] = per_mode
+
+    sequence = None
+    if FIXED_LSTM in methods and SEARCHED_SEQUENCE in methods:  # decided on validation, test beside
+        sequence = {
+            "validation": fold_comparison(valid[SEARCHED_SEQUENCE], valid[FIXED_LSTM], alternative="two-sided"),
+            "test": fold_comparison(test[SEARCHED_SEQUENCE], test[FIXED_LSTM], alternative="two-sided"),
+            "train_seconds": {
+                name: _mean([r["train_seconds"] for r in rows if r["name"] == name])
+                for name in (FIXED_LSTM, SEARCHED_SEQUENCE)
+            },
+        }
+        sequence["validation_prefers"] = (
+            SEARCHED_SEQUENCE if sequence["validation"]["mean_difference"] > 0 else FIXED_LSTM
+        )
+        sequence["resolved"] = sequence["validation"]["p_value"] < ALPHA
 
     goal = {
         "chosen_method": chosen,
@@ -338,6 +363,7 @@ def summarise(
         "tests": tests,
         "standing": standing,
         "kendall_tau": kendall,
+        "sequence_vs_fixed_lstm": sequence,
         "goal": goal,
         "verdict": verdict(table, tests, standing, goal),
     }

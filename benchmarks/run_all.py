@@ -289,6 +289,23 @@ def _search_value(r: dict) -> list[str]:
         f"tau, shared-weight UA vs stand-alone validation UA, mean over folds) | percentile "
         f"{_fmt(standing['mean_percentile'])}, beats {standing['beats_controls']} of {r['standing'][chosen]['controls']}"
         f", RI {standing['relative_improvement']:+.1f} %; tau (running BatchNorm statistics) {taus} | measure | — |",
+        *_sequence_rows(r.get("sequence_vs_fixed_lstm")),
+    ]
+
+
+def _sequence_rows(sequence: dict | None) -> list[str]:
+    """Issue 28's evidence: DARTS with a searched sequence cell vs the fixed LSTM, decided on validation."""
+    if not sequence:
+        return []
+    valid, test, seconds = sequence["validation"], sequence["test"], sequence["train_seconds"]
+    low, high = valid["interval_95"]
+    return [
+        f"| search value: searched sequence cell vs fixed LSTM (DARTS, same folds, seeds and budgets; validation "
+        f"decides, two-sided over folds) | valid {valid['mean_difference']:+.3f} [{low:+.3f}, {high:+.3f}], "
+        f"p = {_fmt(valid['p_value'])} ({valid['wins']} of {valid['n']} folds); test {test['mean_difference']:+.3f}; "
+        f"search + evaluation {_fmt(seconds['darts-sequence'], 0)} s vs {_fmt(seconds['darts'], 0)} s per fold | "
+        f"validation prefers: {sequence['validation_prefers']} | "
+        f"{'resolved' if sequence['resolved'] else 'unresolved (p >= 0.05)'} |",
     ]
 
 

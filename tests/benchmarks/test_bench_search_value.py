@@ -145,7 +145,7 @@ def test_the_whole_pipeline_at_tiny_budgets(tmp_path, monkeypatch):
     result = bench.run(
         tmp_path, fold_numbers=[1, 2], seeds=[0], random=2, search_epochs=1, eval_epochs=1, jobs=1, say=lines.append
     )
-    assert len(result["rows"]) == 2 * (4 + 1 + 2) and len(lines) == 1 + 14
+    assert len(result["rows"]) == 2 * (5 + 1 + 2) and len(lines) == 1 + 16
     assert set(result["table"]) == {
         *bench.METHODS,
         bench.HANDMADE,
@@ -161,11 +161,19 @@ def test_the_whole_pipeline_at_tiny_budgets(tmp_path, monkeypatch):
         "eval_epochs": 1,
         "jobs": 1,
     }
-    searched = [r for r in result["rows"] if r["name"] in bench.METHODS]
+    searched = [r for r in result["rows"] if r["name"] in bench.METHODS and r["name"] != bench.SEARCHED_SEQUENCE]
     assert all(len(r["shared_weight_ua"]["running"]) == 2 for r in searched)
+    sequence = result["sequence_vs_fixed_lstm"]
+    assert sequence["validation"]["n"] == 2 and sequence["validation_prefers"] in bench.METHODS
+    assert all('"sequence"' in r["architecture"] for r in result["rows"] if r["name"] == "darts-sequence")
     assert result["goal"]["smallest_possible_p"] == 0.25 and result["goal"]["met"] is False  # 2 folds: p >= 0.25
     rows = run_all._search_value(json.loads(json.dumps(result)))  # the results file is JSON; its SUMMARY rows
-    assert len(rows) == 2 and "chosen by validation" in rows[0] and "| NOT met (" in rows[0]
+    assert (
+        len(rows) == 3
+        and "chosen by validation" in rows[0]
+        and "sequence cell vs fixed LSTM" in rows[2]
+        and "| NOT met (" in rows[0]
+    )
     assert all(math.isfinite(r["test_ua"]) and math.isfinite(r["valid_ua"]) for r in result["rows"])
     with pytest.raises(ValueError, match="methods must be among"):
         bench.run(
