@@ -41,6 +41,8 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     # reference fits in memory next to everything else; batch 32 is supernet_paper.
     # One forward+backward and the evaluation network's step at batch 8 and 16, a profile at 8.
     "supernet": ("bench_supernet.py", ["--batch", "8", "--fb-batches", "8", "16"]),
+    # One search step with the fixed LSTM vs a searched sequence cell (issue 28), about a minute.
+    "sequence_step": ("bench_sequence_step.py", []),
     # Not in the default run (about 10 more minutes): batch 32, where the reference's predicted
     # peak exceeds this machine's memory, plus a same-batch comparison at 16.
     "supernet_paper": ("bench_supernet.py", ["--batch", "32", "--fb-batches", "32", "--profile-batch", "0"]),
@@ -263,6 +265,21 @@ def _recipe(r: dict) -> list[str]:
     ]
 
 
+def _sequence_step(r: dict) -> list[str]:
+    cells = []
+    for shape, ratio in r["ratios"].items():
+        fixed, searched = (next(x for x in r["runs"] if x["shape"] == shape and x["head"] == h) for h in r["heads"])
+        cells.append(
+            f"{shape}: {searched['seconds_median'] * 1000:.0f} vs {fixed['seconds_median'] * 1000:.0f} ms per step "
+            f"(x{ratio['step_time']}), peak RSS x{ratio['peak_rss']} ({searched['peak_rss_bytes'] / 2**20:.0f} MiB)"
+        )
+    return [
+        "| search step with a searched sequence cell vs the fixed LSTM (first order, one thread, same run) | "
+        + "; ".join(cells)
+        + " | measure | — |"
+    ]
+
+
 def _search_value(r: dict) -> list[str]:
     budgets, table, goal = r["budgets"], r["table"], r["goal"]
     chosen = goal["chosen_method"]
@@ -315,6 +332,7 @@ SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "features": _features,
     "leaderboard": _leaderboard,
     "predictions": _predictions,
+    "sequence_step": _sequence_step,
     "orchestration": _orchestration,
     "driver_memory": _driver_memory,
     "pruning": _pruning,
