@@ -208,14 +208,14 @@ def logistic_regression(
 # -- networks ------------------------------------------------------------------------------------
 
 
-def _split_by_speaker(model: torch.nn.Module, split: Split, *, batch_size: int) -> dict[str, dict]:
+def _split_by_speaker(model: torch.nn.Module, split: Split, *, n_classes: int, batch_size: int) -> dict[str, dict]:
     """Metrics (with confusion) of ``model`` on each speaker's samples of ``split``."""
     names = np.asarray(split.speakers)
     return {
         speaker: evaluate_split(
             model,
             split.subset(torch.from_numpy(np.flatnonzero(names == speaker))),
-            n_classes=len(CLASSES),
+            n_classes=n_classes,
             batch_size=batch_size,
             device=CPU,
         )
@@ -233,12 +233,12 @@ def speaker_uas(data: FoldData, result: FoldResult, *, work: Path, evaluation: E
     model = build_network(
         parse_architecture(result.architecture),
         settings=evaluation,
-        n_classes=len(CLASSES),
+        n_classes=len(data.classes),
         in_channels=normalised.train.x.shape[1],
     )
     model.load_state_dict(state["best"]["state"])
-    valid = _split_by_speaker(model, normalised.valid, batch_size=evaluation.batch_size)
-    test = _split_by_speaker(model, normalised.test, batch_size=evaluation.batch_size)
+    valid = _split_by_speaker(model, normalised.valid, n_classes=len(data.classes), batch_size=evaluation.batch_size)
+    test = _split_by_speaker(model, normalised.test, n_classes=len(data.classes), batch_size=evaluation.batch_size)
     test_confusion = np.sum([m["confusion"] for m in test.values()], axis=0)
     valid_ua = metrics_from_confusion(np.sum([m["confusion"] for m in valid.values()], axis=0))["ua"]
     if test_confusion.tolist() != result.confusion or abs(valid_ua - result.valid_ua) > 1e-9:

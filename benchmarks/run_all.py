@@ -41,14 +41,19 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     # reference fits in memory next to everything else; batch 32 is supernet_paper.
     # One forward+backward and the evaluation network's step at batch 8 and 16, a profile at 8.
     "supernet": ("bench_supernet.py", ["--batch", "8", "--fb-batches", "8", "16"]),
+    # One search step with the fixed LSTM vs a searched sequence cell (issue 28), about a minute.
+    "sequence_step": ("bench_sequence_step.py", []),
     # Not in the default run (about 10 more minutes): batch 32, where the reference's predicted
     # peak exceeds this machine's memory, plus a same-batch comparison at 16.
     "supernet_paper": ("bench_supernet.py", ["--batch", "32", "--fb-batches", "32", "--profile-batch", "0"]),
     # Not in the default run (tens of minutes): the training recipe's evidence, LOSO 5 folds x 3
     # seeds, searched vs hand-made vs logistic regression, plus an ablation.
     "recipe": ("bench_recipe.py", []),
+    # Not in the default run (about 40 minutes): every search method vs K = 8 random cells, the hand-made
+    # network and the per-speaker logistic regression, LOSO 5 folds x 1 seed, the method chosen on validation.
+    "search_value": ("bench_search_value.py", []),
 }
-LONG = ("supernet_paper", "recipe")
+LONG = ("supernet_paper", "recipe", "search_value")
 DEFAULT = [name for name in BENCHMARKS if name not in LONG]
 
 
@@ -260,18 +265,83 @@ def _recipe(r: dict) -> list[str]:
     ]
 
 
+def _sequence_step(r: dict) -> list[str]:
+    cells = []
+    for shape, ratio in r["ratios"].items():
+        fixed, searched = (next(x for x in r["runs"] if x["shape"] == shape and x["head"] == h) for h in r["heads"])
+        cells.append(
+            f"{shape}: {searched['seconds_median'] * 1000:.0f} vs {fixed['seconds_median'] * 1000:.0f} ms per step "
+            f"(x{ratio['step_time']}), peak RSS x{ratio['peak_rss']} ({searched['peak_rss_bytes'] / 2**20:.0f} MiB)"
+        )
+    return [
+        "| search step with a searched sequence cell vs the fixed LSTM (first order, one thread, same run) | "
+        + "; ".join(cells)
+        + " | measure | — |"
+    ]
+
+
+def _search_value(r: dict) -> list[str]:
+    budgets, table, goal = r["budgets"], r["table"], r["goal"]
+    chosen = goal["chosen_method"]
+    methods = list(r["methods"])
+    random_name, logistic_name = "random controls (mean of K)", "logistic regression (per speaker)"
+    ran = (
+        f"LOSO folds {budgets['folds']} x {len(budgets['seeds'])} seed(s), K = {budgets['random_controls']} random "
+        f"cells, {budgets['search_epochs']} search / {budgets['eval_epochs']} evaluation epochs"
+    )
+    uas = ", ".join(f"{name} {_fmt(table[name]['valid_ua'])} / {_fmt(table[name]['test_ua'])}" for name in methods)
+    standing = r["standing"][chosen]["test"]
+    taus = ", ".join(
+        f"{m} {_fmt(tau, 2)}" for m in methods if (tau := r["kendall_tau"][m]["running"]["mean_tau"]) == tau
+    )  # NaN (no supernet scored the controls: darts-sequence) left out
+    tests = r["tests"]
+    return [
+        f"| search value ({ran}): mean valid / test UA per method, chosen by validation: {chosen} | {uas}; random "
+        f"{_fmt(table[random_name]['valid_ua'])} / {_fmt(table[random_name]['test_ua'])}, hand-made "
+        f"{_fmt(table['hand-made']['valid_ua'])} / {_fmt(table['hand-made']['test_ua'])}, logistic (per speaker) "
+        f"test {_fmt(table[logistic_name]['test_ua'])} | chosen > random mean and > hand-made (p < 0.05 one-sided, "
+        f"folds as unit; floor {_fmt(goal['smallest_possible_p'])}), networks > logistic | {_met(goal['met'])} "
+        f"(p {_fmt(tests['vs_random_mean'][chosen]['p_value'])} {_met(goal['beats_random_mean_p_below_0.05'])}, "
+        f"p {_fmt(tests['vs_handmade'][chosen]['p_value'])} {_met(goal['beats_handmade_p_below_0.05'])}, "
+        f"vs logistic {_met(goal['networks_beat_logistic'])}) |",
+        f"| search value: {chosen} among the random cells (test UA), and the supernets' ranking of them (Kendall "
+        f"tau, shared-weight UA vs stand-alone validation UA, mean over folds) | percentile "
+        f"{_fmt(standing['mean_percentile'])}, beats {standing['beats_controls']} of {r['standing'][chosen]['controls']}"
+        f", RI {standing['relative_improvement']:+.1f} %; tau (running BatchNorm statistics) {taus} | measure | — |",
+        *_sequence_rows(r.get("sequence_vs_fixed_lstm")),
+    ]
+
+
+def _sequence_rows(sequence: dict | None) -> list[str]:
+    """Issue 28's evidence: DARTS with a searched sequence cell vs the fixed LSTM, decided on validation."""
+    if not sequence:
+        return []
+    valid, test, seconds = sequence["validation"], sequence["test"], sequence["train_seconds"]
+    low, high = valid["interval_95"]
+    return [
+        f"| search value: searched sequence cell vs fixed LSTM (DARTS, same folds, seeds and budgets; validation "
+        f"decides, two-sided over folds) | valid {valid['mean_difference']:+.3f} [{low:+.3f}, {high:+.3f}], "
+        f"p = {_fmt(valid['p_value'])} ({valid['wins']} of {valid['n']} folds); test {test['mean_difference']:+.3f}; "
+        f"search + evaluation {_fmt(seconds['darts-sequence'], 0)} s vs {_fmt(seconds['darts'], 0)} s per fold | "
+        f"validation prefers: {sequence['validation_prefers']} | "
+        f"{'resolved' if sequence['resolved'] else 'unresolved (p >= 0.05)'} |",
+    ]
+
+
 SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "manifest": _manifest,
     "baseline_ua": _baseline,
     "features": _features,
     "leaderboard": _leaderboard,
     "predictions": _predictions,
+    "sequence_step": _sequence_step,
     "orchestration": _orchestration,
     "driver_memory": _driver_memory,
     "pruning": _pruning,
     "supernet": _supernet,
     "supernet_paper": lambda r: _supernet(r, equivalence=False),
     "recipe": _recipe,
+    "search_value": _search_value,
 }
 
 
