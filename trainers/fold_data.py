@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from trainers.features import FeaturePreset, get_preset, load_features
+from trainers.features import AnyPreset, SSLPreset, get_preset, load_features
 from trainers.folds import SEARCH_ROLES, SPLITS, protocol_classes
 from trainers.normalization import Normalization, Normalizer, SpeakerStatistics, pooled_statistics
 
@@ -34,6 +34,8 @@ class Split:
     utt_ids: tuple[str, ...]
     lengths: torch.Tensor | None = None  # (N,) int64 frames carrying signal (None: all T)
     speakers: tuple[str, ...] = ()  # speaker of each utterance, when known
+    # x stacks an SSL encoder's layers, (N, L, D, T): networks mix them first (search_space.frontend)
+    layered: bool = False
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -54,6 +56,7 @@ class Split:
             utt_ids=tuple(self.utt_ids[i] for i in rows),
             lengths=None if self.lengths is None else self.lengths[index],
             speakers=tuple(self.speakers[i] for i in rows) if self.speakers else (),
+            layered=self.layered,
         )
 
     def normalized(self, normalizer: Normalizer) -> Split:
@@ -65,12 +68,15 @@ class Split:
 def concat_splits(*parts: Split) -> Split:
     """One split holding ``parts`` in order (lengths and speakers kept when every part has them)."""
     lengths = [part.lengths for part in parts]
+    if len({part.layered for part in parts}) > 1:
+        raise ValueError("cannot concatenate splits of SSL encoder layers with splits of spectrograms.")
     return Split(
         x=torch.cat([part.x for part in parts]),
         y=torch.cat([part.y for part in parts]),
         utt_ids=tuple(utt for part in parts for utt in part.utt_ids),
         lengths=None if any(length is None for length in lengths) else torch.cat(lengths),
         speakers=tuple(s for part in parts for s in part.speakers) if all(part.speakers for part in parts) else (),
+        layered=parts[0].layered if parts else False,
     )
 
 
@@ -176,7 +182,12 @@ class FoldData:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])  # (1, F, T)
+        return tuple(self.train.x.shape[1:])  # (1, F, T), or SSL layers (L, D, T)
+
+    @property
+    def layered(self) -> bool:
+        """The features stack an SSL encoder's layers (``Split.layered``)."""
+        return self.train.layered
 
     def class_weights(self) -> torch.Tensor:
         """Inverse-frequency weights from the training split (``N / (K * count_k)``)."""
@@ -199,7 +210,7 @@ def speaker_statistics(
     manifest: pd.DataFrame,
     *,
     speakers: Iterable[str],
-    preset: FeaturePreset | str,
+    preset: AnyPreset | str,
     cache_dir: str | Path | None = None,
     manifest_path: str | Path | None = None,
     loaded: Mapping[str, torch.Tensor] | None = None,
@@ -244,7 +255,7 @@ def load_fold_data(
     manifest: pd.DataFrame,
     folds: pd.DataFrame,
     fold: int,
-    preset: FeaturePreset | str,
+    preset: AnyPreset | str,
     cache_dir: str | Path | None = None,
     classes: Sequence[str] | None = None,
     manifest_path: str | Path | None = None,
@@ -294,6 +305,7 @@ def load_fold_data(
             utt_ids=tuple(table.loc[in_split, "utt_id"]),
             lengths=lengths[mask],
             speakers=tuple(str(s) for s in table.loc[in_split, "speaker"]),
+            layered=isinstance(preset, SSLPreset),
         )
     roles = ()
     if "search_role" in table.columns:

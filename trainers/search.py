@@ -118,6 +118,7 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         in_channels=data.input_shape[0],
         checkpoint=settings.recompute is not False,
         head=shape.head,
+        frontend=shape.frontend(data.input_shape, layered=data.layered),
     )
 
 
@@ -126,6 +127,9 @@ def resolve_recompute(data: FoldData, settings: SearchSettings, device: torch.de
     if settings.recompute is not None:
         return settings.recompute
     shape = settings.shape
+    input_shape = tuple(data.input_shape)
+    if data.layered:  # the cells read the frontend's (1, ssl_projection, T) map
+        input_shape = (1, shape.ssl_projection, input_shape[-1])
     return should_recompute(
         device,
         batch_size=settings.batch_size,
@@ -133,7 +137,7 @@ def resolve_recompute(data: FoldData, settings: SearchSettings, device: torch.de
         nodes=shape.nodes,
         init_channels=shape.init_channels,
         primitives=len(settings.primitives),
-        input_shape=tuple(data.input_shape),
+        input_shape=input_shape,
     )
 
 
