@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-
 from tiny_encoders import save_tiny_weights, tiny_encoder, tiny_preset, write_preset_file
+
 from trainers.audio import read_audio, write_wav
 from trainers.features import (
     PRESETS,
