@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from tiny_encoders import save_tiny_weights, tiny_encoder, tiny_preset, write_preset_file
 
 from conftest import make_leaderboard_row, write_experiment_config
 from orchestrator.cli import main
@@ -20,7 +21,6 @@ from orchestrator.experiment import prepare_data
 from orchestrator.export import export_model
 from orchestrator.leaderboard import write_fold_row
 from search_space import Genotype
-from tiny_encoders import save_tiny_weights, tiny_encoder, tiny_preset, write_preset_file
 
 SPEAKERS, PER_SPEAKER = 6, 6
 
