@@ -18,10 +18,11 @@ from trainers.features.ssl_encoder import build_encoder
 _CONVS = [(8, 10, 5), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 2, 2), (8, 2, 2)]
 
 
-def tiny_params(*, model_type: str = "Wav2Vec2", layers: int = 3, dim: int = 16) -> dict:
-    """Keyword arguments of ``wav2vec2_model`` (HuBERT too) or ``wavlm_model`` for a tiny encoder."""
+def tiny_params(*, model_type: str = "Wav2Vec2", layers: int = 3, dim: int = 16, mode: str = "layer_norm") -> dict:
+    """Keyword arguments of ``wav2vec2_model`` (HuBERT too) or ``wavlm_model`` for a tiny encoder;
+    ``mode`` is the front end's normalisation: ``layer_norm`` (Large models) or ``group_norm`` (Base)."""
     params = dict(
-        extractor_mode="layer_norm",
+        extractor_mode=mode,
         extractor_conv_layer_config=_CONVS,
         extractor_conv_bias=False,
         encoder_embed_dim=dim,
@@ -44,12 +45,12 @@ def tiny_params(*, model_type: str = "Wav2Vec2", layers: int = 3, dim: int = 16)
 
 
 def tiny_encoder(
-    *, model_type: str = "Wav2Vec2", layers: int = 3, dim: int = 16, normalize: bool = False
+    *, model_type: str = "Wav2Vec2", layers: int = 3, dim: int = 16, normalize: bool = False, mode: str = "layer_norm"
 ) -> EncoderSpec:
     return EncoderSpec(
         name=f"tiny-{model_type.lower()}",
         model_type=model_type,
-        params=tiny_params(model_type=model_type, layers=layers, dim=dim),
+        params=tiny_params(model_type=model_type, layers=layers, dim=dim, mode=mode),
         normalize_waveform=normalize,
         file_name=f"tiny-{model_type.lower()}.pt",
         url="https://example.invalid/tiny.pt",

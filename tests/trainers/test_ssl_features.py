@@ -96,9 +96,13 @@ def test_default_disk_use_is_stated_and_bounded() -> None:
     assert max(PRESETS[name].bytes_per_hour() for name in SSL_BUNDLES) * 12 < 10e9
 
 
-@pytest.mark.parametrize("model_type", ["Wav2Vec2", "WavLM"])
-def test_cached_features_equal_a_direct_forward_pass(corpus, hub, tmp_path, model_type) -> None:
-    preset = tiny_preset(encoder=tiny_encoder(model_type=model_type), time_pool=2)
+@pytest.mark.parametrize(
+    ("model_type", "mode"), [("Wav2Vec2", "group_norm"), ("Wav2Vec2", "layer_norm"), ("WavLM", "layer_norm")]
+)
+def test_cached_features_equal_a_direct_forward_pass(corpus, hub, tmp_path, model_type, mode) -> None:
+    """wav2vec 2.0 and HuBERT (one architecture: wav2vec2_model) and WavLM, Base (group_norm) and
+    Large (layer_norm) front ends."""
+    preset = tiny_preset(encoder=tiny_encoder(model_type=model_type, mode=mode), time_pool=2)
     weights = save_tiny_weights(preset.encoder, tmp_path / "w.pt")
     summary = extract_features(corpus, preset=resolve_preset(preset, weights=weights), cache_dir=tmp_path / "cache")
     assert summary.ok and summary.computed == len(corpus)
@@ -112,6 +116,18 @@ def test_cached_features_equal_a_direct_forward_pass(corpus, hub, tmp_path, mode
         wave = wave if wave.numel() >= 400 else F.pad(wave, (0, 400 - wave.numel()))  # receptive field
         expected = _reference(resolved, weights, wave)
         np.testing.assert_allclose(stored.astype(np.float32), expected.numpy(), atol=2e-3, rtol=2e-3)  # float16
+
+
+def test_the_large_bundles_normalise_the_whole_clip_first(tmp_path) -> None:
+    """WAVLM_LARGE and HUBERT_LARGE layer-normalise the waveform (bundle._normalize_waveform): over
+    the whole cut clip, before any chunking, as the bundle's model does per input."""
+    preset = tiny_preset(encoder=tiny_encoder(normalize=True), time_pool=1, max_seconds=2.0)
+    weights = save_tiny_weights(preset.encoder, tmp_path / "w.pt")
+    resolved = resolve_preset(preset, weights=weights)
+    wave = torch.from_numpy(_clip(1.0)) * 7.0 + 0.5  # level and offset: the normalisation removes them
+    stored = SSLFeatureExtractor(resolved, device=CPU)(wave.numpy(), SR).float()
+    expected = _reference(resolved, weights, F.layer_norm(wave, wave.shape))
+    torch.testing.assert_close(stored, expected, atol=2e-3, rtol=2e-3)
 
 
 def test_loading_pads_to_the_presets_shape(corpus, hub, tmp_path) -> None:
