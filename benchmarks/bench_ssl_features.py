@@ -7,7 +7,7 @@ On the CPU, for a tiny random encoder (the tests' size: 3 layers of 16 features)
 architectures from torchaudio's bundles with random weights (no download: the speed of a forward
 pass does not depend on the weights' values), each through ``extract_features`` into a fresh cache:
 seconds of audio per wall second, MB of cache per hour of audio (measured on disk, against the
-preset's formula), and ``load_features`` time. Also the disk arithmetic of every built-in SSL preset
+preset's formula), and ``load_features`` time (float16 in memory too). Also the disk arithmetic of every built-in SSL preset
 for IEMOCAP: about 7 h in the four classes, 12.4 h in all (speaker statistics read every clip of a
 speaker, so every clip is cached). Writes ``benchmarks/results/ssl_features.json``.
 """
@@ -34,7 +34,7 @@ from trainers.features.ssl_encoder import build_encoder, resolve_preset
 
 SR = 16_000
 IEMOCAP_HOURS = {"four_classes": 7.0, "all": 12.4}  # neu/hap+exc/sad/ang ~7 h; every clip ~12.4 h
-IEMOCAP_FOUR_CLASS_CLIPS = 5531  # what one fold's tensors hold in memory (float32, padded to max_seconds)
+IEMOCAP_FOUR_CLASS_CLIPS = 5531  # what one fold's tensors hold in memory (float16, padded to max_seconds)
 
 _TINY_PARAMS = {
     "extractor_mode": "layer_norm",
@@ -111,12 +111,13 @@ def _measure(name: str, manifest: pd.DataFrame, folder: Path, *, threads: int) -
         "cache_mb_per_hour": round(stored / hours / 1e6, 1),
         "formula_mb_per_hour": round(resolved.bytes_per_hour() / 1e6, 1),
         "load_seconds": round(load_seconds, 3),
-        "loaded_megabytes_float32": round(loaded.numel() * 4 / 1e6, 1),
+        "loaded_megabytes": round(loaded.numel() * loaded.element_size() / 1e6, 1),
+        "loaded_dtype": str(loaded.dtype).removeprefix("torch."),
     }
 
 
 def _iemocap_arithmetic() -> dict:
-    """Disk (float16, only the clips' frames) and one fold's memory (float32, padded) per built-in preset."""
+    """Disk (float16, only the clips' frames) and one fold's memory (float16, padded) per built-in preset."""
     out = {}
     for name in SSL_BUNDLES:
         preset = PRESETS[name]
@@ -125,7 +126,7 @@ def _iemocap_arithmetic() -> dict:
             "formula": f"hours x 3600 x 50 / {preset.time_pool} x {layers} x {dim} x 2 bytes",
             "gb_per_hour": round(preset.bytes_per_hour() / 1e9, 3),
             **{f"disk_gb_{k}": round(h * preset.bytes_per_hour() / 1e9, 2) for k, h in IEMOCAP_HOURS.items()},
-            "fold_memory_gb_float32": round(IEMOCAP_FOUR_CLASS_CLIPS * layers * dim * frames * 4 / 1e9, 1),
+            "fold_memory_gb_float16": round(IEMOCAP_FOUR_CLASS_CLIPS * layers * dim * frames * 2 / 1e9, 1),
         }
     return out
 

@@ -29,7 +29,7 @@ from trainers.normalization import Normalization, Normalizer, SpeakerStatistics,
 
 @dataclass(frozen=True)
 class Split:
-    x: torch.Tensor  # (N, 1, F, T) float32
+    x: torch.Tensor  # (N, 1, F, T) float32, or SSL layers (N, L, D, T) float16 (batches are float32)
     y: torch.Tensor  # (N,) int64 class indices
     utt_ids: tuple[str, ...]
     lengths: torch.Tensor | None = None  # (N,) int64 frames carrying signal (None: all T)
@@ -235,10 +235,11 @@ def speaker_statistics(
             "least one utterance of each."
         )
     stats = {}
+    dtype = torch.float16 if isinstance(preset, SSLPreset) else torch.float32  # as load_features gives them
     for speaker in wanted:
         rows = rows_of[speaker]
         in_memory = torch.tensor([utt in loaded for utt in rows["utt_id"]], dtype=torch.bool)  # (n,)
-        x = torch.empty((len(rows), *preset.output_shape), dtype=torch.float32)  # (n, C, F, T) of this speaker
+        x = torch.empty((len(rows), *preset.output_shape), dtype=dtype)  # (n, C, F, T) of this speaker
         if in_memory.any():
             x[in_memory] = torch.stack([loaded[utt] for utt in rows.loc[in_memory.numpy(), "utt_id"]])
         if not in_memory.all():
@@ -325,7 +326,7 @@ def load_fold_data(
 def iterate_batches(
     split: Split, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, balanced: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield ``(x (B,1,F,T), y (B,), lengths (B,))``; every sample once per pass unless ``balanced``.
+    """Yield ``(x (B,C,F,T) float32, y (B,), lengths (B,))``; every sample once per pass unless ``balanced``.
 
     ``lengths`` are the valid frames of each clip (``Split.valid_lengths``): networks pool over
     those only, so the padding never counts.
@@ -345,4 +346,4 @@ def iterate_batches(
     lengths = split.valid_lengths  # (N,)
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
-        yield split.x[index], split.y[index], lengths[index]
+        yield split.x[index].to(torch.float32), split.y[index], lengths[index]  # SSL features are kept in float16

@@ -135,8 +135,8 @@ def test_loading_pads_to_the_presets_shape(corpus, hub, tmp_path) -> None:
     weights = save_tiny_weights(preset.encoder, tmp_path / "w.pt")
     resolved = resolve_preset(preset, weights=weights)
     extract_features(corpus, preset=resolved, cache_dir=tmp_path / "cache")
-    x = load_features(corpus, preset=resolved, cache_dir=tmp_path / "cache")  # (N, L, D, T) float32
-    assert x.dtype == torch.float32 and tuple(x.shape[1:]) == resolved.output_shape == (2, 16, 99)
+    x = load_features(corpus, preset=resolved, cache_dir=tmp_path / "cache")  # (N, L, D, T) float16
+    assert x.dtype == torch.float16 and tuple(x.shape[1:]) == resolved.output_shape == (2, 16, 99)
     frames = [resolved.valid_frames(d) for d in corpus["duration_s"]]
     assert frames == [49, 74, 99, 1]  # 50 frames/s; "long" is cut at max_seconds; "short" is one frame
     for row, n in enumerate(frames):

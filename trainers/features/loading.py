@@ -35,7 +35,9 @@ def load_features(
     cache_dir: str | os.PathLike[str] | None = None,
     manifest_path: str | os.PathLike[str] | None = None,
 ) -> torch.Tensor:
-    """All cached features of ``manifest`` as one float32 tensor ``(N, C, F, T)``, in row order.
+    """All cached features of ``manifest`` as one tensor ``(N, C, F, T)``, in row order: float32, or
+    for an SSL preset float16 (kept at half size in memory: IEMOCAP's 5,531 clips of ``wavlm-large``
+    are 6.8 GB so; batches are cast to float32, ``trainers.fold_data.iterate_batches``).
 
     A trial loads once and then batches by indexing (IEMOCAP: ~5.5k x 64 KB). Raises
     ``FeaturesNotFoundError`` naming the missing rows and the ``sernas features`` command that
@@ -52,7 +54,8 @@ def load_features(
     index.save(required=False)  # the cache may be read-only for trials
 
     preset_dir = _preset_dir(cache_dir, preset)
-    out = np.empty((len(paths), *preset.output_shape), dtype=np.float32)  # (N, 1, F, T)
+    dtype = np.float16 if isinstance(preset, SSLPreset) else np.float32
+    out = np.empty((len(paths), *preset.output_shape), dtype=dtype)  # (N, C, F, T)
     missing: list[int] = []
     for row, content_hash in enumerate(resolved.hashes):
         if content_hash is None:
