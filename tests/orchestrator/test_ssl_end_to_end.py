@@ -146,3 +146,27 @@ def test_manifest_features_folds_search_export_predict(manifest, tiny, hub, tmp_
     assert "was made with weights of sha256" in " ".join(capsys.readouterr().err.split())
     assert main(["predict", "--model", str(model), *wavs]) == 2
     assert str(hub / "tiny-wavlm.pt") in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.slow
+def test_sernas_search_on_ssl_features(tiny, hub, tmp_path, capsys) -> None:
+    """The same through Ray Tune: trials find the weights on their node (data.weights), compute
+    nothing more (the driver cached every clip) and search cells on the mixed layers."""
+    import ray
+
+    from orchestrator.leaderboard import connect
+
+    preset, weights = tiny
+    config = write_experiment_config(tmp_path / "exp.yaml", name="ssl", per_speaker=PER_SPEAKER, samples=1)
+    text = config.read_text().replace("preset: logmel-32", f"preset: {preset}\n  weights: {weights}")
+    config.write_text(text.replace("  lstm_hidden: 8\n", "  lstm_hidden: 8\n  ssl_projection: 8\n"))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        assert main(["search", "--config", str(config)]) == 0
+    finally:
+        ray.shutdown()
+    assert "2 trials (2 completed, 0 pruned, 0 failed)" in capsys.readouterr().out
+    with connect(tmp_path / "runs", experiment="ssl") as board:
+        runs = board.sql("SELECT * FROM runs")
+    assert len(runs) == 2 and set(runs["status"]) == {"completed"} and runs["genotype"].notna().all()
+    assert set(runs["feature_preset"]) == {str(preset)}
