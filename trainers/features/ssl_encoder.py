@@ -16,12 +16,15 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainers.features.presets import FeaturePreset
+from trainers.features.signal import _RESAMPLER
 from trainers.features.ssl_presets import EncoderSpec, SSLPreset
 from trainers.torchaudio_compat import torchaudio, transforms
 
@@ -36,6 +39,8 @@ __all__ = [
 ]
 
 _HASH_CHUNK = 1 << 22
+
+PresetT = TypeVar("PresetT", FeaturePreset, SSLPreset)
 
 
 class WeightsError(ValueError):
@@ -77,7 +82,7 @@ def weights_checksum(path: str | os.PathLike[str]) -> str:
     return _sha256(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
-def resolve_preset(preset: object, *, weights: str | os.PathLike[str] | None = None) -> object:
+def resolve_preset(preset: PresetT, *, weights: str | os.PathLike[str] | None = None) -> PresetT:
     """``preset`` with its weights found and checksummed (other presets are returned as they are).
 
     ``weights`` (else the preset's ``weights_path``, else torch hub's cache) is the file. A
@@ -153,7 +158,7 @@ def load_encoder(preset: SSLPreset, *, device: torch.device) -> nn.Module:
     return model.to(device)
 
 
-def check_weights(preset: object, *, weights: str | os.PathLike[str] | None = None) -> object:
+def check_weights(preset: PresetT, *, weights: str | os.PathLike[str] | None = None) -> PresetT:
     """``preset`` resolved, with its weights loaded once to check them (others as they are): what a
     caller runs before it writes anything, so a broken file stops it with a ``WeightsError``."""
     preset = resolve_preset(preset, weights=weights)
@@ -184,8 +189,7 @@ class SSLFeatureExtractor:
         self._resamplers: dict[int, nn.Module] = {}
 
     def _resample(self, wave: torch.Tensor, source_rate: int) -> torch.Tensor:
-        from trainers.features.signal import _RESAMPLER
-
+        """``wave`` (N,) at 16 kHz, with the spectral presets' resampler, cut soon after ``max_seconds``."""
         target = self.preset.sample_rate
         if source_rate == target:
             return wave
