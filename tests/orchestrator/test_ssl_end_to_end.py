@@ -86,6 +86,8 @@ def test_an_experiment_checks_the_weights_before_it_writes(tiny, hub, tmp_path) 
     with pytest.raises(ValueError, match=f"weights file {truncated} .* is not a readable torch file"):
         prepare_data(load_config(config), progress=False)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+    assert main(["search", "--config", str(config)]) == 2  # before Ray starts or the storage is touched
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_manifest_features_folds_search_export_predict(manifest, tiny, hub, tmp_path, capsys, one_torch_thread):
