@@ -204,16 +204,14 @@ def extract_features(
 
     An SSL preset (``trainers.features.ssl_presets``) runs its encoder in this process on
     ``device`` (None: the CPU; the caller picks, e.g. ``trainers.device.resolve_device``) with
-    ``workers`` torch threads on a CPU. Its weights are found and loaded before anything is
-    written: a missing or broken file raises ``WeightsError`` naming it.
+    ``workers`` torch threads on a CPU. Its weights are found (and, when anything is to be
+    computed, loaded) before anything is written: a missing or broken file raises
+    ``WeightsError`` naming it. On a GPU the encoder's memory is given back when it is done.
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, but got {workers!r}.")
     started = time.perf_counter()
     preset = resolve_preset(get_preset(preset))
-    encoder = None
-    if isinstance(preset, SSLPreset):
-        encoder = SSLFeatureExtractor(preset, device=device or torch.device("cpu"))  # checks the weights
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     preset_dir = _preset_dir(cache_dir, preset)
     utt_ids, paths = _manifest_rows(manifest)
@@ -222,7 +220,6 @@ def extract_features(
     reused = shared = computed = 0
     index = _ContentIndex(cache_dir / _INDEX_FILE)
     resolved = _resolve_hashes(paths, index, _stage(progress, "hashing audio", len(paths)))
-    index.save()
     for row, reason in resolved.errors.items():
         failed.append((row, FailedUtterance(utt_ids[row], paths[row], reason)))
 
@@ -239,6 +236,10 @@ def extract_features(
             first = rows[0]
             tasks.append(_Task(content_hash, paths[first], resolved.stat_keys[first], destination))
 
+    encoder = None
+    if tasks and isinstance(preset, SSLPreset):  # loads and checks the weights before anything is written
+        encoder = SSLFeatureExtractor(preset, device=device or torch.device("cpu"))
+    index.save()
     if tasks:
         _write_preset_description(preset_dir, preset)
     advance = _stage(progress, f"computing {preset.name}", len(tasks))
@@ -249,6 +250,9 @@ def extract_features(
             shared += len(rows) - 1
         else:
             failed.extend((row, FailedUtterance(utt_ids[row], paths[row], error)) for row in rows)
+    if encoder is not None and encoder.device.type == "cuda":
+        del encoder  # the trial that computed goes on training on this GPU: give the encoder's memory back
+        torch.cuda.empty_cache()
 
     failed.sort(key=lambda item: item[0])  # manifest row order
     return FeatureExtractionSummary(
