@@ -31,6 +31,8 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "manifest": ("bench_manifest.py", ["--utterances", "1000", "--repeats", "2"]),
     "baseline_ua": ("baseline_ua.py", []),
     "features": ("bench_features.py", []),
+    # SSL encoders on the CPU: a tiny random one and WavLM Base+'s architecture (random weights), ~20 s.
+    "ssl_features": ("bench_ssl_features.py", []),
     "leaderboard": ("bench_leaderboard.py", ["--rows", "1000000", "--files", "10000", "--repeats", "2"]),
     "predictions": ("bench_predictions.py", ["--utterances", "1000", "--repeats", "20"]),
     "orchestration": ("bench_orchestration.py", ["--trials", "50"]),
@@ -95,6 +97,29 @@ def _features(r: dict) -> list[str]:
         f"{_met(None if cold is None else cold >= 5)} |",
         f"| `paper-mfcc` features, warm cache vs the librosa pipeline (which has no cache) | {_fmt(warm)}x | "
         f">= 100x | {_met(None if warm is None else warm >= 100)} |",
+    ]
+
+
+def _ssl_features(r: dict) -> list[str]:
+    encoders = r.get("encoders", {})
+    speeds = ", ".join(
+        f"{name} ({_fmt(e.get('parameters') / 1e6, 2)} M parameters) {_fmt(e.get('audio_seconds_per_second'))}"
+        for name, e in encoders.items()
+    )
+    sizes = ", ".join(
+        f"{name} {_fmt(e.get('cache_mb_per_hour'))} MB (formula {_fmt(e.get('formula_mb_per_hour'))})"
+        for name, e in encoders.items()
+    )
+    disk = r.get("iemocap", {})
+    large = disk.get("wavlm-large", {})
+    worst = r.get("iemocap_default_max_disk_gb_all")
+    return [
+        f"| SSL features on the CPU ({r.get('threads')} thread, random weights): seconds of audio per second | "
+        f"{speeds} | measure | — |",
+        f"| SSL feature cache per hour of audio (float16, measured on disk) | {sizes} | measure | — |",
+        f"| SSL cache for all of IEMOCAP (12.4 h; 7 h in four classes) with the default presets: wavlm-large "
+        f"{_fmt(large.get('disk_gb_all'))} GB ({_fmt(large.get('disk_gb_four_classes'))} GB), the largest default "
+        f"{_fmt(worst)} GB | {_fmt(worst)} GB | < 10 GB | {_met(None if worst is None else worst < 10)} |",
     ]
 
 
@@ -332,6 +357,7 @@ SUMMARIES: dict[str, Callable[[dict], list[str]]] = {
     "manifest": _manifest,
     "baseline_ua": _baseline,
     "features": _features,
+    "ssl_features": _ssl_features,
     "leaderboard": _leaderboard,
     "predictions": _predictions,
     "sequence_step": _sequence_step,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from orchestrator.config import ExperimentConfig, dump_config, load_config
 from orchestrator.config.models import CorpusConfig
@@ -61,6 +62,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
     With ``resume`` they must equal the run's, which are then left as they are
     (``orchestrator.resume_check.check_prepared_data`` raises ``ResumeRefused`` naming what changed)."""
     data = config.data
+    preset = data.resolved_preset(check=True)  # an SSL preset's weights: found and loaded before anything is written
     data_location = storage_root(config).experiment_data(config.name)
     if data.sources is None:
         scanned, manifest = corpus_manifest(data)
@@ -92,7 +94,9 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
             write_data_fingerprint(folder, manifest=manifest, folds=folds)  # what --resume compares with
     used = fold_speaker_rows(manifest, folds)  # every clip of the folds' speakers: speaker statistics read them all
     with progress_bars(enabled=progress) as show_progress:
-        summary = extract_features(used, preset=data.preset, cache_dir=data.cache_dir, progress=show_progress)
+        summary = extract_features(
+            used, preset=preset, cache_dir=data.cache_dir, progress=show_progress, device=_driver_device(config)
+        )
     if summary.failed:
         first = summary.failed[0]
         raise ValueError(
@@ -105,6 +109,14 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, resume: boo
         classes=protocol_classes(folds, classes=data.classes),
         data_dir=data_location.shown(data_location.root),
     )
+
+
+def _driver_device(config: ExperimentConfig) -> torch.device:
+    """Where the driver runs an SSL preset's encoder: the CPU when the experiment says ``device: cpu``,
+    else this machine's GPU when it has one (the trials' device is checked in the trials)."""
+    if config.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
 
 
 def corpus_manifest(corpus: CorpusConfig, *, where: str = "data") -> tuple[ManifestResult | None, pd.DataFrame]:

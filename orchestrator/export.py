@@ -29,7 +29,7 @@ from orchestrator.selection import NestedEstimate, nested_estimates
 from search_space.architecture import architecture_text, parse_architecture
 from trainers.atomic_io import write_parquet_atomically
 from trainers.evaluate import train_final_model
-from trainers.features import extract_features, get_preset
+from trainers.features import extract_features
 from trainers.fold_data import concat_splits, fold_speaker_rows, load_fold_data
 from trainers.model_bundle import save_bundle
 from trainers.normalization import Normalizer
@@ -136,12 +136,13 @@ def export_model(
     folds = prepared.folds
     data_fold = int(fold if fold is not None else folds["fold"].min())
     rows = fold_speaker_rows(prepared.manifest, folds[folds["fold"] == data_fold])  # any label: speaker statistics
-    extract_features(rows, preset=config.data.preset, cache_dir=config.data.cache_dir)
+    preset = config.data.resolved_preset()  # an SSL preset's weights, checksummed: the bundle records it
+    extract_features(rows, preset=preset, cache_dir=config.data.cache_dir, device=device)
     data = load_fold_data(
         manifest=rows,
         folds=folds,
         fold=data_fold,
-        preset=config.data.preset,
+        preset=preset,
         cache_dir=config.data.cache_dir,
         classes=classes,
     )
@@ -190,7 +191,7 @@ def export_model(
         architecture=architecture_text(architecture),
         settings=evaluation,
         classes=classes,
-        preset=get_preset(config.data.preset),
+        preset=preset,
         source=source,
         normalizer=normalizer,
     )

@@ -76,6 +76,12 @@ class TrialInputs:
     classes: tuple[str, ...]
     storage: str
 
+    @property
+    def preset(self) -> Any:
+        """The feature preset on this node: an SSL preset's weights are found and checksummed here
+        (each node has its own copy; the checksum is remembered per process)."""
+        return self.experiment.data.resolved_preset()
+
 
 def _canonical_params(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
@@ -379,13 +385,15 @@ def run_trial(params: dict[str, Any], *, inputs: TrialInputs) -> None:
     limit_memory(device, min(1.0, gpus))  # a shared card: this trial's share only
     if inputs.experiment.reproducible:
         reproducible_mode(device)
-    # Once per node, under a lock, with the node's CPUs: the first trial computes, the others wait.
+    # Once per node, under a lock, with the node's CPUs (an SSL encoder on the trial's device): the
+    # first trial computes, the others wait.
     extract_features_once(
         inputs.manifest,
-        preset=inputs.experiment.data.preset,
+        preset=inputs.preset,
         cache_dir=inputs.experiment.data.cache_dir,
         workers=_node_cpus(ray, node_id),
         where=where,
+        device=device,
     )
     work = Path(tempfile.mkdtemp(prefix=f"sernas-{trial_id}-"))
     try:
@@ -431,7 +439,7 @@ def run_trial_units(
             manifest=rows,
             folds=fold_table,
             fold=fold,
-            preset=inputs.experiment.data.preset,
+            preset=inputs.preset,
             cache_dir=inputs.experiment.data.cache_dir,
             classes=inputs.classes,
         )

@@ -14,6 +14,7 @@ from search_space.architecture import (
     parse_architecture,
 )
 from search_space.cells import Cell, SearchCell, drop_path, reduction_layers
+from search_space.frontend import LayerMix, LayerMixOptions
 from search_space.genotype import (
     Genotype,
     alpha_entropy,
@@ -62,6 +63,8 @@ __all__ = [
     "Cell",
     "Genotype",
     "HeadOptions",
+    "LayerMix",
+    "LayerMixOptions",
     "MixedOp",
     "MixedSequenceOp",
     "MixingWeights",

@@ -16,8 +16,9 @@ from torch import nn
 
 from search_space.architecture import Architecture, NamedModel, parse_architecture
 from search_space.cells import Cell, reduction_layers, stack_cells
+from search_space.frontend import LayerMix, LayerMixOptions, network_input
 from search_space.genotype import Genotype
-from search_space.head import HeadOptions, RecurrentHead, head_lengths, masked_time_mean, zero_padding
+from search_space.head import HeadOptions, RecurrentHead, head_lengths, masked_time_mean
 from search_space.sequence_cell import SequenceCell
 
 __all__ = [
@@ -33,6 +34,21 @@ __all__ = [
 def _check_input(x: torch.Tensor, in_channels: int, who: str) -> None:
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(f"{who} expects input of shape (B, {in_channels}, F, T), but got {tuple(x.shape)}.")
+
+
+def _frontend(
+    frontend: LayerMixOptions | Mapping[str, Any] | None, in_channels: int, who: str
+) -> tuple[LayerMixOptions | None, int]:
+    """The frontend's options and the channels the stem reads (1 after a frontend)."""
+    options = LayerMixOptions.of(frontend)
+    if options is None:
+        return None, in_channels
+    if options.layers != in_channels:
+        raise ValueError(
+            f"{who}: in_channels ({in_channels}) must equal the frontend's layers ({options.layers}): "
+            "the input stacks one map per encoder layer."
+        )
+    return options, 1
 
 
 class AuxiliaryHead(nn.Module):
@@ -65,7 +81,10 @@ class Network(nn.Module):
     in training mode. ``head`` (:class:`search_space.head.HeadOptions`, or its dict) sets what the
     LSTM reads per time step and how it pools a clip; the genotype does not say, so it is part of
     the network's ``config``. A genotype with a ``sequence`` cell gets that cell (hidden size
-    ``lstm_hidden``) in place of the fixed LSTM; ``lstm_layers`` then goes unused.
+    ``lstm_hidden``) in place of the fixed LSTM; ``lstm_layers`` then goes unused. ``frontend``
+    (:class:`search_space.frontend.LayerMixOptions`, or its dict) reads stacked encoder layers
+    ``(B, L, D, T)`` (``in_channels`` = L) through a learned weighted sum and a projection to
+    ``(B, 1, width, T)`` before the stem (None: spectrograms).
 
     ``channels_last=True`` (the default) keeps the cells' activations in channels_last layout and
     runs the convolutions through :mod:`search_space.fast_conv`, as :class:`search_space.SuperNet`
@@ -89,6 +108,7 @@ class Network(nn.Module):
         mask_padding: bool = True,
         channels_last: bool = True,
         head: HeadOptions | Mapping[str, Any] | None = None,
+        frontend: LayerMixOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(genotype, Genotype):
@@ -107,6 +127,7 @@ class Network(nn.Module):
         self.in_channels = in_channels
         self.drop_path_prob = drop_path_prob
         head = HeadOptions.of(head)
+        frontend, stem_channels = _frontend(frontend, in_channels, "Network")
         self._config: dict[str, Any] = {
             "genotype": genotype.to_dict(),
             "layers": layers,
@@ -121,13 +142,15 @@ class Network(nn.Module):
             "auxiliary": bool(auxiliary),
             "mask_padding": bool(mask_padding),
             "head": head.to_dict(),
+            "frontend": None if frontend is None else frontend.to_dict(),
         }
         self.mask_padding = bool(mask_padding)
         self.channels_last = bool(channels_last)  # a layout, not part of the model: not in config
+        self.frontend = None if frontend is None else LayerMix(frontend)
 
         self.stem, self.cells, C_p = stack_cells(
             layers=layers,
-            in_channels=in_channels,
+            in_channels=stem_channels,
             stem_multiplier=stem_multiplier,
             init_channels=init_channels,
             make_cell=functools.partial(Cell, genotype),
@@ -149,7 +172,12 @@ class Network(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords, JSON-ready (the genotype as a dict); see :func:`build_model`."""
-        return dict(self._config, genotype=self.genotype.to_dict(), head=dict(self._config["head"]))
+        return dict(
+            self._config,
+            genotype=self.genotype.to_dict(),
+            head=dict(self._config["head"]),
+            frontend=_copy(self._config),
+        )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, n_classes) of ``x`` (B, C_in, F, T); ``lengths`` (B,): valid frames per clip."""
@@ -161,7 +189,7 @@ class Network(nn.Module):
         """Logits and, in training mode with an auxiliary head, its logits (else None)."""
         _check_input(x, self.in_channels, "Network")
         lengths = lengths if self.mask_padding else None
-        s0 = s1 = self.stem(zero_padding(x, lengths))  # (B, C_stem, F, T)
+        s0 = s1 = self.stem(network_input(x, lengths, self.frontend))  # (B, C_stem, F, T)
         if self.channels_last:  # activations only, as in SuperNet (see the class docstring)
             s0 = s1 = s0.contiguous(memory_format=torch.channels_last)  # strides (F T C, 1, T C, C)
         aux = None
@@ -198,6 +226,7 @@ class BaselineCNNLSTM(nn.Module):
         in_channels: int = 1,
         mask_padding: bool = True,
         head: HeadOptions | Mapping[str, Any] | None = None,
+        frontend: LayerMixOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         channels = tuple(channels)
@@ -206,6 +235,7 @@ class BaselineCNNLSTM(nn.Module):
             raise ValueError(f"channels must be a non-empty sequence of ints >= 1, but got {channels}.")
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be an int >= 1, but got {in_channels!r}.")
+        frontend, stem_channels = _frontend(frontend, in_channels, "BaselineCNNLSTM")
         self.in_channels = in_channels
         self._config: dict[str, Any] = {
             "n_classes": n_classes,
@@ -216,9 +246,11 @@ class BaselineCNNLSTM(nn.Module):
             "in_channels": in_channels,
             "mask_padding": bool(mask_padding),
             "head": head.to_dict(),
+            "frontend": None if frontend is None else frontend.to_dict(),
         }
         self.mask_padding = bool(mask_padding)
-        blocks, c_in = [], in_channels
+        self.frontend = None if frontend is None else LayerMix(frontend)
+        blocks, c_in = [], stem_channels
         for c in channels:
             blocks += [
                 nn.Conv2d(c_in, c, 3, padding=1, bias=False),
@@ -240,13 +272,18 @@ class BaselineCNNLSTM(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords, JSON-ready."""
-        return dict(self._config, channels=list(self._config["channels"]), head=dict(self._config["head"]))
+        return dict(
+            self._config,
+            channels=list(self._config["channels"]),
+            head=dict(self._config["head"]),
+            frontend=_copy(self._config),
+        )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, n_classes); ``lengths`` (B,): valid frames of each clip (None: all)."""
         _check_input(x, self.in_channels, "BaselineCNNLSTM")
         lengths = lengths if self.mask_padding else None
-        features = self.features(zero_padding(x, lengths))  # (B, channels[-1], F / 2^n, T / 2^n)
+        features = self.features(network_input(x, lengths, self.frontend))  # (B, channels[-1], F / 2^n, T / 2^n)
         return self.head(features, lengths, input_frames=x.shape[-1])  # (B, n_classes)
 
 
@@ -265,6 +302,7 @@ def build_model(
     auxiliary: bool = False,
     mask_padding: bool = True,
     head: HeadOptions | Mapping[str, Any] | None = None,
+    frontend: LayerMixOptions | Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build the network to train from scratch.
 
@@ -272,7 +310,8 @@ def build_model(
     or its text (see :func:`parse_architecture`): ``baseline`` gives a
     :class:`BaselineCNNLSTM` with ``layers`` blocks of :func:`baseline_channels` channels
     (``drop_path_prob``, ``stem_multiplier`` and ``auxiliary`` do not apply to it). ``head``
-    applies to both (:class:`search_space.head.HeadOptions`; None: the defaults).
+    applies to both (:class:`search_space.head.HeadOptions`; None: the defaults), and so does
+    ``frontend`` (stacked encoder layers in; None: spectrograms).
     """
     architecture = parse_architecture(genotype_or_name)
     if isinstance(architecture, NamedModel):  # "baseline", the only named model
@@ -285,6 +324,7 @@ def build_model(
             in_channels=in_channels,
             mask_padding=mask_padding,
             head=head,
+            frontend=frontend,
         )
     genotype = architecture
     return Network(
@@ -301,7 +341,14 @@ def build_model(
         auxiliary=auxiliary,
         mask_padding=mask_padding,
         head=head,
+        frontend=frontend,
     )
+
+
+def _copy(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A copy of a config's frontend dict (None stays None)."""
+    frontend = config["frontend"]
+    return None if frontend is None else dict(frontend)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:

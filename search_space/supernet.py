@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from search_space.cells import SearchCell, search_depth_problem, stack_cells
+from search_space.frontend import LayerMix, LayerMixOptions, network_input
 from search_space.genotype import (
     Genotype,
     alpha_entropy,
@@ -32,7 +33,7 @@ from search_space.genotype import (
     node_softmax,
     num_edges,
 )
-from search_space.head import HeadOptions, RecurrentHead, zero_padding
+from search_space.head import HeadOptions, RecurrentHead
 from search_space.primitives import PRIMITIVES, validate_primitives
 from search_space.sequence_cell import SearchSequenceCell, sequence_num_edges, validate_sequence_ops
 
@@ -141,11 +142,13 @@ class SuperNet(nn.Module):
         in_channels: int = 1,
         head: HeadOptions | Mapping[str, Any] | None = None,
         sequence: Mapping[str, Any] | None = None,
+        frontend: LayerMixOptions | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         primitives = validate_primitives(primitives)
         sequence = _sequence_search(sequence)
         head = HeadOptions.of(head)
+        frontend = LayerMixOptions.of(frontend)
         for name, value in (
             ("nodes", nodes),
             ("init_channels", init_channels),
@@ -157,6 +160,11 @@ class SuperNet(nn.Module):
             _check_int(name, value)
         if init_channels % pc_k != 0:
             raise ValueError(f"init_channels ({init_channels}) must be divisible by pc_k ({pc_k}).")
+        if frontend is not None and frontend.layers != in_channels:
+            raise ValueError(
+                f"SuperNet: in_channels ({in_channels}) must equal the frontend's layers ({frontend.layers}): "
+                "the input stacks one map per encoder layer."
+            )
         depth_problem = search_depth_problem(layers)
         if depth_problem is not None:
             raise ValueError(f"{depth_problem}.")
@@ -176,6 +184,7 @@ class SuperNet(nn.Module):
             "channels_last": bool(channels_last),
             "in_channels": in_channels,
             "head": head.to_dict(),
+            "frontend": None if frontend is None else frontend.to_dict(),
         }
         if sequence is not None:  # absent, not None, in the config of a fixed-LSTM supernet (as before)
             self._config["sequence"] = sequence
@@ -184,10 +193,11 @@ class SuperNet(nn.Module):
         self.nodes = nodes
         self.in_channels = in_channels
         self.channels_last = bool(channels_last)
+        self.frontend = None if frontend is None else LayerMix(frontend)
 
         self.stem, self.cells, C_p = stack_cells(
             layers=layers,
-            in_channels=in_channels,
+            in_channels=in_channels if frontend is None else 1,
             stem_multiplier=stem_multiplier,
             init_channels=init_channels,
             make_cell=functools.partial(
@@ -225,7 +235,13 @@ class SuperNet(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Constructor keywords (JSON-ready); ``SuperNet(**net.config)`` rebuilds the net."""
-        config = dict(self._config, primitives=list(self._config["primitives"]), head=dict(self._config["head"]))
+        frontend = self._config["frontend"]
+        config = dict(
+            self._config,
+            primitives=list(self._config["primitives"]),
+            head=dict(self._config["head"]),
+            frontend=None if frontend is None else dict(frontend),
+        )
         if "sequence" in config:
             config["sequence"] = dict(config["sequence"], ops=list(config["sequence"]["ops"]))
         return config
@@ -371,7 +387,7 @@ class SuperNet(nn.Module):
                 "normal": self._plan(mixing.normal, mixing.normal_edges),
                 "reduce": self._plan(mixing.reduce, mixing.reduce_edges),
             }
-        s0 = s1 = self.stem(zero_padding(x, lengths))  # (B, C_stem, F, T)
+        s0 = s1 = self.stem(network_input(x, lengths, self.frontend))  # (B, C_stem, F, T)
         if self.channels_last:  # activations only: see the class docstring
             s0 = s1 = s0.contiguous(memory_format=torch.channels_last)  # (B, C_stem, F, T), strides (F T C, 1, T C, C)
         for cell in self.cells:

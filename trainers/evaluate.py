@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_space import Architecture, architecture_text, build_model, count_parameters, parse_architecture
+from search_space import (
+    Architecture,
+    LayerMixOptions,
+    architecture_text,
+    build_model,
+    count_parameters,
+    parse_architecture,
+)
 from trainers.augment import spec_augment
 from trainers.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_then_report
 from trainers.fold_data import FoldData, Split, iterate_batches
@@ -48,9 +55,17 @@ class EvaluationResult:
     test_probabilities: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
-def build_network(architecture: Architecture, *, settings: EvalSettings, n_classes: int, in_channels: int) -> nn.Module:
+def build_network(
+    architecture: Architecture,
+    *,
+    settings: EvalSettings,
+    n_classes: int,
+    in_channels: int,
+    frontend: LayerMixOptions | None = None,
+) -> nn.Module:
     """The untrained network of ``architecture``, sized by ``settings.shape`` widened and deepened
-    by ``settings.widen`` / ``settings.deepen``, with ``settings.shape``'s head options (on the CPU)."""
+    by ``settings.widen`` / ``settings.deepen``, with ``settings.shape``'s head options (on the CPU)
+    and ``frontend`` for SSL encoder layers (``ModelShape.frontend``)."""
     shape = settings.shape
     return build_model(
         architecture,
@@ -64,6 +79,7 @@ def build_network(architecture: Architecture, *, settings: EvalSettings, n_class
         auxiliary=settings.auxiliary_weight > 0.0,
         mask_padding=settings.mask_padding,
         head=shape.head,
+        frontend=frontend,
     )
 
 
@@ -99,7 +115,10 @@ def _start_training(
     """Seed everything from ``settings.seed``, then build the network, optimiser and loss, in
     that order (building draws the initial weights from the seeded RNG)."""
     generator = seed_everything(settings.seed)
-    model = build_network(architecture, settings=settings, n_classes=n_classes, in_channels=train.x.shape[1])
+    frontend = settings.shape.frontend(tuple(train.x.shape[1:]), layered=train.layered)
+    model = build_network(
+        architecture, settings=settings, n_classes=n_classes, in_channels=train.x.shape[1], frontend=frontend
+    )
     model = model.to(device)  # weights in the default layout; activations channels_last inside (see run_search)
     weights = list(model.parameters())
     optimizer, scheduler = sgd_with_cosine(weights, settings=settings.weights, epochs=epochs)

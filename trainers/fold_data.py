@@ -22,18 +22,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from trainers.features import FeaturePreset, get_preset, load_features
+from trainers.features import AnyPreset, SSLPreset, get_preset, load_features
 from trainers.folds import SEARCH_ROLES, SPLITS, protocol_classes
 from trainers.normalization import Normalization, Normalizer, SpeakerStatistics, pooled_statistics
 
 
 @dataclass(frozen=True)
 class Split:
-    x: torch.Tensor  # (N, 1, F, T) float32
+    x: torch.Tensor  # (N, 1, F, T) float32, or SSL layers (N, L, D, T) float16 (batches are float32)
     y: torch.Tensor  # (N,) int64 class indices
     utt_ids: tuple[str, ...]
     lengths: torch.Tensor | None = None  # (N,) int64 frames carrying signal (None: all T)
     speakers: tuple[str, ...] = ()  # speaker of each utterance, when known
+    # x stacks an SSL encoder's layers, (N, L, D, T): networks mix them first (search_space.frontend)
+    layered: bool = False
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -54,6 +56,7 @@ class Split:
             utt_ids=tuple(self.utt_ids[i] for i in rows),
             lengths=None if self.lengths is None else self.lengths[index],
             speakers=tuple(self.speakers[i] for i in rows) if self.speakers else (),
+            layered=self.layered,
         )
 
     def normalized(self, normalizer: Normalizer) -> Split:
@@ -65,12 +68,15 @@ class Split:
 def concat_splits(*parts: Split) -> Split:
     """One split holding ``parts`` in order (lengths and speakers kept when every part has them)."""
     lengths = [part.lengths for part in parts]
+    if len({part.layered for part in parts}) > 1:
+        raise ValueError("cannot concatenate splits of SSL encoder layers with splits of spectrograms.")
     return Split(
         x=torch.cat([part.x for part in parts]),
         y=torch.cat([part.y for part in parts]),
         utt_ids=tuple(utt for part in parts for utt in part.utt_ids),
         lengths=None if any(length is None for length in lengths) else torch.cat(lengths),
         speakers=tuple(s for part in parts for s in part.speakers) if all(part.speakers for part in parts) else (),
+        layered=parts[0].layered if parts else False,
     )
 
 
@@ -176,7 +182,12 @@ class FoldData:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])  # (1, F, T)
+        return tuple(self.train.x.shape[1:])  # (1, F, T), or SSL layers (L, D, T)
+
+    @property
+    def layered(self) -> bool:
+        """The features stack an SSL encoder's layers (``Split.layered``)."""
+        return self.train.layered
 
     def class_weights(self) -> torch.Tensor:
         """Inverse-frequency weights from the training split (``N / (K * count_k)``)."""
@@ -199,7 +210,7 @@ def speaker_statistics(
     manifest: pd.DataFrame,
     *,
     speakers: Iterable[str],
-    preset: FeaturePreset | str,
+    preset: AnyPreset | str,
     cache_dir: str | Path | None = None,
     manifest_path: str | Path | None = None,
     loaded: Mapping[str, torch.Tensor] | None = None,
@@ -224,10 +235,11 @@ def speaker_statistics(
             "least one utterance of each."
         )
     stats = {}
+    dtype = torch.float16 if isinstance(preset, SSLPreset) else torch.float32  # as load_features gives them
     for speaker in wanted:
         rows = rows_of[speaker]
         in_memory = torch.tensor([utt in loaded for utt in rows["utt_id"]], dtype=torch.bool)  # (n,)
-        x = torch.empty((len(rows), *preset.output_shape), dtype=torch.float32)  # (n, C, F, T) of this speaker
+        x = torch.empty((len(rows), *preset.output_shape), dtype=dtype)  # (n, C, F, T) of this speaker
         if in_memory.any():
             x[in_memory] = torch.stack([loaded[utt] for utt in rows.loc[in_memory.numpy(), "utt_id"]])
         if not in_memory.all():
@@ -244,7 +256,7 @@ def load_fold_data(
     manifest: pd.DataFrame,
     folds: pd.DataFrame,
     fold: int,
-    preset: FeaturePreset | str,
+    preset: AnyPreset | str,
     cache_dir: str | Path | None = None,
     classes: Sequence[str] | None = None,
     manifest_path: str | Path | None = None,
@@ -294,6 +306,7 @@ def load_fold_data(
             utt_ids=tuple(table.loc[in_split, "utt_id"]),
             lengths=lengths[mask],
             speakers=tuple(str(s) for s in table.loc[in_split, "speaker"]),
+            layered=isinstance(preset, SSLPreset),
         )
     roles = ()
     if "search_role" in table.columns:
@@ -313,7 +326,7 @@ def load_fold_data(
 def iterate_batches(
     split: Split, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, balanced: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield ``(x (B,1,F,T), y (B,), lengths (B,))``; every sample once per pass unless ``balanced``.
+    """Yield ``(x (B,C,F,T) float32, y (B,), lengths (B,))``; every sample once per pass unless ``balanced``.
 
     ``lengths`` are the valid frames of each clip (``Split.valid_lengths``): networks pool over
     those only, so the padding never counts.
@@ -333,4 +346,4 @@ def iterate_batches(
     lengths = split.valid_lengths  # (N,)
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
-        yield split.x[index], split.y[index], lengths[index]
+        yield split.x[index].to(torch.float32), split.y[index], lengths[index]  # SSL features are kept in float16

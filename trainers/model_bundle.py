@@ -20,7 +20,7 @@ from search_space import Architecture, architecture_text, parse_architecture
 from trainers.audio import AudioError, read_audio
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.evaluate import build_network
-from trainers.features import FeatureExtractor, FeaturePreset
+from trainers.features import AnyPreset, FeatureExtractor, SSLFeatureExtractor, SSLPreset, parse_preset, resolve_preset
 from trainers.normalization import Normalizer
 from trainers.settings import EvalSettings
 
@@ -32,7 +32,7 @@ BUNDLE_VERSION = 1
 class LoadedModel:
     model: torch.nn.Module
     classes: tuple[str, ...]
-    preset: FeaturePreset
+    preset: AnyPreset
     architecture: str
     source: dict[str, Any]
     normalizer: Normalizer
@@ -53,11 +53,13 @@ def save_bundle(
     architecture: Architecture | str,
     settings: EvalSettings,
     classes: tuple[str, ...],
-    preset: FeaturePreset,
+    preset: AnyPreset,
     source: dict[str, Any],
     normalizer: Normalizer,
 ) -> Path:
-    """Write the bundle; ``normalizer`` is the fitted input normalisation the model was trained with."""
+    """Write the bundle; ``normalizer`` is the fitted input normalisation the model was trained with.
+
+    An SSL preset is stored with its weights' sha256 (never their path or the weights)."""
     bundle = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
@@ -86,13 +88,14 @@ def load_bundle(path: str | os.PathLike[str], *, device: torch.device) -> Loaded
             f"version {bundle.get('version')!r}; expected {BUNDLE_FORMAT!r} version {BUNDLE_VERSION})."
         )
     settings = EvalSettings.model_validate(bundle["eval_settings"])
-    preset = FeaturePreset.model_validate(bundle["preset"])
+    preset = parse_preset(bundle["preset"])
     classes = tuple(bundle["classes"])
     model = build_network(
         parse_architecture(bundle["architecture"]),
         settings=settings,
         n_classes=len(classes),
         in_channels=preset.output_shape[0],
+        frontend=settings.shape.frontend(preset.output_shape, layered=isinstance(preset, SSLPreset)),
     )
     model.load_state_dict(bundle["state_dict"])
     return LoadedModel(
@@ -106,9 +109,21 @@ def load_bundle(path: str | os.PathLike[str], *, device: torch.device) -> Loaded
 
 
 @torch.no_grad()
-def predict_files(loaded: LoadedModel, paths: list[str], *, device: torch.device) -> list[Prediction]:
-    """Class probabilities per file; an unreadable file gets its error and the rest still run."""
-    extractor = FeatureExtractor(loaded.preset)
+def predict_files(
+    loaded: LoadedModel, paths: list[str], *, device: torch.device, weights: str | os.PathLike[str] | None = None
+) -> list[Prediction]:
+    """Class probabilities per file; an unreadable file gets its error and the rest still run.
+
+    A model on SSL features needs its encoder's weights: ``weights``, else torch hub's cache; they
+    must be the ones it was trained with (the bundle's preset records their sha256), else
+    ``WeightsError``."""
+    preset = loaded.preset
+    if isinstance(preset, SSLPreset):
+        extractor: FeatureExtractor | SSLFeatureExtractor = SSLFeatureExtractor(
+            resolve_preset(preset, weights=weights), device=device
+        )
+    else:
+        extractor = FeatureExtractor(preset)
     errors: dict[str, str] = {}
     features, lengths, readable = [], [], []
     for path in paths:
@@ -117,8 +132,10 @@ def predict_files(loaded: LoadedModel, paths: list[str], *, device: torch.device
         except (AudioError, OSError) as error:
             errors[path] = str(error)
             continue
-        features.append(extractor(samples, sample_rate))  # (1, F, T)
-        lengths.append(loaded.preset.valid_frames(len(samples) / sample_rate))
+        values = extractor(samples, sample_rate).float()  # (1, F, T), or SSL (L, D, t <= T)
+        shape = preset.output_shape
+        features.append(torch.nn.functional.pad(values, (0, shape[-1] - values.shape[-1])))  # (C, F, T)
+        lengths.append(preset.valid_frames(len(samples) / sample_rate))
         readable.append(path)
     probabilities: dict[str, torch.Tensor] = {}
     if readable:

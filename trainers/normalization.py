@@ -63,9 +63,34 @@ def _stats(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...]) -> tuple[
     return mean, var.sqrt()
 
 
+_CHUNK_ROWS = 256
+"""Clips converted to float32 at a time when ``x`` is kept in half precision (SSL features)."""
+
+
 def pooled_statistics(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-bin mean and std ``(1, C, F, 1)`` over the valid frames of every clip of ``x`` (N, C, F, T)."""
-    return _stats(x, valid_mask(lengths, x.shape[-1]), (0, 3))
+    """Per-bin mean and std ``(1, C, F, 1)`` over the valid frames of every clip of ``x`` (N, C, F, T).
+
+    ``x`` in float16 (SSL features, kept at half size) is summed in float32, a chunk of clips at a
+    time, so no float32 copy of all of it is ever made."""
+    if x.dtype == torch.float32:
+        return _stats(x, valid_mask(lengths, x.shape[-1]), (0, 3))
+    count = lengths.clamp(max=x.shape[-1]).sum().to(torch.float32).clamp(min=1.0)  # valid frames in all
+    total = torch.zeros((1, *x.shape[1:3], 1), dtype=torch.float32)  # (1, C, F, 1)
+    for start in range(0, len(x), _CHUNK_ROWS):
+        part, mask = _chunk(x, lengths, start)
+        total += (part * mask).sum(dim=(0, 3), keepdim=True)
+    mean = total / count
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), _CHUNK_ROWS):
+        part, mask = _chunk(x, lengths, start)
+        squares += (((part - mean) * mask) ** 2).sum(dim=(0, 3), keepdim=True)
+    return mean, (squares / count).sqrt()
+
+
+def _chunk(x: torch.Tensor, lengths: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips ``start ..`` of ``x`` in float32 (n, C, F, T) and their valid-frame mask (n, 1, 1, T)."""
+    end = start + _CHUNK_ROWS
+    return x[start:end].to(torch.float32), valid_mask(lengths[start:end], x.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -95,9 +120,21 @@ class Normalizer:
         return replace(self, mean=mean, std=std)
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor, speakers: tuple[str, ...] | None = None) -> torch.Tensor:
-        """``x`` (N, C, F, T) normalised; padded frames set to 0 (``none`` returns ``x``)."""
+        """``x`` (N, C, F, T) normalised; padded frames set to 0 (``none`` returns ``x``).
+
+        Half-precision ``x`` (SSL features) is normalised in float32 a chunk of clips at a time and
+        returned in its own dtype (z-scores lose nothing that matters in float16)."""
         if self.mode == "none":
             return x
+        if x.dtype != torch.float32 and not (self.mode == "speaker" and self.speaker_stats is None):
+            out = torch.empty_like(x)  # (N, C, F, T) in x's dtype
+            for start in range(0, len(x), _CHUNK_ROWS):
+                end = start + _CHUNK_ROWS
+                who = None if speakers is None else speakers[start:end]
+                out[start:end] = self(x[start:end].to(torch.float32), lengths[start:end], who).to(x.dtype)
+            return out
+        if x.dtype != torch.float32:  # speaker statistics of the clips themselves: all of them at once
+            return self(x.to(torch.float32), lengths, speakers).to(x.dtype)
         mask = valid_mask(lengths, x.shape[-1])
         if self.mode == "utterance":
             mean, std = _stats(x, mask, (3,))

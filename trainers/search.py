@@ -120,6 +120,7 @@ def build_supernet(data: FoldData, settings: SearchSettings) -> SuperNet:
         checkpoint=settings.recompute is not False,
         head=shape.head,
         sequence=settings.sequence.for_supernet(lstm_hidden=shape.lstm_hidden),
+        frontend=shape.frontend(data.input_shape, layered=data.layered),
     )
 
 
@@ -128,6 +129,9 @@ def resolve_recompute(data: FoldData, settings: SearchSettings, device: torch.de
     if settings.recompute is not None:
         return settings.recompute
     shape = settings.shape
+    input_shape = tuple(data.input_shape)
+    if data.layered:  # the cells read the frontend's (1, ssl_projection, T) map
+        input_shape = (1, shape.ssl_projection, input_shape[-1])
     return should_recompute(
         device,
         batch_size=settings.batch_size,
@@ -135,7 +139,7 @@ def resolve_recompute(data: FoldData, settings: SearchSettings, device: torch.de
         nodes=shape.nodes,
         init_channels=shape.init_channels,
         primitives=len(settings.primitives),
-        input_shape=tuple(data.input_shape),
+        input_shape=input_shape,
     )
 
 

@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_space import PRIMITIVES, SEQUENCE_OPS, HeadOptions, validate_primitives, validate_sequence_ops
+from search_space import (
+    PRIMITIVES,
+    SEQUENCE_OPS,
+    HeadOptions,
+    LayerMixOptions,
+    validate_primitives,
+    validate_sequence_ops,
+)
 from search_space.cells import search_depth_problem
 from search_space.head import Pooling, SequenceInput
 from search_space.sampling import genotype_space_size
@@ -55,6 +62,12 @@ class ModelShape(_Settings):
         description="how a clip's LSTM outputs are pooled over its valid steps: mean, or stats (mean and "
         "standard deviation, concatenated)",
     )
+    ssl_projection: int = Field(
+        64,
+        ge=1,
+        description="with SSL features (stacked encoder layers): the width the learned weighted sum of the "
+        "layers is projected to per frame, i.e. the frequency axis F of the (1, F, T) map the CNN reads",
+    )
 
     @property
     def head(self) -> HeadOptions:
@@ -65,6 +78,14 @@ class ModelShape(_Settings):
             sequence_projection=self.sequence_projection,
             pooling=self.pooling,
         )
+
+    def frontend(self, input_shape: tuple[int, ...], *, layered: bool) -> LayerMixOptions | None:
+        """The networks' input stage for features of ``input_shape`` ``(C, F, T)``: for ``layered``
+        features (SSL encoder layers, ``(L, D, T)``) a weighted sum and a projection to
+        ``ssl_projection``; None for spectrograms."""
+        if not layered:
+            return None
+        return LayerMixOptions(layers=int(input_shape[0]), dim=int(input_shape[1]), width=self.ssl_projection)
 
 
 class WeightOptimizer(_Settings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -94,6 +95,18 @@ class DeviceSpec:
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device`` (default ``auto``), checked when parsed."""
     parser.add_argument("--device", type=DeviceSpec(), default="auto", help="%(type)s")
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """``--weights PATH``: an SSL preset's encoder weights (default: torch hub's cache)."""
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="weights of an SSL preset's encoder (default: torch hub's cache, "
+        "$TORCH_HOME/hub/checkpoints/<torchaudio's file name>); never downloaded",
+    )
 
 
 def add_restart_option(parser: argparse.ArgumentParser, *, default: str | None = None, help: str) -> None:

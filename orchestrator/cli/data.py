@@ -10,7 +10,16 @@ from pathlib import Path
 import pandas as pd
 from rich.markup import escape
 
-from orchestrator.cli.common import DEFAULT_PRESET, Subcommands, UserError, console, error_console, frame_table
+from orchestrator.cli.common import (
+    DEFAULT_PRESET,
+    Subcommands,
+    UserError,
+    add_device_option,
+    add_weights_option,
+    console,
+    error_console,
+    frame_table,
+)
 from trainers.corpora.scan import DEFAULT_MIN_DURATION_S  # a constant of a light module (no pandas/torch)
 
 __all__ = ["cmd_features", "cmd_folds", "cmd_manifest", "cmd_synth", "register", "seconds"]
@@ -110,20 +119,25 @@ def _print_speaker_sources(frame: pd.DataFrame) -> None:
 # ------------------------------------------------------------------------------------- features
 def cmd_features(args: argparse.Namespace) -> int:
     from orchestrator.terminal import progress_bars
-    from trainers.features import extract_features, get_preset
+    from trainers.device import resolve_device
+    from trainers.features import WeightsError, extract_features, get_preset, resolve_preset
     from trainers.manifest import read_manifest
 
     try:
         manifest = read_manifest(args.manifest)
-        preset = get_preset(args.preset)
+        preset = resolve_preset(get_preset(args.preset), weights=args.weights)  # WeightsError before any write
+        device = resolve_device(args.device)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, but got {args.workers}.")
-    with progress_bars(enabled=not args.quiet) as progress:
-        summary = extract_features(
-            manifest, preset=preset, cache_dir=args.cache, workers=args.workers, progress=progress
-        )
+    try:
+        with progress_bars(enabled=not args.quiet) as progress:
+            summary = extract_features(
+                manifest, preset=preset, cache_dir=args.cache, workers=args.workers, progress=progress, device=device
+            )
+    except WeightsError as error:  # loaded (and checked) before anything is written
+        raise UserError(str(error)) from None
     total = summary.computed + summary.reused
     rate = summary.computed / summary.seconds if summary.seconds > 0 else float("inf")
     console.print(
@@ -309,7 +323,11 @@ def register(commands: Subcommands) -> None:
         default=None,
         help="feature cache folder (default: $SERNAS_CACHE_DIR or ~/.cache/sernas/features)",
     )
-    features.add_argument("--workers", type=int, default=1, help="processes computing features")
+    features.add_argument(
+        "--workers", type=int, default=1, help="processes computing features (SSL presets: CPU threads)"
+    )
+    add_weights_option(features)
+    add_device_option(features)  # where an SSL preset's encoder runs (spectral presets: the CPU)
     features.add_argument("--quiet", action="store_true", help="no progress bar")
     features.set_defaults(handler=cmd_features)
 

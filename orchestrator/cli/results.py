@@ -18,6 +18,7 @@ from orchestrator.cli.common import (
     UserError,
     add_device_option,
     add_results_options,
+    add_weights_option,
     check_storage,
     console,
     error_console,
@@ -298,7 +299,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"{SPEAKER_MIN_CLIPS} those statistics are mostly the clips' own (which removes their level cues): "
             "pass several clips of the same speaker in one call.[/]"
         )
-    predictions = predict_files(loaded, [str(path) for path in args.files], device=device)
+    try:
+        predictions = predict_files(loaded, [str(path) for path in args.files], device=device, weights=args.weights)
+    except ValueError as error:  # an SSL model's encoder weights: missing, broken or not the ones it was trained on
+        raise UserError(str(error)) from None
     if args.format == "json":
         sys.stdout.write(json.dumps([p.__dict__ for p in predictions], indent=2) + "\n")
     else:
@@ -385,5 +389,6 @@ def register(commands: Subcommands) -> None:
     predict.add_argument("--model", required=True, type=Path)
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE.wav")
     predict.add_argument("--format", choices=["table", "json"], default="table")
+    add_weights_option(predict)
     add_device_option(predict)
     predict.set_defaults(handler=cmd_predict)

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from orchestrator.cli.common import DEFAULT_PRESET, Subcommands, UserError, add_device_option, console
+from orchestrator.cli.common import (
+    DEFAULT_PRESET,
+    Subcommands,
+    UserError,
+    add_device_option,
+    add_weights_option,
+    console,
+)
 
 if TYPE_CHECKING:
     from search_space.architecture import Architecture
@@ -77,7 +84,7 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
     from search_space.architecture import architecture_text
     from trainers.checkpoint import CheckpointError
     from trainers.device import resolve_device
-    from trainers.features import FeaturesNotFoundError
+    from trainers.features import FeaturesNotFoundError, get_preset, resolve_preset
     from trainers.fold_data import load_fold_data
     from trainers.folds import read_folds, require_speaker_independence
     from trainers.manifest import read_manifest
@@ -90,7 +97,14 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     try:
         shape = ModelShape(
-            **_given(args, layers="layers", nodes="nodes", init_channels="init_channels", lstm_hidden="lstm_hidden")
+            **_given(
+                args,
+                layers="layers",
+                nodes="nodes",
+                init_channels="init_channels",
+                lstm_hidden="lstm_hidden",
+                ssl_projection="ssl_projection",
+            )
         )
         common = {"shape": shape, **_given(args, batch_size="batch_size", seed="seed")}
         search = (
@@ -104,11 +118,14 @@ def cmd_run_fold(args: argparse.Namespace) -> int:
         folds, protocol = read_folds(args.folds)
         if not args.accept_speaker_overlap:  # checked, never assumed (trainers.folds.speaker_check)
             require_speaker_independence(folds[folds["fold"] == args.fold], opt_in="--accept-speaker-overlap")
+        preset = resolve_preset(
+            get_preset(args.preset), weights=args.weights
+        )  # SSL: the weights' checksum keys the cache
         data = load_fold_data(
             manifest=manifest,
             folds=folds,
             fold=args.fold,
-            preset=args.preset,
+            preset=preset,
             cache_dir=args.cache,
             classes=protocol.get("classes"),
             manifest_path=args.manifest,
@@ -194,6 +211,9 @@ def register(commands: Subcommands) -> None:
     fold.add_argument("--init-channels", type=int, **FROM_SETTINGS, help="default: ModelShape.init_channels")
     fold.add_argument("--lstm-hidden", type=int, **FROM_SETTINGS, help="default: ModelShape.lstm_hidden")
     fold.add_argument(
+        "--ssl-projection", type=int, **FROM_SETTINGS, help="SSL presets only (default: ModelShape.ssl_projection)"
+    )
+    fold.add_argument(
         "--batch-size", type=int, **FROM_SETTINGS, help="search and evaluation (default: their settings')"
     )
     fold.add_argument("--order", **FROM_SETTINGS, help="DARTS approximation (default: SearchSettings.order)")
@@ -210,5 +230,6 @@ def register(commands: Subcommands) -> None:
     )
     fold.add_argument("--preset", default=DEFAULT_PRESET, help="feature preset the features were computed with")
     fold.add_argument("--cache", type=Path, default=None, help="feature cache folder")
+    add_weights_option(fold)
     fold.add_argument("--out", required=True, type=Path, help="work folder: checkpoints and result.json")
     fold.set_defaults(handler=cmd_run_fold)

@@ -148,6 +148,7 @@ def run_search_command(
     overrides = list(overrides) + ([f"tune.storage={storage}"] if storage else [])
     try:
         config = load_config(config_path, overrides=overrides)
+        config.data.resolved_preset(check=True)  # an SSL preset's weights: found and loaded before any write
         check_access(storage_root(config), write=True)  # before any data is prepared or Ray starts
         if not resume:
             _one_run_per_name(config, restart=restart, command=command)

@@ -182,7 +182,14 @@ class DataConfig(CorpusConfig):
     dataset: Dataset | None = Field(  # type: ignore[assignment]  (None with sources)
         None, description="the corpus reader or split-file format; leave out with sources"
     )
-    preset: str = Field("paper-mfcc", description="feature preset, see trainers.features.PRESETS")
+    preset: str = Field(
+        "paper-mfcc", description="feature preset, see trainers.features.PRESETS, or a preset file (.json)"
+    )
+    weights: Path | None = Field(
+        None,
+        description="an SSL preset's encoder weights (default: torch hub's cache, $TORCH_HOME/hub/checkpoints/"
+        "<torchaudio's file name>); never downloaded",
+    )
     cache_dir: Path | None = Field(None, description="feature cache (default: $SERNAS_CACHE_DIR or ~/.cache)")
     classes: tuple[str, ...] | None = Field(None, min_length=1, description="classes kept after merges; None: all")
     merges: dict[str, str] = Field(default_factory=dict, description="source -> target, before selecting classes")
@@ -194,7 +201,7 @@ class DataConfig(CorpusConfig):
         "and its own merges; the corpus keys of data itself are then left out",
     )
 
-    @field_validator("cache_dir")
+    @field_validator("cache_dir", "weights")
     @classmethod
     def _absolute_cache(cls, value: Path | None) -> Path | None:
         return None if value is None else absolute_path(value)
@@ -202,11 +209,22 @@ class DataConfig(CorpusConfig):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, value: str) -> str:
-        from trainers.features import PRESETS
+        from trainers.features import get_preset
 
-        if value not in PRESETS:
-            raise ValueError(f"unknown feature preset {value!r}; expected one of: {', '.join(PRESETS)}")
+        if value.endswith(".json"):
+            value = str(absolute_path(Path(value)))
+        get_preset(value)  # a built-in name or a valid preset file; the error says which are known
         return value
+
+    def resolved_preset(self, *, check: bool = False) -> Any:
+        """The preset to compute and load with: for an SSL preset its weights (``weights``, else torch
+        hub's cache) found and checksummed, and with ``check`` loaded once, or
+        ``trainers.features.WeightsError`` naming the file."""
+        from trainers.features import check_weights, get_preset, resolve_preset
+
+        if check:
+            return check_weights(get_preset(self.preset), weights=self.weights)
+        return resolve_preset(get_preset(self.preset), weights=self.weights)
 
     @field_validator("classes")
     @classmethod

@@ -54,6 +54,7 @@ _SHAPE = (
     "frequency_bins",
     "sequence_projection",
     "pooling",
+    "ssl_projection",
 )
 SHORTHANDS: Mapping[str, tuple[str, ...]] = {
     **{name: (f"search.shape.{name}", f"eval.shape.{name}") for name in _SHAPE},

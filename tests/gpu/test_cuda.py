@@ -191,3 +191,21 @@ def test_a_model_exported_on_cuda_predicts_the_same_labels_on_the_cpu(tmp_path):
     assert [p.label for p in on_cpu] == [p.label for p in on_cuda]
     for a, b in zip(on_cpu, on_cuda):
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+
+
+def test_ssl_features_on_cuda_equal_the_cpus(tmp_path):
+    """The encoder runs on the device it is given (never .cuda() on its own): a WavLM-sized
+    front end on CUDA stores the CPU's features within float16 rounding."""
+    from tiny_encoders import save_tiny_weights, tiny_encoder, tiny_preset
+
+    from trainers.features import SSLFeatureExtractor, resolve_preset
+
+    preset = tiny_preset(encoder=tiny_encoder(model_type="WavLM", dim=64), time_pool=2, max_seconds=4.0)
+    resolved = resolve_preset(preset, weights=save_tiny_weights(preset.encoder, tmp_path / "w.pt"))
+    wave = np.random.default_rng(0).standard_normal(3 * 16_000).astype(np.float32) * 0.1
+    on_gpu = SSLFeatureExtractor(resolved, device=torch.device("cuda"))
+    assert next(on_gpu.model.parameters()).device.type == "cuda"
+    cpu = SSLFeatureExtractor(resolved, device=torch.device("cpu"))(wave, 16_000).float()
+    gpu = on_gpu(wave, 16_000)
+    assert gpu.device.type == "cpu" and gpu.dtype == torch.float16  # stored from the CPU
+    torch.testing.assert_close(gpu.float(), cpu, atol=5e-3, rtol=5e-3)

@@ -105,6 +105,19 @@ def test_demo_is_small_and_the_paper_config_follows_the_paper():
     assert msp.data.dataset == "msp-improv" and msp.folds.scheme == "loso"
 
 
+def test_the_wavlm_config_follows_emoboxs_protocol(tmp_path):
+    config = load_config(REPO / "configs/iemocap-wavlm.yaml")
+    assert config.data.dataset == "iemocap" and not config.data.improvised_only  # all five sessions
+    assert config.data.classes == ("neu", "hap", "sad", "ang") and dict(config.data.merges) == {"exc": "hap"}
+    assert config.folds.scheme == "loso" and config.folds.use is None
+    assert config.data.preset == "wavlm-large" and config.data.weights is None  # torch hub's cache
+    assert config.eval.shape.ssl_projection == 64 and "ssl_projection" in config.space
+    weights = tmp_path / "wavlm_large.pth"
+    text = (REPO / "configs/iemocap-wavlm.yaml").read_text().replace("weights: null", f"weights: {weights}")
+    (tmp_path / "iemocap-wavlm.yaml").write_text(text)
+    assert load_config(tmp_path / "iemocap-wavlm.yaml").data.weights == weights  # checked when used, not loaded
+
+
 def test_loading_a_config_does_not_import_ray():
     code = (
         "import sys; from orchestrator.config import load_config; load_config('configs/demo.yaml'); "

@@ -142,3 +142,25 @@ def test_speaker_statistics_need_the_speakers_features_and_the_fold_table_s_spea
     moved.loc[moved.utt_id == table.utt_id.iloc[0], "speaker"] = "Ses09F"
     with pytest.raises(ValueError, match="another speaker in the manifest than in the fold table"):
         load(moved, folds, cache)
+
+
+def test_ssl_layers_stay_marked_through_subsets_and_concatenation():
+    """``Split.layered`` (SSL encoder layers, (N, L, D, T)) is what makes the networks mix the layers
+    (``ModelShape.frontend``), so it must survive every way a split is cut and joined."""
+    from search_space import LayerMixOptions
+    from trainers.fold_data import concat_splits
+    from trainers.settings import ModelShape
+
+    layered = Split(
+        x=torch.zeros(4, 3, 8, 10, dtype=torch.float16),
+        y=torch.zeros(4, dtype=torch.int64),
+        utt_ids=("a", "b", "c", "d"),
+        layered=True,
+    )
+    assert layered.subset(torch.tensor([2, 0])).layered and concat_splits(layered, layered).layered
+    spectral = Split(x=torch.zeros(1, 1, 8, 10), y=torch.zeros(1, dtype=torch.int64), utt_ids=("e",))
+    with pytest.raises(ValueError, match="SSL encoder layers with splits of spectrograms"):
+        concat_splits(layered, spectral)
+    shape = ModelShape(ssl_projection=16)
+    assert shape.frontend((3, 8, 10), layered=True) == LayerMixOptions(layers=3, dim=8, width=16)
+    assert shape.frontend((1, 8, 10), layered=False) is None

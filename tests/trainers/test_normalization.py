@@ -122,3 +122,36 @@ def test_training_refuses_raw_or_otherwise_normalised_features_and_a_second_norm
         device=cpu,
     )
     assert 0.0 <= trained.test["ua"] <= 1.0  # and it trains once normalised as its settings say
+
+
+@pytest.mark.parametrize("mode", ["train", "utterance", "speaker"])
+def test_half_precision_features_normalise_as_float32_does_in_chunks(mode, monkeypatch):
+    """SSL features stay float16 in memory: statistics are summed in float32 and the result keeps
+    float16, a chunk of clips at a time (a chunk of 3 here), equal to the float32 path."""
+    import trainers.normalization as normalization
+    from trainers.fold_data import Split, iterate_batches
+
+    monkeypatch.setattr(normalization, "_CHUNK_ROWS", 3)
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(10, 2, 5, 12, generator=gen) * 3 + 40).to(torch.float16)  # (N, L, D, T)
+    lengths = torch.tensor([12, 3, 7, 12, 1, 9, 12, 5, 6, 12])
+    speakers = tuple("ab"[i % 2] for i in range(10))
+    rows = {s: [i for i in range(10) if speakers[i] == s] for s in "ab"}
+    stats = {s: pooled_statistics(x.float()[r], lengths[r]) for s, r in rows.items()}  # each (1, C, F, 1)
+    attached = stats if mode == "speaker" else None
+    full = Normalizer(mode).fit(x.float(), lengths, speaker_stats=attached)
+    half = Normalizer(mode).fit(x, lengths, speaker_stats=attached)
+    if mode == "train":
+        torch.testing.assert_close(half.mean, full.mean, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(half.std, full.std, rtol=1e-5, atol=1e-4)
+    out = half(x, lengths, speakers)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), full(x.float(), lengths, speakers), rtol=2e-3, atol=2e-3)
+    batch, _, _ = next(
+        iterate_batches(
+            Split(x=out, y=torch.zeros(10, dtype=torch.int64), utt_ids=tuple("0123456789"), lengths=lengths),
+            batch_size=4,
+            shuffle=False,
+        )
+    )
+    assert batch.dtype == torch.float32  # what the networks get

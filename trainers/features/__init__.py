@@ -19,6 +19,11 @@ through ``trainers.atomic_io``: a killed run leaves no partial ``.npy``.
 
 ``content-index.json`` only saves rehashing unchanged audio (see ``trainers.features.cache``).
 
+Self-supervised encoders (WavLM, HuBERT, wav2vec 2.0): ``ssl_presets`` (``SSLPreset``: which
+encoder, layers, pooling; its fingerprint includes the weights' sha256) and ``ssl_encoder``
+(finding and checking the weights, ``SSLFeatureExtractor``). Their files are float16
+``(L, D, t)`` holding only the clip's frames; ``load_features`` pads them to ``(L, D, T)``.
+
 Modules: ``presets`` (what is computed), ``signal`` (the computation), ``cache`` (where it is
 stored, content hashes), ``extraction`` (``extract_features``), ``node`` (``extract_features_once``:
 one process per node computes, under a file lock, the others wait), ``loading`` (``load_features``).
@@ -28,12 +33,39 @@ from trainers.features.cache import default_cache_dir, feature_path
 from trainers.features.extraction import FailedUtterance, FeatureExtractionSummary, extract_features
 from trainers.features.loading import FeaturesNotFoundError, load_features
 from trainers.features.node import extract_features_once
-from trainers.features.presets import FEATURE_ALGORITHM_VERSION, PRESETS, FeaturePreset, get_preset
+from trainers.features.presets import (
+    FEATURE_ALGORITHM_VERSION,
+    PRESETS,
+    AnyPreset,
+    FeaturePreset,
+    get_preset,
+    parse_preset,
+)
 from trainers.features.signal import FeatureExtractor
+from trainers.features.ssl_encoder import (
+    SSLFeatureExtractor,
+    WeightsError,
+    check_weights,
+    default_weights_path,
+    load_encoder,
+    resolve_preset,
+)
+from trainers.features.ssl_presets import SSL_BUNDLES, EncoderSpec, SSLPreset
 
 __all__ = [
     "FEATURE_ALGORITHM_VERSION",
     "PRESETS",
+    "SSL_BUNDLES",
+    "AnyPreset",
+    "EncoderSpec",
+    "SSLFeatureExtractor",
+    "SSLPreset",
+    "WeightsError",
+    "check_weights",
+    "default_weights_path",
+    "load_encoder",
+    "parse_preset",
+    "resolve_preset",
     "FailedUtterance",
     "FeatureExtractionSummary",
     "FeatureExtractor",

@@ -25,7 +25,8 @@ from typing import NamedTuple
 import pandas as pd
 
 from trainers.atomic_io import write_text_atomically
-from trainers.features.presets import FeaturePreset, get_preset
+from trainers.features.presets import AnyPreset, get_preset
+from trainers.features.ssl_encoder import resolve_preset
 
 _INDEX_FILE = "content-index.json"
 _INDEX_VERSION = 1
@@ -48,13 +49,14 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "sernas" / "features"
 
 
-def _preset_dir(cache_dir: Path, preset: FeaturePreset) -> Path:
+def _preset_dir(cache_dir: Path, preset: AnyPreset) -> Path:
     return cache_dir / f"{preset.name}-{preset.fingerprint}"
 
 
-def feature_path(cache_dir: str | os.PathLike[str], preset: FeaturePreset | str, content_hash: str) -> Path:
-    """Where the features of audio whose bytes hash to ``content_hash`` are cached."""
-    return _feature_path(_preset_dir(Path(cache_dir), get_preset(preset)), content_hash)
+def feature_path(cache_dir: str | os.PathLike[str], preset: AnyPreset | str, content_hash: str) -> Path:
+    """Where the features of audio whose bytes hash to ``content_hash`` are cached (an SSL preset's
+    weights are looked up: their checksum is part of the key)."""
+    return _feature_path(_preset_dir(Path(cache_dir), resolve_preset(get_preset(preset))), content_hash)
 
 
 def _feature_path(preset_dir: Path, content_hash: str) -> Path:

@@ -29,8 +29,10 @@ from trainers.features.cache import (
     _StatKey,
     default_cache_dir,
 )
-from trainers.features.presets import FEATURE_ALGORITHM_VERSION, FeaturePreset, get_preset
+from trainers.features.presets import FEATURE_ALGORITHM_VERSION, AnyPreset, FeaturePreset, get_preset
 from trainers.features.signal import FeatureExtractor
+from trainers.features.ssl_encoder import SSLFeatureExtractor, resolve_preset
+from trainers.features.ssl_presets import SSL_ALGORITHM_VERSION, SSLPreset
 from trainers.reporting import Progress, ignore_progress
 
 
@@ -81,7 +83,7 @@ class _Task:
     destination: Path
 
 
-def _run_task(task: _Task, extractor: FeatureExtractor) -> str | None:
+def _run_task(task: _Task, extractor: FeatureExtractor | SSLFeatureExtractor) -> str | None:
     """Compute and cache one audio file's features; return None, or why the audio is unusable."""
     try:
         samples, sample_rate = read_audio(task.path)
@@ -92,8 +94,10 @@ def _run_task(task: _Task, extractor: FeatureExtractor) -> str | None:
         return str(error)
     except OSError as error:
         return f"cannot read file ({error.strerror or error})"
-    values = extractor(samples, sample_rate)  # (1, F, T)
+    values = extractor(samples, sample_rate)  # (1, F, T) float32, or SSL (L, D, T') float16
     if not torch.isfinite(values).all():
+        if values.dtype == torch.float16:
+            return "features are not finite in float16 (NaN or inf audio samples, or hidden states beyond 65504)"
         return "features are not finite (does the audio contain NaN or inf samples?)"
     array = values.numpy()
     write_atomically(task.destination, lambda handle: np.save(handle, array))
@@ -101,15 +105,15 @@ def _run_task(task: _Task, extractor: FeatureExtractor) -> str | None:
 
 
 @contextlib.contextmanager
-def _single_torch_thread() -> Iterator[None]:
+def _single_torch_thread(threads: int = 1) -> Iterator[None]:
     """Run torch on one intra-op thread, as the workers do, then restore the caller's setting.
 
     Per utterance the transforms are too small to gain from threads (on a 2-core node one thread
     was ~7x faster than two under load), and one thread everywhere makes the cached values
-    bit-identical whatever ``workers`` was.
+    bit-identical whatever ``workers`` was. An SSL encoder is large enough to use ``threads``.
     """
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -131,9 +135,19 @@ def _run_task_in_worker(task: _Task) -> str | None:
 
 
 def _run_tasks(
-    tasks: Sequence[_Task], preset: FeaturePreset, workers: int, advance: Callable[[], None]
+    tasks: Sequence[_Task],
+    preset: FeaturePreset,
+    workers: int,
+    advance: Callable[[], None],
+    encoder: SSLFeatureExtractor | None = None,
 ) -> Iterator[tuple[_Task, str | None]]:
     if not tasks:
+        return
+    if encoder is not None:  # one encoder in this process, on its device; the CPU's threads are the workers
+        with _single_torch_thread(workers if encoder.device.type == "cpu" else 1):
+            for task in tasks:
+                yield task, _run_task(task, encoder)
+                advance()
         return
     if workers == 1 or len(tasks) == 1:
         extractor = FeatureExtractor(preset)
@@ -175,10 +189,11 @@ def _stage(progress: Progress, description: str, total: int) -> Callable[[], Non
 def extract_features(
     manifest: pd.DataFrame,
     *,
-    preset: FeaturePreset | str,
+    preset: AnyPreset | str,
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int = 1,
     progress: Progress = ignore_progress,
+    device: torch.device | None = None,
 ) -> FeatureExtractionSummary:
     """Compute and cache the features of every manifest row that is not cached yet.
 
@@ -186,11 +201,17 @@ def extract_features(
     the others; errors that are not about the input (a full disk, a bug) are raised.
     ``workers > 1`` computes in that many spawned processes of one torch thread each.
     ``progress`` hears the stages ("hashing audio", "computing <preset>") and their counts.
+
+    An SSL preset (``trainers.features.ssl_presets``) runs its encoder in this process on
+    ``device`` (None: the CPU; the caller picks, e.g. ``trainers.device.resolve_device``) with
+    ``workers`` torch threads on a CPU. Its weights are found (and, when anything is to be
+    computed, loaded) before anything is written: a missing or broken file raises
+    ``WeightsError`` naming it. On a GPU the encoder's memory is given back when it is done.
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, but got {workers!r}.")
     started = time.perf_counter()
-    preset = get_preset(preset)
+    preset = resolve_preset(get_preset(preset))
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     preset_dir = _preset_dir(cache_dir, preset)
     utt_ids, paths = _manifest_rows(manifest)
@@ -199,7 +220,6 @@ def extract_features(
     reused = shared = computed = 0
     index = _ContentIndex(cache_dir / _INDEX_FILE)
     resolved = _resolve_hashes(paths, index, _stage(progress, "hashing audio", len(paths)))
-    index.save()
     for row, reason in resolved.errors.items():
         failed.append((row, FailedUtterance(utt_ids[row], paths[row], reason)))
 
@@ -216,16 +236,23 @@ def extract_features(
             first = rows[0]
             tasks.append(_Task(content_hash, paths[first], resolved.stat_keys[first], destination))
 
+    encoder = None
+    if tasks and isinstance(preset, SSLPreset):  # loads and checks the weights before anything is written
+        encoder = SSLFeatureExtractor(preset, device=device or torch.device("cpu"))
+    index.save()
     if tasks:
         _write_preset_description(preset_dir, preset)
     advance = _stage(progress, f"computing {preset.name}", len(tasks))
-    for task, error in _run_tasks(tasks, preset, workers, advance):
+    for task, error in _run_tasks(tasks, preset, workers, advance, encoder):
         rows = rows_by_hash[task.content_hash]
         if error is None:
             computed += 1
             shared += len(rows) - 1
         else:
             failed.extend((row, FailedUtterance(utt_ids[row], paths[row], error)) for row in rows)
+    if encoder is not None and encoder.device.type == "cuda":
+        del encoder  # the trial that computed goes on training on this GPU: give the encoder's memory back
+        torch.cuda.empty_cache()
 
     failed.sort(key=lambda item: item[0])  # manifest row order
     return FeatureExtractionSummary(
@@ -242,13 +269,13 @@ def extract_features(
     )
 
 
-def _write_preset_description(preset_dir: Path, preset: FeaturePreset) -> None:
+def _write_preset_description(preset_dir: Path, preset: AnyPreset) -> None:
     description = preset_dir / "preset.json"
     if description.exists():
         return
     payload = {
         "fingerprint": preset.fingerprint,
-        "algorithm_version": FEATURE_ALGORITHM_VERSION,
+        "algorithm_version": SSL_ALGORITHM_VERSION if isinstance(preset, SSLPreset) else FEATURE_ALGORITHM_VERSION,
         **preset.model_dump(mode="json"),
     }
     write_text_atomically(description, json.dumps(payload, indent=2, sort_keys=True) + "\n")

@@ -14,37 +14,41 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import torch
 from filelock import FileLock
 
 from trainers.features.cache import _preset_dir, default_cache_dir
 from trainers.features.extraction import FeatureExtractionSummary, extract_features
-from trainers.features.presets import FeaturePreset, get_preset
+from trainers.features.presets import AnyPreset, get_preset
+from trainers.features.ssl_encoder import resolve_preset
 
 __all__ = ["extract_features_once", "features_lock_path"]
 
 
-def features_lock_path(cache_dir: str | os.PathLike[str] | None, preset: FeaturePreset | str) -> Path:
+def features_lock_path(cache_dir: str | os.PathLike[str] | None, preset: AnyPreset | str) -> Path:
     """The lock file that serialises extraction of ``preset`` into ``cache_dir`` on one node."""
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return _preset_dir(cache_dir, get_preset(preset)).with_suffix(".lock")
+    return _preset_dir(cache_dir, resolve_preset(get_preset(preset))).with_suffix(".lock")
 
 
 def extract_features_once(
     manifest: pd.DataFrame,
     *,
-    preset: FeaturePreset | str,
+    preset: AnyPreset | str,
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int = 1,
     where: str = "this node",
+    device: torch.device | None = None,
 ) -> FeatureExtractionSummary:
     """``extract_features`` under the node's lock for ``preset``; raise if any utterance failed.
 
-    ``where`` names the node in the error (a corpus path that only some nodes can read).
+    ``where`` names the node in the error (a corpus path that only some nodes can read);
+    ``device`` runs an SSL preset's encoder (None: the CPU).
     """
     lock_path = features_lock_path(cache_dir, preset)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path)):
-        summary = extract_features(manifest, preset=preset, cache_dir=cache_dir, workers=workers)
+        summary = extract_features(manifest, preset=preset, cache_dir=cache_dir, workers=workers, device=device)
     if summary.failed:
         first = summary.failed[0]
         raise ValueError(

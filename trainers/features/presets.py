@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from trainers.features.ssl_presets import SSLPreset, encoder_from_bundle
 
 # Bump when the computation changes in a way the preset's fields do not capture (a different
 # resampler, padding rule, pooling...): every fingerprint changes and caches are recomputed.
@@ -176,15 +180,74 @@ _PRESET_LIST = (
     ),
 )
 
-PRESETS: Mapping[str, FeaturePreset] = MappingProxyType({preset.name: preset for preset in _PRESET_LIST})
+
+def _ssl_preset(name: str, encoder: str, layers: range) -> SSLPreset:
+    """Frozen ``encoder``'s hidden states of ``layers``, first 8 s, time averaged by 4 (12.5 frames/s).
+
+    Every other layer (Base) or every fourth (Large), six in all, so that IEMOCAP (~7 h of the
+    four classes, ~12 h in all) fits in a few GB: 12 h x 3600 x 12.5 x 6 x 1024 x 2 B = 6.6 GB
+    for the Large models (docs/data.md)."""
+    return SSLPreset(
+        name=name,
+        encoder=encoder_from_bundle(encoder),
+        layers=tuple(layers),
+        time_pool=4,
+        max_seconds=8.0,
+        chunk_seconds=30.0,
+    )
 
 
-def get_preset(preset: FeaturePreset | str) -> FeaturePreset:
-    """Return the named built-in preset (a ``FeaturePreset`` is returned as is)."""
-    if isinstance(preset, FeaturePreset):
+_SSL_PRESET_LIST = (
+    _ssl_preset("wavlm-base-plus", "wavlm-base-plus", range(2, 13, 2)),
+    _ssl_preset("wavlm-large", "wavlm-large", range(4, 25, 4)),
+    _ssl_preset("hubert-base", "hubert-base", range(2, 13, 2)),
+    _ssl_preset("hubert-large", "hubert-large", range(4, 25, 4)),
+    _ssl_preset("wav2vec2-base", "wav2vec2-base", range(2, 13, 2)),
+)
+
+AnyPreset = FeaturePreset | SSLPreset
+"""A spectral preset or a self-supervised encoder's."""
+
+PRESETS: Mapping[str, AnyPreset] = MappingProxyType(
+    {preset.name: preset for preset in (*_PRESET_LIST, *_SSL_PRESET_LIST)}
+)
+
+_PRESET_ADAPTER: TypeAdapter[AnyPreset] = TypeAdapter(Annotated[FeaturePreset | SSLPreset, Field(discriminator="kind")])
+
+
+def parse_preset(value: Mapping[str, object]) -> AnyPreset:
+    """A preset from its ``model_dump`` (a bundle's, a JSON preset file's): the kind picks the class."""
+    return _PRESET_ADAPTER.validate_python(value)
+
+
+def get_preset(preset: AnyPreset | str | os.PathLike[str]) -> AnyPreset:
+    """The named built-in preset, or the preset in a JSON file (a path ending in ``.json``).
+
+    A preset object is returned as is. A JSON file holds a preset's fields (``kind`` picks
+    spectral or SSL); its errors name the file."""
+    if isinstance(preset, FeaturePreset | SSLPreset):
         return preset
+    if isinstance(preset, os.PathLike) or str(preset).endswith(".json"):
+        return _preset_file(Path(preset))
     try:
         return PRESETS[preset]
     except KeyError:
         expected = ", ".join(PRESETS)
-        raise ValueError(f"unknown feature preset {preset!r}; expected one of: {expected}") from None
+        raise ValueError(
+            f"unknown feature preset {preset!r}; expected one of: {expected}, or a preset file (.json)"
+        ) from None
+
+
+def _preset_file(path: Path) -> AnyPreset:
+    try:
+        payload = json.loads(path.expanduser().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"preset file {path} does not exist.") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"preset file {path} is not readable JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"preset file {path} must hold a JSON object, but got {type(payload).__name__}.")
+    try:
+        return parse_preset(payload)
+    except ValidationError as error:
+        raise ValueError(f"preset file {path} is not a valid preset: {error}") from None
