@@ -464,6 +464,30 @@ def run(
     }
 
 
+def merge_results(parts: Sequence[dict]) -> dict:
+    """One result from runs of the same folds, methods, controls and budgets over other seeds (each
+    (fold, seed, candidate) is trained on its own, so this equals one run over all their seeds)."""
+    first = parts[0]
+    same = ("folds", "random_controls", "search_epochs", "eval_epochs")
+    for part in parts[1:]:
+        if any(part["budgets"][key] != first["budgets"][key] for key in same) or part["methods"] != first["methods"]:
+            raise ValueError("merge_results joins runs that differ only in their seeds.")
+    rows = sorted((r for part in parts for r in part["rows"]), key=lambda r: (r["fold"], r["seed"], r["name"]))
+    seeds = sorted({seed for part in parts for seed in part["budgets"]["seeds"]})
+    folds = first["budgets"]["folds"]
+    logistic = {int(fold): ua for fold, ua in first["per_fold"]["logistic_per_speaker_test_ua"].items()}
+    controls = [control["architecture"] for control in first["random_controls"].values()]
+    return {
+        **first,
+        "protocol": f"loso folds {folds}, seeds {seeds}, classes {'/'.join(CLASSES)}, preset {PRESET}",
+        "budgets": {**first["budgets"], "seeds": seeds},
+        **summarise(rows, logistic=logistic, controls=controls, methods=list(first["methods"])),
+        "task_cpu_seconds": round(sum(r["cpu_seconds"] for r in rows), 1),
+        "rows": rows,
+        "seconds": round(sum(part["seconds"] for part in parts), 1),
+    }
+
+
 def _cpus() -> int:
     import os
 
@@ -474,6 +498,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--seeds", type=int, default=1, help="seeds per fold (0..N-1); 3: about 2 hours")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+N-1 (split a long run; merge_results joins)"
+    )
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--random", type=int, default=8, help="random-architecture controls (K)")
     parser.add_argument("--search-epochs", type=int, default=SEARCH.epochs)
@@ -489,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = run(
             Path(tmp),
             fold_numbers=args.folds,
-            seeds=list(range(args.seeds)),
+            seeds=list(range(args.first_seed, args.first_seed + args.seeds)),
             methods=args.methods,
             random=args.random,
             search_epochs=args.search_epochs,

@@ -200,3 +200,29 @@ def test_the_script_on_the_built_in_corpus(tmp_path):
     result = json.loads(out.read_text())
     assert result["chosen_by_validation"] == "random-ws" and len(result["rows"]) == 4
     assert 0.0 <= result["table"]["logistic regression (per speaker)"]["test_ua"] <= 1.0
+
+
+def test_runs_over_other_seeds_merge_into_one_over_all_of_them():
+    """A run split by seeds (--first-seed) merges into what one run over every seed summarises."""
+    logistic, methods = dict.fromkeys(FOLDS, 0.45), ["darts", "random-ws"]
+    seed_0 = rows_for(darts_valid=0.55, random_ws_valid=0.60)
+    seed_1 = [{**row, "seed": 1, "valid_ua": row["valid_ua"] + 0.02} for row in seed_0]
+
+    def result(rows: list[dict], seeds: list[int]) -> dict:
+        budgets = {"folds": FOLDS, "seeds": seeds, "random_controls": 3, "search_epochs": 6, "eval_epochs": 20}
+        rows = [{**row, "params": row.get("params", 1), "cpu_seconds": 1.0} for row in rows]
+        return {
+            "budgets": budgets,
+            "methods": {name: {} for name in methods},
+            "seconds": 10.0,
+            "rows": rows,
+            **bench.summarise(rows, logistic=logistic, controls=CONTROLS, methods=methods),
+        }
+
+    merged = bench.merge_results([result(seed_0, [0]), result(seed_1, [1])])
+    whole = result(seed_0 + seed_1, [0, 1])
+    assert merged["budgets"]["seeds"] == [0, 1] and merged["seconds"] == 20.0 and len(merged["rows"]) == 2 * len(seed_0)
+    assert merged["table"] == whole["table"] and merged["tests"] == whole["tests"]
+    assert merged["chosen_by_validation"] == whole["chosen_by_validation"]
+    with pytest.raises(ValueError, match="differ only in their seeds"):
+        bench.merge_results([result(seed_0, [0]), {**result(seed_1, [1]), "methods": {"darts": {}}}])
